@@ -1,0 +1,170 @@
+//! A route's plugin chain, and running it for one request.
+//!
+//! [`Chain`] is built at config load and shared; [`ChainRun`] lives for one
+//! request and keeps each plugin's instance across that request's hooks
+//! (request, then response), so per-request plugin state works while nothing
+//! crosses into another request.
+
+use std::sync::Arc;
+
+use super::bindings::{Denial, RequestContext};
+use super::error::{FailureKind, PluginFailure};
+use super::hooks::{Action, Hook};
+use super::instance::{Live, PreparedPlugin, classify};
+use super::spec::FailureMode;
+
+/// The ordered plugins of a route.
+#[derive(Clone, Default)]
+pub struct Chain {
+    plugins: Vec<Arc<PreparedPlugin>>,
+}
+
+impl Chain {
+    pub fn new(plugins: Vec<Arc<PreparedPlugin>>) -> Self {
+        Chain { plugins }
+    }
+
+    pub fn plugins(&self) -> &[Arc<PreparedPlugin>] {
+        &self.plugins
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.plugins.is_empty()
+    }
+
+    /// Start running this chain for one request.
+    pub fn start(&self, ctx: RequestContext) -> ChainRun<'_> {
+        ChainRun {
+            chain: self,
+            ctx,
+            live: (0..self.plugins.len()).map(|_| None).collect(),
+            decisions: Vec::new(),
+        }
+    }
+}
+
+/// Where a hook left the request.
+#[derive(Debug)]
+pub enum Verdict {
+    /// Go on (the input may have been modified in place).
+    Continue,
+    /// A plugin denied the request.
+    Deny { plugin: String, denial: Denial },
+}
+
+/// What each plugin decided, for the access log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub plugin: String,
+    pub hook: &'static str,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Continue,
+    Modify,
+    Deny,
+    /// Failed and skipped because the entry fails open.
+    FailedOpen(FailureKind),
+    /// Failed and stopped the request.
+    Failed(FailureKind),
+}
+
+/// One request's pass through a chain.
+pub struct ChainRun<'c> {
+    chain: &'c Chain,
+    ctx: RequestContext,
+    live: Vec<Option<Live>>,
+    pub decisions: Vec<Decision>,
+}
+
+impl ChainRun<'_> {
+    pub fn context(&self) -> &RequestContext {
+        &self.ctx
+    }
+
+    /// Run hook `H` through every plugin that implements it, in order.
+    /// Modifications apply to `input` before the next plugin sees it.
+    pub fn run<H: Hook>(&mut self, input: &mut H::Input) -> Result<Verdict, PluginFailure> {
+        for (i, plugin) in self.chain.plugins.iter().enumerate() {
+            if !plugin.implements(H::FLAG) {
+                continue;
+            }
+            let result = call::<H>(plugin, &mut self.live[i], &self.ctx, input);
+            let outcome = match result {
+                Ok(Action::Continue) => Outcome::Continue,
+                Ok(Action::Modify(edit)) => {
+                    H::apply(input, edit);
+                    Outcome::Modify
+                }
+                Ok(Action::Deny(denial)) => {
+                    self.record(plugin, H::NAME, Outcome::Deny);
+                    return Ok(Verdict::Deny {
+                        plugin: plugin.name().to_string(),
+                        denial,
+                    });
+                }
+                Err(kind) => {
+                    if plugin.failure_mode == FailureMode::Open {
+                        tracing::warn!(plugin = plugin.name(), route = %self.ctx.route, hook = H::NAME,
+                            request_id = %self.ctx.request_id, "plugin failed and is skipped (failureMode: open): {kind}");
+                        Outcome::FailedOpen(kind)
+                    } else {
+                        self.record(plugin, H::NAME, Outcome::Failed(kind.clone()));
+                        return Err(PluginFailure {
+                            route: self.ctx.route.clone(),
+                            plugin: plugin.name().to_string(),
+                            hook: H::NAME,
+                            kind,
+                        });
+                    }
+                }
+            };
+            self.record(plugin, H::NAME, outcome);
+        }
+        Ok(Verdict::Continue)
+    }
+
+    fn record(&mut self, plugin: &PreparedPlugin, hook: &'static str, outcome: Outcome) {
+        self.decisions.push(Decision {
+            plugin: plugin.name().to_string(),
+            hook,
+            outcome,
+        });
+    }
+}
+
+/// Call one plugin, making its instance on first use. A failed instance is dropped.
+fn call<H: Hook>(
+    plugin: &PreparedPlugin,
+    slot: &mut Option<Live>,
+    ctx: &RequestContext,
+    input: &H::Input,
+) -> Result<Action<H::Edit>, FailureKind> {
+    let live = match slot {
+        Some(live) => {
+            plugin.arm(live);
+            live
+        }
+        None => slot.insert(plugin.acquire()?),
+    };
+    match H::call(&live.plugin, &mut live.store, ctx, input) {
+        Ok(action) => Ok(action),
+        Err(e) => {
+            let kind = classify(&e, &live.store, &plugin.limits);
+            *slot = None;
+            Err(kind)
+        }
+    }
+}
+
+impl Drop for ChainRun<'_> {
+    fn drop(&mut self) {
+        for (plugin, live) in self.chain.plugins.iter().zip(self.live.drain(..)) {
+            if let Some(live) = live {
+                plugin.release(live);
+            }
+        }
+    }
+}

@@ -1,0 +1,479 @@
+//! The wasmtime engine all plugins share, and loading a chain entry into a
+//! [`PreparedPlugin`]: resolve the source, compile once per process, check the
+//! contract version and the grants, configure, snapshot.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, Linker, types::ComponentItem};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+
+use super::bindings::{self, HOOKS_EXPORT, Plugin, PluginPre};
+use super::builtin;
+use super::capabilities::{Capability, HostServices, PluginLabel, StoreState};
+use super::counters::{CounterStore, LocalCounters};
+use super::error::{LoadError, LoadErrorKind};
+use super::instance::{InstanceSource, PreparedPlugin};
+use super::spec::{Isolation, PluginSource, PluginSpec};
+
+/// How often the epoch advances; CPU limits are counted in these ticks.
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Engine-wide sizing. Per-plugin limits are set in each chain entry.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Instances alive at once, across all requests and plugins.
+    pub max_instances: u32,
+    /// Largest memory any plugin may be granted, in MiB.
+    pub max_memory_mib: u64,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            max_instances: 1000,
+            max_memory_mib: 1024,
+        }
+    }
+}
+
+/// The plugin runtime: one per process (tests make their own).
+pub struct PolicyEngine {
+    engine: Engine,
+    linker: Linker<StoreState>,
+    services: Arc<HostServices>,
+    options: EngineOptions,
+    // Compiled once per process: originals by content digest, snapshots by
+    // (digest, config), so routes sharing a plugin and config share the code.
+    compiled: Mutex<HashMap<[u8; 32], Component>>,
+    snapshots: Mutex<HashMap<([u8; 32], [u8; 32]), Component>>,
+    _ticker: EpochTicker,
+}
+
+impl PolicyEngine {
+    pub fn new(options: EngineOptions) -> anyhow::Result<Self> {
+        Self::with_counters(options, Arc::new(LocalCounters::default()))
+    }
+
+    pub fn with_counters(
+        options: EngineOptions,
+        counters: Arc<dyn CounterStore>,
+    ) -> anyhow::Result<Self> {
+        let mut pool = PoolingAllocationConfig::default();
+        let n = options.max_instances;
+        // A component instance of a Rust plugin holds a few core instances
+        // (the module and the adapter shims) but one memory.
+        pool.total_component_instances(n)
+            .total_core_instances(n * 4)
+            .total_memories(n)
+            .total_tables(n * 2)
+            .max_memory_size((options.max_memory_mib as usize) << 20)
+            .max_unused_warm_slots(n / 4);
+
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .memory_init_cow(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config)?;
+
+        let mut linker = Linker::new(&engine);
+        Plugin::add_to_linker::<StoreState, wasmtime::component::HasSelf<StoreState>>(
+            &mut linker,
+            |s| s,
+        )?;
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+
+        Ok(PolicyEngine {
+            _ticker: EpochTicker::start(engine.clone()),
+            engine,
+            linker,
+            services: Arc::new(HostServices::new(counters)),
+            options,
+            compiled: Mutex::default(),
+            snapshots: Mutex::default(),
+        })
+    }
+
+    pub fn services(&self) -> &Arc<HostServices> {
+        &self.services
+    }
+
+    /// Load one chain entry for `route`: everything that can fail, fails here.
+    pub fn load(&self, spec: &PluginSpec, route: &str) -> Result<PreparedPlugin, LoadError> {
+        let err = |kind| LoadError {
+            route: route.to_string(),
+            plugin: spec.name.clone(),
+            kind,
+        };
+        let source = spec.source();
+        let (bytes, builtin) = read_source(&source).map_err(err)?;
+        if spec.limits.memory_mib > self.options.max_memory_mib {
+            return Err(err(LoadErrorKind::Trapped {
+                stage: "limits",
+                error: format!(
+                    "limits.memoryMib {} is above the engine's maximum of {}",
+                    spec.limits.memory_mib, self.options.max_memory_mib
+                ),
+            }));
+        }
+        let digest: [u8; 32] = Sha256::digest(&bytes).into();
+        let component = self.compile(digest, &bytes).map_err(err)?;
+
+        let granted: Vec<Capability> = match &spec.grants {
+            // Logging is always allowed: it is how a plugin explains itself,
+            // and how the SDK reports a panic before the trap.
+            Some(g) if !g.contains(&Capability::Log) => [&[Capability::Log], g.as_slice()].concat(),
+            Some(g) => g.clone(),
+            // Built-ins ship with the gateway and are trusted with what they import.
+            None if builtin => Capability::ALL.to_vec(),
+            None => Capability::DEFAULT.to_vec(),
+        };
+        self.check_interface(&component, &granted).map_err(err)?;
+
+        let label = Arc::new(PluginLabel {
+            plugin: spec.name.clone(),
+            route: route.to_string(),
+            clock_granted: granted.contains(&Capability::Clock),
+            memory_limit: (spec.limits.memory_mib as usize) << 20,
+        });
+        // No `config:` at all means an empty object, so plugins see `{}` rather than null.
+        let config_json = match &spec.config {
+            serde_json::Value::Null => "{}".to_string(),
+            v => v.to_string(),
+        };
+        let config_digest: [u8; 32] = Sha256::digest(config_json.as_bytes()).into();
+
+        let (info, instances) = match spec.isolation {
+            Isolation::Snapshot => {
+                let cached = self
+                    .snapshots
+                    .lock()
+                    .unwrap()
+                    .get(&(digest, config_digest))
+                    .cloned();
+                let (info, snapshot) = match cached {
+                    Some(snapshot) => {
+                        let pre = self.pre(&snapshot).map_err(err)?;
+                        let info = self.describe(&pre, &label).map_err(err)?;
+                        (info, snapshot)
+                    }
+                    None => {
+                        let (info, snapshot) =
+                            self.snapshot(&bytes, &config_json, &label).map_err(err)?;
+                        self.snapshots
+                            .lock()
+                            .unwrap()
+                            .insert((digest, config_digest), snapshot.clone());
+                        (info, snapshot)
+                    }
+                };
+                (
+                    info,
+                    InstanceSource::Snapshot(self.pre(&snapshot).map_err(err)?),
+                )
+            }
+            Isolation::Reuse => {
+                let pre = self.pre(&component).map_err(err)?;
+                let mut store = self.store(&label, spec.limits.cpu_ms);
+                let plugin = pre
+                    .instantiate(&mut store)
+                    .map_err(|e| err(trapped("instantiate", e)))?;
+                let info =
+                    describe_and_configure(&plugin, &mut store, &config_json).map_err(err)?;
+                (
+                    info,
+                    InstanceSource::Reuse {
+                        pre,
+                        config_json,
+                        idle: Mutex::new(vec![(store, plugin)]),
+                    },
+                )
+            }
+        };
+
+        Ok(PreparedPlugin {
+            label,
+            hooks: info.hooks,
+            info,
+            failure_mode: spec.failure_mode,
+            limits: spec.limits,
+            instances,
+            services: self.services.clone(),
+            engine: self.engine.clone(),
+        })
+    }
+
+    fn compile(&self, digest: [u8; 32], bytes: &[u8]) -> Result<Component, LoadErrorKind> {
+        if let Some(c) = self.compiled.lock().unwrap().get(&digest) {
+            return Ok(c.clone());
+        }
+        if !crate::toolchain::is_component(bytes) {
+            let what = if bytes.starts_with(b"\0asm") {
+                "it is a core module"
+            } else {
+                "no wasm header"
+            };
+            return Err(LoadErrorKind::NotComponent(what.into()));
+        }
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| LoadErrorKind::Compile(format!("{e:#}")))?;
+        self.compiled
+            .lock()
+            .unwrap()
+            .insert(digest, component.clone());
+        Ok(component)
+    }
+
+    /// The contract version and the grants, from the component's own type.
+    fn check_interface(
+        &self,
+        component: &Component,
+        granted: &[Capability],
+    ) -> Result<(), LoadErrorKind> {
+        let ty = component.component_type();
+        let exports: Vec<String> = ty
+            .exports(&self.engine)
+            .map(|(n, _)| n.to_string())
+            .collect();
+        if !exports.iter().any(|e| e == HOOKS_EXPORT) {
+            if let Some(other) = exports
+                .iter()
+                .find(|e| e.starts_with("wardgate:policy/hooks"))
+            {
+                let version = other.split('@').nth(1).unwrap_or("an unversioned contract");
+                return Err(LoadErrorKind::WrongContract {
+                    found: format!("wardgate:policy@{version}"),
+                });
+            }
+            return Err(LoadErrorKind::NoHooks {
+                expected: HOOKS_EXPORT,
+                found: if exports.is_empty() {
+                    "none".into()
+                } else {
+                    exports.join(", ")
+                },
+            });
+        }
+        for (name, item) in ty.imports(&self.engine) {
+            if !matches!(item.ty, ComponentItem::ComponentInstance(_)) {
+                return Err(LoadErrorKind::UnknownImport(name.to_string()));
+            }
+            let (interface, version) = name.split_once('@').unwrap_or((name, ""));
+            if let Some(cap) = Capability::ALL.iter().find(|c| c.interface() == interface) {
+                if version != "0.1.0" {
+                    return Err(LoadErrorKind::WrongContract {
+                        found: format!("wardgate:policy@{version}"),
+                    });
+                }
+                if !granted.contains(cap) {
+                    return Err(LoadErrorKind::NotGranted {
+                        capability: cap.name(),
+                        interface: name.to_string(),
+                        granted: granted
+                            .iter()
+                            .map(|c| c.name())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    });
+                }
+            } else if interface.starts_with("wardgate:policy/")
+                && interface != "wardgate:policy/types"
+            {
+                return Err(LoadErrorKind::UnknownImport(name.to_string()));
+            } else if !interface.starts_with("wasi:") && interface != "wardgate:policy/types" {
+                return Err(LoadErrorKind::UnknownImport(name.to_string()));
+            }
+        }
+        Ok(())
+    }
+
+    fn pre(&self, component: &Component) -> Result<PluginPre<StoreState>, LoadErrorKind> {
+        let pre = self
+            .linker
+            .instantiate_pre(component)
+            .map_err(|e| LoadErrorKind::UnknownImport(format!("{e:#}")))?;
+        PluginPre::new(pre).map_err(|e| LoadErrorKind::Compile(format!("{e:#}")))
+    }
+
+    pub(crate) fn store(&self, label: &Arc<PluginLabel>, cpu_ms: u64) -> Store<StoreState> {
+        new_store(&self.engine, label, &self.services, cpu_ms)
+    }
+
+    /// Configure an instance and capture its memory: the snapshot component
+    /// starts every later instance already configured.
+    fn snapshot(
+        &self,
+        bytes: &[u8],
+        config_json: &str,
+        label: &Arc<PluginLabel>,
+    ) -> Result<(bindings::PluginInfo, Component), LoadErrorKind> {
+        let wizer = wasmtime_wizer::Wizer::new();
+        let (cx, instrumented) = wizer
+            .instrument_component(bytes)
+            .map_err(|e| trapped("snapshot instrumentation", e))?;
+        let component = Component::new(&self.engine, &instrumented)
+            .map_err(|e| LoadErrorKind::Compile(format!("{e:#}")))?;
+        let pre = self.pre(&component)?;
+        // Configure-time work gets a generous CPU budget: it runs once.
+        let mut store = self.store(label, 10_000);
+        let instance = pre
+            .instance_pre()
+            .instantiate(&mut store)
+            .map_err(|e| trapped("instantiate", e))?;
+        let plugin = Plugin::new(&mut store, &instance).map_err(|e| trapped("bind exports", e))?;
+        let info = describe_and_configure(&plugin, &mut store, config_json)?;
+        let snapshot = block_on(wizer.snapshot_component(
+            &cx,
+            &mut wasmtime_wizer::WasmtimeWizerComponent {
+                store: &mut store,
+                instance,
+            },
+        ))
+        .map_err(|e| trapped("snapshot", e))?;
+        let snapshot = Component::new(&self.engine, &snapshot)
+            .map_err(|e| LoadErrorKind::Compile(format!("{e:#}")))?;
+        Ok((info, snapshot))
+    }
+
+    fn describe(
+        &self,
+        pre: &PluginPre<StoreState>,
+        label: &Arc<PluginLabel>,
+    ) -> Result<bindings::PluginInfo, LoadErrorKind> {
+        let mut store = self.store(label, 10_000);
+        let plugin = pre
+            .instantiate(&mut store)
+            .map_err(|e| trapped("instantiate", e))?;
+        plugin
+            .wardgate_policy_hooks()
+            .call_describe(&mut store)
+            .map_err(|e| trapped("describe", e))
+    }
+}
+
+pub(crate) fn new_store(
+    engine: &Engine,
+    label: &Arc<PluginLabel>,
+    services: &Arc<HostServices>,
+    cpu_ms: u64,
+) -> Store<StoreState> {
+    let mut store = Store::new(engine, StoreState::new(label.clone(), services.clone()));
+    store.limiter(|s| &mut s.limiter);
+    store.set_epoch_deadline(deadline_ticks(cpu_ms));
+    store
+}
+
+pub(crate) fn deadline_ticks(cpu_ms: u64) -> u64 {
+    // +1: the tick in progress when the call starts is partly spent already.
+    (cpu_ms * 1000 / EPOCH_TICK.as_micros() as u64).max(1) + 1
+}
+
+fn describe_and_configure(
+    plugin: &Plugin,
+    store: &mut Store<StoreState>,
+    config_json: &str,
+) -> Result<bindings::PluginInfo, LoadErrorKind> {
+    let hooks = plugin.wardgate_policy_hooks();
+    let info = hooks
+        .call_describe(&mut *store)
+        .map_err(|e| trapped("describe", e))?;
+    match hooks.call_configure(&mut *store, config_json) {
+        Ok(Ok(())) => Ok(info),
+        Ok(Err(e)) => Err(LoadErrorKind::Config {
+            field: if e.field.is_empty() {
+                "config".into()
+            } else {
+                e.field
+            },
+            message: e.message,
+        }),
+        Err(e) => {
+            let panic = store.data().last_panic.clone();
+            Err(LoadErrorKind::Trapped {
+                stage: "configure",
+                error: panic.unwrap_or_else(|| format!("{e:#}")),
+            })
+        }
+    }
+}
+
+fn trapped(stage: &'static str, e: impl std::fmt::Display) -> LoadErrorKind {
+    LoadErrorKind::Trapped {
+        stage,
+        error: format!("{e:#}"),
+    }
+}
+
+fn read_source(source: &PluginSource) -> Result<(Vec<u8>, bool), LoadErrorKind> {
+    match source {
+        PluginSource::Builtin(name) => {
+            builtin::get(name)
+                .map(|b| (b.to_vec(), true))
+                .ok_or_else(|| LoadErrorKind::UnknownBuiltin {
+                    name: name.clone(),
+                    available: builtin::names().join(", "),
+                })
+        }
+        PluginSource::File(path) => {
+            std::fs::read(path)
+                .map(|b| (b, false))
+                .map_err(|e| LoadErrorKind::Unreadable {
+                    path: path.display().to_string(),
+                    error: e.to_string(),
+                })
+        }
+        PluginSource::Oci(r) => Err(LoadErrorKind::OciUnsupported(r.to_string())),
+    }
+}
+
+// Wizer's snapshot API is async but never waits on I/O here: poll it to completion.
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+    }
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`]; stopped on drop.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("wardgate-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("spawn epoch thread");
+        EpochTicker {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! A loaded plugin and the instances it hands to requests.
+//!
+//! In `snapshot` isolation every request gets a fresh instance of the
+//! post-`configure` snapshot (pooled slot, copy-on-write memory image), so no
+//! state crosses requests. In `reuse` isolation configured instances go back
+//! to an idle list after the request. An instance that failed is never reused.
+
+use std::sync::{Arc, Mutex};
+
+use wasmtime::{Engine, Store, Trap};
+
+use super::bindings::{Hooks, Plugin, PluginInfo, PluginPre};
+use super::capabilities::{HostServices, PluginLabel, StoreState};
+use super::engine::{deadline_ticks, new_store};
+use super::error::FailureKind;
+use super::spec::{FailureMode, Limits};
+
+pub(crate) enum InstanceSource {
+    Snapshot(PluginPre<StoreState>),
+    Reuse {
+        pre: PluginPre<StoreState>,
+        config_json: String,
+        idle: Mutex<Vec<(Store<StoreState>, Plugin)>>,
+    },
+}
+
+/// One chain entry, loaded and ready to serve requests.
+pub struct PreparedPlugin {
+    pub(crate) label: Arc<PluginLabel>,
+    pub(crate) hooks: Hooks,
+    pub info: PluginInfo,
+    pub failure_mode: FailureMode,
+    pub limits: Limits,
+    pub(crate) instances: InstanceSource,
+    pub(crate) services: Arc<HostServices>,
+    pub(crate) engine: Engine,
+}
+
+/// An instance serving one request.
+pub(crate) struct Live {
+    pub store: Store<StoreState>,
+    pub plugin: Plugin,
+}
+
+impl PreparedPlugin {
+    pub fn name(&self) -> &str {
+        &self.label.plugin
+    }
+
+    pub fn implements(&self, hook: Hooks) -> bool {
+        self.hooks.contains(hook)
+    }
+
+    pub(crate) fn acquire(&self) -> Result<Live, FailureKind> {
+        let instantiate_failed = |e: wasmtime::Error| FailureKind::Instantiate(format!("{e:#}"));
+        match &self.instances {
+            InstanceSource::Snapshot(pre) => {
+                let mut store = new_store(
+                    &self.engine,
+                    &self.label,
+                    &self.services,
+                    self.limits.cpu_ms,
+                );
+                let plugin = pre.instantiate(&mut store).map_err(instantiate_failed)?;
+                Ok(Live { store, plugin })
+            }
+            InstanceSource::Reuse {
+                pre,
+                config_json,
+                idle,
+            } => {
+                if let Some((store, plugin)) = idle.lock().unwrap().pop() {
+                    return Ok(Live { store, plugin });
+                }
+                let mut store = new_store(
+                    &self.engine,
+                    &self.label,
+                    &self.services,
+                    self.limits.cpu_ms,
+                );
+                let plugin = pre.instantiate(&mut store).map_err(instantiate_failed)?;
+                // The config was validated at load; a failure now is a fault.
+                match plugin
+                    .wardgate_policy_hooks()
+                    .call_configure(&mut store, config_json)
+                {
+                    Ok(Ok(())) => Ok(Live { store, plugin }),
+                    Ok(Err(e)) => Err(FailureKind::Instantiate(format!(
+                        "configure: {}: {}",
+                        e.field, e.message
+                    ))),
+                    Err(e) => Err(classify(&e, &store, &self.limits)),
+                }
+            }
+        }
+    }
+
+    /// Hand a healthy instance back after the request.
+    pub(crate) fn release(&self, live: Live) {
+        if let InstanceSource::Reuse { idle, .. } = &self.instances {
+            idle.lock().unwrap().push((live.store, live.plugin));
+        }
+    }
+
+    /// Give the next call a full CPU budget.
+    pub(crate) fn arm(&self, live: &mut Live) {
+        live.store
+            .set_epoch_deadline(deadline_ticks(self.limits.cpu_ms));
+    }
+}
+
+/// Name what went wrong from the error and what the store recorded.
+pub(crate) fn classify(
+    err: &wasmtime::Error,
+    store: &Store<StoreState>,
+    limits: &Limits,
+) -> FailureKind {
+    if store.data().limiter.exceeded.is_some() {
+        return FailureKind::Memory {
+            limit_mib: limits.memory_mib,
+        };
+    }
+    if let Some(Trap::Interrupt) = err.downcast_ref::<Trap>() {
+        return FailureKind::Timeout {
+            cpu_ms: limits.cpu_ms,
+        };
+    }
+    match &store.data().last_panic {
+        Some(panic) => FailureKind::Trap(format!("panicked: {panic}")),
+        None => FailureKind::Trap(err.root_cause().to_string()),
+    }
+}

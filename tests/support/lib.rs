@@ -1,0 +1,51 @@
+//! Shared helpers for Wardgate's integration tests.
+
+use std::path::PathBuf;
+
+use wardgate::policy::bindings::{HttpRequest, RequestContext};
+use wardgate::policy::{EngineOptions, PluginSpec, PolicyEngine, PreparedPlugin};
+
+/// Path of a test or example plugin component built by this crate's build script.
+pub fn plugin_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("WARDGATE_TEST_PLUGINS")).join(format!("{name}.wasm"))
+}
+
+/// A small engine for tests.
+pub fn engine() -> PolicyEngine {
+    PolicyEngine::new(EngineOptions {
+        max_instances: 64,
+        max_memory_mib: 256,
+    })
+    .expect("engine")
+}
+
+/// Parse one chain entry from YAML, as a route's `plugins:` list holds it.
+/// `{plugins}` in the text is replaced by the test plugins' directory.
+pub fn spec(yaml: &str) -> PluginSpec {
+    let yaml = yaml.replace("{plugins}", env!("WARDGATE_TEST_PLUGINS"));
+    serde_saphyr::from_str(&yaml).unwrap_or_else(|e| panic!("bad test YAML: {e}\n{yaml}"))
+}
+
+pub fn load(engine: &PolicyEngine, yaml: &str) -> PreparedPlugin {
+    engine
+        .load(&spec(yaml), "test-route")
+        .unwrap_or_else(|e| panic!("load failed: {e}"))
+}
+
+pub fn context(request_id: &str) -> RequestContext {
+    RequestContext {
+        route: "test-route".into(),
+        client_address: "127.0.0.1:50000".into(),
+        identity: None,
+        request_id: request_id.into(),
+    }
+}
+
+pub fn http_request(path: &str, body: &str) -> HttpRequest {
+    HttpRequest {
+        method: "POST".into(),
+        path: path.into(),
+        headers: vec![],
+        body: Some(body.as_bytes().to_vec()),
+    }
+}
