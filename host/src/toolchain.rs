@@ -152,6 +152,16 @@ impl Toolchain {
         for p in req.packages {
             cmd.arg("-p").arg(p);
         }
+        // SIMD lets memchr and the regex prefilters scan 16 bytes at a time;
+        // wasmtime supports it everywhere it runs.
+        cmd.env(
+            "CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS",
+            "-Ctarget-feature=+simd128",
+        )
+        .env(
+            "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS",
+            "-Ctarget-feature=+simd128",
+        );
         if let Toolchain::DebianWeb { rustc, linker, .. } = self {
             cmd.env("RUSTC", rustc)
                 .env("RUSTC_BOOTSTRAP", "1")

@@ -177,7 +177,17 @@ pub mod __private {
 
     pub fn configure<P: Plugin>(json: &str) -> Result<P, ConfigError> {
         report_panics();
-        P::configure(parse_config::<P>(json)?)
+        let plugin = P::configure(parse_config::<P>(json)?)?;
+        reserve_heap();
+        Ok(plugin)
+    }
+
+    /// Grow the heap once now, and free it: the host snapshots the instance
+    /// after `configure`, so every request starts with this much free heap
+    /// instead of growing linear memory (a syscall) to hold its input.
+    fn reserve_heap() {
+        const HEAP_RESERVE: usize = 512 << 10;
+        drop(std::hint::black_box(Vec::<u8>::with_capacity(HEAP_RESERVE)));
     }
 
     /// Send panic messages to the host before the trap, so the gateway's
@@ -281,7 +291,18 @@ macro_rules! export_plugin {
                 }
             }
 
+            // Only wasm builds export: native builds (unit tests) would put
+            // symbol names with ':' into the linker's version script.
+            #[cfg(target_arch = "wasm32")]
     $crate::wit::__export_hooks!(Export with_types_in $crate::wit);
+
+            // Natively, keep the plugin reachable so it is not dead code.
+            #[cfg(not(target_arch = "wasm32"))]
+            #[allow(dead_code)]
+            fn keep_exports() {
+                let _ = <Export as Guest>::configure;
+                let _ = <Export as Guest>::describe;
+            }
         };
     };
 }

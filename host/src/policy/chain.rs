@@ -143,13 +143,18 @@ fn call<H: Hook>(
     input: &H::Input,
 ) -> Result<Action<H::Edit>, FailureKind> {
     let live = match slot {
-        Some(live) => {
-            plugin.arm(live);
-            live
-        }
+        Some(live) => live,
         None => slot.insert(plugin.acquire()?),
     };
-    match H::call(&live.plugin, &mut live.store, ctx, input) {
+    // Every call gets the full CPU budget, whether the instance is new,
+    // reused from an earlier request, or already used by this one.
+    plugin.arm(live);
+    let index = plugin.exports[H::INDEX]
+        .as_ref()
+        .expect("declared hooks have export indices");
+    let func = live.func(index);
+    // SAFETY: `exports[H::INDEX]` was type-checked with `H::typecheck` at load.
+    match unsafe { H::call(func, &mut live.store, ctx, input) } {
         Ok(action) => Ok(action),
         Err(e) => {
             let kind = classify(&e, &live.store, &plugin.limits);

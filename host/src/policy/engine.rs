@@ -9,16 +9,25 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, Linker, types::ComponentItem};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+use wasmtime::component::{Component, InstancePre, Linker, types::ComponentItem};
+use wasmtime::{
+    Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store,
+};
 
-use super::bindings::{self, HOOKS_EXPORT, Plugin, PluginPre};
+use super::bindings::{self, HOOKS_EXPORT, Plugin};
 use super::builtin;
 use super::capabilities::{Capability, HostServices, PluginLabel, StoreState};
 use super::counters::{CounterStore, LocalCounters};
 use super::error::{LoadError, LoadErrorKind};
-use super::instance::{InstanceSource, PreparedPlugin};
+use super::hooks;
+use super::instance::{InstanceSource, Live, PreparedPlugin};
 use super::spec::{Isolation, PluginSource, PluginSpec};
+
+/// Linear memory kept mapped per slot between instances (see the pool config).
+const KEEP_RESIDENT: usize = 8 << 20;
+
+/// CPU budget for load-time calls (`describe`, `configure`): they run once.
+const LOAD_CPU_MS: u64 = 10_000;
 
 /// How often the epoch advances; CPU limits are counted in these ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
@@ -41,6 +50,9 @@ impl Default for EngineOptions {
     }
 }
 
+/// (component digest, config digest).
+type SnapshotKey = ([u8; 32], [u8; 32]);
+
 /// The plugin runtime: one per process (tests make their own).
 pub struct PolicyEngine {
     engine: Engine,
@@ -50,7 +62,7 @@ pub struct PolicyEngine {
     // Compiled once per process: originals by content digest, snapshots by
     // (digest, config), so routes sharing a plugin and config share the code.
     compiled: Mutex<HashMap<[u8; 32], Component>>,
-    snapshots: Mutex<HashMap<([u8; 32], [u8; 32]), Component>>,
+    snapshots: Mutex<HashMap<SnapshotKey, Component>>,
     _ticker: EpochTicker,
 }
 
@@ -72,7 +84,15 @@ impl PolicyEngine {
             .total_memories(n)
             .total_tables(n * 2)
             .max_memory_size((options.max_memory_mib as usize) << 20)
-            .max_unused_warm_slots(n / 4);
+            .max_unused_warm_slots(n / 4)
+            // Reset a slot by copying back only the pages the last request
+            // wrote (PAGEMAP_SCAN, Linux >= 6.7) and keep the rest mapped:
+            // the next instance of the same snapshot then takes no page
+            // faults and no madvise/TLB shootdown. Without the ioctl this
+            // falls back to madvise.
+            .pagemap_scan(Enabled::Auto)
+            .linear_memory_keep_resident(KEEP_RESIDENT)
+            .table_keep_resident(64 << 10);
 
         let mut config = Config::new();
         config
@@ -149,61 +169,61 @@ impl PolicyEngine {
         };
         let config_digest: [u8; 32] = Sha256::digest(config_json.as_bytes()).into();
 
-        let (info, instances) = match spec.isolation {
+        let (pre, seed) = match spec.isolation {
             Isolation::Snapshot => {
-                let cached = self
-                    .snapshots
-                    .lock()
-                    .unwrap()
-                    .get(&(digest, config_digest))
-                    .cloned();
-                let (info, snapshot) = match cached {
-                    Some(snapshot) => {
-                        let pre = self.pre(&snapshot).map_err(err)?;
-                        let info = self.describe(&pre, &label).map_err(err)?;
-                        (info, snapshot)
-                    }
+                let key = (digest, config_digest);
+                let cached = self.snapshots.lock().unwrap().get(&key).cloned();
+                let snapshot = match cached {
+                    Some(snapshot) => snapshot,
                     None => {
-                        let (info, snapshot) =
-                            self.snapshot(&bytes, &config_json, &label).map_err(err)?;
-                        self.snapshots
-                            .lock()
-                            .unwrap()
-                            .insert((digest, config_digest), snapshot.clone());
-                        (info, snapshot)
+                        let snapshot = self.snapshot(&bytes, &config_json, &label).map_err(err)?;
+                        self.snapshots.lock().unwrap().insert(key, snapshot.clone());
+                        snapshot
                     }
                 };
-                (
-                    info,
-                    InstanceSource::Snapshot(self.pre(&snapshot).map_err(err)?),
-                )
+                (self.pre(&snapshot).map_err(err)?, None)
             }
-            Isolation::Reuse => {
-                let pre = self.pre(&component).map_err(err)?;
-                let mut store = self.store(&label, spec.limits.cpu_ms);
-                let plugin = pre
-                    .instantiate(&mut store)
-                    .map_err(|e| err(trapped("instantiate", e)))?;
-                let info =
-                    describe_and_configure(&plugin, &mut store, &config_json).map_err(err)?;
-                (
-                    info,
-                    InstanceSource::Reuse {
-                        pre,
-                        config_json,
-                        idle: Mutex::new(vec![(store, plugin)]),
-                    },
-                )
-            }
+            Isolation::Reuse => (self.pre(&component).map_err(err)?, Some(config_json)),
+        };
+
+        // One instance to learn the hooks and check their signatures; in
+        // reuse mode it is configured and becomes the first idle instance.
+        let mut store = self.store(&label, LOAD_CPU_MS);
+        let instance = pre
+            .instantiate(&mut store)
+            .map_err(|e| err(trapped("instantiate", e)))?;
+        let plugin =
+            Plugin::new(&mut store, &instance).map_err(|e| err(trapped("bind exports", e)))?;
+        let info = match &seed {
+            Some(config_json) => describe_and_configure(&plugin, &mut store, config_json),
+            None => plugin
+                .wardgate_policy_hooks()
+                .call_describe(&mut store)
+                .map_err(|e| trapped("describe", e)),
+        }
+        .map_err(err)?;
+        let exports = hooks::resolve_exports(info.hooks, &instance, &mut store).map_err(|e| {
+            err(LoadErrorKind::Trapped {
+                stage: "hook exports",
+                error: e,
+            })
+        })?;
+        let instances = match seed {
+            None => InstanceSource::Snapshot(pre),
+            Some(config_json) => InstanceSource::Reuse {
+                pre,
+                config_json,
+                idle: Mutex::new(vec![Live { store, instance }]),
+            },
         };
 
         Ok(PreparedPlugin {
             label,
-            hooks: info.hooks,
             info,
             failure_mode: spec.failure_mode,
             limits: spec.limits,
             instances,
+            exports,
             services: self.services.clone(),
             engine: self.engine.clone(),
         })
@@ -282,23 +302,18 @@ impl PolicyEngine {
                             .join(", "),
                     });
                 }
-            } else if interface.starts_with("wardgate:policy/")
-                && interface != "wardgate:policy/types"
-            {
-                return Err(LoadErrorKind::UnknownImport(name.to_string()));
             } else if !interface.starts_with("wasi:") && interface != "wardgate:policy/types" {
+                // No other wardgate interface exists, and nothing else is ours to give.
                 return Err(LoadErrorKind::UnknownImport(name.to_string()));
             }
         }
         Ok(())
     }
 
-    fn pre(&self, component: &Component) -> Result<PluginPre<StoreState>, LoadErrorKind> {
-        let pre = self
-            .linker
+    fn pre(&self, component: &Component) -> Result<InstancePre<StoreState>, LoadErrorKind> {
+        self.linker
             .instantiate_pre(component)
-            .map_err(|e| LoadErrorKind::UnknownImport(format!("{e:#}")))?;
-        PluginPre::new(pre).map_err(|e| LoadErrorKind::Compile(format!("{e:#}")))
+            .map_err(|e| LoadErrorKind::UnknownImport(format!("{e:#}")))
     }
 
     pub(crate) fn store(&self, label: &Arc<PluginLabel>, cpu_ms: u64) -> Store<StoreState> {
@@ -312,7 +327,7 @@ impl PolicyEngine {
         bytes: &[u8],
         config_json: &str,
         label: &Arc<PluginLabel>,
-    ) -> Result<(bindings::PluginInfo, Component), LoadErrorKind> {
+    ) -> Result<Component, LoadErrorKind> {
         let wizer = wasmtime_wizer::Wizer::new();
         let (cx, instrumented) = wizer
             .instrument_component(bytes)
@@ -320,14 +335,12 @@ impl PolicyEngine {
         let component = Component::new(&self.engine, &instrumented)
             .map_err(|e| LoadErrorKind::Compile(format!("{e:#}")))?;
         let pre = self.pre(&component)?;
-        // Configure-time work gets a generous CPU budget: it runs once.
-        let mut store = self.store(label, 10_000);
+        let mut store = self.store(label, LOAD_CPU_MS);
         let instance = pre
-            .instance_pre()
             .instantiate(&mut store)
             .map_err(|e| trapped("instantiate", e))?;
         let plugin = Plugin::new(&mut store, &instance).map_err(|e| trapped("bind exports", e))?;
-        let info = describe_and_configure(&plugin, &mut store, config_json)?;
+        describe_and_configure(&plugin, &mut store, config_json)?;
         let snapshot = block_on(wizer.snapshot_component(
             &cx,
             &mut wasmtime_wizer::WasmtimeWizerComponent {
@@ -336,24 +349,8 @@ impl PolicyEngine {
             },
         ))
         .map_err(|e| trapped("snapshot", e))?;
-        let snapshot = Component::new(&self.engine, &snapshot)
-            .map_err(|e| LoadErrorKind::Compile(format!("{e:#}")))?;
-        Ok((info, snapshot))
-    }
-
-    fn describe(
-        &self,
-        pre: &PluginPre<StoreState>,
-        label: &Arc<PluginLabel>,
-    ) -> Result<bindings::PluginInfo, LoadErrorKind> {
-        let mut store = self.store(label, 10_000);
-        let plugin = pre
-            .instantiate(&mut store)
-            .map_err(|e| trapped("instantiate", e))?;
-        plugin
-            .wardgate_policy_hooks()
-            .call_describe(&mut store)
-            .map_err(|e| trapped("describe", e))
+        Component::new(&self.engine, &snapshot)
+            .map_err(|e| LoadErrorKind::Compile(format!("{e:#}")))
     }
 }
 

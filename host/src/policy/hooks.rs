@@ -1,7 +1,12 @@
 //! The eight hooks of the contract as one trait, so a single chain runner
 //! serves them all: how to call each, and how to apply its "modify".
+//!
+//! Hooks are called through export indices resolved and type-checked once at
+//! load, not through the generated `Plugin` struct, whose constructor
+//! type-checks all ten exports on every instantiation.
 
 use wasmtime::Store;
+use wasmtime::component::{ComponentExportIndex, Func, Instance, TypedFunc};
 
 use super::bindings::*;
 use super::capabilities::StoreState;
@@ -17,43 +22,84 @@ pub enum Action<E> {
 pub trait Hook {
     /// The flag a plugin sets in `describe` to receive this hook.
     const FLAG: Hooks;
+    /// Position in [`ALL_EXPORTS`].
+    const INDEX: usize;
     const NAME: &'static str;
     type Input;
     type Edit;
 
-    fn call(
-        plugin: &Plugin,
+    /// Call the hook's export.
+    ///
+    /// # Safety
+    /// `func` must be this hook's export of an instance whose component was
+    /// checked with [`Hook::typecheck`].
+    unsafe fn call(
+        func: Func,
         store: &mut Store<StoreState>,
         ctx: &RequestContext,
         input: &Self::Input,
     ) -> wasmtime::Result<Action<Self::Edit>>;
 
+    /// Check once, at load, that the export has this hook's signature.
+    fn typecheck(
+        instance: &Instance,
+        store: &mut Store<StoreState>,
+        index: &ComponentExportIndex,
+    ) -> wasmtime::Result<()>;
+
     fn apply(input: &mut Self::Input, edit: Self::Edit);
 }
 
+/// The exported function names of the hooks, in `Hook::INDEX` order.
+pub const ALL_EXPORTS: [&str; 8] = [
+    "on-http-request",
+    "on-http-response",
+    "on-llm-request",
+    "on-llm-response",
+    "on-llm-chunk",
+    "on-mcp-request",
+    "on-mcp-list",
+    "on-mcp-response",
+];
+
 macro_rules! hook {
-    ($hook:ident, $flag:ident, $name:literal, $call:ident, $input:ty, $action:ident, $edit:ty, $apply:expr) => {
+    ($hook:ident, $flag:ident, $index:literal, $input:ty, $action:ident, $edit:ty, $apply:expr) => {
         pub struct $hook;
 
         impl Hook for $hook {
             const FLAG: Hooks = Hooks::$flag;
-            const NAME: &'static str = $name;
+            const INDEX: usize = $index;
+            const NAME: &'static str = ALL_EXPORTS[$index];
             type Input = $input;
             type Edit = $edit;
 
-            fn call(
-                plugin: &Plugin,
+            unsafe fn call(
+                func: Func,
                 store: &mut Store<StoreState>,
                 ctx: &RequestContext,
                 input: &$input,
             ) -> wasmtime::Result<Action<$edit>> {
-                Ok(
-                    match plugin.wardgate_policy_hooks().$call(store, ctx, input)? {
-                        $action::Continue => Action::Continue,
-                        $action::Deny(d) => Action::Deny(d),
-                        $action::Modify(e) => Action::Modify(e),
-                    },
-                )
+                // SAFETY: the caller guarantees `func` was type-checked at load
+                // against exactly these parameter and result types. Checking
+                // again per request would walk every record type each time.
+                let typed = unsafe {
+                    TypedFunc::<(&RequestContext, &$input), ($action,)>::new_unchecked(func)
+                };
+                Ok(match typed.call(store, (ctx, input))?.0 {
+                    $action::Continue => Action::Continue,
+                    $action::Deny(d) => Action::Deny(d),
+                    $action::Modify(e) => Action::Modify(e),
+                })
+            }
+
+            fn typecheck(
+                instance: &Instance,
+                store: &mut Store<StoreState>,
+                index: &ComponentExportIndex,
+            ) -> wasmtime::Result<()> {
+                instance
+                    .get_typed_func::<(&RequestContext, &$input), ($action,)>(store, index)
+                    .map(drop)
             }
 
             fn apply(input: &mut $input, edit: $edit) {
@@ -75,8 +121,7 @@ fn edit_headers(headers: &mut Vec<Header>, set: Vec<Header>, remove: Vec<String>
 hook!(
     OnHttpRequest,
     HTTP_REQUEST,
-    "http-request",
-    call_on_http_request,
+    0,
     HttpRequest,
     HttpRequestAction,
     HttpRequestEdit,
@@ -94,8 +139,7 @@ hook!(
 hook!(
     OnHttpResponse,
     HTTP_RESPONSE,
-    "http-response",
-    call_on_http_response,
+    1,
     HttpResponse,
     HttpResponseAction,
     HttpResponseEdit,
@@ -113,8 +157,7 @@ hook!(
 hook!(
     OnLlmRequest,
     LLM_REQUEST,
-    "llm-request",
-    call_on_llm_request,
+    2,
     LlmRequest,
     LlmRequestAction,
     LlmRequestEdit,
@@ -131,8 +174,7 @@ hook!(
 hook!(
     OnLlmResponse,
     LLM_RESPONSE,
-    "llm-response",
-    call_on_llm_response,
+    3,
     LlmResponse,
     LlmResponseAction,
     LlmResponseEdit,
@@ -149,8 +191,7 @@ hook!(
 hook!(
     OnLlmChunk,
     LLM_CHUNK,
-    "llm-chunk",
-    call_on_llm_chunk,
+    4,
     LlmChunk,
     LlmChunkAction,
     String,
@@ -160,8 +201,7 @@ hook!(
 hook!(
     OnMcpRequest,
     MCP_REQUEST,
-    "mcp-request",
-    call_on_mcp_request,
+    5,
     McpRequest,
     McpRequestAction,
     String,
@@ -171,8 +211,7 @@ hook!(
 hook!(
     OnMcpList,
     MCP_LIST,
-    "mcp-list",
-    call_on_mcp_list,
+    6,
     McpList,
     McpListAction,
     Vec<McpItem>,
@@ -182,13 +221,48 @@ hook!(
 hook!(
     OnMcpResponse,
     MCP_RESPONSE,
-    "mcp-response",
-    call_on_mcp_response,
+    7,
     McpResponse,
     McpResponseAction,
     String,
     |resp, result| resp.result = result
 );
+
+/// Resolve and type-check the exports of the hooks in `declared`.
+pub(crate) fn resolve_exports(
+    declared: Hooks,
+    instance: &Instance,
+    store: &mut Store<StoreState>,
+) -> Result<[Option<ComponentExportIndex>; ALL_EXPORTS.len()], String> {
+    type Check =
+        fn(&Instance, &mut Store<StoreState>, &ComponentExportIndex) -> wasmtime::Result<()>;
+    const CHECKS: [(Hooks, Check); ALL_EXPORTS.len()] = [
+        (OnHttpRequest::FLAG, OnHttpRequest::typecheck),
+        (OnHttpResponse::FLAG, OnHttpResponse::typecheck),
+        (OnLlmRequest::FLAG, OnLlmRequest::typecheck),
+        (OnLlmResponse::FLAG, OnLlmResponse::typecheck),
+        (OnLlmChunk::FLAG, OnLlmChunk::typecheck),
+        (OnMcpRequest::FLAG, OnMcpRequest::typecheck),
+        (OnMcpList::FLAG, OnMcpList::typecheck),
+        (OnMcpResponse::FLAG, OnMcpResponse::typecheck),
+    ];
+    let interface = instance
+        .get_export_index(&mut *store, None, HOOKS_EXPORT)
+        .ok_or_else(|| format!("no {HOOKS_EXPORT} export"))?;
+    let mut exports = [const { None }; ALL_EXPORTS.len()];
+    for (i, (flag, check)) in CHECKS.iter().enumerate() {
+        if !declared.contains(*flag) {
+            continue;
+        }
+        let name = ALL_EXPORTS[i];
+        let index = instance
+            .get_export_index(&mut *store, Some(&interface), name)
+            .ok_or_else(|| format!("declares the {name} hook but does not export it"))?;
+        check(instance, store, &index).map_err(|e| format!("{name}: {e:#}"))?;
+        exports[i] = Some(index);
+    }
+    Ok(exports)
+}
 
 #[cfg(test)]
 mod tests {
@@ -220,7 +294,12 @@ mod tests {
                 body: None,
             },
         );
-        assert_eq!(req.headers, vec![h("X-Keep", "1"), h("X-Set", "new")]);
+        let pairs: Vec<(&str, &str)> = req
+            .headers
+            .iter()
+            .map(|h| (h.name.as_str(), h.value.as_str()))
+            .collect();
+        assert_eq!(pairs, [("X-Keep", "1"), ("X-Set", "new")]);
         assert_eq!(req.path, "/v2");
     }
 }

@@ -7,31 +7,34 @@
 
 use std::sync::{Arc, Mutex};
 
+use wasmtime::component::{ComponentExportIndex, Func, Instance, InstancePre};
 use wasmtime::{Engine, Store, Trap};
 
-use super::bindings::{Hooks, Plugin, PluginInfo, PluginPre};
+use super::bindings::{Hooks, Plugin, PluginInfo};
 use super::capabilities::{HostServices, PluginLabel, StoreState};
 use super::engine::{deadline_ticks, new_store};
 use super::error::FailureKind;
+use super::hooks::ALL_EXPORTS;
 use super::spec::{FailureMode, Limits};
 
 pub(crate) enum InstanceSource {
-    Snapshot(PluginPre<StoreState>),
+    Snapshot(InstancePre<StoreState>),
     Reuse {
-        pre: PluginPre<StoreState>,
+        pre: InstancePre<StoreState>,
         config_json: String,
-        idle: Mutex<Vec<(Store<StoreState>, Plugin)>>,
+        idle: Mutex<Vec<Live>>,
     },
 }
 
 /// One chain entry, loaded and ready to serve requests.
 pub struct PreparedPlugin {
     pub(crate) label: Arc<PluginLabel>,
-    pub(crate) hooks: Hooks,
     pub info: PluginInfo,
     pub failure_mode: FailureMode,
     pub limits: Limits,
     pub(crate) instances: InstanceSource,
+    /// Export index of each hook the plugin declares (type-checked at load).
+    pub(crate) exports: [Option<ComponentExportIndex>; ALL_EXPORTS.len()],
     pub(crate) services: Arc<HostServices>,
     pub(crate) engine: Engine,
 }
@@ -39,7 +42,15 @@ pub struct PreparedPlugin {
 /// An instance serving one request.
 pub(crate) struct Live {
     pub store: Store<StoreState>,
-    pub plugin: Plugin,
+    pub instance: Instance,
+}
+
+impl Live {
+    pub(crate) fn func(&mut self, index: &ComponentExportIndex) -> Func {
+        self.instance
+            .get_func(&mut self.store, index)
+            .expect("export index resolved at load")
+    }
 }
 
 impl PreparedPlugin {
@@ -48,43 +59,43 @@ impl PreparedPlugin {
     }
 
     pub fn implements(&self, hook: Hooks) -> bool {
-        self.hooks.contains(hook)
+        self.info.hooks.contains(hook)
+    }
+
+    fn new_store(&self) -> Store<StoreState> {
+        new_store(
+            &self.engine,
+            &self.label,
+            &self.services,
+            self.limits.cpu_ms,
+        )
     }
 
     pub(crate) fn acquire(&self) -> Result<Live, FailureKind> {
         let instantiate_failed = |e: wasmtime::Error| FailureKind::Instantiate(format!("{e:#}"));
         match &self.instances {
             InstanceSource::Snapshot(pre) => {
-                let mut store = new_store(
-                    &self.engine,
-                    &self.label,
-                    &self.services,
-                    self.limits.cpu_ms,
-                );
-                let plugin = pre.instantiate(&mut store).map_err(instantiate_failed)?;
-                Ok(Live { store, plugin })
+                let mut store = self.new_store();
+                let instance = pre.instantiate(&mut store).map_err(instantiate_failed)?;
+                Ok(Live { store, instance })
             }
             InstanceSource::Reuse {
                 pre,
                 config_json,
                 idle,
             } => {
-                if let Some((store, plugin)) = idle.lock().unwrap().pop() {
-                    return Ok(Live { store, plugin });
+                if let Some(live) = idle.lock().unwrap().pop() {
+                    return Ok(live);
                 }
-                let mut store = new_store(
-                    &self.engine,
-                    &self.label,
-                    &self.services,
-                    self.limits.cpu_ms,
-                );
-                let plugin = pre.instantiate(&mut store).map_err(instantiate_failed)?;
+                let mut store = self.new_store();
+                let instance = pre.instantiate(&mut store).map_err(instantiate_failed)?;
+                let plugin = Plugin::new(&mut store, &instance).map_err(instantiate_failed)?;
                 // The config was validated at load; a failure now is a fault.
                 match plugin
                     .wardgate_policy_hooks()
                     .call_configure(&mut store, config_json)
                 {
-                    Ok(Ok(())) => Ok(Live { store, plugin }),
+                    Ok(Ok(())) => Ok(Live { store, instance }),
                     Ok(Err(e)) => Err(FailureKind::Instantiate(format!(
                         "configure: {}: {}",
                         e.field, e.message
@@ -98,7 +109,7 @@ impl PreparedPlugin {
     /// Hand a healthy instance back after the request.
     pub(crate) fn release(&self, live: Live) {
         if let InstanceSource::Reuse { idle, .. } = &self.instances {
-            idle.lock().unwrap().push((live.store, live.plugin));
+            idle.lock().unwrap().push(live);
         }
     }
 

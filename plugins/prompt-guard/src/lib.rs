@@ -7,6 +7,14 @@ use wardgate_sdk::prelude::*;
 
 const DEFAULT_MESSAGE: &str = "Rejected due to inappropriate content";
 
+/// Typical prompt text (mixed case, digits, punctuation, JSON) to warm the matcher.
+const WARM_UP: &str = concat!(
+    "You are a helpful assistant. Summarize the following report in 3 bullet points; ",
+    "keep numbers exact (Q3 revenue: $4,210,000 - up 12.5% YoY). {\"role\": \"user\", ",
+    "\"content\": \"What's the weather in Paris on 2024-05-01? Use tools if needed.\"}\n",
+    "THE QUICK BROWN FOX JUMPS OVER THE LAZY DOG. the quick brown fox jumps over the lazy dog!",
+);
+
 /// `config:` of a prompt-guard chain entry.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -63,6 +71,10 @@ impl Plugin for PromptGuard {
                 "must be an HTTP status (100-599)",
             ));
         }
+        // Matching fills the regex engine's lazy DFA cache. Doing it once here
+        // puts a warm cache into the post-configure snapshot, so requests do
+        // not rebuild the same DFA states every time.
+        patterns.is_match(WARM_UP);
         Ok(PromptGuard {
             patterns,
             status: config.status,

@@ -10,4 +10,5 @@ impl exports::wardgate::policy::hooks::Guest for Old {
     }
 }
 
+#[cfg(target_arch = "wasm32")]
 export!(Old);

@@ -1,0 +1,107 @@
+//! Per-hook cost of the plugin runtime: `cargo bench -p wardgate-tests --bench policy`.
+//!
+//! - `call`: one hook call on an instance the request already holds.
+//! - `request/snapshot`: what a request pays by default: a fresh instance
+//!   from the post-configure snapshot, one hook call, teardown.
+//! - `request/reuse`: the same with a configured instance taken from and
+//!   returned to the idle list.
+
+use std::sync::Arc;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use wardgate::policy::bindings::{ChatMessage, ContentPart, LlmRequest, Role};
+use wardgate::policy::hooks::OnLlmRequest;
+use wardgate::policy::{Chain, Verdict};
+use wardgate_tests::{context, engine, load};
+
+fn prompt(bytes: usize) -> LlmRequest {
+    let sentence =
+        "The quarterly report shows steady growth across all regions, with costs held flat. ";
+    let text: String = sentence.chars().cycle().take(bytes).collect();
+    LlmRequest {
+        provider: "openai".into(),
+        model: "gpt-4o".into(),
+        messages: vec![ChatMessage {
+            role: Role::User,
+            content: vec![ContentPart::Text(text)],
+            name: None,
+            tool_call_id: None,
+            tool_calls: vec![],
+        }],
+        tools: vec![],
+        stream: false,
+    }
+}
+
+const GUARD: &str = r#"
+name: prompt-guard
+config:
+  patterns:
+    - '(?i)ignore (all )?(previous|prior) instructions'
+    - '(?i)you are now (DAN|in developer mode)'
+    - '\b\d{3}-\d{2}-\d{4}\b'
+    - '(?i)BEGIN (RSA|EC|OPENSSH) PRIVATE KEY'
+    - 'AKIA[0-9A-Z]{16}'
+"#;
+
+// Plain phrases (no Unicode classes), the commonest kind of guard list.
+const GUARD_PHRASES: &str = r#"
+name: prompt-guard
+config:
+  patterns:
+    - '(?i)ignore previous instructions'
+    - '(?i)reveal your system prompt'
+    - 'BEGIN RSA PRIVATE KEY'
+"#;
+
+fn bench(c: &mut Criterion) {
+    let engine = engine();
+    let ctx = context("bench");
+    let cases = [
+        (
+            "noop",
+            "name: noop\nsource: '{plugins}/testbed.wasm'\ngrants: [counters]\nconfig: {mode: noop}",
+            64,
+        ),
+        ("prompt-guard-4k", GUARD, 4096),
+        ("prompt-guard-phrases-4k", GUARD_PHRASES, 4096),
+    ];
+    for (name, yaml, size) in cases {
+        let mut group = c.benchmark_group(name);
+        let req = prompt(size);
+        for isolation in ["snapshot", "reuse"] {
+            let plugin = load(&engine, &format!("{yaml}\nisolation: {isolation}"));
+            let chain = Chain::new(vec![Arc::new(plugin)]);
+            group.bench_function(format!("request/{isolation}"), |b| {
+                b.iter(|| {
+                    let mut input = req.clone();
+                    let mut run = chain.start(ctx.clone());
+                    assert!(matches!(
+                        run.run::<OnLlmRequest>(&mut input),
+                        Ok(Verdict::Continue)
+                    ));
+                })
+            });
+            if isolation == "snapshot" {
+                let mut run = chain.start(ctx.clone());
+                group.bench_function("call", |b| {
+                    b.iter(|| {
+                        let mut input = req.clone();
+                        assert!(matches!(
+                            run.run::<OnLlmRequest>(&mut input),
+                            Ok(Verdict::Continue)
+                        ));
+                    })
+                });
+            }
+        }
+        group.finish();
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(50).measurement_time(std::time::Duration::from_secs(3));
+    targets = bench
+}
+criterion_main!(benches);
