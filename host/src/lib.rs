@@ -1,8 +1,19 @@
 //! Wardgate: a gateway for AI-agent traffic whose every policy is a sandboxed
 //! WebAssembly component.
 //!
-//! The module tree follows a request: listener → route → policy chain →
-//! backend. This build contains the policy layer and the plugin toolchain.
+//! The module tree follows a request:
+//! [`listener`] (accept, HTTP/1 and HTTP/2) → [`proxy`] (the pipeline) →
+//! [`route`] (matching, filters) → [`policy`] (the WebAssembly plugin chain) →
+//! [`backend`] (upstreams). [`config`] reads YAML and [`gateway`] turns it
+//! into the running snapshot; [`admin`] and [`telemetry`] serve operators.
 
+pub mod admin;
+pub mod backend;
+pub mod config;
+pub mod gateway;
+pub mod listener;
 pub mod policy;
+pub mod proxy;
+pub mod route;
+pub mod telemetry;
 pub mod toolchain;

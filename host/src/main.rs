@@ -1,3 +1,232 @@
-fn main() {
-    println!("wardgate");
+//! The `wardgate` command: `run`, `validate`, `plugins`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use tokio::sync::watch;
+use tracing_subscriber::EnvFilter;
+
+use wardgate::backend::http::HttpBackends;
+use wardgate::config::{self, Config, schema::AccessLogFormat};
+use wardgate::gateway::Gateway;
+use wardgate::policy::{EngineOptions, PolicyEngine, builtin};
+use wardgate::proxy::Shared;
+use wardgate::{admin, listener};
+
+#[derive(Parser)]
+#[command(
+    name = "wardgate",
+    version,
+    about = "A gateway for AI-agent traffic with WebAssembly policies"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway. Without -c, serves the embedded demo config.
+    Run {
+        /// Config file (YAML).
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
+    /// Check a config file, plugins included, and exit.
+    Validate {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// List the plugins built into this binary.
+    Plugins,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { config } => run(config),
+        Command::Validate { config } => validate(&config),
+        Command::Plugins => {
+            for name in builtin::names() {
+                println!("{name}");
+            }
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn read_config(path: Option<&Path>) -> Result<Config, config::ConfigError> {
+    match path {
+        Some(p) => config::load_file(p),
+        None => config::parse("<embedded default config>", config::EMBEDDED_DEFAULT),
+    }
+}
+
+fn validate(path: &Path) -> ExitCode {
+    let config = match config::load_file(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let engine = match PolicyEngine::new(EngineOptions::default()) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: cannot start the plugin runtime: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match Gateway::check(&config, &engine) {
+        Ok(notes) => {
+            for note in notes {
+                println!("note: {note}");
+            }
+            println!("{}: config is valid", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {}: {e}", path.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(format: AccessLogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(true)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        AccessLogFormat::Json => builder.json().flatten_event(true).try_init(),
+        AccessLogFormat::Text => builder.try_init(),
+    };
+}
+
+fn run(path: Option<PathBuf>) -> ExitCode {
+    let config = match read_config(path.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    init_tracing(config.config.access_log);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(serve(config, path)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
+    let engine = Arc::new(PolicyEngine::new(EngineOptions::default())?);
+    let gateway = {
+        let engine = engine.clone();
+        // Loading plugins compiles and snapshots them: keep it off the async workers.
+        tokio::task::spawn_blocking(move || Gateway::build(config, &engine)).await??
+    };
+    let addrs: Vec<_> = gateway.binds.iter().map(|b| b.addr).collect();
+    let sockets = listener::bind_all(&addrs).await?;
+    let admin_socket = listener::bind_all(&[gateway.admin_addr]).await?.remove(0);
+    for (bind, socket) in gateway.binds.iter().zip(&sockets) {
+        let local = socket.local_addr()?;
+        for l in &bind.listeners {
+            let routes: Vec<&str> = l.routes.routes().iter().map(|r| r.name.as_str()).collect();
+            println!(
+                "wardgate listening on http://{local} (listener {}: routes {})",
+                l.name,
+                routes.join(", ")
+            );
+        }
+    }
+    println!("admin on http://{}", admin_socket.local_addr()?);
+
+    let shared = Arc::new(Shared::new(
+        gateway,
+        engine,
+        HttpBackends::new(Duration::from_secs(10)),
+    ));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+    for (bind, socket) in sockets.into_iter().enumerate() {
+        tasks.push(tokio::spawn(listener::serve(
+            shared.clone(),
+            socket,
+            bind,
+            stop_rx.clone(),
+        )));
+    }
+    tasks.push(tokio::spawn(admin::serve(
+        shared.clone(),
+        admin_socket,
+        stop_rx.clone(),
+    )));
+    if let Some(path) = path {
+        tokio::spawn(reload_on_sighup(shared.clone(), path));
+    }
+
+    shutdown_signal().await;
+    tracing::info!("shutting down: draining in-flight requests");
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// SIGHUP: build the new config off the request path and swap it in; a bad
+/// config is reported and the old one keeps serving.
+async fn reload_on_sighup(shared: Arc<Shared>, path: PathBuf) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        let shared2 = shared.clone();
+        let path2 = path.clone();
+        let result = tokio::task::spawn_blocking(move || -> Result<Gateway, String> {
+            let config = config::load_file(&path2).map_err(|e| e.to_string())?;
+            let current = shared2.gateway.load();
+            let old: Vec<_> = current.binds.iter().map(|b| b.addr).collect();
+            let gateway = Gateway::build(config, &shared2.engine).map_err(|e| e.to_string())?;
+            let new: Vec<_> = gateway.binds.iter().map(|b| b.addr).collect();
+            if old != new {
+                return Err("binds changed; changing ports needs a restart".into());
+            }
+            Ok(gateway)
+        })
+        .await;
+        match result {
+            Ok(Ok(gateway)) => {
+                shared.gateway.store(Arc::new(gateway));
+                tracing::info!(config = %path.display(), "config reloaded");
+            }
+            Ok(Err(e)) => {
+                tracing::error!(config = %path.display(), "reload rejected, keeping the running config: {e}")
+            }
+            Err(e) => tracing::error!("reload task failed: {e}"),
+        }
+    }
 }

@@ -1,0 +1,114 @@
+//! The admin listener (default 127.0.0.1:15000): `/healthz`, `/readyz`,
+//! `/config_dump` (secrets redacted) and `/metrics` (Prometheus text).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::backend::http::Body;
+use crate::proxy::{Shared, full};
+
+pub async fn serve(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| {
+                        let shared = shared.clone();
+                        async move { Ok::<_, Infallible>(route(&shared, req)) }
+                    });
+                    let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), service).await;
+                });
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+}
+
+fn route<B>(shared: &Shared, req: Request<B>) -> Response<Body> {
+    match (req.method(), req.uri().path()) {
+        (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
+        (&Method::GET, "/readyz") => {
+            if shared.ready.load(Ordering::Acquire) {
+                text(StatusCode::OK, "ready\n")
+            } else {
+                text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+            }
+        }
+        (&Method::GET, "/config_dump") => {
+            let gateway = shared.gateway.load();
+            let mut value = serde_json::to_value(&gateway.config).unwrap_or_default();
+            redact(&mut value);
+            let mut resp = Response::new(full(Bytes::from(
+                serde_json::to_string_pretty(&value).unwrap_or_default(),
+            )));
+            resp.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            resp
+        }
+        (&Method::GET, "/metrics") => {
+            let mut out = String::new();
+            shared.metrics.render(&mut out);
+            out.push_str(&shared.engine.services().metrics.render());
+            let mut resp = Response::new(full(Bytes::from(out)));
+            resp.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            resp
+        }
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found: try /healthz, /readyz, /config_dump, /metrics\n",
+        ),
+    }
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut resp = Response::new(full(Bytes::from_static(body.as_bytes())));
+    *resp.status_mut() = status;
+    resp
+}
+
+/// Values under keys that name secrets never leave the process.
+pub fn redact(value: &mut serde_json::Value) {
+    const SECRET_KEYS: [&str; 8] = [
+        "key",
+        "apikey",
+        "password",
+        "secret",
+        "token",
+        "authorization",
+        "inline",
+        "sessionkey",
+    ];
+    match value {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                let lower = k.to_ascii_lowercase().replace(['_', '-'], "");
+                if SECRET_KEYS.contains(&lower.as_str()) && !v.is_null() && !v.is_object() {
+                    *v = serde_json::Value::String("<redacted>".into());
+                } else {
+                    redact(v);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(redact),
+        _ => {}
+    }
+}

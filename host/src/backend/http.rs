@@ -1,0 +1,144 @@
+//! Forwarding to `host:port` upstreams over a shared, pooled client.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderName};
+use http::{Request, Response, Uri};
+use http_body_util::combinators::BoxBody;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use crate::gateway::WeightedBackend;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type Body = BoxBody<Bytes, BoxError>;
+
+/// Why an upstream call failed; each maps to one status at the edge.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("connection to {0} failed: {1}")]
+    Connect(String, String),
+    #[error("{0} did not answer within {1:?}")]
+    Timeout(String, Duration),
+    #[error("{0} failed: {1}")]
+    Protocol(String, String),
+}
+
+impl UpstreamError {
+    pub fn status(&self) -> http::StatusCode {
+        match self {
+            UpstreamError::Timeout(..) => http::StatusCode::GATEWAY_TIMEOUT,
+            _ => http::StatusCode::BAD_GATEWAY,
+        }
+    }
+}
+
+/// The pooled client every route shares.
+pub struct HttpBackends {
+    client: Client<HttpConnector, Body>,
+    next: AtomicUsize,
+}
+
+// Hop-by-hop headers (RFC 9110 §7.6.1) are the connection's, not the message's.
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::UPGRADE,
+];
+
+pub fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
+    // Headers named in Connection are hop-by-hop too.
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+    headers.remove(header::TRANSFER_ENCODING);
+}
+
+impl HttpBackends {
+    pub fn new(connect_timeout: Duration) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(connect_timeout));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .build(connector);
+        HttpBackends {
+            client,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// Weighted round robin over the route's backends.
+    pub fn pick<'a>(&self, backends: &'a [WeightedBackend]) -> Option<&'a WeightedBackend> {
+        let total: u64 = backends.iter().map(|b| b.weight as u64).sum();
+        if total == 0 {
+            return backends.first();
+        }
+        let mut n = self.next.fetch_add(1, Ordering::Relaxed) as u64 % total;
+        backends.iter().find(|b| {
+            if n < b.weight as u64 {
+                true
+            } else {
+                n -= b.weight as u64;
+                false
+            }
+        })
+    }
+
+    /// Send `req` to `target` and wait for the response head.
+    pub async fn forward(
+        &self,
+        target: &WeightedBackend,
+        mut req: Request<Body>,
+        timeout: Option<Duration>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let authority = target.target.to_string();
+        let path = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        *req.uri_mut() = Uri::try_from(format!("http://{authority}{path}"))
+            .map_err(|e| UpstreamError::Protocol(authority.clone(), e.to_string()))?;
+        *req.version_mut() = http::Version::HTTP_11;
+        strip_hop_by_hop(req.headers_mut());
+        let call = self.client.request(req);
+        let result = match timeout {
+            Some(t) => tokio::time::timeout(t, call)
+                .await
+                .map_err(|_| UpstreamError::Timeout(authority.clone(), t))?,
+            None => call.await,
+        };
+        result.map_err(|e| {
+            if e.is_connect() {
+                UpstreamError::Connect(authority.clone(), root_cause(&e))
+            } else {
+                UpstreamError::Protocol(authority.clone(), root_cause(&e))
+            }
+        })
+    }
+}
+
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}

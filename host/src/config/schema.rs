@@ -1,0 +1,582 @@
+//! The YAML config as written, in agentgateway's standalone shape:
+//! `binds[] { port, listeners[] { name, hostname, protocol, tls, routes[] {
+//! name, matches[], policies, backends[], plugins[] } } }`.
+//!
+//! Every struct denies unknown keys, and values are checked while they are
+//! deserialized (newtypes with `try_from`), so an error points at its line.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::policy::PluginSpec;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Config {
+    /// Process-wide settings.
+    #[serde(default)]
+    pub config: Settings,
+    #[serde(default)]
+    pub binds: Vec<Bind>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Settings {
+    /// Admin listener (config_dump, health, readiness, metrics); default 127.0.0.1:15000.
+    #[serde(default)]
+    pub admin_addr: Option<String>,
+    /// Access log format: `text` (default) or `json`.
+    #[serde(default)]
+    pub access_log: AccessLogFormat,
+    /// Largest request body buffered for plugins; larger bodies get 413.
+    #[serde(default)]
+    pub max_body_bytes: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum AccessLogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Bind {
+    pub port: u16,
+    /// Address to bind; default 0.0.0.0.
+    #[serde(default)]
+    pub address: Option<String>,
+    pub listeners: Vec<Listener>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Listener {
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Host name this listener answers for (exact or `*.suffix`); default any.
+    #[serde(default)]
+    pub hostname: Option<String>,
+    #[serde(default)]
+    pub protocol: Protocol,
+    #[serde(default)]
+    pub tls: Option<ListenerTls>,
+    #[serde(default)]
+    pub routes: Vec<Route>,
+    /// Default plugin chain for routes that have none of their own.
+    #[serde(default)]
+    pub plugins: Vec<PluginSpec>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Protocol {
+    #[default]
+    #[serde(rename = "HTTP")]
+    Http,
+    #[serde(rename = "HTTPS")]
+    Https,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ListenerTls {
+    pub cert: String,
+    pub key: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Route {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub hostnames: Vec<String>,
+    #[serde(default)]
+    pub matches: Vec<RouteMatch>,
+    #[serde(default)]
+    pub policies: Policies,
+    #[serde(default)]
+    pub backends: Vec<Backend>,
+    /// This route's plugin chain (replaces the listener's default).
+    #[serde(default)]
+    pub plugins: Option<Vec<PluginSpec>>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RouteMatch {
+    #[serde(default)]
+    pub path: Option<PathMatch>,
+    #[serde(default)]
+    pub headers: Vec<HeaderMatch>,
+    #[serde(default)]
+    pub method: Option<String>,
+    #[serde(default)]
+    pub query: Vec<HeaderMatch>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub enum PathMatch {
+    Exact(String),
+    PathPrefix(String),
+    Regex(Pattern),
+}
+
+/// A header or query parameter match; a plain string value means `exact`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HeaderMatch {
+    pub name: String,
+    pub value: StringMatch,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum StringMatch {
+    Plain(String),
+    Exact { exact: String },
+    Regex { regex: Pattern },
+}
+
+/// A regex, compiled while the config is read so a bad one is reported at its line.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Pattern(pub regex::Regex);
+
+impl TryFrom<String> for Pattern {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        // Anchored: a route regex matches the whole path, as in the Gateway API.
+        regex::Regex::new(&format!("^(?:{s})$"))
+            .map(Pattern)
+            .map_err(|e| format!("invalid regex '{s}': {e}"))
+    }
+}
+
+impl From<Pattern> for String {
+    fn from(p: Pattern) -> String {
+        let s = p.0.as_str();
+        s[4..s.len() - 2].to_string()
+    }
+}
+
+impl fmt::Debug for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", String::from(self.clone()))
+    }
+}
+
+/// A duration such as `500ms`, `30s`, `5m`, `1h`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct DurationStr(pub Duration);
+
+impl TryFrom<String> for DurationStr {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let err = || format!("invalid duration '{s}': use a number with ms, s, m or h (e.g. 30s)");
+        let split = s
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .ok_or_else(err)?;
+        let (num, unit) = s.split_at(split);
+        let n: f64 = num.parse().map_err(|_| err())?;
+        let ms = match unit {
+            "ms" => n,
+            "s" => n * 1e3,
+            "m" => n * 60e3,
+            "h" => n * 3600e3,
+            _ => return Err(err()),
+        };
+        Ok(DurationStr(Duration::from_micros((ms * 1e3) as u64)))
+    }
+}
+
+impl From<DurationStr> for String {
+    fn from(d: DurationStr) -> String {
+        format!("{}ms", d.0.as_millis())
+    }
+}
+
+/// `host:port`, where host is a name or an IP address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct HostPort {
+    pub host: String,
+    pub port: u16,
+}
+
+impl TryFrom<String> for HostPort {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let (host, port) = s
+            .rsplit_once(':')
+            .ok_or_else(|| format!("'{s}' must be host:port"))?;
+        let port = port
+            .parse()
+            .map_err(|_| format!("'{s}': port '{port}' is not a number from 1 to 65535"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() || port == 0 {
+            return Err(format!("'{s}' must be host:port"));
+        }
+        Ok(HostPort {
+            host: host.to_string(),
+            port,
+        })
+    }
+}
+
+impl From<HostPort> for String {
+    fn from(h: HostPort) -> String {
+        h.to_string()
+    }
+}
+
+impl fmt::Display for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+// ---- policies ---------------------------------------------------------
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Policies {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_header_modifier: Option<HeaderModifier>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_header_modifier: Option<HeaderModifier>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_rewrite: Option<UrlRewrite>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_redirect: Option<RequestRedirect>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direct_response: Option<DirectResponse>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Timeouts>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp_authorization: Option<Authorization>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<Authorization>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt_auth: Option<JwtAuth>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_auth: Option<BackendAuth>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_rate_limit: Option<Vec<LocalRateLimit>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ai: Option<AiPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<Cors>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HeaderModifier {
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    #[serde(default)]
+    pub add: BTreeMap<String, String>,
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct UrlRewrite {
+    /// New Host / :authority.
+    #[serde(default)]
+    pub authority: Option<String>,
+    #[serde(default)]
+    pub path: Option<PathRewrite>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub enum PathRewrite {
+    /// Replace the whole path.
+    Full(String),
+    /// Replace the part the route's `pathPrefix` matched.
+    Prefix(String),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RequestRedirect {
+    #[serde(default)]
+    pub scheme: Option<String>,
+    #[serde(default)]
+    pub authority: Option<String>,
+    #[serde(default)]
+    pub path: Option<PathRewrite>,
+    #[serde(default = "default_redirect_status")]
+    pub status: u16,
+}
+
+fn default_redirect_status() -> u16 {
+    302
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DirectResponse {
+    #[serde(default)]
+    pub body: String,
+    #[serde(default = "default_direct_status")]
+    pub status: u16,
+}
+
+fn default_direct_status() -> u16 {
+    200
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Timeouts {
+    /// Whole request, from the first byte in to the response head out.
+    #[serde(default)]
+    pub request_timeout: Option<DurationStr>,
+    /// One backend attempt, until its response head arrives.
+    #[serde(default)]
+    pub backend_request_timeout: Option<DurationStr>,
+}
+
+/// CEL rules: a bare string allows, or `{allow|deny|require: expr}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Authorization {
+    pub rules: Vec<AuthRule>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum AuthRule {
+    Allow(String),
+    Tagged(TaggedRule),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub enum TaggedRule {
+    Allow(String),
+    Deny(String),
+    Require(String),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct JwtAuth {
+    #[serde(default)]
+    pub issuer: Option<String>,
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    #[serde(default)]
+    pub jwks: Option<Jwks>,
+    #[serde(default)]
+    pub mode: Option<JwtMode>,
+    #[serde(default)]
+    pub providers: Vec<JwtProvider>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct JwtProvider {
+    pub issuer: String,
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    pub jwks: Jwks,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub enum Jwks {
+    File(String),
+    Url(String),
+    Inline(String),
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum JwtMode {
+    Strict,
+    Optional,
+    Permissive,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub enum BackendAuth {
+    Passthrough(Empty),
+    Key(String),
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Empty {}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LocalRateLimit {
+    pub max_tokens: u64,
+    pub tokens_per_fill: u64,
+    pub fill_interval: DurationStr,
+    #[serde(default, rename = "type")]
+    pub kind: Option<RateLimitKind>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RateLimitKind {
+    Requests,
+    Tokens,
+}
+
+/// LLM policies (`policies.ai`). Only `promptGuard` is read so far.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AiPolicy {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_guard: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub defaults: Option<BTreeMap<String, serde_json::Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overrides: Option<BTreeMap<String, serde_json::Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_aliases: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Cors {
+    #[serde(default)]
+    pub allow_origins: Vec<String>,
+    #[serde(default)]
+    pub allow_headers: Vec<String>,
+    #[serde(default)]
+    pub allow_methods: Vec<String>,
+    #[serde(default)]
+    pub expose_headers: Vec<String>,
+    #[serde(default)]
+    pub allow_credentials: bool,
+    #[serde(default)]
+    pub max_age: Option<DurationStr>,
+}
+
+// ---- backends ---------------------------------------------------------
+
+/// One backend of a route: exactly one of `host`, `mcp`, `ai`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(try_from = "RawBackend", into = "RawBackend")]
+pub struct Backend {
+    pub weight: u32,
+    pub kind: BackendKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum BackendKind {
+    Host(HostPort),
+    Mcp(McpBackend),
+    Ai(serde_json::Value),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawBackend {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<HostPort>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp: Option<McpBackend>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ai: Option<serde_json::Value>,
+}
+
+impl TryFrom<RawBackend> for Backend {
+    type Error = String;
+    fn try_from(raw: RawBackend) -> Result<Self, String> {
+        let kind = match (raw.host, raw.mcp, raw.ai) {
+            (Some(h), None, None) => BackendKind::Host(h),
+            (None, Some(m), None) => BackendKind::Mcp(m),
+            (None, None, Some(a)) => BackendKind::Ai(a),
+            (None, None, None) => return Err("a backend needs one of `host`, `mcp` or `ai`".into()),
+            _ => return Err("a backend takes only one of `host`, `mcp` or `ai`".into()),
+        };
+        Ok(Backend {
+            weight: raw.weight.unwrap_or(1),
+            kind,
+        })
+    }
+}
+
+impl From<Backend> for RawBackend {
+    fn from(b: Backend) -> RawBackend {
+        let mut raw = RawBackend {
+            weight: Some(b.weight),
+            host: None,
+            mcp: None,
+            ai: None,
+        };
+        match b.kind {
+            BackendKind::Host(h) => raw.host = Some(h),
+            BackendKind::Mcp(m) => raw.mcp = Some(m),
+            BackendKind::Ai(a) => raw.ai = Some(a),
+        }
+        raw
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct McpBackend {
+    pub targets: Vec<McpTarget>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stateful_mode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix_mode: Option<String>,
+}
+
+/// An MCP server behind the route: exactly one of `stdio`, `mcp`, `sse`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct McpTarget {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdio: Option<StdioTarget>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp: Option<HttpTarget>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sse: Option<HttpTarget>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct StdioTarget {
+    pub cmd: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HttpTarget {
+    /// A host name, or a whole URL (`https://example.com:443/mcp`).
+    pub host: String,
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub path: Option<String>,
+}

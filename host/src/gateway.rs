@@ -1,0 +1,296 @@
+//! The running config: one immutable value built from a checked [`Config`],
+//! with every plugin loaded, every regex compiled and every header parsed.
+//! A request holds the snapshot it started with; a reload swaps in a new one.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::schema::{
+    AccessLogFormat, BackendKind, Config, DirectResponse, HostPort, Protocol, RequestRedirect,
+    UrlRewrite,
+};
+use crate::config::sugar;
+use crate::policy::bindings::Hooks;
+use crate::policy::{Chain, PolicyEngine};
+use crate::route::filters::HeaderEdits;
+use crate::route::{Matcher, RouteTable};
+
+pub const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:15000";
+pub const DEFAULT_MAX_BODY: usize = 8 << 20;
+
+/// Why a config could not become a running gateway.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct BuildError {
+    pub path: String,
+    pub message: String,
+}
+
+pub struct Gateway {
+    /// The config this was built from, for `/config_dump`.
+    pub config: Config,
+    pub binds: Vec<BindRuntime>,
+    pub admin_addr: SocketAddr,
+    pub max_body: usize,
+    pub access_log: AccessLogFormat,
+}
+
+pub struct BindRuntime {
+    pub addr: SocketAddr,
+    pub listeners: Vec<ListenerRuntime>,
+}
+
+pub struct ListenerRuntime {
+    pub name: String,
+    pub hostname: Option<String>,
+    pub routes: RouteTable<Arc<RouteRuntime>>,
+}
+
+pub struct RouteRuntime {
+    pub name: String,
+    pub chain: Chain,
+    /// Buffer the request body: some plugin reads it.
+    pub buffer_request: bool,
+    /// Buffer the response body: some plugin reads it.
+    pub buffer_response: bool,
+    pub request_headers: Option<HeaderEdits>,
+    pub response_headers: Option<HeaderEdits>,
+    pub rewrite: Option<UrlRewrite>,
+    pub redirect: Option<RequestRedirect>,
+    pub direct: Option<DirectResponse>,
+    pub request_timeout: Option<Duration>,
+    pub backend_timeout: Option<Duration>,
+    pub backends: Vec<WeightedBackend>,
+}
+
+#[derive(Debug, Clone)]
+pub struct WeightedBackend {
+    pub target: HostPort,
+    pub weight: u32,
+}
+
+impl Gateway {
+    /// Build the running gateway: loads (and snapshots) every plugin, so this
+    /// runs off the request path, and any failure leaves the old config serving.
+    pub fn build(config: Config, engine: &PolicyEngine) -> Result<Gateway, BuildError> {
+        let err = |path: String, message: String| BuildError { path, message };
+        let settings = &config.config;
+        let admin = settings.admin_addr.as_deref().unwrap_or(DEFAULT_ADMIN_ADDR);
+        let admin_addr: SocketAddr = admin.parse().map_err(|_| {
+            err(
+                "config.adminAddr".into(),
+                format!("'{admin}' is not an ip:port address"),
+            )
+        })?;
+
+        let mut binds = Vec::new();
+        for (b, bind) in config.binds.iter().enumerate() {
+            let ip: IpAddr = bind
+                .address
+                .as_deref()
+                .unwrap_or("0.0.0.0")
+                .parse()
+                .map_err(|_| err(format!("binds[{b}].address"), "not an IP address".into()))?;
+            let mut listeners = Vec::new();
+            for (l, listener) in bind.listeners.iter().enumerate() {
+                let at = format!("binds[{b}].listeners[{l}]");
+                if listener.protocol == Protocol::Https || listener.tls.is_some() {
+                    return Err(err(
+                        at,
+                        "HTTPS listeners (TLS) are not supported by this build yet".into(),
+                    ));
+                }
+                let listener_name = listener
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("listener{l}"));
+                let mut routes = Vec::new();
+                for (r, route) in listener.routes.iter().enumerate() {
+                    let at = format!("{at}.routes[{r}]");
+                    let name = route
+                        .name
+                        .clone()
+                        .unwrap_or_else(|| format!("{listener_name}/route{r}"));
+                    let built = build_route(engine, listener, route, &name, &at)?;
+                    let matchers = route
+                        .matches
+                        .iter()
+                        .enumerate()
+                        .map(|(i, m)| {
+                            Matcher::from_config(m)
+                                .map_err(|e| err(format!("{at}.matches[{i}]"), e))
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    routes.push((Arc::new(built), route.hostnames.clone(), matchers));
+                }
+                listeners.push(ListenerRuntime {
+                    name: listener_name,
+                    hostname: listener.hostname.clone(),
+                    routes: RouteTable::new(routes),
+                });
+            }
+            binds.push(BindRuntime {
+                addr: SocketAddr::new(ip, bind.port),
+                listeners,
+            });
+        }
+        Ok(Gateway {
+            admin_addr,
+            max_body: settings.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY),
+            access_log: settings.access_log,
+            binds,
+            config,
+        })
+    }
+
+    /// What `wardgate validate` checks beyond the schema: every plugin entry
+    /// loads with its config (built-in sugar included, when the built-in
+    /// exists). Features this build parses but does not serve yet come back
+    /// as notes; `run` refuses them.
+    pub fn check(config: &Config, engine: &PolicyEngine) -> Result<Vec<String>, BuildError> {
+        let mut notes = Vec::new();
+        for (b, bind) in config.binds.iter().enumerate() {
+            for (l, listener) in bind.listeners.iter().enumerate() {
+                let at = format!("binds[{b}].listeners[{l}]");
+                if listener.protocol == Protocol::Https || listener.tls.is_some() {
+                    notes.push(format!(
+                        "{at}: HTTPS listeners are not served by this build yet"
+                    ));
+                }
+                for (r, route) in listener.routes.iter().enumerate() {
+                    let at = format!("{at}.routes[{r}]");
+                    let name = route.name.clone().unwrap_or_else(|| format!("route{r}"));
+                    for (i, spec) in sugar::expand(listener, route).iter().enumerate() {
+                        let missing = spec.source.is_none()
+                            && crate::policy::builtin::get(&spec.name).is_none();
+                        if missing {
+                            notes.push(format!("{at}: needs the built-in plugin '{}', which this build does not include yet", spec.name));
+                            continue;
+                        }
+                        engine.load(spec, &name).map_err(|e| BuildError {
+                            path: format!("{at}.plugins[{i}]"),
+                            message: e.to_string(),
+                        })?;
+                    }
+                    let p = &route.policies;
+                    for (present, key) in [
+                        (p.jwt_auth.is_some(), "jwtAuth"),
+                        (p.cors.is_some(), "cors"),
+                    ] {
+                        if present {
+                            notes.push(format!(
+                                "{at}.policies.{key}: not enforced by this build yet"
+                            ));
+                        }
+                    }
+                    for (k, backend) in route.backends.iter().enumerate() {
+                        match backend.kind {
+                            BackendKind::Mcp(_) => notes.push(format!(
+                                "{at}.backends[{k}]: MCP backends are not served by this build yet"
+                            )),
+                            BackendKind::Ai(_) => notes.push(format!(
+                                "{at}.backends[{k}]: AI backends are not served by this build yet"
+                            )),
+                            BackendKind::Host(_) => {}
+                        }
+                    }
+                }
+            }
+        }
+        Ok(notes)
+    }
+
+    /// The listener of the `bind`-th bind that answers for `host`.
+    pub fn listener(&self, bind: usize, host: Option<&str>) -> Option<&ListenerRuntime> {
+        let bind = self.binds.get(bind)?;
+        let named = bind.listeners.iter().find(|l| {
+            l.hostname
+                .as_deref()
+                .is_some_and(|p| host.is_some_and(|h| crate::route::hostname_matches(p, h)))
+        });
+        named.or_else(|| bind.listeners.iter().find(|l| l.hostname.is_none()))
+    }
+}
+
+fn build_route(
+    engine: &PolicyEngine,
+    listener: &crate::config::schema::Listener,
+    route: &crate::config::schema::Route,
+    name: &str,
+    at: &str,
+) -> Result<RouteRuntime, BuildError> {
+    let err = |path: String, message: String| BuildError { path, message };
+    let p = &route.policies;
+    let unsupported = [
+        (p.jwt_auth.is_some(), "jwtAuth"),
+        (p.cors.is_some(), "cors"),
+    ];
+    if let Some((_, key)) = unsupported.iter().find(|(present, _)| *present) {
+        // Refusing beats silently serving without an authentication policy.
+        return Err(err(
+            format!("{at}.policies.{key}"),
+            format!("{key} is not supported by this build yet"),
+        ));
+    }
+
+    let mut plugins = Vec::new();
+    for (i, spec) in sugar::expand(listener, route).iter().enumerate() {
+        let plugin = engine
+            .load(spec, name)
+            .map_err(|e| err(format!("{at}.plugins[{i}]"), e.to_string()))?;
+        plugins.push(Arc::new(plugin));
+    }
+    let chain = Chain::new(plugins);
+    let any = |hook: Hooks| chain.plugins().iter().any(|p| p.implements(hook));
+
+    let mut backends = Vec::new();
+    for (i, backend) in route.backends.iter().enumerate() {
+        match &backend.kind {
+            BackendKind::Host(target) => backends.push(WeightedBackend {
+                target: target.clone(),
+                weight: backend.weight,
+            }),
+            BackendKind::Mcp(_) => {
+                return Err(err(
+                    format!("{at}.backends[{i}].mcp"),
+                    "MCP backends are not served by this build yet".into(),
+                ));
+            }
+            BackendKind::Ai(_) => {
+                return Err(err(
+                    format!("{at}.backends[{i}].ai"),
+                    "AI backends are not served by this build yet".into(),
+                ));
+            }
+        }
+    }
+    let edits = |m: &Option<crate::config::schema::HeaderModifier>, key: &str| {
+        m.as_ref()
+            .map(HeaderEdits::from_config)
+            .transpose()
+            .map_err(|e| err(format!("{at}.policies.{key}"), e))
+    };
+    Ok(RouteRuntime {
+        name: name.to_string(),
+        buffer_request: any(Hooks::HTTP_REQUEST),
+        buffer_response: any(Hooks::HTTP_RESPONSE),
+        chain,
+        request_headers: edits(&p.request_header_modifier, "requestHeaderModifier")?,
+        response_headers: edits(&p.response_header_modifier, "responseHeaderModifier")?,
+        rewrite: p.url_rewrite.clone(),
+        redirect: p.request_redirect.clone(),
+        direct: p.direct_response.clone(),
+        request_timeout: p
+            .timeout
+            .as_ref()
+            .and_then(|t| t.request_timeout)
+            .map(|d| d.0),
+        backend_timeout: p
+            .timeout
+            .as_ref()
+            .and_then(|t| t.backend_request_timeout)
+            .map(|d| d.0),
+        backends,
+    })
+}

@@ -1,0 +1,505 @@
+//! One request's path through the gateway, in order:
+//!
+//! listener (by Host) → route (most specific match) → plugin chain on the
+//! request → redirect / direct response → header edits and rewrites →
+//! backend → plugin chain on the response → response header edits.
+//!
+//! Every step can end the request; each ending is a response with a status
+//! that says who failed (client 4xx, plugin 5xx naming it, upstream 502/504).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderName, HeaderValue};
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+
+use crate::backend::http::{Body, BoxError, HttpBackends};
+use crate::gateway::{Gateway, RouteRuntime};
+use crate::policy::bindings::{self, Denial, RequestContext};
+use crate::policy::hooks::{OnHttpRequest, OnHttpResponse};
+use crate::policy::{Decision, PluginFailure, PolicyEngine, Verdict};
+use crate::route::{Matcher, filters};
+use crate::telemetry::access_log::{self, AccessRecord};
+use crate::telemetry::metrics::RequestMetrics;
+
+/// State shared by every connection: the current config snapshot and the
+/// services that outlive reloads.
+pub struct Shared {
+    pub gateway: ArcSwap<Gateway>,
+    pub engine: Arc<PolicyEngine>,
+    pub backends: HttpBackends,
+    pub metrics: RequestMetrics,
+    pub ready: AtomicBool,
+    next_id: AtomicU64,
+    id_prefix: u64,
+}
+
+impl Shared {
+    pub fn new(gateway: Gateway, engine: Arc<PolicyEngine>, backends: HttpBackends) -> Self {
+        Shared {
+            gateway: ArcSwap::from_pointee(gateway),
+            engine,
+            backends,
+            metrics: RequestMetrics::default(),
+            ready: AtomicBool::new(true),
+            next_id: AtomicU64::new(0),
+            // Distinct per process, so ids from two replicas do not collide.
+            id_prefix: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0)
+                ^ std::process::id() as u64,
+        }
+    }
+
+    fn request_id(&self) -> String {
+        format!(
+            "{:016x}{:08x}",
+            self.id_prefix,
+            self.next_id.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+}
+
+/// What the access log needs to know, filled in as the request goes.
+#[derive(Default)]
+struct Trace {
+    route: String,
+    upstream: Option<String>,
+    decisions: Vec<Decision>,
+    error: Option<String>,
+}
+
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+pub async fn handle(
+    shared: Arc<Shared>,
+    bind: usize,
+    client: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let started = Instant::now();
+    let gateway = shared.gateway.load_full();
+    let request_id = req
+        .headers()
+        .get(&X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map(str::to_string)
+        .unwrap_or_else(|| shared.request_id());
+    let method = req.method().to_string();
+    let path = req.uri().path().to_string();
+    let mut trace = Trace::default();
+
+    let mut response = serve(
+        shared.clone(),
+        gateway,
+        bind,
+        client,
+        req,
+        request_id.clone(),
+        &mut trace,
+    )
+    .await;
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(X_REQUEST_ID, v);
+    }
+    let status = response.status().as_u16();
+    let duration = started.elapsed();
+    shared.metrics.record(&trace.route, status, duration);
+    access_log::log(&AccessRecord {
+        request_id: &request_id,
+        client,
+        method: &method,
+        path: &path,
+        route: &trace.route,
+        status,
+        duration,
+        upstream: trace.upstream.as_deref(),
+        decisions: &trace.decisions,
+        error: trace.error.as_deref(),
+    });
+    response
+}
+
+// Takes owned handles: references held across awaits trip rustc's Send
+// inference for the spawned connection future.
+async fn serve(
+    shared: Arc<Shared>,
+    gateway: Arc<Gateway>,
+    bind: usize,
+    client: SocketAddr,
+    req: Request<Incoming>,
+    request_id: String,
+    trace: &mut Trace,
+) -> Response<Body> {
+    let request_id = request_id.as_str();
+    let host = req
+        .headers()
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+        .map(str::to_string);
+    let Some(listener) = gateway.listener(bind, host.as_deref()) else {
+        trace.error = Some("no listener".into());
+        return error_response(
+            StatusCode::NOT_FOUND,
+            "no_listener",
+            "no listener answers for this host",
+            request_id,
+            &[],
+        );
+    };
+    let found = listener.routes.find(
+        req.method(),
+        host.as_deref(),
+        req.uri().path(),
+        req.uri().query(),
+        req.headers(),
+    );
+    let Some((route, matched)) = found else {
+        trace.route = format!("{}/-", listener.name);
+        trace.error = Some("no route".into());
+        return error_response(
+            StatusCode::NOT_FOUND,
+            "no_route",
+            "no route matches this request",
+            request_id,
+            &[],
+        );
+    };
+    let (route, matched): (Arc<RouteRuntime>, Matcher) = (route.clone(), matched.clone());
+    let matched = &matched;
+    trace.route = route.name.clone();
+
+    let ctx = RequestContext {
+        route: route.name.clone(),
+        client_address: client.to_string(),
+        identity: None,
+        request_id: request_id.to_string(),
+    };
+    let mut run = route.chain.start(ctx);
+    let (mut parts, body) = req.into_parts();
+    let mut body: Body = body.map_err(box_err).boxed();
+
+    if route.buffer_request {
+        let bytes = match read_body(body, gateway.max_body).await {
+            Ok(b) => b,
+            Err(response) => return response(request_id),
+        };
+        let mut view = bindings::HttpRequest {
+            method: parts.method.to_string(),
+            path: parts
+                .uri
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("/")
+                .to_string(),
+            headers: to_wit_headers(&parts.headers),
+            body: Some(bytes.to_vec()),
+        };
+        let verdict = run.run::<OnHttpRequest>(&mut view);
+        trace.decisions.clone_from(&run.decisions);
+        match verdict {
+            Ok(Verdict::Continue) => {}
+            Ok(Verdict::Deny { plugin, denial }) => {
+                trace.error = Some(format!("denied by {plugin}"));
+                return denial_response(denial);
+            }
+            Err(failure) => return plugin_failure(failure, request_id, trace),
+        }
+        // Take back whatever the chain modified.
+        if view.path
+            != parts
+                .uri
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("/")
+        {
+            match view.path.parse() {
+                Ok(uri) => parts.uri = uri,
+                Err(_) => {
+                    trace.error = Some(format!("plugin set invalid path '{}'", view.path));
+                    return error_response(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "plugin_error",
+                        "a plugin set an invalid path",
+                        request_id,
+                        &[("route", &route.name)],
+                    );
+                }
+            }
+        }
+        parts.headers = from_wit_headers(&view.headers);
+        let new_body = Bytes::from(view.body.unwrap_or_default());
+        parts
+            .headers
+            .insert(CONTENT_LENGTH, HeaderValue::from(new_body.len()));
+        body = full(new_body);
+    }
+
+    if let Some(redirect) = &route.redirect {
+        let (status, location) = filters::redirect(redirect, matched, &parts.uri, &parts.headers);
+        let mut resp = Response::new(full(Bytes::new()));
+        *resp.status_mut() = status;
+        resp.headers_mut()
+            .insert(filters::LOCATION_HEADER, location);
+        return resp;
+    }
+    if let Some(direct) = &route.direct {
+        let mut resp = Response::new(full(Bytes::from(direct.body.clone())));
+        *resp.status_mut() = StatusCode::from_u16(direct.status).unwrap_or(StatusCode::OK);
+        if let Some(edits) = &route.response_headers {
+            edits.apply(resp.headers_mut());
+        }
+        return resp;
+    }
+
+    if let Some(edits) = &route.request_headers {
+        edits.apply(&mut parts.headers);
+    }
+    if let Some(rewrite) = &route.rewrite
+        && let Err(e) = filters::apply_rewrite(rewrite, matched, &mut parts.uri, &mut parts.headers)
+    {
+        trace.error = Some(e.clone());
+        return error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "rewrite_failed",
+            &e,
+            request_id,
+            &[("route", &route.name)],
+        );
+    }
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        parts.headers.insert(X_REQUEST_ID, v);
+    }
+    append_forwarded_for(&mut parts.headers, client);
+
+    let Some(backend) = shared.backends.pick(&route.backends) else {
+        trace.error = Some("route has no backend".into());
+        return error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "no_backend",
+            "route has no backend",
+            request_id,
+            &[("route", &route.name)],
+        );
+    };
+    let upstream = backend.target.to_string();
+    trace.upstream = Some(upstream.clone());
+    let timeout = match (route.request_timeout, route.backend_timeout) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let response = match shared
+        .backends
+        .forward(backend, Request::from_parts(parts, body), timeout)
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            trace.error = Some(e.to_string());
+            let kind = if e.status() == StatusCode::GATEWAY_TIMEOUT {
+                "upstream_timeout"
+            } else {
+                "upstream_unavailable"
+            };
+            return error_response(
+                e.status(),
+                kind,
+                &e.to_string(),
+                request_id,
+                &[("route", &route.name), ("backend", &upstream)],
+            );
+        }
+    };
+    let (mut parts, body) = response.into_parts();
+    crate::backend::http::strip_hop_by_hop(&mut parts.headers);
+    let mut body: Body = body.map_err(box_err).boxed();
+
+    if route.buffer_response {
+        let bytes = match read_body(body, gateway.max_body).await {
+            Ok(b) => b,
+            Err(_) => {
+                trace.error = Some("upstream response too large for the response plugins".into());
+                return error_response(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_response_too_large",
+                    "response exceeds the body limit for response plugins",
+                    request_id,
+                    &[("route", &route.name), ("backend", &upstream)],
+                );
+            }
+        };
+        let mut view = bindings::HttpResponse {
+            status: parts.status.as_u16(),
+            headers: to_wit_headers(&parts.headers),
+            body: Some(bytes.to_vec()),
+        };
+        let verdict = run.run::<OnHttpResponse>(&mut view);
+        trace.decisions.clone_from(&run.decisions);
+        match verdict {
+            Ok(Verdict::Continue) => {}
+            Ok(Verdict::Deny { plugin, denial }) => {
+                trace.error = Some(format!("response denied by {plugin}"));
+                return denial_response(denial);
+            }
+            Err(failure) => return plugin_failure(failure, request_id, trace),
+        }
+        parts.status = StatusCode::from_u16(view.status).unwrap_or(parts.status);
+        parts.headers = from_wit_headers(&view.headers);
+        let new_body = Bytes::from(view.body.unwrap_or_default());
+        parts
+            .headers
+            .insert(CONTENT_LENGTH, HeaderValue::from(new_body.len()));
+        body = full(new_body);
+    }
+    if let Some(edits) = &route.response_headers {
+        edits.apply(&mut parts.headers);
+    }
+    Response::from_parts(parts, body)
+}
+
+type Deferred = Box<dyn FnOnce(&str) -> Response<Body> + Send>;
+
+/// Buffer a body up to `limit` bytes; too large is 413, a broken stream 400.
+async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, Deferred> {
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = match frame {
+            Ok(f) => f,
+            Err(e) => {
+                let message = format!("could not read body: {e}");
+                return Err(Box::new(move |id: &str| {
+                    error_response(StatusCode::BAD_REQUEST, "bad_body", &message, id, &[])
+                }));
+            }
+        };
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                return Err(Box::new(move |id: &str| {
+                    error_response(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "body_too_large",
+                        &format!("body exceeds {limit} bytes"),
+                        id,
+                        &[],
+                    )
+                }));
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf.freeze())
+}
+
+fn box_err(e: hyper::Error) -> BoxError {
+    Box::new(e)
+}
+
+pub fn full(bytes: Bytes) -> Body {
+    Full::new(bytes).map_err(|never| match never {}).boxed()
+}
+
+fn to_wit_headers(headers: &HeaderMap) -> Vec<bindings::Header> {
+    headers
+        .iter()
+        .map(|(k, v)| bindings::Header {
+            name: k.as_str().to_string(),
+            value: String::from_utf8_lossy(v.as_bytes()).into_owned(),
+        })
+        .collect()
+}
+
+fn from_wit_headers(headers: &[bindings::Header]) -> HeaderMap {
+    let mut map = HeaderMap::with_capacity(headers.len());
+    for h in headers {
+        if let (Ok(k), Ok(v)) = (
+            HeaderName::from_bytes(h.name.as_bytes()),
+            HeaderValue::from_str(&h.value),
+        ) {
+            map.append(k, v);
+        }
+    }
+    map
+}
+
+fn append_forwarded_for(headers: &mut HeaderMap, client: SocketAddr) {
+    let name = HeaderName::from_static("x-forwarded-for");
+    let value = match headers.get(&name).and_then(|v| v.to_str().ok()) {
+        Some(prev) => format!("{prev}, {}", client.ip()),
+        None => client.ip().to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        headers.insert(name, v);
+    }
+}
+
+fn denial_response(denial: Denial) -> Response<Body> {
+    let status = StatusCode::from_u16(denial.status)
+        .ok()
+        .filter(|s| !s.is_informational())
+        .unwrap_or(StatusCode::FORBIDDEN);
+    let looks_json = denial.body.trim_start().starts_with('{');
+    let mut resp = Response::new(full(Bytes::from(denial.body)));
+    *resp.status_mut() = status;
+    for h in &denial.headers {
+        if let (Ok(k), Ok(v)) = (
+            HeaderName::from_bytes(h.name.as_bytes()),
+            HeaderValue::from_str(&h.value),
+        ) {
+            resp.headers_mut().append(k, v);
+        }
+    }
+    if !resp.headers().contains_key(CONTENT_TYPE) {
+        let ct = if looks_json {
+            "application/json"
+        } else {
+            "text/plain; charset=utf-8"
+        };
+        resp.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static(ct));
+    }
+    resp
+}
+
+fn plugin_failure(failure: PluginFailure, request_id: &str, trace: &mut Trace) -> Response<Body> {
+    tracing::error!(request_id, route = %failure.route, plugin = %failure.plugin, hook = failure.hook, "{failure}");
+    trace.error = Some(failure.to_string());
+    let status =
+        StatusCode::from_u16(failure.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    error_response(
+        status,
+        "plugin_failed",
+        &failure.to_string(),
+        request_id,
+        &[("route", &failure.route), ("plugin", &failure.plugin)],
+    )
+}
+
+/// The gateway's own error bodies: `{"error": {"type", "message", "requestId", ...}}`.
+pub fn error_response(
+    status: StatusCode,
+    kind: &str,
+    message: &str,
+    request_id: &str,
+    extra: &[(&str, &str)],
+) -> Response<Body> {
+    let mut error =
+        serde_json::json!({ "type": kind, "message": message, "requestId": request_id });
+    for (k, v) in extra {
+        error[*k] = serde_json::Value::String(v.to_string());
+    }
+    let body = serde_json::json!({ "error": error }).to_string();
+    let mut resp = Response::new(full(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}

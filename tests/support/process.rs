@@ -1,0 +1,247 @@
+//! Test harness: the real `wardgate` binary as a child process on loopback,
+//! and a real HTTP upstream that reports what it received.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_wardgate");
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+/// Run the binary to completion.
+pub fn wardgate(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().expect("run wardgate")
+}
+
+/// Poll `check` until it holds (10 s at most).
+pub async fn eventually<F, Fut>(mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !check().await {
+        assert!(Instant::now() < deadline, "condition not met within 10 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub struct Gateway {
+    child: Child,
+    pub ports: Vec<u16>,
+    pub admin: SocketAddr,
+    config: Option<PathBuf>,
+    log: PathBuf,
+}
+
+impl Gateway {
+    /// Start with `yaml`; the admin listener is moved to an ephemeral port.
+    pub async fn start(yaml: &str) -> Gateway {
+        let yaml = with_ephemeral_admin(yaml);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("wardgate-test-{}-{n}.yaml", std::process::id()));
+        std::fs::write(&path, yaml).unwrap();
+        Self::spawn(Some(path), n)
+    }
+
+    /// Start with no config file: the embedded default.
+    pub async fn start_default() -> Gateway {
+        Self::spawn(None, NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+
+    fn spawn(config: Option<PathBuf>, n: usize) -> Gateway {
+        let log =
+            std::env::temp_dir().join(format!("wardgate-test-{}-{n}.log", std::process::id()));
+        let mut cmd = Command::new(BIN);
+        cmd.arg("run");
+        if let Some(c) = &config {
+            cmd.arg("-c").arg(c);
+        }
+        let mut child = cmd
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("spawn wardgate");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut ports = Vec::new();
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("wardgate listening on http://") {
+                    let addr: SocketAddr = rest.split(' ').next().unwrap().parse().unwrap();
+                    ports.push(addr.port());
+                } else if let Some(rest) = line.strip_prefix("admin on http://") {
+                    let _ = tx.send((ports.clone(), rest.parse::<SocketAddr>().unwrap()));
+                }
+            }
+        });
+        let (ports, admin) = match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(v) => v,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "gateway did not start; its log:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+        };
+        Gateway {
+            child,
+            ports,
+            admin,
+            config,
+            log,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.ports[0])
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin)
+    }
+
+    pub fn rewrite_config(&self, yaml: &str) {
+        std::fs::write(self.config.as_ref().unwrap(), with_ephemeral_admin(yaml)).unwrap();
+    }
+
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args(["-s", name, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The access log is written after the response: wait for it.
+    pub async fn log_contains(&self, needle: &str) -> bool {
+        self.wait_for_log(needle).await
+    }
+
+    pub async fn wait_for_log(&self, needle: &str) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.log().contains(needle) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
+    pub fn wait_exit(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(c) = &self.config {
+            let _ = std::fs::remove_file(c);
+        }
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+fn with_ephemeral_admin(yaml: &str) -> String {
+    if yaml.contains("adminAddr") {
+        yaml.to_string()
+    } else if let Some(rest) = yaml.trim_start().strip_prefix("config:\n") {
+        format!("config:\n  adminAddr: 127.0.0.1:0\n{rest}")
+    } else {
+        format!("config:\n  adminAddr: 127.0.0.1:0\n{yaml}")
+    }
+}
+
+/// An HTTP/1.1 upstream answering with JSON `{method, path, headers, body}`.
+/// A path containing `sleep` waits one second first.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    hits: Arc<AtomicUsize>,
+}
+
+impl Upstream {
+    pub async fn start() -> Upstream {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        echo(req)
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Upstream { addr, hits }
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+async fn echo(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (parts, body) = req.into_parts();
+    if parts.uri.path().contains("sleep") {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let headers: BTreeMap<String, String> = parts
+        .headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    let report = serde_json::json!({
+        "method": parts.method.as_str(),
+        "path": parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
+        "headers": headers,
+        "body": String::from_utf8_lossy(&body),
+    });
+    Ok(Response::new(Full::from(report.to_string())))
+}
