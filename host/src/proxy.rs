@@ -76,6 +76,9 @@ struct Trace {
     error: Option<String>,
 }
 
+/// Response bodies up to this size with a Content-Length are sent with the head.
+const SMALL_BODY: usize = 16 << 10;
+
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub async fn handle(
@@ -362,6 +365,28 @@ async fn serve(
     }
     if let Some(edits) = &route.response_headers {
         edits.apply(&mut parts.headers);
+    }
+    // A small body with a known length usually arrived with the head: read it
+    // now so head and body leave in one write instead of two.
+    let small = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+        .is_some_and(|n| n <= SMALL_BODY);
+    if small && !route.buffer_response {
+        match read_body(body, SMALL_BODY).await {
+            Ok(bytes) => body = full(bytes),
+            Err(_) => {
+                trace.error = Some("upstream body ended early".into());
+                return error_response(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_body",
+                    "the upstream response body was cut short",
+                    request_id,
+                    &[("route", &route.name), ("backend", &upstream)],
+                );
+            }
+        }
     }
     Response::from_parts(parts, body)
 }
