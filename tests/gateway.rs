@@ -228,6 +228,47 @@ binds:
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_idempotent_failures_with_backoff() {
+    let upstream = Upstream::start().await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let gw = Gateway::start(&format!(
+        r#"
+binds:
+- port: 0
+  listeners:
+  - routes:
+    - name: flaky
+      matches: [{{path: {{pathPrefix: /flaky}}}}]
+      policies: {{retry: {{attempts: 3, backoff: 10ms, codes: [503]}}}}
+      backends: [{{host: "{up}"}}]
+    - name: half-down
+      matches: [{{path: {{pathPrefix: /half}}}}]
+      policies: {{retry: {{attempts: 2, backoff: 5ms}}}}
+      backends: [{{host: "{closed}"}}, {{host: "{up}"}}]
+"#,
+        up = upstream.addr
+    ))
+    .await;
+    let c = client();
+    // 503, 503, then 200: two retries.
+    let (status, _, body) = get(&c, &gw.url("/flaky")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(upstream.hits(), 3);
+    // A refused connection is retried on the other backend, whatever the method.
+    for _ in 0..4 {
+        let req = Request::post(gw.url("/half"))
+            .body(Full::from("x"))
+            .unwrap();
+        let (status, _, body) = send(&c, req).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(json(&body)["body"], "x");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validate_reports_file_line_path_and_suggestion() {
     let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/config");
     for name in ["mcp-federation", "mcp-authorization", "header-match"] {
@@ -292,6 +333,28 @@ async fn sighup_reload_swaps_config_and_rejects_a_bad_one() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_changes_and_admin_reload_apply_the_new_config() {
+    let gw = Gateway::start("binds:\n- port: 0\n  listeners:\n  - routes:\n    - policies: {directResponse: {body: one}}\n").await;
+    let c = client();
+    assert_eq!(get(&c, &gw.url("/")).await.2, "one");
+    // No signal: the file watcher sees the change.
+    gw.rewrite_config("binds:\n- port: 0\n  listeners:\n  - routes:\n    - policies: {directResponse: {body: two-longer}}\n");
+    process::eventually(|| async { get(&c, &gw.url("/")).await.2 == "two-longer" }).await;
+
+    gw.rewrite_config("binds:\n- port: 0\n  listeners:\n  - routes:\n    - policies: {directResponse: {body: three, staus: 201}}\n");
+    let req = Request::post(gw.admin_url("/reload"))
+        .body(Full::default())
+        .unwrap();
+    let (status, _, body) = send(&c, req).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body.contains("unknown field `staus`") && body.contains("did you mean `status`?"),
+        "{body}"
+    );
+    assert_eq!(get(&c, &gw.url("/")).await.2, "two-longer");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_in_flight_requests() {
     let upstream = Upstream::start().await;
     let mut gw = Gateway::start(&format!(
@@ -324,4 +387,38 @@ async fn runs_the_embedded_default_config() {
     assert_eq!(send(&c, req).await.0, StatusCode::FORBIDDEN);
     let (status, _, ready) = get(&c, &gw.admin_url("/readyz")).await;
     assert_eq!((status, ready.as_str()), (StatusCode::OK, "ready\n"));
+}
+
+#[test]
+fn plugins_are_listed_and_built_into_components() {
+    let out = process::wardgate(&["plugins"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .any(|l| l == "prompt-guard")
+    );
+
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let dest = std::env::temp_dir().join(format!("wardgate-components-{}", std::process::id()));
+    let out = process::wardgate(&[
+        "plugins",
+        "build",
+        "--workspace",
+        root,
+        "--out",
+        dest.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in ["prompt-guard", "regex-deny"] {
+        let bytes = std::fs::read(dest.join(format!("{name}.wasm"))).unwrap();
+        assert!(
+            wardgate::toolchain::is_component(&bytes),
+            "{name} is not a component"
+        );
+    }
+    let _ = std::fs::remove_dir_all(dest);
 }

@@ -61,6 +61,7 @@ pub struct RouteRuntime {
     pub direct: Option<DirectResponse>,
     pub request_timeout: Option<Duration>,
     pub backend_timeout: Option<Duration>,
+    pub retry: Option<crate::config::schema::Retry>,
     pub backends: Vec<WeightedBackend>,
 }
 
@@ -291,6 +292,7 @@ fn build_route(
             .as_ref()
             .and_then(|t| t.backend_request_timeout)
             .map(|d| d.0),
+        retry: p.retry.clone(),
         backends,
     })
 }

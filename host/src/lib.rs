@@ -14,6 +14,7 @@ pub mod gateway;
 pub mod listener;
 pub mod policy;
 pub mod proxy;
+pub mod reload;
 pub mod route;
 pub mod telemetry;
 pub mod toolchain;

@@ -14,7 +14,7 @@ use wardgate::config::{self, Config, schema::AccessLogFormat};
 use wardgate::gateway::Gateway;
 use wardgate::policy::{EngineOptions, PolicyEngine, builtin};
 use wardgate::proxy::Shared;
-use wardgate::{admin, listener};
+use wardgate::{admin, listener, reload};
 
 #[derive(Parser)]
 #[command(
@@ -40,8 +40,27 @@ enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
-    /// List the plugins built into this binary.
-    Plugins,
+    /// List the plugins built into this binary, or build plugin crates.
+    Plugins {
+        #[command(subcommand)]
+        action: Option<PluginsAction>,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginsAction {
+    /// List the built-in plugins (the default).
+    List,
+    /// Build every crate in plugins/ and examples/plugins/ of a Wardgate
+    /// checkout into components, with the detected toolchain.
+    Build {
+        /// The checkout (the folder with the workspace Cargo.toml).
+        #[arg(long, default_value = ".")]
+        workspace: PathBuf,
+        /// Where to put the components.
+        #[arg(long, default_value = "target/wasm/components")]
+        out: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -49,13 +68,61 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run { config } => run(config),
         Command::Validate { config } => validate(&config),
-        Command::Plugins => {
+        Command::Plugins {
+            action: None | Some(PluginsAction::List),
+        } => {
             for name in builtin::names() {
                 println!("{name}");
             }
             ExitCode::SUCCESS
         }
+        Command::Plugins {
+            action: Some(PluginsAction::Build { workspace, out }),
+        } => match build_plugins(&workspace, &out) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
     }
+}
+
+fn build_plugins(workspace: &Path, out: &Path) -> Result<(), String> {
+    use wardgate::toolchain::{BuildRequest, Toolchain, crates_in};
+    let toolchain = Toolchain::detect()?;
+    let names: Vec<String> = ["plugins", "examples/plugins"]
+        .iter()
+        .flat_map(|dir| crates_in(&workspace.join(dir)))
+        .map(|(name, _)| name)
+        .collect();
+    if names.is_empty() {
+        return Err(format!(
+            "no plugin crates under {}/plugins or examples/plugins",
+            workspace.display()
+        ));
+    }
+    println!(
+        "building {} with {}",
+        names.join(", "),
+        toolchain.describe()
+    );
+    let built = toolchain.build(&BuildRequest {
+        manifest: &workspace.join("Cargo.toml"),
+        packages: &names,
+        target_dir: &workspace.join("target/wasm"),
+        profile: "plugin",
+        locked: false,
+        quiet: false,
+    })?;
+    std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    for (name, path) in built {
+        let dest = out.join(format!("{name}.wasm"));
+        std::fs::copy(&path, &dest).map_err(|e| format!("cannot write {}: {e}", dest.display()))?;
+        let size = std::fs::metadata(&dest).map(|m| m.len()).unwrap_or(0);
+        println!("{:>10} bytes  {}", size, dest.display());
+    }
+    Ok(())
 }
 
 fn read_config(path: Option<&Path>) -> Result<Config, config::ConfigError> {
@@ -154,11 +221,8 @@ async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     }
     println!("admin on http://{}", admin_socket.local_addr()?);
 
-    let shared = Arc::new(Shared::new(
-        gateway,
-        engine,
-        HttpBackends::new(Duration::from_secs(10)),
-    ));
+    let backends = HttpBackends::new(Duration::from_secs(10));
+    let shared = Arc::new(Shared::new(gateway, engine, backends, path.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
     for (bind, socket) in sockets.into_iter().enumerate() {
@@ -175,7 +239,8 @@ async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         stop_rx.clone(),
     )));
     if let Some(path) = path {
-        tokio::spawn(reload_on_sighup(shared.clone(), path));
+        tokio::spawn(reload::on_sighup(shared.clone(), path.clone()));
+        tokio::spawn(reload::on_file_change(shared.clone(), path));
     }
 
     shutdown_signal().await;
@@ -193,40 +258,5 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
-    }
-}
-
-/// SIGHUP: build the new config off the request path and swap it in; a bad
-/// config is reported and the old one keeps serving.
-async fn reload_on_sighup(shared: Arc<Shared>, path: PathBuf) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        return;
-    };
-    while hup.recv().await.is_some() {
-        let shared2 = shared.clone();
-        let path2 = path.clone();
-        let result = tokio::task::spawn_blocking(move || -> Result<Gateway, String> {
-            let config = config::load_file(&path2).map_err(|e| e.to_string())?;
-            let current = shared2.gateway.load();
-            let old: Vec<_> = current.binds.iter().map(|b| b.addr).collect();
-            let gateway = Gateway::build(config, &shared2.engine).map_err(|e| e.to_string())?;
-            let new: Vec<_> = gateway.binds.iter().map(|b| b.addr).collect();
-            if old != new {
-                return Err("binds changed; changing ports needs a restart".into());
-            }
-            Ok(gateway)
-        })
-        .await;
-        match result {
-            Ok(Ok(gateway)) => {
-                shared.gateway.store(Arc::new(gateway));
-                tracing::info!(config = %path.display(), "config reloaded");
-            }
-            Ok(Err(e)) => {
-                tracing::error!(config = %path.display(), "reload rejected, keeping the running config: {e}")
-            }
-            Err(e) => tracing::error!("reload task failed: {e}"),
-        }
     }
 }

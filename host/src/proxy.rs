@@ -19,7 +19,7 @@ use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 
-use crate::backend::http::{Body, BoxError, HttpBackends};
+use crate::backend::http::{Body, BoxError, HttpBackends, UpstreamError};
 use crate::gateway::{Gateway, RouteRuntime};
 use crate::policy::bindings::{self, Denial, RequestContext};
 use crate::policy::hooks::{OnHttpRequest, OnHttpResponse};
@@ -36,18 +36,28 @@ pub struct Shared {
     pub backends: HttpBackends,
     pub metrics: RequestMetrics,
     pub ready: AtomicBool,
+    /// The file `run -c` was given, for reloads.
+    pub config_path: Option<std::path::PathBuf>,
+    pub reload_lock: tokio::sync::Mutex<()>,
     next_id: AtomicU64,
     id_prefix: u64,
 }
 
 impl Shared {
-    pub fn new(gateway: Gateway, engine: Arc<PolicyEngine>, backends: HttpBackends) -> Self {
+    pub fn new(
+        gateway: Gateway,
+        engine: Arc<PolicyEngine>,
+        backends: HttpBackends,
+        config_path: Option<std::path::PathBuf>,
+    ) -> Self {
         Shared {
             gateway: ArcSwap::from_pointee(gateway),
             engine,
             backends,
             metrics: RequestMetrics::default(),
             ready: AtomicBool::new(true),
+            config_path,
+            reload_lock: tokio::sync::Mutex::new(()),
             next_id: AtomicU64::new(0),
             // Distinct per process, so ids from two replicas do not collide.
             id_prefix: SystemTime::now()
@@ -284,7 +294,7 @@ async fn serve(
     }
     append_forwarded_for(&mut parts.headers, client);
 
-    let Some(backend) = shared.backends.pick(&route.backends) else {
+    if route.backends.is_empty() {
         trace.error = Some("route has no backend".into());
         return error_response(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -293,20 +303,12 @@ async fn serve(
             request_id,
             &[("route", &route.name)],
         );
-    };
-    let upstream = backend.target.to_string();
-    trace.upstream = Some(upstream.clone());
-    let timeout = match (route.request_timeout, route.backend_timeout) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
-    let response = match shared
-        .backends
-        .forward(backend, Request::from_parts(parts, body), timeout)
-        .await
-    {
-        Ok(r) => r,
-        Err(e) => {
+    }
+    let sent = send_upstream(shared.clone(), route.clone(), parts, body, gateway.max_body).await;
+    let (response, upstream) = match sent {
+        Ok(ok) => ok,
+        Err(Failed::Upstream(e, upstream)) => {
+            trace.upstream = Some(upstream.clone());
             trace.error = Some(e.to_string());
             let kind = if e.status() == StatusCode::GATEWAY_TIMEOUT {
                 "upstream_timeout"
@@ -321,7 +323,9 @@ async fn serve(
                 &[("route", &route.name), ("backend", &upstream)],
             );
         }
+        Err(Failed::Body(respond)) => return respond(request_id),
     };
+    trace.upstream = Some(upstream.clone());
     let (mut parts, body) = response.into_parts();
     crate::backend::http::strip_hop_by_hop(&mut parts.headers);
     let mut body: Body = body.map_err(box_err).boxed();
@@ -392,6 +396,90 @@ async fn serve(
 }
 
 type Deferred = Box<dyn FnOnce(&str) -> Response<Body> + Send>;
+
+enum Failed {
+    Upstream(UpstreamError, String),
+    Body(Deferred),
+}
+
+fn idempotent(method: &http::Method) -> bool {
+    use http::Method;
+    [
+        Method::GET,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::PUT,
+        Method::DELETE,
+        Method::TRACE,
+    ]
+    .contains(method)
+}
+
+/// Send the request to one of the route's backends, retrying as its policy
+/// says: a failed connection always (nothing was sent), a timeout, a broken
+/// exchange or a listed status only for idempotent methods. Retries need a
+/// replayable body, so a retrying route buffers it (up to the body limit).
+async fn send_upstream(
+    shared: Arc<Shared>,
+    route: Arc<RouteRuntime>,
+    parts: http::request::Parts,
+    body: Body,
+    max_body: usize,
+) -> Result<(Response<Incoming>, String), Failed> {
+    let timeout = match (route.request_timeout, route.backend_timeout) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let Some(retry) = route.retry.as_ref().filter(|r| r.attempts > 1) else {
+        let backend = shared
+            .backends
+            .pick(&route.backends)
+            .expect("route has backends");
+        let upstream = backend.target.to_string();
+        return match shared
+            .backends
+            .forward(backend, Request::from_parts(parts, body), timeout)
+            .await
+        {
+            Ok(r) => Ok((r, upstream)),
+            Err(e) => Err(Failed::Upstream(e, upstream)),
+        };
+    };
+    let bytes = read_body(body, max_body).await.map_err(Failed::Body)?;
+    let safe = idempotent(&parts.method);
+    let mut delay = retry
+        .backoff
+        .map(|d| d.0)
+        .unwrap_or(std::time::Duration::from_millis(25));
+    let mut attempt = 1;
+    loop {
+        let backend = shared
+            .backends
+            .pick(&route.backends)
+            .expect("route has backends");
+        let upstream = backend.target.to_string();
+        let mut req = Request::new(full(bytes.clone()));
+        *req.method_mut() = parts.method.clone();
+        *req.uri_mut() = parts.uri.clone();
+        *req.headers_mut() = parts.headers.clone();
+        let result = shared.backends.forward(backend, req, timeout).await;
+        let again = match &result {
+            Err(UpstreamError::Connect(..)) => true,
+            Err(_) => safe,
+            Ok(r) => safe && retry.codes.contains(&r.status().as_u16()),
+        };
+        if !again || attempt >= retry.attempts {
+            return match result {
+                Ok(r) => Ok((r, upstream)),
+                Err(e) => Err(Failed::Upstream(e, upstream)),
+            };
+        }
+        tracing::debug!(route = %route.name, %upstream, attempt, "retrying after {delay:?}");
+        tokio::time::sleep(delay).await;
+        delay = delay.saturating_mul(2);
+        attempt += 1;
+    }
+}
 
 /// Buffer a body up to `limit` bytes; too large is 413, a broken stream 400.
 async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, Deferred> {

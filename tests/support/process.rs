@@ -185,7 +185,8 @@ fn with_ephemeral_admin(yaml: &str) -> String {
 }
 
 /// An HTTP/1.1 upstream answering with JSON `{method, path, headers, body}`.
-/// A path containing `sleep` waits one second first.
+/// A path containing `sleep` waits one second first; one containing
+/// `flaky` answers 503 while the upstream has served fewer than 2 requests.
 pub struct Upstream {
     pub addr: SocketAddr,
     hits: Arc<AtomicUsize>,
@@ -205,8 +206,8 @@ impl Upstream {
                 let counter = counter.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
-                        counter.fetch_add(1, Ordering::SeqCst);
-                        echo(req)
+                        let n = counter.fetch_add(1, Ordering::SeqCst);
+                        echo(req, n)
                     });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(stream), service)
@@ -222,8 +223,13 @@ impl Upstream {
     }
 }
 
-async fn echo(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn echo(req: Request<Incoming>, served: usize) -> Result<Response<Full<Bytes>>, Infallible> {
     let (parts, body) = req.into_parts();
+    if parts.uri.path().contains("flaky") && served < 2 {
+        let mut resp = Response::new(Full::from("unavailable"));
+        *resp.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+        return Ok(resp);
+    }
     if parts.uri.path().contains("sleep") {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }

@@ -1,5 +1,6 @@
 //! The admin listener (default 127.0.0.1:15000): `/healthz`, `/readyz`,
-//! `/config_dump` (secrets redacted) and `/metrics` (Prometheus text).
+//! `/config_dump` (secrets redacted), `/metrics` (Prometheus text) and
+//! `POST /reload`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -30,7 +31,7 @@ pub async fn serve(
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
                         let shared = shared.clone();
-                        async move { Ok::<_, Infallible>(route(&shared, req)) }
+                        async move { Ok::<_, Infallible>(route(shared, req).await) }
                     });
                     let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), service).await;
                 });
@@ -40,8 +41,23 @@ pub async fn serve(
     }
 }
 
-fn route<B>(shared: &Shared, req: Request<B>) -> Response<Body> {
+async fn route<B>(shared: Arc<Shared>, req: Request<B>) -> Response<Body> {
     match (req.method(), req.uri().path()) {
+        (&Method::POST, "/reload") => match shared.config_path.clone() {
+            None => text(
+                StatusCode::CONFLICT,
+                "running the embedded config: nothing to reload\n",
+            ),
+            Some(path) => match crate::reload::reload(shared.clone(), path).await {
+                Ok(()) => text(StatusCode::OK, "reloaded\n"),
+                Err(e) => {
+                    let mut resp =
+                        Response::new(full(Bytes::from(format!("reload rejected: {e}\n"))));
+                    *resp.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+                    resp
+                }
+            },
+        },
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
         (&Method::GET, "/readyz") => {
             if shared.ready.load(Ordering::Acquire) {
@@ -74,7 +90,7 @@ fn route<B>(shared: &Shared, req: Request<B>) -> Response<Body> {
         }
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found: try /healthz, /readyz, /config_dump, /metrics\n",
+            "not found: try /healthz, /readyz, /config_dump, /metrics, POST /reload\n",
         ),
     }
 }

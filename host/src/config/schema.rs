@@ -266,6 +266,8 @@ pub struct Policies {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Timeouts>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<Retry>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mcp_authorization: Option<Authorization>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization: Option<Authorization>,
@@ -350,6 +352,26 @@ pub struct Timeouts {
     /// One backend attempt, until its response head arrives.
     #[serde(default)]
     pub backend_request_timeout: Option<DurationStr>,
+}
+
+/// Retries of failed attempts: connection failures always (nothing was
+/// sent), timeouts and listed statuses only for idempotent methods.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Retry {
+    /// Attempts in all, the first included.
+    #[serde(default = "default_attempts")]
+    pub attempts: u32,
+    /// Wait before the first retry; doubles for each next one.
+    #[serde(default)]
+    pub backoff: Option<DurationStr>,
+    /// Upstream statuses that count as failures (e.g. 502, 503).
+    #[serde(default)]
+    pub codes: Vec<u16>,
+}
+
+fn default_attempts() -> u32 {
+    2
 }
 
 /// CEL rules: a bare string allows, or `{allow|deny|require: expr}`.

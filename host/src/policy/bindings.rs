@@ -6,7 +6,7 @@ wasmtime::component::bindgen!({
     world: "plugin",
 });
 
-pub use wardgate::policy::types::*;
+pub use self::wardgate::policy::types::*;
 
 /// The export every plugin must have, with the contract version it speaks.
 pub const HOOKS_EXPORT: &str = "wardgate:policy/hooks@0.1.0";

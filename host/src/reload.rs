@@ -1,0 +1,75 @@
+//! Replacing the running config: on SIGHUP, on `POST /reload`, and when the
+//! file changes. The new snapshot (plugins included) is built off the request
+//! path and swapped in atomically; requests in flight finish on the old one.
+//! A config that fails to build is reported and the old one keeps serving.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::config;
+use crate::gateway::Gateway;
+use crate::proxy::Shared;
+
+/// Rebuild from `path` and swap it in.
+pub async fn reload(shared: Arc<Shared>, path: PathBuf) -> Result<(), String> {
+    // One reload at a time: two racing builds could swap in the older file.
+    let _guard = shared.reload_lock.lock().await;
+    let builder = shared.clone();
+    let file = path.clone();
+    let built = tokio::task::spawn_blocking(move || -> Result<Gateway, String> {
+        let config = config::load_file(&file).map_err(|e| e.to_string())?;
+        let gateway = Gateway::build(config, &builder.engine).map_err(|e| e.to_string())?;
+        let current = builder.gateway.load();
+        let old: Vec<_> = current.binds.iter().map(|b| b.addr).collect();
+        let new: Vec<_> = gateway.binds.iter().map(|b| b.addr).collect();
+        if old != new {
+            return Err("binds changed; adding or moving ports needs a restart".into());
+        }
+        Ok(gateway)
+    })
+    .await
+    .map_err(|e| format!("reload task failed: {e}"))?;
+    match built {
+        Ok(gateway) => {
+            shared.gateway.store(Arc::new(gateway));
+            tracing::info!(config = %path.display(), "config reloaded");
+            Ok(())
+        }
+        Err(e) => {
+            tracing::error!(config = %path.display(), "reload rejected, keeping the running config: {e}");
+            Err(e)
+        }
+    }
+}
+
+/// Reload on every SIGHUP.
+pub async fn on_sighup(shared: Arc<Shared>, path: PathBuf) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        let _ = reload(shared.clone(), path.clone()).await;
+    }
+}
+
+fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
+
+/// Reload when the file's modification time or size changes (polled each
+/// second: no inotify needed, and editors that replace the file work too).
+pub async fn on_file_change(shared: Arc<Shared>, path: PathBuf) {
+    let mut last = stamp(&path);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let now = stamp(&path);
+        if now.is_some() && now != last {
+            last = now;
+            let _ = reload(shared.clone(), path.clone()).await;
+        }
+    }
+}
