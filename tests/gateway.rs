@@ -355,6 +355,71 @@ async fn file_changes_and_admin_reload_apply_the_new_config() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_under_load_fails_no_request() {
+    let upstream = Upstream::start().await;
+    let config = |version: u32| {
+        format!(
+            r#"
+binds:
+- port: 0
+  listeners:
+  - routes:
+    - plugins:
+      - name: prompt-guard
+        config: {{patterns: ["v{version}-forbidden"]}}
+      policies: {{responseHeaderModifier: {{set: {{x-config: "{version}"}}}}}}
+      backends: [{{host: "{}"}}]
+"#,
+            upstream.addr
+        )
+    };
+    let gw = Gateway::start(&config(0)).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = Vec::new();
+    for _ in 0..4 {
+        let (url, stop) = (gw.url("/load"), stop.clone());
+        load.push(tokio::spawn(async move {
+            let c = client();
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match c
+                    .request(Request::post(&url).body(Full::from("hello")).unwrap())
+                    .await
+                {
+                    Ok(r) if r.status() == StatusCode::OK => ok += 1,
+                    Ok(r) => failed.push(r.status().to_string()),
+                    Err(e) => failed.push(e.to_string()),
+                }
+            }
+            (ok, failed)
+        }));
+    }
+    let c = client();
+    for version in 1..=3 {
+        gw.rewrite_config(&config(version));
+        let req = Request::post(gw.admin_url("/reload"))
+            .body(Full::default())
+            .unwrap();
+        let (status, _, body) = send(&c, req).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut total = 0;
+    for task in load {
+        let (ok, failed) = task.await.unwrap();
+        assert!(
+            failed.is_empty(),
+            "requests failed during reload: {failed:?}"
+        );
+        total += ok;
+    }
+    assert!(total > 100, "too little load to mean anything: {total}");
+    let (_, headers, _) = get(&c, &gw.url("/load")).await;
+    assert_eq!(headers["x-config"], "3");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_in_flight_requests() {
     let upstream = Upstream::start().await;
     let mut gw = Gateway::start(&format!(
