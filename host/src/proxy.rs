@@ -218,14 +218,8 @@ async fn serve(
             body: Some(bytes.to_vec()),
         };
         let verdict = run.run::<OnHttpRequest>(&mut view);
-        trace.decisions.clone_from(&run.decisions);
-        match verdict {
-            Ok(Verdict::Continue) => {}
-            Ok(Verdict::Deny { plugin, denial }) => {
-                trace.error = Some(format!("denied by {plugin}"));
-                return denial_response(denial);
-            }
-            Err(failure) => return plugin_failure(failure, request_id, trace),
+        if let Some(stop) = settle(verdict, &run.decisions, request_id, trace) {
+            return stop;
         }
         // Take back whatever the chain modified.
         if view.path
@@ -250,11 +244,7 @@ async fn serve(
             }
         }
         parts.headers = from_wit_headers(&view.headers);
-        let new_body = Bytes::from(view.body.unwrap_or_default());
-        parts
-            .headers
-            .insert(CONTENT_LENGTH, HeaderValue::from(new_body.len()));
-        body = full(new_body);
+        body = replace_body(&mut parts.headers, view.body);
     }
 
     if let Some(redirect) = &route.redirect {
@@ -350,22 +340,12 @@ async fn serve(
             body: Some(bytes.to_vec()),
         };
         let verdict = run.run::<OnHttpResponse>(&mut view);
-        trace.decisions.clone_from(&run.decisions);
-        match verdict {
-            Ok(Verdict::Continue) => {}
-            Ok(Verdict::Deny { plugin, denial }) => {
-                trace.error = Some(format!("response denied by {plugin}"));
-                return denial_response(denial);
-            }
-            Err(failure) => return plugin_failure(failure, request_id, trace),
+        if let Some(stop) = settle(verdict, &run.decisions, request_id, trace) {
+            return stop;
         }
         parts.status = StatusCode::from_u16(view.status).unwrap_or(parts.status);
         parts.headers = from_wit_headers(&view.headers);
-        let new_body = Bytes::from(view.body.unwrap_or_default());
-        parts
-            .headers
-            .insert(CONTENT_LENGTH, HeaderValue::from(new_body.len()));
-        body = full(new_body);
+        body = replace_body(&mut parts.headers, view.body);
     }
     if let Some(edits) = &route.response_headers {
         edits.apply(&mut parts.headers);
@@ -552,6 +532,31 @@ fn append_forwarded_for(headers: &mut HeaderMap, client: SocketAddr) {
     if let Ok(v) = HeaderValue::from_str(&value) {
         headers.insert(name, v);
     }
+}
+
+/// Record what the chain decided; `Some` is the response that ends the request.
+fn settle(
+    verdict: Result<Verdict, PluginFailure>,
+    decisions: &[Decision],
+    request_id: &str,
+    trace: &mut Trace,
+) -> Option<Response<Body>> {
+    trace.decisions = decisions.to_vec();
+    match verdict {
+        Ok(Verdict::Continue) => None,
+        Ok(Verdict::Deny { plugin, denial }) => {
+            trace.error = Some(format!("denied by {plugin}"));
+            Some(denial_response(denial))
+        }
+        Err(failure) => Some(plugin_failure(failure, request_id, trace)),
+    }
+}
+
+/// The body a plugin saw (maybe rewritten), with a Content-Length to match.
+fn replace_body(headers: &mut HeaderMap, body: Option<Vec<u8>>) -> Body {
+    let body = Bytes::from(body.unwrap_or_default());
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+    full(body)
 }
 
 fn denial_response(denial: Denial) -> Response<Body> {

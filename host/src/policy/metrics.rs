@@ -5,18 +5,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
 
-const BUCKETS: [f64; 12] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
-];
+use crate::telemetry::metrics::{Histogram, escape};
 
 type Key = (String, Vec<(String, String)>);
-
-#[derive(Default)]
-struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    count: u64,
-    sum: f64,
-}
 
 /// Counters and histograms from every plugin.
 #[derive(Default)]
@@ -53,24 +44,12 @@ fn key(name: &str, plugin: &str, route: &str, labels: Vec<(String, String)>) -> 
     (format!("wardgate_plugin_{}", sanitize(name)), all)
 }
 
-fn render_labels(labels: &[(String, String)], extra: Option<(&str, String)>) -> String {
-    let mut out = String::from("{");
-    let escaped = |v: &str| {
-        v.replace('\\', "\\\\")
-            .replace('"', "\\\"")
-            .replace('\n', "\\n")
-    };
-    for (i, (k, v)) in labels.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        let _ = write!(out, "{k}=\"{}\"", escaped(v));
-    }
-    if let Some((k, v)) = extra {
-        let _ = write!(out, ",{k}=\"{v}\"");
-    }
-    out.push('}');
-    out
+fn render_labels(labels: &[(String, String)]) -> String {
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 impl PluginMetrics {
@@ -100,16 +79,10 @@ impl PluginMetrics {
             return;
         }
         let mut histograms = self.histograms.lock().unwrap_or_else(|p| p.into_inner());
-        let h = histograms
+        histograms
             .entry(key(name, plugin, route, labels))
-            .or_default();
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            if value <= *bound {
-                h.counts[i] += 1;
-            }
-        }
-        h.count += 1;
-        h.sum += value;
+            .or_default()
+            .observe(value);
     }
 
     /// Prometheus text exposition of everything recorded.
@@ -122,7 +95,7 @@ impl PluginMetrics {
                 let _ = writeln!(out, "# TYPE {name} counter");
                 last = name;
             }
-            let _ = writeln!(out, "{name}{} {value}", render_labels(labels, None));
+            let _ = writeln!(out, "{name}{{{}}} {value}", render_labels(labels));
         }
         let histograms = self.histograms.lock().unwrap_or_else(|p| p.into_inner());
         let mut last = "";
@@ -131,19 +104,7 @@ impl PluginMetrics {
                 let _ = writeln!(out, "# TYPE {name} histogram");
                 last = name;
             }
-            for (bound, count) in BUCKETS.iter().zip(h.counts) {
-                let labels = render_labels(labels, Some(("le", bound.to_string())));
-                let _ = writeln!(out, "{name}_bucket{labels} {count}");
-            }
-            let inf = render_labels(labels, Some(("le", "+Inf".into())));
-            let _ = writeln!(out, "{name}_bucket{inf} {}", h.count);
-            let _ = writeln!(out, "{name}_sum{} {}", render_labels(labels, None), h.sum);
-            let _ = writeln!(
-                out,
-                "{name}_count{} {}",
-                render_labels(labels, None),
-                h.count
-            );
+            h.render(&mut out, name, &render_labels(labels));
         }
         out
     }

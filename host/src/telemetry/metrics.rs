@@ -1,19 +1,56 @@
-//! Request metrics by route and status, rendered for `/metrics`.
+//! Request metrics by route and status, rendered for `/metrics`, and the
+//! histogram type the plugin metrics share.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
 use std::time::Duration;
 
-const BUCKETS: [f64; 14] = [
+/// Upper bounds of the buckets every histogram here uses (seconds for latencies).
+pub const BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// A Prometheus histogram with the fixed [`BUCKETS`].
 #[derive(Default)]
-struct Histogram {
+pub struct Histogram {
     counts: [u64; BUCKETS.len()],
     count: u64,
     sum: f64,
+}
+
+impl Histogram {
+    pub fn observe(&mut self, value: f64) {
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            if value <= *bound {
+                self.counts[i] += 1;
+            }
+        }
+        self.count += 1;
+        self.sum += value;
+    }
+
+    /// The `_bucket`, `_sum` and `_count` lines; `labels` is `k="v",...` (may be empty).
+    pub fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (bound, n) in BUCKETS.iter().zip(self.counts) {
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {n}");
+        }
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}",
+            self.count
+        );
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count);
+    }
+}
+
+/// Escape a Prometheus label value.
+pub fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Gateway-level request metrics.
@@ -31,70 +68,37 @@ impl RequestMetrics {
             .unwrap_or_else(|p| p.into_inner())
             .entry((route.to_string(), status))
             .or_default() += 1;
-        let secs = duration.as_secs_f64();
-        let mut durations = self.durations.lock().unwrap_or_else(|p| p.into_inner());
-        let h = durations.entry(route.to_string()).or_default();
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            if secs <= *bound {
-                h.counts[i] += 1;
-            }
-        }
-        h.count += 1;
-        h.sum += secs;
+        self.durations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(route.to_string())
+            .or_default()
+            .observe(duration.as_secs_f64());
     }
 
     pub fn render(&self, out: &mut String) {
-        let escape = |v: &str| v.replace('\\', "\\\\").replace('"', "\\\"");
         let _ = writeln!(
             out,
             "# HELP wardgate_requests_total Requests handled, by route and status."
         );
         let _ = writeln!(out, "# TYPE wardgate_requests_total counter");
-        for ((route, status), n) in self
-            .requests
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-        {
+        let requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        for ((route, status), n) in requests.iter() {
+            let route = escape(route);
             let _ = writeln!(
                 out,
-                "wardgate_requests_total{{route=\"{}\",status=\"{status}\"}} {n}",
-                escape(route)
+                "wardgate_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
             );
         }
+        let name = "wardgate_request_duration_seconds";
         let _ = writeln!(
             out,
-            "# HELP wardgate_request_duration_seconds Time from request head to response head, by route."
+            "# HELP {name} Time from request head to response head, by route."
         );
-        let _ = writeln!(out, "# TYPE wardgate_request_duration_seconds histogram");
-        for (route, h) in self
-            .durations
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-        {
-            let route = escape(route);
-            for (bound, n) in BUCKETS.iter().zip(h.counts) {
-                let _ = writeln!(
-                    out,
-                    "wardgate_request_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {n}"
-                );
-            }
-            let _ = writeln!(
-                out,
-                "wardgate_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ = writeln!(
-                out,
-                "wardgate_request_duration_seconds_sum{{route=\"{route}\"}} {}",
-                h.sum
-            );
-            let _ = writeln!(
-                out,
-                "wardgate_request_duration_seconds_count{{route=\"{route}\"}} {}",
-                h.count
-            );
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        let durations = self.durations.lock().unwrap_or_else(|p| p.into_inner());
+        for (route, h) in durations.iter() {
+            h.render(out, name, &format!("route=\"{}\"", escape(route)));
         }
     }
 }
