@@ -177,6 +177,7 @@ fn init_tracing(format: AccessLogFormat) {
 }
 
 fn run(path: Option<PathBuf>) -> ExitCode {
+    let loaded = path.as_deref().map(reload::stamp).unwrap_or(None);
     let config = match read_config(path.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -189,7 +190,7 @@ fn run(path: Option<PathBuf>) -> ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    match runtime.block_on(serve(config, path)) {
+    match runtime.block_on(serve(config, path, loaded)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -198,7 +199,7 @@ fn run(path: Option<PathBuf>) -> ExitCode {
     }
 }
 
-async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
+async fn serve(config: Config, path: Option<PathBuf>, loaded: reload::Stamp) -> anyhow::Result<()> {
     let engine = Arc::new(PolicyEngine::new(EngineOptions::default())?);
     let gateway = {
         let engine = engine.clone();
@@ -240,7 +241,7 @@ async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     )));
     if let Some(path) = path {
         tokio::spawn(reload::on_sighup(shared.clone(), path.clone()));
-        tokio::spawn(reload::on_file_change(shared.clone(), path));
+        tokio::spawn(reload::on_file_change(shared.clone(), path, loaded));
     }
 
     shutdown_signal().await;

@@ -54,15 +54,20 @@ pub async fn on_sighup(shared: Arc<Shared>, path: PathBuf) {
     }
 }
 
-fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
+/// What the file watcher compares: modification time and size.
+pub type Stamp = Option<(SystemTime, u64)>;
+
+pub fn stamp(path: &Path) -> Stamp {
     let meta = std::fs::metadata(path).ok()?;
     Some((meta.modified().ok()?, meta.len()))
 }
 
 /// Reload when the file's modification time or size changes (polled each
 /// second: no inotify needed, and editors that replace the file work too).
-pub async fn on_file_change(shared: Arc<Shared>, path: PathBuf) {
-    let mut last = stamp(&path);
+/// `loaded` is the file's stamp from before it was read at start-up, so an
+/// edit made while the gateway was starting is not missed.
+pub async fn on_file_change(shared: Arc<Shared>, path: PathBuf, loaded: Stamp) {
+    let mut last = loaded;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;

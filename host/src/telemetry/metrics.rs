@@ -53,42 +53,46 @@ pub fn escape(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+#[derive(Default)]
+struct RouteStats {
+    statuses: BTreeMap<u16, u64>,
+    durations: Histogram,
+}
+
 /// Gateway-level request metrics.
 #[derive(Default)]
 pub struct RequestMetrics {
-    requests: Mutex<BTreeMap<(String, u16), u64>>,
-    durations: Mutex<BTreeMap<String, Histogram>>,
+    // One lock and one lookup per request; a route's name is copied only
+    // the first time it is seen, not on every request.
+    routes: Mutex<BTreeMap<String, RouteStats>>,
 }
 
 impl RequestMetrics {
     pub fn record(&self, route: &str, status: u16, duration: Duration) {
-        *self
-            .requests
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry((route.to_string(), status))
-            .or_default() += 1;
-        self.durations
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(route.to_string())
-            .or_default()
-            .observe(duration.as_secs_f64());
+        let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        let stats = match routes.get_mut(route) {
+            Some(stats) => stats,
+            None => routes.entry(route.to_string()).or_default(),
+        };
+        *stats.statuses.entry(status).or_default() += 1;
+        stats.durations.observe(duration.as_secs_f64());
     }
 
     pub fn render(&self, out: &mut String) {
+        let routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
         let _ = writeln!(
             out,
             "# HELP wardgate_requests_total Requests handled, by route and status."
         );
         let _ = writeln!(out, "# TYPE wardgate_requests_total counter");
-        let requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
-        for ((route, status), n) in requests.iter() {
+        for (route, stats) in routes.iter() {
             let route = escape(route);
-            let _ = writeln!(
-                out,
-                "wardgate_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
-            );
+            for (status, n) in &stats.statuses {
+                let _ = writeln!(
+                    out,
+                    "wardgate_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+                );
+            }
         }
         let name = "wardgate_request_duration_seconds";
         let _ = writeln!(
@@ -96,9 +100,10 @@ impl RequestMetrics {
             "# HELP {name} Time from request head to response head, by route."
         );
         let _ = writeln!(out, "# TYPE {name} histogram");
-        let durations = self.durations.lock().unwrap_or_else(|p| p.into_inner());
-        for (route, h) in durations.iter() {
-            h.render(out, name, &format!("route=\"{}\"", escape(route)));
+        for (route, stats) in routes.iter() {
+            stats
+                .durations
+                .render(out, name, &format!("route=\"{}\"", escape(route)));
         }
     }
 }
