@@ -3,6 +3,8 @@
 
 #[path = "support/process.rs"]
 mod process;
+#[path = "gateway/tls.rs"]
+mod tls;
 
 use std::time::{Duration, Instant};
 

@@ -6,11 +6,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::backend::http::{HttpBackends, Transport};
 use crate::config::schema::{
-    AccessLogFormat, BackendKind, Config, DirectResponse, HostPort, Protocol, RequestRedirect,
-    UrlRewrite,
+    AccessLogFormat, BackendKind, Bind, Config, DirectResponse, HostPort, Protocol,
+    RequestRedirect, UrlRewrite,
 };
 use crate::config::sugar;
+use crate::listener::tls::{self, TlsAcceptor};
 use crate::policy::bindings::Hooks;
 use crate::policy::{Chain, PolicyEngine};
 use crate::route::filters::HeaderEdits;
@@ -38,6 +40,8 @@ pub struct Gateway {
 
 pub struct BindRuntime {
     pub addr: SocketAddr,
+    /// Set when the bind's listeners are HTTPS.
+    pub tls: Option<TlsAcceptor>,
     pub listeners: Vec<ListenerRuntime>,
 }
 
@@ -65,16 +69,21 @@ pub struct RouteRuntime {
     pub backends: Vec<WeightedBackend>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct WeightedBackend {
     pub target: HostPort,
     pub weight: u32,
+    pub transport: Arc<Transport>,
 }
 
 impl Gateway {
     /// Build the running gateway: loads (and snapshots) every plugin, so this
     /// runs off the request path, and any failure leaves the old config serving.
-    pub fn build(config: Config, engine: &PolicyEngine) -> Result<Gateway, BuildError> {
+    pub fn build(
+        config: Config,
+        engine: &PolicyEngine,
+        clients: &HttpBackends,
+    ) -> Result<Gateway, BuildError> {
         let err = |path: String, message: String| BuildError { path, message };
         let settings = &config.config;
         let admin = settings.admin_addr.as_deref().unwrap_or(DEFAULT_ADMIN_ADDR);
@@ -93,15 +102,10 @@ impl Gateway {
                 .unwrap_or("0.0.0.0")
                 .parse()
                 .map_err(|_| err(format!("binds[{b}].address"), "not an IP address".into()))?;
+            let tls = bind_tls(bind, b)?;
             let mut listeners = Vec::new();
             for (l, listener) in bind.listeners.iter().enumerate() {
                 let at = format!("binds[{b}].listeners[{l}]");
-                if listener.protocol == Protocol::Https || listener.tls.is_some() {
-                    return Err(err(
-                        at,
-                        "HTTPS listeners (TLS) are not supported by this build yet".into(),
-                    ));
-                }
                 let listener_name = listener
                     .name
                     .clone()
@@ -113,7 +117,7 @@ impl Gateway {
                         .name
                         .clone()
                         .unwrap_or_else(|| format!("{listener_name}/route{r}"));
-                    let built = build_route(engine, listener, route, &name, &at)?;
+                    let built = build_route(engine, clients, listener, route, &name, &at)?;
                     let matchers = route
                         .matches
                         .iter()
@@ -133,6 +137,7 @@ impl Gateway {
             }
             binds.push(BindRuntime {
                 addr: SocketAddr::new(ip, bind.port),
+                tls,
                 listeners,
             });
         }
@@ -151,14 +156,11 @@ impl Gateway {
     /// as notes; `run` refuses them.
     pub fn check(config: &Config, engine: &PolicyEngine) -> Result<Vec<String>, BuildError> {
         let mut notes = Vec::new();
+        let clients = HttpBackends::new(Duration::from_secs(10));
         for (b, bind) in config.binds.iter().enumerate() {
+            bind_tls(bind, b)?;
             for (l, listener) in bind.listeners.iter().enumerate() {
                 let at = format!("binds[{b}].listeners[{l}]");
-                if listener.protocol == Protocol::Https || listener.tls.is_some() {
-                    notes.push(format!(
-                        "{at}: HTTPS listeners are not served by this build yet"
-                    ));
-                }
                 for (r, route) in listener.routes.iter().enumerate() {
                     let at = format!("{at}.routes[{r}]");
                     let name = route.name.clone().unwrap_or_else(|| format!("route{r}"));
@@ -175,6 +177,13 @@ impl Gateway {
                         })?;
                     }
                     let p = &route.policies;
+                    let version = p.http.as_ref().map(|h| h.version).unwrap_or_default();
+                    clients
+                        .transport(p.backend_tls.as_ref(), version)
+                        .map_err(|e| BuildError {
+                            path: format!("{at}.policies.backendTLS"),
+                            message: e,
+                        })?;
                     for (present, key) in [
                         (p.jwt_auth.is_some(), "jwtAuth"),
                         (p.cors.is_some(), "cors"),
@@ -214,8 +223,54 @@ impl Gateway {
     }
 }
 
+/// The TLS acceptor of an HTTPS bind: every listener's certificates, in
+/// order. A bind is either all HTTPS or all HTTP, since the first bytes of
+/// a connection decide which before any Host header is seen.
+fn bind_tls(bind: &Bind, b: usize) -> Result<Option<TlsAcceptor>, BuildError> {
+    let https =
+        |l: &crate::config::schema::Listener| l.protocol == Protocol::Https || l.tls.is_some();
+    if !bind.listeners.iter().any(https) {
+        return Ok(None);
+    }
+    let mut certs = Vec::new();
+    for (l, listener) in bind.listeners.iter().enumerate() {
+        let at = format!("binds[{b}].listeners[{l}]");
+        let Some(settings) = listener.tls.as_ref() else {
+            let message = if https(listener) {
+                "an HTTPS listener needs `tls: {cert, key}`"
+            } else {
+                "this bind has HTTPS listeners; all listeners of one port must be HTTPS"
+            };
+            return Err(BuildError {
+                path: at,
+                message: message.into(),
+            });
+        };
+        let pairs = std::iter::once((settings.cert.as_str(), settings.key.as_str())).chain(
+            settings
+                .certificates
+                .iter()
+                .map(|p| (p.cert.as_str(), p.key.as_str())),
+        );
+        for (i, (cert, key)) in pairs.enumerate() {
+            let path = match i {
+                0 => format!("{at}.tls"),
+                n => format!("{at}.tls.certificates[{}]", n - 1),
+            };
+            certs.push(tls::load_cert(cert, key).map_err(|message| BuildError { path, message })?);
+        }
+    }
+    tls::acceptor(certs)
+        .map(Some)
+        .map_err(|message| BuildError {
+            path: format!("binds[{b}]"),
+            message,
+        })
+}
+
 fn build_route(
     engine: &PolicyEngine,
+    clients: &HttpBackends,
     listener: &crate::config::schema::Listener,
     route: &crate::config::schema::Route,
     name: &str,
@@ -245,12 +300,17 @@ fn build_route(
     let chain = Chain::new(plugins);
     let any = |hook: Hooks| chain.plugins().iter().any(|p| p.implements(hook));
 
+    let version = p.http.as_ref().map(|h| h.version).unwrap_or_default();
+    let transport = clients
+        .transport(p.backend_tls.as_ref(), version)
+        .map_err(|e| err(format!("{at}.policies.backendTLS"), e))?;
     let mut backends = Vec::new();
     for (i, backend) in route.backends.iter().enumerate() {
         match &backend.kind {
             BackendKind::Host(target) => backends.push(WeightedBackend {
                 target: target.clone(),
                 weight: backend.weight,
+                transport: transport.clone(),
             }),
             BackendKind::Mcp(_) => {
                 return Err(err(

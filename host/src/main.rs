@@ -201,10 +201,12 @@ fn run(path: Option<PathBuf>) -> ExitCode {
 
 async fn serve(config: Config, path: Option<PathBuf>, loaded: reload::Stamp) -> anyhow::Result<()> {
     let engine = Arc::new(PolicyEngine::new(EngineOptions::default())?);
+    let backends = Arc::new(HttpBackends::new(Duration::from_secs(10)));
     let gateway = {
         let engine = engine.clone();
+        let backends = backends.clone();
         // Loading plugins compiles and snapshots them: keep it off the async workers.
-        tokio::task::spawn_blocking(move || Gateway::build(config, &engine)).await??
+        tokio::task::spawn_blocking(move || Gateway::build(config, &engine, &backends)).await??
     };
     let addrs: Vec<_> = gateway.binds.iter().map(|b| b.addr).collect();
     let sockets = listener::bind_all(&addrs).await?;
@@ -214,7 +216,8 @@ async fn serve(config: Config, path: Option<PathBuf>, loaded: reload::Stamp) -> 
         for l in &bind.listeners {
             let routes: Vec<&str> = l.routes.routes().iter().map(|r| r.name.as_str()).collect();
             println!(
-                "wardgate listening on http://{local} (listener {}: routes {})",
+                "wardgate listening on {}://{local} (listener {}: routes {})",
+                if bind.tls.is_some() { "https" } else { "http" },
                 l.name,
                 routes.join(", ")
             );
@@ -222,7 +225,6 @@ async fn serve(config: Config, path: Option<PathBuf>, loaded: reload::Stamp) -> 
     }
     println!("admin on http://{}", admin_socket.local_addr()?);
 
-    let backends = HttpBackends::new(Duration::from_secs(10));
     let shared = Arc::new(Shared::new(gateway, engine, backends, path.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();

@@ -33,7 +33,7 @@ use crate::telemetry::metrics::RequestMetrics;
 pub struct Shared {
     pub gateway: ArcSwap<Gateway>,
     pub engine: Arc<PolicyEngine>,
-    pub backends: HttpBackends,
+    pub backends: Arc<HttpBackends>,
     pub metrics: RequestMetrics,
     pub ready: AtomicBool,
     /// The file `run -c` was given, for reloads.
@@ -47,7 +47,7 @@ impl Shared {
     pub fn new(
         gateway: Gateway,
         engine: Arc<PolicyEngine>,
-        backends: HttpBackends,
+        backends: Arc<HttpBackends>,
         config_path: Option<std::path::PathBuf>,
     ) -> Self {
         Shared {

@@ -19,7 +19,8 @@ pub async fn reload(shared: Arc<Shared>, path: PathBuf) -> Result<(), String> {
     let file = path.clone();
     let built = tokio::task::spawn_blocking(move || -> Result<Gateway, String> {
         let config = config::load_file(&file).map_err(|e| e.to_string())?;
-        let gateway = Gateway::build(config, &builder.engine).map_err(|e| e.to_string())?;
+        let gateway = Gateway::build(config, &builder.engine, &builder.backends)
+            .map_err(|e| e.to_string())?;
         let current = builder.gateway.load();
         let old: Vec<_> = current.binds.iter().map(|b| b.addr).collect();
         let new: Vec<_> = gateway.binds.iter().map(|b| b.addr).collect();

@@ -84,7 +84,10 @@ impl Gateway {
         std::thread::spawn(move || {
             let mut ports = Vec::new();
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix("wardgate listening on http://") {
+                let listening = line
+                    .strip_prefix("wardgate listening on http://")
+                    .or_else(|| line.strip_prefix("wardgate listening on https://"));
+                if let Some(rest) = listening {
                     let addr: SocketAddr = rest.split(' ').next().unwrap().parse().unwrap();
                     ports.push(addr.port());
                 } else if let Some(rest) = line.strip_prefix("admin on http://") {
@@ -194,6 +197,15 @@ pub struct Upstream {
 
 impl Upstream {
     pub async fn start() -> Upstream {
+        Self::serve(None).await
+    }
+
+    /// The same upstream behind TLS (ALPN h2 and http/1.1).
+    pub async fn start_tls(config: Arc<rustls::ServerConfig>) -> Upstream {
+        Self::serve(Some(tokio_rustls::TlsAcceptor::from(config))).await
+    }
+
+    async fn serve(tls: Option<tokio_rustls::TlsAcceptor>) -> Upstream {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicUsize::new(0));
@@ -204,14 +216,24 @@ impl Upstream {
                     return;
                 };
                 let counter = counter.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
                         let n = counter.fetch_add(1, Ordering::SeqCst);
                         echo(req, n)
                     });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let server = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    match tls {
+                        None => {
+                            let _ = server.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                let _ =
+                                    server.serve_connection(TokioIo::new(stream), service).await;
+                            }
+                        }
+                    }
                 });
             }
         });
@@ -244,6 +266,7 @@ async fn echo(req: Request<Incoming>, served: usize) -> Result<Response<Full<Byt
         .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
         .collect();
     let report = serde_json::json!({
+        "version": format!("{:?}", parts.version),
         "method": parts.method.as_str(),
         "path": parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
         "headers": headers,

@@ -1,6 +1,11 @@
-//! Forwarding to `host:port` upstreams over a shared, pooled client.
+//! Forwarding to `host:port` upstreams over pooled clients: one plain
+//! HTTP/1.1 client shared by every route, and one client per distinct
+//! upstream TLS / HTTP-version setting, kept across reloads so their pools
+//! survive a config change.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -8,10 +13,13 @@ use http::header::{self, HeaderName};
 use http::{Request, Response, Uri};
 use http_body_util::combinators::BoxBody;
 use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
+use super::tls;
+use crate::config::schema::{BackendTls, HttpVersion};
 use crate::gateway::WeightedBackend;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -37,9 +45,23 @@ impl UpstreamError {
     }
 }
 
-/// The pooled client every route shares.
+/// How to reach a backend: which client (and so which pool) and scheme.
+pub enum Transport {
+    Plain(Client<HttpConnector, Body>),
+    Tls(Client<HttpsConnector<HttpConnector>, Body>),
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct TransportKey {
+    tls: Option<BackendTls>,
+    version: HttpVersion,
+}
+
+/// The pooled clients every route shares.
 pub struct HttpBackends {
-    client: Client<HttpConnector, Body>,
+    connect_timeout: Duration,
+    plain: Arc<Transport>,
+    others: Mutex<HashMap<TransportKey, Arc<Transport>>>,
     next: AtomicUsize,
 }
 
@@ -69,19 +91,60 @@ pub fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
     headers.remove(header::TRANSFER_ENCODING);
 }
 
+fn client_builder(version: HttpVersion) -> hyper_util::client::legacy::Builder {
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(256);
+    if version == HttpVersion::Http2 {
+        // Over plain TCP this is h2c with prior knowledge.
+        builder.http2_only(true);
+    }
+    builder
+}
+
 impl HttpBackends {
     pub fn new(connect_timeout: Duration) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(connect_timeout));
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            .build(connector);
+        let plain = Transport::Plain(
+            client_builder(HttpVersion::Http1).build(tcp_connector(connect_timeout)),
+        );
         HttpBackends {
-            client,
+            connect_timeout,
+            plain: Arc::new(plain),
+            others: Mutex::new(HashMap::new()),
             next: AtomicUsize::new(0),
         }
+    }
+
+    /// The client for backends reached with these settings; built once
+    /// (reading CA files then, so a bad file fails the config load).
+    pub fn transport(
+        &self,
+        tls: Option<&BackendTls>,
+        version: HttpVersion,
+    ) -> Result<Arc<Transport>, String> {
+        if tls.is_none() && version != HttpVersion::Http2 {
+            return Ok(self.plain.clone());
+        }
+        let key = TransportKey {
+            tls: tls.cloned(),
+            version,
+        };
+        let mut others = self.others.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = others.get(&key) {
+            return Ok(t.clone());
+        }
+        let tcp = tcp_connector(self.connect_timeout);
+        let transport = match tls {
+            None => Transport::Plain(client_builder(version).build(tcp)),
+            Some(settings) => {
+                let connector = tls::connector(settings, version, tcp)?;
+                Transport::Tls(client_builder(version).build(connector))
+            }
+        };
+        let transport = Arc::new(transport);
+        others.insert(key, transport.clone());
+        Ok(transport)
     }
 
     /// Weighted round robin over the route's backends.
@@ -114,11 +177,20 @@ impl HttpBackends {
             .path_and_query()
             .map(|p| p.as_str())
             .unwrap_or("/");
-        *req.uri_mut() = Uri::try_from(format!("http://{authority}{path}"))
+        let scheme = match *target.transport {
+            Transport::Plain(_) => "http",
+            Transport::Tls(_) => "https",
+        };
+        *req.uri_mut() = Uri::try_from(format!("{scheme}://{authority}{path}"))
             .map_err(|e| UpstreamError::Protocol(authority.clone(), e.to_string()))?;
         *req.version_mut() = http::Version::HTTP_11;
         strip_hop_by_hop(req.headers_mut());
-        let call = self.client.request(req);
+        let call = async {
+            match &*target.transport {
+                Transport::Plain(c) => c.request(req).await,
+                Transport::Tls(c) => c.request(req).await,
+            }
+        };
         let result = match timeout {
             Some(t) => tokio::time::timeout(t, call)
                 .await
@@ -141,4 +213,13 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
         cur = next;
     }
     cur.to_string()
+}
+
+fn tcp_connector(connect_timeout: Duration) -> HttpConnector {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(connect_timeout));
+    connector.set_nodelay(true);
+    // The TLS connector wraps this one and needs it to pass https through.
+    connector.enforce_http(false);
+    connector
 }

@@ -1,4 +1,5 @@
-//! Where a route's traffic goes. Only plain HTTP upstreams so far ([`http`]);
-//! MCP and LLM backends come with their own modules.
+//! Where a route's traffic goes: plain and TLS HTTP upstreams ([`http`],
+//! [`tls`]). MCP and LLM backends come with their own modules.
 
 pub mod http;
+pub mod tls;

@@ -86,6 +86,19 @@ pub enum Protocol {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ListenerTls {
+    /// PEM certificate chain file (leaf first).
+    pub cert: String,
+    /// PEM private key file (PKCS#8, PKCS#1 or SEC1).
+    pub key: String,
+    /// More certificates on the same listener; SNI picks the one whose
+    /// names cover the requested host, the first above is the default.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<CertKeyPair>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CertKeyPair {
     pub cert: String,
     pub key: String,
 }
@@ -281,6 +294,51 @@ pub struct Policies {
     pub ai: Option<AiPolicy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cors: Option<Cors>,
+    #[serde(
+        default,
+        rename = "backendTLS",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub backend_tls: Option<BackendTls>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<BackendHttp>,
+}
+
+/// TLS to the route's backends. `{}` means TLS verified against the
+/// system's root certificates.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BackendTls {
+    /// PEM file of the CA certificates to trust instead of the system roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
+    /// Server name to send (SNI) and verify, instead of the backend's host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// Skip certificate verification. Only for tests and trusted networks.
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+/// How the gateway speaks HTTP to the route's backends.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BackendHttp {
+    #[serde(default)]
+    pub version: HttpVersion,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum HttpVersion {
+    /// HTTP/1.1, or HTTP/2 when TLS negotiates it (ALPN).
+    #[default]
+    #[serde(rename = "auto")]
+    Auto,
+    #[serde(rename = "HTTP1")]
+    Http1,
+    /// HTTP/2 only; over plain TCP that is h2c with prior knowledge.
+    #[serde(rename = "HTTP2")]
+    Http2,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

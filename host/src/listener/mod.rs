@@ -1,6 +1,9 @@
-//! Accepting connections: HTTP/1.1 and HTTP/2 (h2c prior knowledge too) on
-//! each bind, handing every request to [`crate::proxy::handle`]. Shutdown
-//! stops accepting and lets in-flight requests finish.
+//! Accepting connections: HTTP/1.1 and HTTP/2 (h2c prior knowledge too, or
+//! ALPN over TLS) on each bind, handing every request to
+//! [`crate::proxy::handle`]. Shutdown stops accepting and lets in-flight
+//! requests finish.
+
+pub mod tls;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -68,15 +71,43 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let shared = shared.clone();
-                let service = service_fn(move |req| {
+                let service = {
                     let shared = shared.clone();
-                    async move { Ok::<_, Infallible>(proxy::handle(shared, bind, peer, req).await) }
-                });
-                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                let conn = graceful.watch(conn);
+                    service_fn(move |req| {
+                        let shared = shared.clone();
+                        async move { Ok::<_, Infallible>(proxy::handle(shared, bind, peer, req).await) }
+                    })
+                };
+                // The acceptor of the config current at accept time, so a
+                // reload that changes certificates applies to new connections.
+                let acceptor = shared.gateway.load().binds.get(bind).and_then(|b| b.tls.clone());
+                let Some(acceptor) = acceptor else {
+                    let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                    let conn = graceful.watch(conn);
+                    tokio::spawn(async move {
+                        if let Err(e) = conn.await {
+                            tracing::debug!(%peer, "connection ended: {e}");
+                        }
+                    });
+                    continue;
+                };
+                let builder = builder.clone();
+                let watcher = graceful.watcher();
                 tokio::spawn(async move {
-                    if let Err(e) = conn.await {
+                    let handshake = tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream));
+                    let stream = match handshake.await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, "TLS handshake failed: {e}");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let conn = builder.serve_connection(TokioIo::new(stream), service);
+                    if let Err(e) = watcher.watch(conn).await {
                         tracing::debug!(%peer, "connection ended: {e}");
                     }
                 });
