@@ -1,6 +1,10 @@
 //! The real `wardgate` binary on loopback, in front of a real HTTP upstream:
 //! routing, filters, plugin chains, errors, validation, reload and shutdown.
 
+#[path = "gateway/authoring.rs"]
+mod authoring;
+#[path = "gateway/oci.rs"]
+mod oci;
 #[path = "support/process.rs"]
 mod process;
 #[path = "gateway/tls.rs"]
@@ -467,14 +471,7 @@ fn plugins_are_listed_and_built_into_components() {
 
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     let dest = std::env::temp_dir().join(format!("wardgate-components-{}", std::process::id()));
-    let out = process::wardgate(&[
-        "plugins",
-        "build",
-        "--workspace",
-        root,
-        "--out",
-        dest.to_str().unwrap(),
-    ]);
+    let out = process::wardgate(&["plugin", "build", root, "--out", dest.to_str().unwrap()]);
     assert!(
         out.status.success(),
         "{}",

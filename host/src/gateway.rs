@@ -27,6 +27,27 @@ pub const DEFAULT_MAX_BODY: usize = 8 << 20;
 pub struct BuildError {
     pub path: String,
     pub message: String,
+    /// The config is fine but something it needs could not be fetched yet
+    /// (a registry is down): worth trying again rather than giving up.
+    pub retryable: bool,
+}
+
+impl BuildError {
+    fn new(path: String, message: String) -> Self {
+        BuildError {
+            path,
+            message,
+            retryable: false,
+        }
+    }
+
+    fn plugin(path: String, e: crate::policy::LoadError) -> Self {
+        BuildError {
+            path,
+            retryable: matches!(e.kind, crate::policy::LoadErrorKind::Fetch { .. }),
+            message: e.to_string(),
+        }
+    }
 }
 
 pub struct Gateway {
@@ -84,7 +105,7 @@ impl Gateway {
         engine: &PolicyEngine,
         clients: &HttpBackends,
     ) -> Result<Gateway, BuildError> {
-        let err = |path: String, message: String| BuildError { path, message };
+        let err = BuildError::new;
         let settings = &config.config;
         let admin = settings.admin_addr.as_deref().unwrap_or(DEFAULT_ADMIN_ADDR);
         let admin_addr: SocketAddr = admin.parse().map_err(|_| {
@@ -150,6 +171,46 @@ impl Gateway {
         })
     }
 
+    /// A gateway that listens where `config` says but serves nothing yet:
+    /// started when a plugin cannot be fetched, so the process is up, not
+    /// ready, and answers 503 until a retry builds the real one.
+    pub fn waiting(config: Config) -> Result<Gateway, BuildError> {
+        let admin = config
+            .config
+            .admin_addr
+            .as_deref()
+            .unwrap_or(DEFAULT_ADMIN_ADDR);
+        let admin_addr: SocketAddr = admin.parse().map_err(|_| {
+            BuildError::new(
+                "config.adminAddr".into(),
+                format!("'{admin}' is not an ip:port address"),
+            )
+        })?;
+        let mut binds = Vec::new();
+        for (b, bind) in config.binds.iter().enumerate() {
+            let ip: IpAddr = bind
+                .address
+                .as_deref()
+                .unwrap_or("0.0.0.0")
+                .parse()
+                .map_err(|_| {
+                    BuildError::new(format!("binds[{b}].address"), "not an IP address".into())
+                })?;
+            binds.push(BindRuntime {
+                addr: SocketAddr::new(ip, bind.port),
+                tls: bind_tls(bind, b)?,
+                listeners: Vec::new(),
+            });
+        }
+        Ok(Gateway {
+            admin_addr,
+            max_body: config.config.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY),
+            access_log: config.config.access_log,
+            binds,
+            config,
+        })
+    }
+
     /// What `wardgate validate` checks beyond the schema: every plugin entry
     /// loads with its config (built-in sugar included, when the built-in
     /// exists). Features this build parses but does not serve yet come back
@@ -171,19 +232,15 @@ impl Gateway {
                             notes.push(format!("{at}: needs the built-in plugin '{}', which this build does not include yet", spec.name));
                             continue;
                         }
-                        engine.load(spec, &name).map_err(|e| BuildError {
-                            path: format!("{at}.plugins[{i}]"),
-                            message: e.to_string(),
-                        })?;
+                        engine
+                            .load(spec, &name)
+                            .map_err(|e| BuildError::plugin(format!("{at}.plugins[{i}]"), e))?;
                     }
                     let p = &route.policies;
                     let version = p.http.as_ref().map(|h| h.version).unwrap_or_default();
                     clients
                         .transport(p.backend_tls.as_ref(), version)
-                        .map_err(|e| BuildError {
-                            path: format!("{at}.policies.backendTLS"),
-                            message: e,
-                        })?;
+                        .map_err(|e| BuildError::new(format!("{at}.policies.backendTLS"), e))?;
                     for (present, key) in [
                         (p.jwt_auth.is_some(), "jwtAuth"),
                         (p.cors.is_some(), "cors"),
@@ -241,10 +298,7 @@ fn bind_tls(bind: &Bind, b: usize) -> Result<Option<TlsAcceptor>, BuildError> {
             } else {
                 "this bind has HTTPS listeners; all listeners of one port must be HTTPS"
             };
-            return Err(BuildError {
-                path: at,
-                message: message.into(),
-            });
+            return Err(BuildError::new(at, message.into()));
         };
         let pairs = std::iter::once((settings.cert.as_str(), settings.key.as_str())).chain(
             settings
@@ -257,15 +311,13 @@ fn bind_tls(bind: &Bind, b: usize) -> Result<Option<TlsAcceptor>, BuildError> {
                 0 => format!("{at}.tls"),
                 n => format!("{at}.tls.certificates[{}]", n - 1),
             };
-            certs.push(tls::load_cert(cert, key).map_err(|message| BuildError { path, message })?);
+            certs
+                .push(tls::load_cert(cert, key).map_err(|message| BuildError::new(path, message))?);
         }
     }
     tls::acceptor(certs)
         .map(Some)
-        .map_err(|message| BuildError {
-            path: format!("binds[{b}]"),
-            message,
-        })
+        .map_err(|message| BuildError::new(format!("binds[{b}]"), message))
 }
 
 fn build_route(
@@ -276,7 +328,7 @@ fn build_route(
     name: &str,
     at: &str,
 ) -> Result<RouteRuntime, BuildError> {
-    let err = |path: String, message: String| BuildError { path, message };
+    let err = BuildError::new;
     let p = &route.policies;
     let unsupported = [
         (p.jwt_auth.is_some(), "jwtAuth"),
@@ -294,7 +346,7 @@ fn build_route(
     for (i, spec) in sugar::expand(listener, route).iter().enumerate() {
         let plugin = engine
             .load(spec, name)
-            .map_err(|e| err(format!("{at}.plugins[{i}]"), e.to_string()))?;
+            .map_err(|e| BuildError::plugin(format!("{at}.plugins[{i}]"), e))?;
         plugins.push(Arc::new(plugin));
     }
     let chain = Chain::new(plugins);

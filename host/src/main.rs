@@ -1,4 +1,4 @@
-//! The `wardgate` command: `run`, `validate`, `plugins`.
+//! The `wardgate` command: `run`, `validate`, `plugin ...`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -10,9 +10,10 @@ use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 
 use wardgate::backend::http::HttpBackends;
+use wardgate::cli::plugin::PluginCommand;
 use wardgate::config::{self, Config, schema::AccessLogFormat};
 use wardgate::gateway::Gateway;
-use wardgate::policy::{EngineOptions, PolicyEngine, builtin};
+use wardgate::policy::{EngineOptions, PolicyEngine};
 use wardgate::proxy::Shared;
 use wardgate::{admin, listener, reload};
 
@@ -40,26 +41,11 @@ enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
-    /// List the plugins built into this binary, or build plugin crates.
-    Plugins {
+    /// Plugin authoring and distribution: new, build, test, push, pull, inspect, list.
+    #[command(alias = "plugins")]
+    Plugin {
         #[command(subcommand)]
-        action: Option<PluginsAction>,
-    },
-}
-
-#[derive(Subcommand)]
-enum PluginsAction {
-    /// List the built-in plugins (the default).
-    List,
-    /// Build every crate in plugins/ and examples/plugins/ of a Wardgate
-    /// checkout into components, with the detected toolchain.
-    Build {
-        /// The checkout (the folder with the workspace Cargo.toml).
-        #[arg(long, default_value = ".")]
-        workspace: PathBuf,
-        /// Where to put the components.
-        #[arg(long, default_value = "target/wasm/components")]
-        out: PathBuf,
+        action: Option<PluginCommand>,
     },
 }
 
@@ -68,61 +54,16 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run { config } => run(config),
         Command::Validate { config } => validate(&config),
-        Command::Plugins {
-            action: None | Some(PluginsAction::List),
-        } => {
-            for name in builtin::names() {
-                println!("{name}");
+        Command::Plugin { action } => {
+            match wardgate::cli::plugin::run(action.unwrap_or(PluginCommand::List)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
             }
-            ExitCode::SUCCESS
         }
-        Command::Plugins {
-            action: Some(PluginsAction::Build { workspace, out }),
-        } => match build_plugins(&workspace, &out) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
-            }
-        },
     }
-}
-
-fn build_plugins(workspace: &Path, out: &Path) -> Result<(), String> {
-    use wardgate::toolchain::{BuildRequest, Toolchain, crates_in};
-    let toolchain = Toolchain::detect()?;
-    let names: Vec<String> = ["plugins", "examples/plugins"]
-        .iter()
-        .flat_map(|dir| crates_in(&workspace.join(dir)))
-        .map(|(name, _)| name)
-        .collect();
-    if names.is_empty() {
-        return Err(format!(
-            "no plugin crates under {}/plugins or examples/plugins",
-            workspace.display()
-        ));
-    }
-    println!(
-        "building {} with {}",
-        names.join(", "),
-        toolchain.describe()
-    );
-    let built = toolchain.build(&BuildRequest {
-        manifest: &workspace.join("Cargo.toml"),
-        packages: &names,
-        target_dir: &workspace.join("target/wasm"),
-        profile: "plugin",
-        locked: false,
-        quiet: false,
-    })?;
-    std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
-    for (name, path) in built {
-        let dest = out.join(format!("{name}.wasm"));
-        std::fs::copy(&path, &dest).map_err(|e| format!("cannot write {}: {e}", dest.display()))?;
-        let size = std::fs::metadata(&dest).map(|m| m.len()).unwrap_or(0);
-        println!("{:>10} bytes  {}", size, dest.display());
-    }
-    Ok(())
 }
 
 fn read_config(path: Option<&Path>) -> Result<Config, config::ConfigError> {
@@ -140,7 +81,7 @@ fn validate(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let engine = match PolicyEngine::new(EngineOptions::default()) {
+    let engine = match PolicyEngine::new(engine_options()) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("error: cannot start the plugin runtime: {e:#}");
@@ -159,6 +100,13 @@ fn validate(path: &Path) -> ExitCode {
             eprintln!("error: {}: {e}", path.display());
             ExitCode::FAILURE
         }
+    }
+}
+
+fn engine_options() -> EngineOptions {
+    EngineOptions {
+        code_cache: Some(wardgate::distribution::cache_dir().join("compiled")),
+        ..Default::default()
     }
 }
 
@@ -200,24 +148,39 @@ fn run(path: Option<PathBuf>) -> ExitCode {
 }
 
 async fn serve(config: Config, path: Option<PathBuf>, loaded: reload::Stamp) -> anyhow::Result<()> {
-    let engine = Arc::new(PolicyEngine::new(EngineOptions::default())?);
+    let engine = Arc::new(PolicyEngine::new(engine_options())?);
     let backends = Arc::new(HttpBackends::new(Duration::from_secs(10)));
-    let gateway = {
+    let built = {
         let engine = engine.clone();
         let backends = backends.clone();
+        let config = config.clone();
         // Loading plugins compiles and snapshots them: keep it off the async workers.
-        tokio::task::spawn_blocking(move || Gateway::build(config, &engine, &backends)).await??
+        tokio::task::spawn_blocking(move || Gateway::build(config, &engine, &backends)).await?
+    };
+    // A plugin that cannot be fetched yet (registry down, nothing cached):
+    // listen, report not ready, answer 503 and keep trying. Any other error
+    // is the config's and ends the start.
+    let (gateway, waiting) = match built {
+        Ok(g) => (g, false),
+        Err(e) if e.retryable => {
+            eprintln!("warning: not ready: {e}; retrying every {RETRY_LOAD:?}");
+            (Gateway::waiting(config.clone())?, true)
+        }
+        Err(e) => return Err(e.into()),
     };
     let addrs: Vec<_> = gateway.binds.iter().map(|b| b.addr).collect();
     let sockets = listener::bind_all(&addrs).await?;
     let admin_socket = listener::bind_all(&[gateway.admin_addr]).await?.remove(0);
     for (bind, socket) in gateway.binds.iter().zip(&sockets) {
         let local = socket.local_addr()?;
+        let scheme = if bind.tls.is_some() { "https" } else { "http" };
+        if waiting {
+            println!("wardgate listening on {scheme}://{local} (not ready: plugins still loading)");
+        }
         for l in &bind.listeners {
             let routes: Vec<&str> = l.routes.routes().iter().map(|r| r.name.as_str()).collect();
             println!(
-                "wardgate listening on {}://{local} (listener {}: routes {})",
-                if bind.tls.is_some() { "https" } else { "http" },
+                "wardgate listening on {scheme}://{local} (listener {}: routes {})",
                 l.name,
                 routes.join(", ")
             );
@@ -226,6 +189,12 @@ async fn serve(config: Config, path: Option<PathBuf>, loaded: reload::Stamp) -> 
     println!("admin on http://{}", admin_socket.local_addr()?);
 
     let shared = Arc::new(Shared::new(gateway, engine, backends, path.clone()));
+    if waiting {
+        shared
+            .ready
+            .store(false, std::sync::atomic::Ordering::Release);
+        tokio::spawn(retry_until_loaded(shared.clone(), config));
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
     for (bind, socket) in sockets.into_iter().enumerate() {
@@ -253,6 +222,36 @@ async fn serve(config: Config, path: Option<PathBuf>, loaded: reload::Stamp) -> 
         let _ = t.await;
     }
     Ok(())
+}
+
+const RETRY_LOAD: Duration = Duration::from_secs(5);
+
+async fn retry_until_loaded(shared: Arc<Shared>, config: Config) {
+    loop {
+        tokio::time::sleep(RETRY_LOAD).await;
+        if shared.ready.load(std::sync::atomic::Ordering::Acquire) {
+            return; // a reload of the file got there first
+        }
+        let (engine, backends, config) = (
+            shared.engine.clone(),
+            shared.backends.clone(),
+            config.clone(),
+        );
+        let built =
+            tokio::task::spawn_blocking(move || Gateway::build(config, &engine, &backends)).await;
+        match built {
+            Ok(Ok(gateway)) => {
+                shared.gateway.store(Arc::new(gateway));
+                shared
+                    .ready
+                    .store(true, std::sync::atomic::Ordering::Release);
+                tracing::info!("every plugin loaded: ready");
+                return;
+            }
+            Ok(Err(e)) => tracing::warn!("still not ready: {e}"),
+            Err(e) => tracing::error!("load task failed: {e}"),
+        }
+    }
 }
 
 async fn shutdown_signal() {

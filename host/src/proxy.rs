@@ -153,6 +153,16 @@ async fn serve(
     trace: &mut Trace,
 ) -> Response<Body> {
     let request_id = request_id.as_str();
+    if !shared.ready.load(Ordering::Acquire) {
+        trace.error = Some("not ready".into());
+        return error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "the gateway is not ready: a plugin could not be loaded yet",
+            request_id,
+            &[],
+        );
+    }
     let host = req
         .headers()
         .get(HOST)

@@ -34,6 +34,9 @@ pub async fn reload(shared: Arc<Shared>, path: PathBuf) -> Result<(), String> {
     match built {
         Ok(gateway) => {
             shared.gateway.store(Arc::new(gateway));
+            shared
+                .ready
+                .store(true, std::sync::atomic::Ordering::Release);
             tracing::info!(config = %path.display(), "config reloaded");
             Ok(())
         }

@@ -238,7 +238,7 @@ pub fn crates_in(dir: &Path) -> Vec<(String, PathBuf)> {
 }
 
 // The `name` of `[package]`, read without a TOML parser (build scripts stay light).
-fn package_name(manifest: &Path) -> Option<String> {
+pub fn package_name(manifest: &Path) -> Option<String> {
     let text = std::fs::read_to_string(manifest).ok()?;
     let mut in_package = false;
     for line in text.lines() {

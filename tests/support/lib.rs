@@ -15,6 +15,7 @@ pub fn engine() -> PolicyEngine {
     PolicyEngine::new(EngineOptions {
         max_instances: 64,
         max_memory_mib: 256,
+        ..Default::default()
     })
     .expect("engine")
 }

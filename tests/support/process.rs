@@ -25,7 +25,23 @@ static NEXT: AtomicUsize = AtomicUsize::new(0);
 
 /// Run the binary to completion.
 pub fn wardgate(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().expect("run wardgate")
+    wardgate_env(args, &[])
+}
+
+/// Run the binary to completion with extra environment variables. The
+/// cache folder is this test process's own unless `envs` sets one.
+pub fn wardgate_env(args: &[&str], envs: &[(&str, String)]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).env("WARDGATE_CACHE_DIR", test_cache_dir());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run wardgate")
+}
+
+/// The cache folder gateways started by this test process share.
+pub fn test_cache_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("wardgate-test-cache-{}", std::process::id()))
 }
 
 /// Poll `check` until it holds (10 s at most).
@@ -52,26 +68,35 @@ pub struct Gateway {
 impl Gateway {
     /// Start with `yaml`; the admin listener is moved to an ephemeral port.
     pub async fn start(yaml: &str) -> Gateway {
+        Self::start_env(yaml, &[]).await
+    }
+
+    /// Start with `yaml` and extra environment variables.
+    pub async fn start_env(yaml: &str, envs: &[(&str, String)]) -> Gateway {
         let yaml = with_ephemeral_admin(yaml);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let path =
             std::env::temp_dir().join(format!("wardgate-test-{}-{n}.yaml", std::process::id()));
         std::fs::write(&path, yaml).unwrap();
-        Self::spawn(Some(path), n)
+        Self::spawn(Some(path), n, envs)
     }
 
     /// Start with no config file: the embedded default.
     pub async fn start_default() -> Gateway {
-        Self::spawn(None, NEXT.fetch_add(1, Ordering::Relaxed))
+        Self::spawn(None, NEXT.fetch_add(1, Ordering::Relaxed), &[])
     }
 
-    fn spawn(config: Option<PathBuf>, n: usize) -> Gateway {
+    fn spawn(config: Option<PathBuf>, n: usize, envs: &[(&str, String)]) -> Gateway {
         let log =
             std::env::temp_dir().join(format!("wardgate-test-{}-{n}.log", std::process::id()));
         let mut cmd = Command::new(BIN);
         cmd.arg("run");
         if let Some(c) = &config {
             cmd.arg("-c").arg(c);
+        }
+        cmd.env("WARDGATE_CACHE_DIR", test_cache_dir());
+        for (k, v) in envs {
+            cmd.env(k, v);
         }
         let mut child = cmd
             .env("RUST_LOG", "info")
@@ -273,4 +298,96 @@ async fn echo(req: Request<Incoming>, served: usize) -> Result<Response<Full<Byt
         "body": String::from_utf8_lossy(&body),
     });
     Ok(Response::new(Full::from(report.to_string())))
+}
+
+/// A real OCI registry (Debian's `docker-registry`) on a loopback port,
+/// open or behind htpasswd basic auth. Its storage is a temporary folder.
+pub struct Registry {
+    child: Child,
+    pub addr: SocketAddr,
+    pub root: PathBuf,
+}
+
+impl Registry {
+    pub fn start(basic_auth: Option<(&str, &str)>) -> Registry {
+        let bin = "/usr/bin/docker-registry";
+        assert!(
+            std::path::Path::new(bin).exists(),
+            "{bin} is missing: install the Debian package docker-registry (scripts/test does)"
+        );
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let root =
+            std::env::temp_dir().join(format!("wardgate-registry-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&root).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let auth = match basic_auth {
+            None => String::new(),
+            Some((user, pass)) => {
+                let out = Command::new("htpasswd")
+                    .args(["-Bbn", user, pass])
+                    .output()
+                    .expect("htpasswd (Debian package apache2-utils)");
+                std::fs::write(root.join("htpasswd"), &out.stdout).unwrap();
+                format!(
+                    "auth:\n  htpasswd:\n    realm: wardgate-test\n    path: {}\n",
+                    root.join("htpasswd").display()
+                )
+            }
+        };
+        let config = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{auth}",
+            root.join("data").display()
+        );
+        std::fs::write(root.join("config.yml"), config).unwrap();
+        let child = Self::spawn(&root, addr);
+        Registry { child, addr, root }
+    }
+
+    fn spawn(root: &std::path::Path, addr: SocketAddr) -> Child {
+        let child = Command::new("/usr/bin/docker-registry")
+            .arg("serve")
+            .arg(root.join("config.yml"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(root.join("registry.log")).unwrap())
+            .spawn()
+            .expect("spawn docker-registry");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < deadline, "docker-registry did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child
+    }
+
+    /// Start again on the same address and storage after [`Registry::stop`].
+    pub fn restart(&mut self) {
+        self.child = Self::spawn(&self.root, self.addr);
+    }
+
+    /// The blob file of `digest` in the registry's storage.
+    pub fn blob_path(&self, digest: &str) -> PathBuf {
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        self.root
+            .join("data/docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
 }

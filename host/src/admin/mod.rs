@@ -70,6 +70,26 @@ async fn route<B>(shared: Arc<Shared>, req: Request<B>) -> Response<Body> {
             let gateway = shared.gateway.load();
             let mut value = serde_json::to_value(&gateway.config).unwrap_or_default();
             redact(&mut value);
+            // What each chain entry actually loaded: OCI tags resolved to digests.
+            let loaded: Vec<serde_json::Value> = gateway
+                .binds
+                .iter()
+                .flat_map(|b| &b.listeners)
+                .flat_map(|l| l.routes.routes())
+                .flat_map(|r| {
+                    r.chain.plugins().iter().map(|p| {
+                        serde_json::json!({
+                            "route": r.name,
+                            "plugin": p.name(),
+                            "source": p.source,
+                            "digest": p.digest,
+                        })
+                    })
+                })
+                .collect();
+            if let Some(obj) = value.as_object_mut() {
+                obj.insert("loadedPlugins".into(), loaded.into());
+            }
             let mut resp = Response::new(full(Bytes::from(
                 serde_json::to_string_pretty(&value).unwrap_or_default(),
             )));

@@ -18,6 +18,7 @@ pub fn expand(listener: &Listener, route: &Route) -> Vec<PluginSpec> {
         isolation: Default::default(),
         limits: Default::default(),
         grants: None,
+        insecure: false,
     };
     let p = &route.policies;
     let mut chain = Vec::new();

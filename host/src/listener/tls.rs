@@ -19,6 +19,15 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// Make ring the process-wide provider, for libraries (the OCI client's
+/// HTTP stack) that use the default; ours pass [`provider`] explicitly.
+pub fn install_default_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
 /// Read a PEM certificate chain (leaf first) and the private key that signs for it.
 pub fn load_cert(cert: &str, key: &str) -> Result<Arc<CertifiedKey>, String> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)

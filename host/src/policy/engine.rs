@@ -3,6 +3,7 @@
 //! contract version and the grants, configure, snapshot.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -39,6 +40,9 @@ pub struct EngineOptions {
     pub max_instances: u32,
     /// Largest memory any plugin may be granted, in MiB.
     pub max_memory_mib: u64,
+    /// Folder for compiled code, so a restart does not compile again. Only
+    /// files this engine wrote are read back (see [`PolicyEngine::cached`]).
+    pub code_cache: Option<PathBuf>,
 }
 
 impl Default for EngineOptions {
@@ -46,9 +50,13 @@ impl Default for EngineOptions {
         EngineOptions {
             max_instances: 1000,
             max_memory_mib: 1024,
+            code_cache: None,
         }
     }
 }
+
+/// Bumped when what a cached file holds changes meaning.
+const CODE_CACHE_FORMAT: &[u8] = b"wardgate-code-cache-1";
 
 /// (component digest, config digest).
 type SnapshotKey = ([u8; 32], [u8; 32]);
@@ -132,7 +140,7 @@ impl PolicyEngine {
             kind,
         };
         let source = spec.source();
-        let (bytes, builtin) = read_source(&source).map_err(err)?;
+        let (bytes, builtin, source_digest) = read_source(&source, spec.insecure).map_err(err)?;
         if spec.limits.memory_mib > self.options.max_memory_mib {
             return Err(err(LoadErrorKind::Trapped {
                 stage: "limits",
@@ -176,7 +184,11 @@ impl PolicyEngine {
                 let snapshot = match cached {
                     Some(snapshot) => snapshot,
                     None => {
-                        let snapshot = self.snapshot(&bytes, &config_json, &label).map_err(err)?;
+                        let snapshot = self
+                            .cached(&[b"snapshot", &digest[..], &config_digest[..]], || {
+                                self.snapshot(&bytes, &config_json, &label)
+                            })
+                            .map_err(err)?;
                         self.snapshots.lock().unwrap().insert(key, snapshot.clone());
                         snapshot
                     }
@@ -219,6 +231,9 @@ impl PolicyEngine {
 
         Ok(PreparedPlugin {
             label,
+            source: source.to_string(),
+            digest: source_digest
+                .unwrap_or_else(|| crate::distribution::store::sha256_digest(&bytes)),
             info,
             failure_mode: spec.failure_mode,
             limits: spec.limits,
@@ -241,12 +256,86 @@ impl PolicyEngine {
             };
             return Err(LoadErrorKind::NotComponent(what.into()));
         }
-        let component = Component::new(&self.engine, bytes)
-            .map_err(|e| LoadErrorKind::Compile(format!("{e:#}")))?;
+        let component = self.cached(&[b"component", &digest[..]], || {
+            Component::new(&self.engine, bytes)
+                .map_err(|e| LoadErrorKind::Compile(format!("{e:#}")))
+        })?;
         self.compiled
             .lock()
             .unwrap()
             .insert(digest, component.clone());
+        Ok(component)
+    }
+
+    /// What a component says about itself (`describe`), without configuring
+    /// it: for `wardgate plugin build` and `inspect`.
+    pub fn describe(&self, bytes: &[u8]) -> Result<bindings::PluginInfo, LoadErrorKind> {
+        let digest: [u8; 32] = Sha256::digest(bytes).into();
+        let component = self.compile(digest, bytes)?;
+        self.check_interface(&component, &Capability::ALL)?;
+        let label = Arc::new(PluginLabel {
+            plugin: "inspect".into(),
+            route: "-".into(),
+            clock_granted: true,
+            memory_limit: 64 << 20,
+        });
+        let pre = self.pre(&component)?;
+        let mut store = self.store(&label, LOAD_CPU_MS);
+        let instance = pre
+            .instantiate(&mut store)
+            .map_err(|e| trapped("instantiate", e))?;
+        let plugin = Plugin::new(&mut store, &instance).map_err(|e| trapped("bind exports", e))?;
+        plugin
+            .wardgate_policy_hooks()
+            .call_describe(&mut store)
+            .map_err(|e| trapped("describe", e))
+    }
+
+    /// Compiled code from the disk cache, or `build` it and store it there.
+    /// The file name hashes `key` with this engine's compatibility hash
+    /// (wasmtime version, target, settings), so a file is only ever read by
+    /// an engine that could have written it.
+    fn cached(
+        &self,
+        key: &[&[u8]],
+        build: impl FnOnce() -> Result<Component, LoadErrorKind>,
+    ) -> Result<Component, LoadErrorKind> {
+        let Some(dir) = &self.options.code_cache else {
+            return build();
+        };
+        let mut hasher = Sha256::new();
+        hasher.update(CODE_CACHE_FORMAT);
+        std::hash::Hash::hash(
+            &self.engine.precompile_compatibility_hash(),
+            &mut ShaHasher(&mut hasher),
+        );
+        for part in key {
+            hasher.update((part.len() as u64).to_le_bytes());
+            hasher.update(part);
+        }
+        let name = crate::distribution::store::hex(&hasher.finalize());
+        let path = dir.join(format!("{name}.cwasm"));
+        if path.exists() {
+            // SAFETY: deserializing runs native code from the file. Only this
+            // cache folder is read, files land there by atomic rename after
+            // `Component::serialize` of this same engine configuration, and
+            // the name includes the engine's compatibility hash.
+            match unsafe { Component::deserialize_file(&self.engine, &path) } {
+                Ok(component) => return Ok(component),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), "discarding unusable cached code: {e:#}");
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+        let component = build()?;
+        let stored = std::fs::create_dir_all(dir)
+            .map_err(|e| e.to_string())
+            .and_then(|_| component.serialize().map_err(|e| e.to_string()))
+            .and_then(|bytes| crate::distribution::store::write_atomic(&path, &bytes));
+        if let Err(e) = stored {
+            tracing::warn!(dir = %dir.display(), "cannot store compiled code: {e}");
+        }
         Ok(component)
     }
 
@@ -407,25 +496,33 @@ fn trapped(stage: &'static str, e: impl std::fmt::Display) -> LoadErrorKind {
     }
 }
 
-fn read_source(source: &PluginSource) -> Result<(Vec<u8>, bool), LoadErrorKind> {
+/// The component's bytes, whether it is a built-in, and for OCI sources the
+/// manifest digest it was fetched at.
+fn read_source(
+    source: &PluginSource,
+    insecure: bool,
+) -> Result<(Vec<u8>, bool, Option<String>), LoadErrorKind> {
     match source {
-        PluginSource::Builtin(name) => {
-            builtin::get(name)
-                .map(|b| (b.to_vec(), true))
-                .ok_or_else(|| LoadErrorKind::UnknownBuiltin {
-                    name: name.clone(),
-                    available: builtin::names().join(", "),
-                })
-        }
+        PluginSource::Builtin(name) => builtin::get(name)
+            .map(|b| (b.to_vec(), true, None))
+            .ok_or_else(|| LoadErrorKind::UnknownBuiltin {
+                name: name.clone(),
+                available: builtin::names().join(", "),
+            }),
         PluginSource::File(path) => {
             std::fs::read(path)
-                .map(|b| (b, false))
+                .map(|b| (b, false, None))
                 .map_err(|e| LoadErrorKind::Unreadable {
                     path: path.display().to_string(),
                     error: e.to_string(),
                 })
         }
-        PluginSource::Oci(r) => Err(LoadErrorKind::OciUnsupported(r.to_string())),
+        PluginSource::Oci(r) => crate::distribution::fetch(r, insecure)
+            .map(|f| (f.bytes, false, Some(f.manifest_digest)))
+            .map_err(|error| LoadErrorKind::Fetch {
+                reference: r.to_string(),
+                error,
+            }),
     }
 }
 
@@ -437,6 +534,18 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
         if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
             return v;
         }
+    }
+}
+
+/// Feeds `Hash` output into a SHA-256, for a hash that is stable across runs.
+struct ShaHasher<'a>(&'a mut Sha256);
+
+impl std::hash::Hasher for ShaHasher<'_> {
+    fn finish(&self) -> u64 {
+        0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
     }
 }
 

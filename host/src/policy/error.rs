@@ -16,8 +16,8 @@ pub enum LoadErrorKind {
     UnknownBuiltin { name: String, available: String },
     #[error("cannot read {path}: {error}")]
     Unreadable { path: String, error: String },
-    #[error("OCI sources are not fetched by this build yet: {0}")]
-    OciUnsupported(String),
+    #[error("cannot fetch {reference}: {error}")]
+    Fetch { reference: String, error: String },
     #[error(
         "not a WebAssembly component ({0}); build it with `wardgate plugin build` or wit-component"
     )]

@@ -29,6 +29,10 @@ pub(crate) enum InstanceSource {
 /// One chain entry, loaded and ready to serve requests.
 pub struct PreparedPlugin {
     pub(crate) label: Arc<PluginLabel>,
+    /// Where the component came from and the digest it was loaded at (for
+    /// OCI sources the manifest digest a tag resolved to).
+    pub source: String,
+    pub digest: String,
     pub info: PluginInfo,
     pub failure_mode: FailureMode,
     pub limits: Limits,

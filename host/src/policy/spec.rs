@@ -27,6 +27,10 @@ pub struct PluginSpec {
     /// Capabilities granted; default `[log, metrics]` (built-ins: all they import).
     #[serde(default)]
     pub grants: Option<Vec<Capability>>,
+    /// Fetch an `oci://` source over plain HTTP although the registry is not
+    /// on loopback.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure: bool,
 }
 
 impl PluginSpec {
