@@ -7,6 +7,10 @@ mod authoring;
 mod oci;
 #[path = "support/process.rs"]
 mod process;
+#[path = "gateway/python.rs"]
+mod python;
+#[path = "support/python.rs"]
+mod python_build;
 #[path = "gateway/tls.rs"]
 mod tls;
 

@@ -9,8 +9,8 @@
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use wardgate::policy::bindings::{ChatMessage, ContentPart, LlmRequest, Role};
-use wardgate::policy::hooks::OnLlmRequest;
+use wardgate::policy::bindings::{ChatMessage, ContentPart, LlmRequest, McpRequest, Role};
+use wardgate::policy::hooks::{OnLlmRequest, OnMcpRequest};
 use wardgate::policy::{Chain, Verdict};
 use wardgate_tests::{context, engine, load};
 
@@ -99,9 +99,68 @@ fn bench(c: &mut Criterion) {
     }
 }
 
+/// The same kind of check (an MCP tool call allowed by a deny list) in a
+/// Rust plugin and in the Python one built with componentize-py.
+fn bench_languages(c: &mut Criterion) {
+    let engine = engine();
+    let ctx = context("bench");
+    let python = wardgate_tests::python::path_guard();
+    let cases = [
+        (
+            "mcp-rust-regex-deny",
+            "name: regex-deny\nsource: '{plugins}/regex-deny.wasm'\nconfig: {pattern: 'delete_'}"
+                .to_string(),
+        ),
+        (
+            "mcp-python-path-guard",
+            format!(
+                "name: path-guard\nsource: '{}'\ngrants: [clock, counters, metrics]\nconfig: {{deny: ['delete_*']}}",
+                python.display()
+            ),
+        ),
+    ];
+    let req = McpRequest {
+        method: "tools/call".into(),
+        target: Some("github".into()),
+        name: Some("search_code".into()),
+        arguments: Some(r#"{"query": "fn main", "per_page": 10}"#.into()),
+        session: None,
+    };
+    for (name, yaml) in cases {
+        let mut group = c.benchmark_group(name);
+        for isolation in ["snapshot", "reuse"] {
+            let plugin = load(&engine, &format!("{yaml}\nisolation: {isolation}"));
+            let chain = Chain::new(vec![Arc::new(plugin)]);
+            group.bench_function(format!("request/{isolation}"), |b| {
+                b.iter(|| {
+                    let mut input = req.clone();
+                    let mut run = chain.start(ctx.clone());
+                    assert!(matches!(
+                        run.run::<OnMcpRequest>(&mut input),
+                        Ok(Verdict::Continue)
+                    ));
+                })
+            });
+            if isolation == "snapshot" {
+                let mut run = chain.start(ctx.clone());
+                group.bench_function("call", |b| {
+                    b.iter(|| {
+                        let mut input = req.clone();
+                        assert!(matches!(
+                            run.run::<OnMcpRequest>(&mut input),
+                            Ok(Verdict::Continue)
+                        ));
+                    })
+                });
+            }
+        }
+        group.finish();
+    }
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(50).measurement_time(std::time::Duration::from_secs(3));
-    targets = bench
+    targets = bench, bench_languages
 }
 criterion_main!(benches);

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+pub mod python;
+
 use wardgate::policy::bindings::{HttpRequest, RequestContext};
 use wardgate::policy::{EngineOptions, PluginSpec, PolicyEngine, PreparedPlugin};
 
