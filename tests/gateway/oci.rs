@@ -38,6 +38,25 @@ fn run(args: &[&str], envs: &[(&str, String)]) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// A plain HTTP/1.0 GET to the registry, returning the body.
+fn registry_get(addr: std::net::SocketAddr, path: &str, accept: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: {accept}\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "{head}"
+    );
+    body.to_string()
+}
+
 fn digest_in(output: &str) -> String {
     output
         .lines()
@@ -64,6 +83,44 @@ fn push_pull_by_tag_and_digest_and_tampering_is_caught() {
     );
     assert!(ok, "push failed: {out}");
     let digest = digest_in(&out);
+
+    // The artifact is in the CNCF Wasm layout, as the registry stores it.
+    let manifest: serde_json::Value = serde_json::from_str(&registry_get(
+        registry.addr,
+        "/v2/plugins/guard/manifests/v1",
+        "application/vnd.oci.image.manifest.v1+json",
+    ))
+    .unwrap();
+    assert_eq!(
+        manifest["config"]["mediaType"],
+        "application/vnd.wasm.config.v0+json"
+    );
+    let layers = manifest["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 1, "{manifest}");
+    assert_eq!(layers[0]["mediaType"], "application/wasm");
+    let layer_digest = wardgate::distribution::store::sha256_digest(&bytes);
+    assert_eq!(layers[0]["digest"], layer_digest.as_str());
+    let config_digest = manifest["config"]["digest"].as_str().unwrap();
+    let config: serde_json::Value = serde_json::from_str(&registry_get(
+        registry.addr,
+        &format!("/v2/plugins/guard/blobs/{config_digest}"),
+        "*/*",
+    ))
+    .unwrap();
+    assert_eq!(config["architecture"], "wasm");
+    assert_eq!(config["os"], "wasip2");
+    assert_eq!(config["layerDigests"][0], layer_digest.as_str());
+    assert_eq!(
+        config["component"]["target"],
+        "wardgate:policy/plugin@0.1.0"
+    );
+    assert!(
+        config["component"]["exports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e == "wardgate:policy/hooks@0.1.0")
+    );
 
     // By tag.
     let by_tag = dir.join("by-tag.wasm");
@@ -348,6 +405,200 @@ binds:
         post(gw.url("/x"), "forbidden").await.0,
         StatusCode::FORBIDDEN
     );
+    let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_file(file);
+}
+
+/// A token service in docker's token-auth protocol: basic credentials in,
+/// an ES256 JWT out, naming the scope asked for; its certificate rides in
+/// the `x5c` header and is the registry's `rootcertbundle`.
+struct TokenServer {
+    realm: String,
+    cert_pem: String,
+    issued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+const SERVICE: &str = "wardgate-test-registry";
+const ISSUER: &str = "wardgate-test-issuer";
+
+impl TokenServer {
+    async fn start(user: &'static str, pass: &'static str) -> TokenServer {
+        use base64::Engine as _;
+        let key = rcgen::KeyPair::generate().unwrap(); // ECDSA P-256
+        let cert = rcgen::CertificateParams::new(vec!["token.test".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let signer = std::sync::Arc::new(
+            ring::signature::EcdsaKeyPair::from_pkcs8(
+                &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                &key.serialize_der(),
+                &ring::rand::SystemRandom::new(),
+            )
+            .unwrap(),
+        );
+        let x5c = base64::engine::general_purpose::STANDARD.encode(cert.der());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let issued = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = issued.clone();
+        let expected = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+        );
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (signer, x5c, expected, counter) = (
+                    signer.clone(),
+                    x5c.clone(),
+                    expected.clone(),
+                    counter.clone(),
+                );
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req: http::Request<_>| {
+                        let authorized = req
+                            .headers()
+                            .get("authorization")
+                            .is_some_and(|v| v.as_bytes() == expected.as_bytes());
+                        let query = req.uri().query().unwrap_or("").to_string();
+                        let (signer, x5c, counter) = (signer.clone(), x5c.clone(), counter.clone());
+                        async move {
+                            let resp: http::Response<Full<bytes::Bytes>> = if !authorized {
+                                http::Response::builder()
+                                    .status(401)
+                                    .body(Full::from("bad credentials"))
+                                    .unwrap()
+                            } else {
+                                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                                let token = jwt(&signer, &x5c, &query);
+                                let body = serde_json::json!({"token": token, "access_token": token, "expires_in": 300});
+                                http::Response::new(Full::from(body.to_string()))
+                            };
+                            Ok::<_, std::convert::Infallible>(resp)
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        TokenServer {
+            realm: format!("http://{addr}/token"),
+            cert_pem: cert.pem(),
+            issued,
+        }
+    }
+}
+
+/// An ES256 JWT granting the scopes in `query` (`scope=repository:NAME:ACTIONS`).
+fn jwt(signer: &ring::signature::EcdsaKeyPair, x5c: &str, query: &str) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let access: Vec<serde_json::Value> = query
+        .split('&')
+        .filter_map(|kv| kv.strip_prefix("scope="))
+        .map(|scope| {
+            let scope = scope.replace("%3A", ":").replace("%2C", ",").replace("%2F", "/");
+            let mut parts = scope.splitn(3, ':');
+            let (kind, name, actions) = (
+                parts.next().unwrap_or(""),
+                parts.next().unwrap_or(""),
+                parts.next().unwrap_or(""),
+            );
+            serde_json::json!({"type": kind, "name": name, "actions": actions.split(',').collect::<Vec<_>>()})
+        })
+        .collect();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let header = serde_json::json!({"typ": "JWT", "alg": "ES256", "x5c": [x5c]});
+    let claims = serde_json::json!({
+        "iss": ISSUER, "sub": "alice", "aud": SERVICE,
+        "exp": now + 300, "nbf": now - 10, "iat": now, "jti": format!("{now}-{}", access.len()),
+        "access": access,
+    });
+    let signing_input = format!(
+        "{}.{}",
+        b64.encode(header.to_string()),
+        b64.encode(claims.to_string())
+    );
+    let sig = signer
+        .sign(&ring::rand::SystemRandom::new(), signing_input.as_bytes())
+        .unwrap();
+    format!("{signing_input}.{}", b64.encode(sig.as_ref()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bearer_token_challenge_flow_with_a_token_service() {
+    let tokens = TokenServer::start("alice", "s3cret").await;
+    let registry = Registry::start_token(&tokens.realm, SERVICE, ISSUER, &tokens.cert_pem);
+    let (file, bytes) = component_file("bearer");
+    let dir = scratch("bearer");
+    let cache = (
+        "WARDGATE_CACHE_DIR",
+        dir.join("cache").display().to_string(),
+    );
+    let no_docker = ("DOCKER_CONFIG", dir.join("empty").display().to_string());
+    let reference = format!("oci://{}/plugins/guard:bearer", registry.addr);
+    let creds = [
+        cache.clone(),
+        no_docker.clone(),
+        ("WARDGATE_REGISTRY_USERNAME", "alice".to_string()),
+        ("WARDGATE_REGISTRY_PASSWORD", "s3cret".to_string()),
+    ];
+
+    // Anonymous: the token service refuses, and the error says what to do.
+    let args = ["plugin", "push", file.to_str().unwrap(), &reference];
+    let (ok, out) = tokio::task::spawn_blocking({
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let envs = vec![cache.clone(), no_docker];
+        move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            run(&args, &envs)
+        }
+    })
+    .await
+    .unwrap();
+    assert!(!ok, "anonymous push must fail: {out}");
+    assert!(out.contains("WARDGATE_REGISTRY_USERNAME"), "{out}");
+
+    let (ok, out) = tokio::task::spawn_blocking({
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let envs = creds.to_vec();
+        move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            run(&args, &envs)
+        }
+    })
+    .await
+    .unwrap();
+    assert!(ok, "push through the token flow failed: {out}");
+    assert!(tokens.issued.load(std::sync::atomic::Ordering::SeqCst) > 0);
+
+    let dest = dir.join("pulled.wasm");
+    let (ok, out) = tokio::task::spawn_blocking({
+        let args = [
+            "plugin".to_string(),
+            "pull".into(),
+            reference.clone(),
+            "-o".into(),
+            dest.display().to_string(),
+        ];
+        let envs = creds.to_vec();
+        move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            run(&args, &envs)
+        }
+    })
+    .await
+    .unwrap();
+    assert!(ok, "pull through the token flow failed: {out}");
+    assert_eq!(std::fs::read(&dest).unwrap(), bytes);
     let _ = std::fs::remove_dir_all(dir);
     let _ = std::fs::remove_file(file);
 }

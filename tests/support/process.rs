@@ -310,6 +310,35 @@ pub struct Registry {
 
 impl Registry {
     pub fn start(basic_auth: Option<(&str, &str)>) -> Registry {
+        Self::start_with(|root| match basic_auth {
+            None => String::new(),
+            Some((user, pass)) => {
+                let out = Command::new("htpasswd")
+                    .args(["-Bbn", user, pass])
+                    .output()
+                    .expect("htpasswd (Debian package apache2-utils)");
+                std::fs::write(root.join("htpasswd"), &out.stdout).unwrap();
+                format!(
+                    "auth:\n  htpasswd:\n    realm: wardgate-test\n    path: {}\n",
+                    root.join("htpasswd").display()
+                )
+            }
+        })
+    }
+
+    /// A registry that wants bearer tokens from `realm`, signed by the key
+    /// of `cert_pem` (docker's token auth).
+    pub fn start_token(realm: &str, service: &str, issuer: &str, cert_pem: &str) -> Registry {
+        Self::start_with(|root| {
+            std::fs::write(root.join("token-ca.pem"), cert_pem).unwrap();
+            format!(
+                "auth:\n  token:\n    realm: {realm}\n    service: {service}\n    issuer: {issuer}\n    rootcertbundle: {}\n",
+                root.join("token-ca.pem").display()
+            )
+        })
+    }
+
+    fn start_with(auth: impl FnOnce(&std::path::Path) -> String) -> Registry {
         let bin = "/usr/bin/docker-registry";
         assert!(
             std::path::Path::new(bin).exists(),
@@ -325,20 +354,7 @@ impl Registry {
             .unwrap()
             .port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let auth = match basic_auth {
-            None => String::new(),
-            Some((user, pass)) => {
-                let out = Command::new("htpasswd")
-                    .args(["-Bbn", user, pass])
-                    .output()
-                    .expect("htpasswd (Debian package apache2-utils)");
-                std::fs::write(root.join("htpasswd"), &out.stdout).unwrap();
-                format!(
-                    "auth:\n  htpasswd:\n    realm: wardgate-test\n    path: {}\n",
-                    root.join("htpasswd").display()
-                )
-            }
-        };
+        let auth = auth(&root);
         let config = format!(
             "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{auth}",
             root.join("data").display()
