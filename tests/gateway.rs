@@ -3,6 +3,8 @@
 
 #[path = "gateway/authoring.rs"]
 mod authoring;
+#[path = "gateway/jwt.rs"]
+mod jwt;
 #[path = "gateway/oci.rs"]
 mod oci;
 #[path = "support/process.rs"]

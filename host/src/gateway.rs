@@ -6,6 +6,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::auth::jwks::Fetcher;
+use crate::auth::jwt::JwtAuth;
 use crate::backend::http::{HttpBackends, Transport};
 use crate::config::schema::{
     AccessLogFormat, BackendKind, Bind, Config, DirectResponse, HostPort, Protocol,
@@ -88,6 +90,10 @@ pub struct RouteRuntime {
     pub backend_timeout: Option<Duration>,
     pub retry: Option<crate::config::schema::Retry>,
     pub backends: Vec<WeightedBackend>,
+    /// `jwtAuth`: verify the bearer token before the plugin chain.
+    pub jwt: Option<Arc<JwtAuth>>,
+    /// `backendAuth: passthrough`: forward the client's token upstream.
+    pub forward_token: bool,
 }
 
 #[derive(Clone)]
@@ -241,10 +247,8 @@ impl Gateway {
                     clients
                         .transport(p.backend_tls.as_ref(), version)
                         .map_err(|e| BuildError::new(format!("{at}.policies.backendTLS"), e))?;
-                    for (present, key) in [
-                        (p.jwt_auth.is_some(), "jwtAuth"),
-                        (p.cors.is_some(), "cors"),
-                    ] {
+                    jwt_auth(p, &at)?;
+                    for (present, key) in [(p.cors.is_some(), "cors")] {
                         if present {
                             notes.push(format!(
                                 "{at}.policies.{key}: not enforced by this build yet"
@@ -320,6 +324,20 @@ fn bind_tls(bind: &Bind, b: usize) -> Result<Option<TlsAcceptor>, BuildError> {
         .map_err(|message| BuildError::new(format!("binds[{b}]"), message))
 }
 
+fn jwt_auth(
+    p: &crate::config::schema::Policies,
+    at: &str,
+) -> Result<Option<Arc<JwtAuth>>, BuildError> {
+    let Some(config) = &p.jwt_auth else {
+        return Ok(None);
+    };
+    let path = format!("{at}.policies.jwtAuth");
+    let fetcher = Fetcher::global().map_err(|e| BuildError::new(path.clone(), e))?;
+    JwtAuth::from_config(config, &fetcher)
+        .map(|j| Some(Arc::new(j)))
+        .map_err(|e| BuildError::new(path, e))
+}
+
 fn build_route(
     engine: &PolicyEngine,
     clients: &HttpBackends,
@@ -330,10 +348,7 @@ fn build_route(
 ) -> Result<RouteRuntime, BuildError> {
     let err = BuildError::new;
     let p = &route.policies;
-    let unsupported = [
-        (p.jwt_auth.is_some(), "jwtAuth"),
-        (p.cors.is_some(), "cors"),
-    ];
+    let unsupported = [(p.cors.is_some(), "cors")];
     if let Some((_, key)) = unsupported.iter().find(|(present, _)| *present) {
         // Refusing beats silently serving without an authentication policy.
         return Err(err(
@@ -378,6 +393,7 @@ fn build_route(
             }
         }
     }
+    let jwt = jwt_auth(p, at)?;
     let edits = |m: &Option<crate::config::schema::HeaderModifier>, key: &str| {
         m.as_ref()
             .map(HeaderEdits::from_config)
@@ -406,5 +422,10 @@ fn build_route(
             .map(|d| d.0),
         retry: p.retry.clone(),
         backends,
+        jwt,
+        forward_token: matches!(
+            p.backend_auth,
+            Some(crate::config::schema::BackendAuth::Passthrough(_))
+        ),
     })
 }

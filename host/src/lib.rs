@@ -9,6 +9,7 @@
 //! [`distribution`] fetches plugins from OCI registries.
 
 pub mod admin;
+pub mod auth;
 pub mod backend;
 pub mod cli;
 pub mod config;

@@ -19,6 +19,7 @@ use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 
+use crate::auth::jwt::{self, Outcome as JwtOutcome};
 use crate::backend::http::{Body, BoxError, HttpBackends, UpstreamError};
 use crate::gateway::{Gateway, RouteRuntime};
 use crate::policy::bindings::{self, Denial, RequestContext};
@@ -201,14 +202,39 @@ async fn serve(
     let matched = &matched;
     trace.route = route.name.clone();
 
+    let (mut parts, body) = req.into_parts();
+    let identity = match &route.jwt {
+        None => None,
+        Some(jwt) => match jwt.check(&parts.headers).await {
+            JwtOutcome::Verified(claims) => Some(claims.to_string()),
+            JwtOutcome::Anonymous => None,
+            JwtOutcome::Rejected(reason) => {
+                trace.error = Some(format!("jwt: {reason}"));
+                let mut resp = error_response(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthenticated",
+                    &format!("authentication failed: {reason}"),
+                    request_id,
+                    &[("route", &route.name)],
+                );
+                if let Ok(v) = HeaderValue::from_str(&jwt::challenge(&reason, None)) {
+                    resp.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
+                }
+                return resp;
+            }
+        },
+    };
+    if route.jwt.is_some() && !route.forward_token {
+        // The token was for the gateway; upstreams get it only by passthrough.
+        parts.headers.remove(http::header::AUTHORIZATION);
+    }
     let ctx = RequestContext {
         route: route.name.clone(),
         client_address: client.to_string(),
-        identity: None,
+        identity,
         request_id: request_id.to_string(),
     };
     let mut run = route.chain.start(ctx);
-    let (mut parts, body) = req.into_parts();
     let mut body: Body = body.map_err(box_err).boxed();
 
     if route.buffer_request {

@@ -53,6 +53,36 @@ pub fn connector(
     })
 }
 
+/// A client for the gateway's own calls (JWKS and the like): http or
+/// https, verified against the system roots.
+pub fn http_or_https_client<B>()
+-> Result<hyper_util::client::legacy::Client<HttpsConnector<HttpConnector>, B>, String>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+{
+    let roots = system_roots()
+        .clone()
+        .unwrap_or_else(|_| RootCertStore::empty());
+    let config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let mut tcp = HttpConnector::new();
+    tcp.enforce_http(false);
+    tcp.set_connect_timeout(Some(std::time::Duration::from_secs(5)));
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_or_http()
+        .enable_all_versions()
+        .wrap_connector(tcp);
+    Ok(
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(connector),
+    )
+}
+
 /// The CAs to trust: the given PEM file, or the system's roots (read once).
 fn roots(file: Option<&str>) -> Result<RootCertStore, String> {
     let Some(file) = file else {

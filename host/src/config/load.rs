@@ -53,7 +53,15 @@ pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
         message: format!("cannot read config: {e}"),
         snippet: None,
     })?;
-    parse(&path.display().to_string(), &text)
+    let mut config = parse(&path.display().to_string(), &text)?;
+    config.base_dir = Some(
+        path.parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| ".".into()),
+    );
+    super::paths::resolve(&mut config);
+    Ok(config)
 }
 
 /// Parse and check config text; `file` names it in errors.

@@ -1,8 +1,9 @@
 //! Configuration: the YAML schema ([`schema`]), reading it with precise
-//! errors ([`load`]), and policy sugar ([`sugar`]). [`crate::gateway`] turns a
+//! errors ([`load`]), relative paths ([`paths`]) and policy sugar ([`sugar`]). [`crate::gateway`] turns a
 //! checked config into the immutable snapshot that serves requests.
 
 pub mod load;
+pub mod paths;
 pub mod schema;
 pub mod sugar;
 

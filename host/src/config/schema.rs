@@ -21,6 +21,10 @@ pub struct Config {
     pub config: Settings,
     #[serde(default)]
     pub binds: Vec<Bind>,
+    /// The folder of the config file: relative file paths in it (certs,
+    /// keys, CA and JWKS files, plugin files) are relative to this.
+    #[serde(skip)]
+    pub base_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

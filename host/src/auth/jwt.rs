@@ -1,0 +1,185 @@
+//! `jwtAuth`: verify a bearer token against one of the route's providers
+//! (issuer, audiences, keys) and hand its claims on as the identity.
+//!
+//! The algorithm a token claims must belong to the family of the key that
+//! verifies it (and match the JWK's own `alg` when it has one), so an
+//! RSA public key can never be used as an HMAC secret; `alg: none` is not
+//! an algorithm here at all.
+
+use std::sync::Arc;
+
+use http::HeaderMap;
+use jsonwebtoken::dangerous::insecure_decode_claims;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Validation, decode, decode_header};
+
+use super::jwks::{Fetcher, KeySource};
+use crate::config::schema::{JwtAuth as JwtConfig, JwtMode};
+
+/// Clock skew tolerated on `exp` and `nbf`, in seconds.
+const LEEWAY_SECS: u64 = 30;
+
+pub struct JwtAuth {
+    mode: JwtMode,
+    providers: Vec<Provider>,
+}
+
+struct Provider {
+    issuer: String,
+    audiences: Vec<String>,
+    keys: KeySource,
+}
+
+/// What authentication decided for one request.
+#[derive(Debug)]
+pub enum Outcome {
+    /// A valid token: its claims.
+    Verified(serde_json::Value),
+    /// No token (or, in permissive mode, a bad one): go on without identity.
+    Anonymous,
+    /// Answer 401 with this reason.
+    Rejected(String),
+}
+
+impl JwtAuth {
+    /// Build from config; local key files are read here.
+    pub fn from_config(config: &JwtConfig, fetcher: &Arc<Fetcher>) -> Result<JwtAuth, String> {
+        let mut providers = Vec::new();
+        if let Some(issuer) = &config.issuer {
+            let jwks = config
+                .jwks
+                .as_ref()
+                .ok_or("`jwks` is required with `issuer`")?;
+            providers.push(Provider {
+                issuer: issuer.clone(),
+                audiences: config.audiences.clone(),
+                keys: KeySource::from_config(jwks, fetcher)?,
+            });
+        } else if config.jwks.is_some() || !config.audiences.is_empty() {
+            return Err("`jwks` and `audiences` need an `issuer`".into());
+        }
+        for (i, p) in config.providers.iter().enumerate() {
+            providers.push(Provider {
+                issuer: p.issuer.clone(),
+                audiences: p.audiences.clone(),
+                keys: KeySource::from_config(&p.jwks, fetcher)
+                    .map_err(|e| format!("providers[{i}]: {e}"))?,
+            });
+        }
+        if providers.is_empty() {
+            return Err("needs an `issuer` with `jwks`, or `providers`".into());
+        }
+        Ok(JwtAuth {
+            mode: config.mode.unwrap_or(JwtMode::Strict),
+            providers,
+        })
+    }
+
+    pub async fn check(&self, headers: &HeaderMap) -> Outcome {
+        let token = match bearer(headers) {
+            Some(t) => t,
+            None if matches!(self.mode, JwtMode::Strict) => {
+                return Outcome::Rejected("missing bearer token".into());
+            }
+            None => return Outcome::Anonymous,
+        };
+        match self.verify(token).await {
+            Ok(claims) => Outcome::Verified(claims),
+            Err(reason) if matches!(self.mode, JwtMode::Permissive) => {
+                tracing::warn!("JWT not accepted (permissive mode, request continues): {reason}");
+                Outcome::Anonymous
+            }
+            Err(reason) => Outcome::Rejected(reason),
+        }
+    }
+
+    async fn verify(&self, token: &str) -> Result<serde_json::Value, String> {
+        let header = decode_header(token).map_err(|e| format!("malformed token: {e}"))?;
+        // The issuer picks the provider; nothing unverified is trusted beyond that.
+        let unverified: serde_json::Value =
+            insecure_decode_claims(token).map_err(|e| format!("malformed token: {e}"))?;
+        let iss = unverified.get("iss").and_then(|v| v.as_str()).unwrap_or("");
+        let provider = self
+            .providers
+            .iter()
+            .find(|p| p.issuer == iss)
+            .ok_or_else(|| format!("issuer '{iss}' is not accepted"))?;
+        let keys = provider.keys.keys(header.kid.as_deref()).await?;
+        let candidates: Vec<_> = keys
+            .iter()
+            .filter(|k| header.kid.is_none() || k.kid.is_none() || k.kid == header.kid)
+            .collect();
+        if candidates.is_empty() {
+            return Err(format!(
+                "no key with kid '{}'",
+                header.kid.as_deref().unwrap_or("")
+            ));
+        }
+        let mut validation = Validation::new(header.alg);
+        validation.set_issuer(&[&provider.issuer]);
+        if provider.audiences.is_empty() {
+            validation.validate_aud = false;
+        } else {
+            validation.set_audience(&provider.audiences);
+        }
+        validation.validate_nbf = true;
+        validation.leeway = LEEWAY_SECS;
+        validation.set_required_spec_claims(&["exp"]);
+
+        let mut last = String::from("no key verifies this token");
+        for key in candidates {
+            if key.key.family() != header.alg.family() || key.alg.is_some_and(|a| a != header.alg) {
+                last = format!("algorithm {:?} is not allowed for this key", header.alg);
+                continue;
+            }
+            match decode::<serde_json::Value>(token, &key.key, &validation) {
+                Ok(data) => return Ok(data.claims),
+                Err(e) => {
+                    last = match e.kind() {
+                        ErrorKind::ExpiredSignature => "token expired".into(),
+                        ErrorKind::ImmatureSignature => "token not yet valid (nbf)".into(),
+                        ErrorKind::InvalidIssuer => "wrong issuer".into(),
+                        ErrorKind::InvalidAudience => "wrong audience".into(),
+                        ErrorKind::InvalidSignature => "bad signature".into(),
+                        ErrorKind::InvalidAlgorithm => {
+                            format!("algorithm {:?} is not allowed for this key", header.alg)
+                        }
+                        ErrorKind::MissingRequiredClaim(c) => format!("missing claim '{c}'"),
+                        _ => format!("invalid token: {e}"),
+                    };
+                    // Claims errors hold for every key: stop at the first.
+                    if !matches!(
+                        e.kind(),
+                        ErrorKind::InvalidSignature | ErrorKind::InvalidAlgorithm
+                    ) {
+                        return Err(last);
+                    }
+                }
+            }
+        }
+        Err(last)
+    }
+}
+
+/// The token of `Authorization: Bearer <token>` (scheme case-insensitive).
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// The `WWW-Authenticate` value of a 401 (RFC 6750 §3).
+pub fn challenge(reason: &str, resource_metadata: Option<&str>) -> String {
+    let mut value = String::from("Bearer realm=\"wardgate\"");
+    if reason != "missing bearer token" {
+        let reason = reason.replace(['"', '\\'], "'");
+        value.push_str(&format!(
+            ", error=\"invalid_token\", error_description=\"{reason}\""
+        ));
+    }
+    if let Some(url) = resource_metadata {
+        value.push_str(&format!(", resource_metadata=\"{url}\""));
+    }
+    value
+}
