@@ -13,6 +13,8 @@ mod process;
 mod python;
 #[path = "support/python.rs"]
 mod python_build;
+#[path = "gateway/ratelimit.rs"]
+mod ratelimit;
 #[path = "gateway/tls.rs"]
 mod tls;
 

@@ -9,8 +9,10 @@
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use wardgate::policy::bindings::{ChatMessage, ContentPart, LlmRequest, McpRequest, Role};
-use wardgate::policy::hooks::{OnLlmRequest, OnMcpRequest};
+use wardgate::policy::bindings::{
+    ChatMessage, ContentPart, Header, HttpRequest, LlmRequest, McpRequest, Role,
+};
+use wardgate::policy::hooks::{OnHttpRequest, OnLlmRequest, OnMcpRequest};
 use wardgate::policy::{Chain, Verdict};
 use wardgate_tests::{context, engine, load};
 
@@ -158,9 +160,45 @@ fn bench_languages(c: &mut Criterion) {
     }
 }
 
+/// The rate-limit plugin on an HTTP request: one bucket take per request.
+fn bench_rate_limit(c: &mut Criterion) {
+    let engine = engine();
+    let ctx = context("bench");
+    let req = HttpRequest {
+        method: "GET".into(),
+        path: "/v1/models".into(),
+        headers: vec![Header {
+            name: "x-api-key".into(),
+            value: "team-a".into(),
+        }],
+        body: Some(Vec::new()),
+    };
+    let mut group = c.benchmark_group("rate-limit-http");
+    for isolation in ["snapshot", "reuse"] {
+        let plugin = load(
+            &engine,
+            &format!(
+                "name: rate-limit\nconfig: {{limits: [{{requests: 1000000000, per: second, key: {{header: x-api-key}}}}]}}\nisolation: {isolation}"
+            ),
+        );
+        let chain = Chain::new(vec![Arc::new(plugin)]);
+        group.bench_function(format!("request/{isolation}"), |b| {
+            b.iter(|| {
+                let mut input = req.clone();
+                let mut run = chain.start(ctx.clone());
+                assert!(matches!(
+                    run.run::<OnHttpRequest>(&mut input),
+                    Ok(Verdict::Continue)
+                ));
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(50).measurement_time(std::time::Duration::from_secs(3));
-    targets = bench, bench_languages
+    targets = bench, bench_languages, bench_rate_limit
 }
 criterion_main!(benches);
