@@ -231,7 +231,7 @@ impl Gateway {
                 for (r, route) in listener.routes.iter().enumerate() {
                     let at = format!("{at}.routes[{r}]");
                     let name = route.name.clone().unwrap_or_else(|| format!("route{r}"));
-                    for (i, spec) in sugar::expand(listener, route).iter().enumerate() {
+                    for (spec, origin) in &sugar::expand_located(listener, route) {
                         let missing = spec.source.is_none()
                             && crate::policy::builtin::get(&spec.name).is_none();
                         if missing {
@@ -240,7 +240,7 @@ impl Gateway {
                         }
                         engine
                             .load(spec, &name)
-                            .map_err(|e| BuildError::plugin(format!("{at}.plugins[{i}]"), e))?;
+                            .map_err(|e| BuildError::plugin(located(&at, origin), e))?;
                     }
                     let p = &route.policies;
                     let version = p.http.as_ref().map(|h| h.version).unwrap_or_default();
@@ -324,6 +324,20 @@ fn bind_tls(bind: &Bind, b: usize) -> Result<Option<TlsAcceptor>, BuildError> {
         .map_err(|message| BuildError::new(format!("binds[{b}]"), message))
 }
 
+/// The config path of a chain entry: under the route, or, for a listener's
+/// default chain, under the listener.
+fn located(route_at: &str, origin: &str) -> String {
+    match origin.strip_prefix("listener.") {
+        Some(rest) => {
+            let listener_at = route_at
+                .rsplit_once(".routes[")
+                .map_or(route_at, |(l, _)| l);
+            format!("{listener_at}.{rest}")
+        }
+        None => format!("{route_at}.{origin}"),
+    }
+}
+
 fn jwt_auth(
     p: &crate::config::schema::Policies,
     at: &str,
@@ -358,10 +372,10 @@ fn build_route(
     }
 
     let mut plugins = Vec::new();
-    for (i, spec) in sugar::expand(listener, route).iter().enumerate() {
+    for (spec, origin) in &sugar::expand_located(listener, route) {
         let plugin = engine
             .load(spec, name)
-            .map_err(|e| BuildError::plugin(format!("{at}.plugins[{i}]"), e))?;
+            .map_err(|e| BuildError::plugin(located(at, origin), e))?;
         plugins.push(Arc::new(plugin));
     }
     let chain = Chain::new(plugins);

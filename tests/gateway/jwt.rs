@@ -350,3 +350,43 @@ binds:
     }
     assert_eq!(jwks.fetches.load(Ordering::SeqCst), before + 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verified_claims_reach_cel_authorization() {
+    let upstream = Upstream::start().await;
+    let gw = Gateway::start(&format!(
+        r#"
+binds:
+- port: 0
+  listeners:
+  - routes:
+    - name: acme-only
+      policies:
+        jwtAuth: {{mode: optional, issuer: '{ISSUER}', audiences: [{AUDIENCE}], jwks: {{file: '{FIXTURES}/jwks-1.json'}}}}
+        authorization:
+          rules:
+          - allow: 'jwt.org == "acme"'
+          - deny: 'request.path.startsWith("/admin")'
+      backends: [{{host: "{up}"}}]
+"#,
+        up = upstream.addr
+    ))
+    .await;
+    let acme = token("rsa1", "r1", claims());
+    let other = token("ec1", "e1", with(claims(), "org", "globex".into()));
+    let r = call(&gw, "/reports", Some(&acme)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    for (case, t, path) in [
+        ("another org", Some(other.as_str()), "/reports"),
+        ("no token (no claims)", None, "/reports"),
+        (
+            "acme, but a denied path",
+            Some(acme.as_str()),
+            "/admin/users",
+        ),
+    ] {
+        let r = call(&gw, path, t).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{case}: {}", r.body);
+        assert!(r.body.contains("not allowed"), "{case}: {}", r.body);
+    }
+}

@@ -9,6 +9,43 @@
 use super::schema::{Listener, Route};
 use crate::policy::PluginSpec;
 
+/// The route's chain, each entry with the config path it came from
+/// (`policies.mcpAuthorization`, `plugins[0]`, ...) for error messages.
+pub fn expand_located(listener: &Listener, route: &Route) -> Vec<(PluginSpec, String)> {
+    let p = &route.policies;
+    let mut origins = Vec::new();
+    if p.mcp_authorization.is_some() {
+        origins.push("policies.mcpAuthorization".to_string());
+    }
+    if p.authorization.is_some() {
+        origins.push("policies.authorization".to_string());
+    }
+    if p.local_rate_limit.is_some() {
+        origins.push("policies.localRateLimit".to_string());
+    }
+    if p.ai.as_ref().is_some_and(|ai| ai.prompt_guard.is_some()) {
+        origins.push("policies.ai.promptGuard".to_string());
+    }
+    let own = if route.plugins.is_some() {
+        "plugins"
+    } else {
+        "listener.plugins"
+    };
+    let chain = expand(listener, route);
+    let sugar = origins.len();
+    chain
+        .into_iter()
+        .enumerate()
+        .map(|(i, spec)| {
+            let origin = origins
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| format!("{own}[{}]", i - sugar));
+            (spec, origin)
+        })
+        .collect()
+}
+
 pub fn expand(listener: &Listener, route: &Route) -> Vec<PluginSpec> {
     let entry = |name: &str, config: serde_json::Value| PluginSpec {
         name: name.to_string(),
@@ -22,14 +59,15 @@ pub fn expand(listener: &Listener, route: &Route) -> Vec<PluginSpec> {
     };
     let p = &route.policies;
     let mut chain = Vec::new();
-    for authz in [&p.mcp_authorization, &p.authorization]
-        .into_iter()
-        .flatten()
-    {
-        chain.push(entry(
-            "cel-authz",
-            serde_json::json!({ "rules": authz.rules }),
-        ));
+    // agentgateway's `mcpAuthorization` judges MCP operations (and filters
+    // lists); `authorization` judges HTTP requests.
+    for (authz, scope) in [(&p.mcp_authorization, "mcp"), (&p.authorization, "http")] {
+        if let Some(authz) = authz {
+            chain.push(entry(
+                "cel-authz",
+                serde_json::json!({ "scope": scope, "rules": authz.rules }),
+            ));
+        }
     }
     if let Some(limits) = &p.local_rate_limit {
         chain.push(entry("rate-limit", serde_json::json!({ "limits": limits })));
