@@ -334,9 +334,11 @@ fn plugin_for_another_contract_version_is_refused_clearly() {
 #[test]
 fn sources_that_are_not_plugins_are_refused() {
     let e = load_err("name: nope");
+    let text = e.to_string();
     assert!(
-        e.to_string()
-            .contains("no built-in plugin named 'nope' (built-ins: prompt-guard"),
+        text.contains("no built-in plugin named 'nope' (built-ins: ")
+            && text.contains("prompt-guard")
+            && text.contains("rate-limit"),
         "{e}"
     );
     let dir = std::env::temp_dir().join(format!("wardgate-core-{}", std::process::id()));
