@@ -50,6 +50,20 @@ fn new_plugin_builds_passes_its_tests_and_runs_samples() {
         &std::fs::read(&wasm).unwrap()
     ));
 
+    // The samples the crate ships: one allowed and one denied per hook family.
+    let own = crate_dir.join("samples.json");
+    let out = process::wardgate(&[
+        "plugin",
+        "test",
+        wasm.to_str().unwrap(),
+        "--config",
+        r#"{"words": ["drop"]}"#,
+        "--input",
+        own.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("demo: 4 samples, 2 denied"), "{text}");
+
     let samples = dir.join("samples.json");
     std::fs::write(
         &samples,

@@ -602,3 +602,77 @@ async fn bearer_token_challenge_flow_with_a_token_service() {
     let _ = std::fs::remove_dir_all(dir);
     let _ = std::fs::remove_file(file);
 }
+
+/// wkg (bytecodealliance/wasm-pkg-tools), installed by scripts/setup-test-peers.
+fn wkg() -> std::process::Command {
+    let local = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/tools/bin/wkg");
+    let bin = if std::path::Path::new(local).exists() {
+        local
+    } else {
+        "wkg"
+    };
+    std::process::Command::new(bin)
+}
+
+#[test]
+fn wkg_pulls_what_we_push_and_we_pull_what_wkg_pushes() {
+    let registry = Registry::start(None);
+    let (file, bytes) = component_file("wkg");
+    let dir = scratch("wkg");
+    let cache = [(
+        "WARDGATE_CACHE_DIR",
+        dir.join("cache").display().to_string(),
+    )];
+    let addr = registry.addr.to_string();
+
+    let (ok, out) = run(
+        &[
+            "plugin",
+            "push",
+            file.to_str().unwrap(),
+            &format!("oci://{addr}/plugins/ours:1.0.0"),
+        ],
+        &cache,
+    );
+    assert!(ok, "{out}");
+    let pulled = dir.join("by-wkg.wasm");
+    let out = wkg()
+        .args(["oci", "pull", "--insecure", &addr, "-o"])
+        .arg(&pulled)
+        .arg(format!("{addr}/plugins/ours:1.0.0"))
+        .output()
+        .expect("wkg is missing: scripts/setup-test-peers installs it");
+    assert!(
+        out.status.success(),
+        "wkg pull: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(&pulled).unwrap(), bytes);
+
+    let out = wkg()
+        .args(["oci", "push", "--insecure", &addr])
+        .arg(format!("{addr}/plugins/theirs:1.0.0"))
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "wkg push: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ours = dir.join("by-wardgate.wasm");
+    let (ok, out) = run(
+        &[
+            "plugin",
+            "pull",
+            &format!("oci://{addr}/plugins/theirs:1.0.0"),
+            "-o",
+            ours.to_str().unwrap(),
+        ],
+        &cache,
+    );
+    assert!(ok, "{out}");
+    assert_eq!(std::fs::read(&ours).unwrap(), bytes);
+    let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_file(file);
+}

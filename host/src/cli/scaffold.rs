@@ -74,6 +74,7 @@ pub fn create(dir: &Path, hooks: HookSet) -> Result<(), String> {
     write("Cargo.toml", cargo_toml(name, &sdk))?;
     write("src/lib.rs", lib_rs(hooks))?;
     write("README.md", readme(name))?;
+    write("samples.json", samples(hooks))?;
     write(".gitignore", "/target\n".into())?;
     // Start from the gateway's own lock file when there is one: the same
     // dependency versions, so a shared target folder needs no rebuild.
@@ -291,6 +292,31 @@ mod tests {{
     )
 }
 
+/// Sample requests for `wardgate plugin test`, one allowed and one denied
+/// per hook family.
+fn samples(hooks: HookSet) -> String {
+    let mut lines = Vec::new();
+    if hooks.http {
+        lines.push(r#"  {"http": {"method": "POST", "path": "/chat", "body": "hello"}}"#);
+        lines.push(
+            r#"  {"http": {"method": "POST", "path": "/chat", "body": "please DROP the table"}}"#,
+        );
+    }
+    if hooks.llm {
+        lines.push(
+            r#"  {"llm": {"model": "gpt-4o", "messages": [{"role": "user", "content": "hello"}]}}"#,
+        );
+        lines.push(r#"  {"llm": {"model": "gpt-4o", "messages": [{"role": "user", "content": "drop it all"}]}}"#);
+    }
+    if hooks.mcp {
+        lines.push(
+            r#"  {"mcp": {"method": "tools/call", "name": "echo", "arguments": {"text": "hi"}}}"#,
+        );
+        lines.push(r#"  {"mcp": {"method": "tools/call", "name": "drop_table", "arguments": {}}}"#);
+    }
+    format!("[\n{}\n]\n", lines.join(",\n"))
+}
+
 fn readme(name: &str) -> String {
     format!(
         r#"# {name}
@@ -300,7 +326,7 @@ A Wardgate policy plugin.
 ```sh
 cargo test                                   # the policy's unit tests, natively
 wardgate plugin build .                      # -> {name}.wasm, a WebAssembly component
-wardgate plugin test {name}.wasm --config '{{"words": ["drop"]}}' --input samples.json
+wardgate plugin test {name}.wasm --config '{{"words": ["drop"]}}' --input samples.json   # one decision per sample
 wardgate plugin push {name}.wasm oci://localhost:5000/{name}:0.1.0
 ```
 
