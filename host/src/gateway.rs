@@ -112,24 +112,9 @@ impl Gateway {
         clients: &HttpBackends,
     ) -> Result<Gateway, BuildError> {
         let err = BuildError::new;
-        let settings = &config.config;
-        let admin = settings.admin_addr.as_deref().unwrap_or(DEFAULT_ADMIN_ADDR);
-        let admin_addr: SocketAddr = admin.parse().map_err(|_| {
-            err(
-                "config.adminAddr".into(),
-                format!("'{admin}' is not an ip:port address"),
-            )
-        })?;
-
-        let mut binds = Vec::new();
-        for (b, bind) in config.binds.iter().enumerate() {
-            let ip: IpAddr = bind
-                .address
-                .as_deref()
-                .unwrap_or("0.0.0.0")
-                .parse()
-                .map_err(|_| err(format!("binds[{b}].address"), "not an IP address".into()))?;
-            let tls = bind_tls(bind, b)?;
+        // Addresses and TLS first (shared with `waiting`), then the routes.
+        let mut gateway = Gateway::waiting(config)?;
+        for (b, bind) in gateway.config.binds.iter().enumerate() {
             let mut listeners = Vec::new();
             for (l, listener) in bind.listeners.iter().enumerate() {
                 let at = format!("binds[{b}].listeners[{l}]");
@@ -162,24 +147,14 @@ impl Gateway {
                     routes: RouteTable::new(routes),
                 });
             }
-            binds.push(BindRuntime {
-                addr: SocketAddr::new(ip, bind.port),
-                tls,
-                listeners,
-            });
+            gateway.binds[b].listeners = listeners;
         }
-        Ok(Gateway {
-            admin_addr,
-            max_body: settings.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY),
-            access_log: settings.access_log,
-            binds,
-            config,
-        })
+        Ok(gateway)
     }
 
-    /// A gateway that listens where `config` says but serves nothing yet:
-    /// started when a plugin cannot be fetched, so the process is up, not
-    /// ready, and answers 503 until a retry builds the real one.
+    /// A gateway that listens where `config` says but has no routes: the
+    /// first step of [`Gateway::build`], and what runs (not ready, 503) while
+    /// a plugin cannot be fetched yet.
     pub fn waiting(config: Config) -> Result<Gateway, BuildError> {
         let admin = config
             .config

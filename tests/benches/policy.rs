@@ -12,8 +12,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use wardgate::policy::bindings::{
     ChatMessage, ContentPart, Header, HttpRequest, LlmRequest, McpRequest, Role,
 };
-use wardgate::policy::hooks::{OnHttpRequest, OnLlmRequest, OnMcpRequest};
-use wardgate::policy::{Chain, Verdict};
+use wardgate::policy::hooks::{Hook, OnHttpRequest, OnLlmRequest, OnMcpRequest};
+use wardgate::policy::{Chain, PolicyEngine, Verdict};
 use wardgate_tests::{context, engine, load};
 
 fn prompt(bytes: usize) -> LlmRequest {
@@ -56,9 +56,46 @@ config:
     - 'BEGIN RSA PRIVATE KEY'
 "#;
 
+/// Bench one plugin entry on hook `H` with `input`, which it must let
+/// through: per request in each isolation mode, and per call on a held
+/// instance (`with_call`).
+fn bench_plugin<H: Hook>(
+    c: &mut Criterion,
+    engine: &PolicyEngine,
+    name: &str,
+    yaml: &str,
+    input: &H::Input,
+    with_call: bool,
+) where
+    H::Input: Clone,
+{
+    let ctx = context("bench");
+    let mut group = c.benchmark_group(name);
+    for isolation in ["snapshot", "reuse"] {
+        let plugin = load(engine, &format!("{yaml}\nisolation: {isolation}"));
+        let chain = Chain::new(vec![Arc::new(plugin)]);
+        group.bench_function(format!("request/{isolation}"), |b| {
+            b.iter(|| {
+                let mut req = input.clone();
+                let mut run = chain.start(ctx.clone());
+                assert!(matches!(run.run::<H>(&mut req), Ok(Verdict::Continue)));
+            })
+        });
+        if with_call && isolation == "snapshot" {
+            let mut run = chain.start(ctx.clone());
+            group.bench_function("call", |b| {
+                b.iter(|| {
+                    let mut req = input.clone();
+                    assert!(matches!(run.run::<H>(&mut req), Ok(Verdict::Continue)));
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
 fn bench(c: &mut Criterion) {
     let engine = engine();
-    let ctx = context("bench");
     let cases = [
         (
             "noop",
@@ -69,35 +106,7 @@ fn bench(c: &mut Criterion) {
         ("prompt-guard-phrases-4k", GUARD_PHRASES, 4096),
     ];
     for (name, yaml, size) in cases {
-        let mut group = c.benchmark_group(name);
-        let req = prompt(size);
-        for isolation in ["snapshot", "reuse"] {
-            let plugin = load(&engine, &format!("{yaml}\nisolation: {isolation}"));
-            let chain = Chain::new(vec![Arc::new(plugin)]);
-            group.bench_function(format!("request/{isolation}"), |b| {
-                b.iter(|| {
-                    let mut input = req.clone();
-                    let mut run = chain.start(ctx.clone());
-                    assert!(matches!(
-                        run.run::<OnLlmRequest>(&mut input),
-                        Ok(Verdict::Continue)
-                    ));
-                })
-            });
-            if isolation == "snapshot" {
-                let mut run = chain.start(ctx.clone());
-                group.bench_function("call", |b| {
-                    b.iter(|| {
-                        let mut input = req.clone();
-                        assert!(matches!(
-                            run.run::<OnLlmRequest>(&mut input),
-                            Ok(Verdict::Continue)
-                        ));
-                    })
-                });
-            }
-        }
-        group.finish();
+        bench_plugin::<OnLlmRequest>(c, &engine, name, yaml, &prompt(size), true);
     }
 }
 
@@ -105,7 +114,6 @@ fn bench(c: &mut Criterion) {
 /// Rust plugin and in the Python one built with componentize-py.
 fn bench_languages(c: &mut Criterion) {
     let engine = engine();
-    let ctx = context("bench");
     let python = wardgate_tests::python::path_guard();
     let cases = [
         (
@@ -129,41 +137,13 @@ fn bench_languages(c: &mut Criterion) {
         session: None,
     };
     for (name, yaml) in cases {
-        let mut group = c.benchmark_group(name);
-        for isolation in ["snapshot", "reuse"] {
-            let plugin = load(&engine, &format!("{yaml}\nisolation: {isolation}"));
-            let chain = Chain::new(vec![Arc::new(plugin)]);
-            group.bench_function(format!("request/{isolation}"), |b| {
-                b.iter(|| {
-                    let mut input = req.clone();
-                    let mut run = chain.start(ctx.clone());
-                    assert!(matches!(
-                        run.run::<OnMcpRequest>(&mut input),
-                        Ok(Verdict::Continue)
-                    ));
-                })
-            });
-            if isolation == "snapshot" {
-                let mut run = chain.start(ctx.clone());
-                group.bench_function("call", |b| {
-                    b.iter(|| {
-                        let mut input = req.clone();
-                        assert!(matches!(
-                            run.run::<OnMcpRequest>(&mut input),
-                            Ok(Verdict::Continue)
-                        ));
-                    })
-                });
-            }
-        }
-        group.finish();
+        bench_plugin::<OnMcpRequest>(c, &engine, name, &yaml, &req, true);
     }
 }
 
 /// The rate-limit plugin on an HTTP request: one bucket take per request.
 fn bench_rate_limit(c: &mut Criterion) {
     let engine = engine();
-    let ctx = context("bench");
     let req = HttpRequest {
         method: "GET".into(),
         path: "/v1/models".into(),
@@ -173,27 +153,14 @@ fn bench_rate_limit(c: &mut Criterion) {
         }],
         body: Some(Vec::new()),
     };
-    let mut group = c.benchmark_group("rate-limit-http");
-    for isolation in ["snapshot", "reuse"] {
-        let plugin = load(
-            &engine,
-            &format!(
-                "name: rate-limit\nconfig: {{limits: [{{requests: 1000000000, per: second, key: {{header: x-api-key}}}}]}}\nisolation: {isolation}"
-            ),
-        );
-        let chain = Chain::new(vec![Arc::new(plugin)]);
-        group.bench_function(format!("request/{isolation}"), |b| {
-            b.iter(|| {
-                let mut input = req.clone();
-                let mut run = chain.start(ctx.clone());
-                assert!(matches!(
-                    run.run::<OnHttpRequest>(&mut input),
-                    Ok(Verdict::Continue)
-                ));
-            })
-        });
-    }
-    group.finish();
+    bench_plugin::<OnHttpRequest>(
+        c,
+        &engine,
+        "rate-limit-http",
+        "name: rate-limit\nconfig: {limits: [{requests: 1000000000, per: second, key: {header: x-api-key}}]}",
+        &req,
+        false,
+    );
 }
 
 criterion_group! {

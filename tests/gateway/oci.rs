@@ -38,6 +38,18 @@ fn run(args: &[&str], envs: &[(&str, String)]) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// [`run`] from async tests, off the runtime's workers.
+async fn run_async(args: &[&str], envs: &[(&'static str, String)]) -> (bool, String) {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let envs = envs.to_vec();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(&args, &envs)
+    })
+    .await
+    .unwrap()
+}
+
 /// A plain HTTP/1.0 GET to the registry, returning the body.
 fn registry_get(addr: std::net::SocketAddr, path: &str, accept: &str) -> String {
     use std::io::{Read, Write};
@@ -554,49 +566,17 @@ async fn bearer_token_challenge_flow_with_a_token_service() {
 
     // Anonymous: the token service refuses, and the error says what to do.
     let args = ["plugin", "push", file.to_str().unwrap(), &reference];
-    let (ok, out) = tokio::task::spawn_blocking({
-        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let envs = vec![cache.clone(), no_docker];
-        move || {
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            run(&args, &envs)
-        }
-    })
-    .await
-    .unwrap();
+    let (ok, out) = run_async(&args, &[cache.clone(), no_docker]).await;
     assert!(!ok, "anonymous push must fail: {out}");
     assert!(out.contains("WARDGATE_REGISTRY_USERNAME"), "{out}");
 
-    let (ok, out) = tokio::task::spawn_blocking({
-        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let envs = creds.to_vec();
-        move || {
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            run(&args, &envs)
-        }
-    })
-    .await
-    .unwrap();
+    let (ok, out) = run_async(&args, &creds).await;
     assert!(ok, "push through the token flow failed: {out}");
     assert!(tokens.issued.load(std::sync::atomic::Ordering::SeqCst) > 0);
 
     let dest = dir.join("pulled.wasm");
-    let (ok, out) = tokio::task::spawn_blocking({
-        let args = [
-            "plugin".to_string(),
-            "pull".into(),
-            reference.clone(),
-            "-o".into(),
-            dest.display().to_string(),
-        ];
-        let envs = creds.to_vec();
-        move || {
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            run(&args, &envs)
-        }
-    })
-    .await
-    .unwrap();
+    let dest_text = dest.display().to_string();
+    let (ok, out) = run_async(&["plugin", "pull", &reference, "-o", &dest_text], &creds).await;
     assert!(ok, "pull through the token flow failed: {out}");
     assert_eq!(std::fs::read(&dest).unwrap(), bytes);
     let _ = std::fs::remove_dir_all(dir);

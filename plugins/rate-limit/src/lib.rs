@@ -218,22 +218,32 @@ fn client_ip(address: &str) -> &str {
     }
 }
 
-fn claim(ctx: &RequestContext, name: &str) -> String {
+/// The verified claims, parsed once per request (`Null` without a token).
+fn claims_of(ctx: &RequestContext) -> serde_json::Value {
     ctx.identity
         .as_deref()
-        .and_then(|json| serde_json::from_str::<serde_json::Value>(json).ok())
-        .and_then(|claims| {
-            claims.get(name).map(|v| match v {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            })
-        })
-        .unwrap_or_else(|| "-".into())
+        .and_then(|json| serde_json::from_str(json).ok())
+        .unwrap_or_default()
+}
+
+fn claim(claims: &serde_json::Value, name: &str) -> String {
+    match claims.get(name) {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None => "-".into(),
+    }
 }
 
 impl RateLimit {
     /// The counter key of limit `i` for this request.
-    fn key(&self, i: usize, ctx: &RequestContext, headers: &[Header], tool: &str) -> String {
+    fn key(
+        &self,
+        i: usize,
+        ctx: &RequestContext,
+        claims: &serde_json::Value,
+        headers: &[Header],
+        tool: &str,
+    ) -> String {
         let value = match &self.limits[i].key {
             KeyBy::Route => String::new(),
             KeyBy::Client => client_ip(&ctx.client_address).to_string(),
@@ -243,7 +253,7 @@ impl RateLimit {
                 .find(|h| h.name.eq_ignore_ascii_case(name))
                 .map(|h| h.value.clone())
                 .unwrap_or_else(|| "-".into()),
-            KeyBy::Claim(name) => claim(ctx, name),
+            KeyBy::Claim(name) => claim(claims, name),
         };
         format!("rate-limit|{}|{i}|{value}", ctx.route)
     }
@@ -258,11 +268,12 @@ impl RateLimit {
         select: impl Fn(&Limit) -> bool,
     ) -> Result<Option<Seen>, Denial> {
         let mut tightest: Option<Seen> = None;
+        let claims = claims_of(ctx);
         for (i, limit) in self.limits.iter().enumerate() {
             if limit.kind != Kind::Requests || !select(limit) {
                 continue;
             }
-            let state = counters::take(&self.key(i, ctx, headers, tool), limit.bucket, 1);
+            let state = counters::take(&self.key(i, ctx, &claims, headers, tool), limit.bucket, 1);
             if !state.allowed {
                 return Err(too_many(limit, &state));
             }
@@ -386,11 +397,12 @@ impl Plugin for RateLimit {
     fn on_llm_request(&self, ctx: &RequestContext, _: LlmRequest) -> LlmRequestAction {
         // Token budgets: the call goes ahead while the bucket is not empty;
         // the response debits what it actually used.
+        let claims = claims_of(ctx);
         for (i, limit) in self.limits.iter().enumerate() {
             if limit.kind != Kind::Tokens {
                 continue;
             }
-            let state = counters::take(&self.key(i, ctx, &[], ""), limit.bucket, 0);
+            let state = counters::take(&self.key(i, ctx, &claims, &[], ""), limit.bucket, 0);
             if state.remaining <= 0 {
                 let blocked = BucketState {
                     allowed: false,
@@ -406,9 +418,10 @@ impl Plugin for RateLimit {
     fn on_llm_response(&self, ctx: &RequestContext, resp: LlmResponse) -> LlmResponseAction {
         if let Some(usage) = resp.usage {
             let used = usage.input + usage.output;
+            let claims = claims_of(ctx);
             for (i, limit) in self.limits.iter().enumerate() {
                 if limit.kind == Kind::Tokens {
-                    counters::debit(&self.key(i, ctx, &[], ""), limit.bucket, used);
+                    counters::debit(&self.key(i, ctx, &claims, &[], ""), limit.bucket, used);
                 }
             }
         }
