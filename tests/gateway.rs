@@ -5,6 +5,8 @@
 mod authoring;
 #[path = "gateway/jwt.rs"]
 mod jwt;
+#[path = "gateway/llm.rs"]
+mod llm;
 #[path = "gateway/oci.rs"]
 mod oci;
 #[path = "support/process.rs"]

@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::auth::jwks::Fetcher;
 use crate::auth::jwt::JwtAuth;
 use crate::backend::http::{HttpBackends, Transport};
+use crate::backend::llm::LlmBackend;
 use crate::config::schema::{
     AccessLogFormat, BackendKind, Bind, Config, DirectResponse, HostPort, Protocol,
     RequestRedirect, UrlRewrite,
@@ -94,6 +95,8 @@ pub struct RouteRuntime {
     pub jwt: Option<Arc<JwtAuth>>,
     /// `backendAuth: passthrough`: forward the client's token upstream.
     pub forward_token: bool,
+    /// An `ai:` backend: the route is an LLM gateway.
+    pub llm: Option<Arc<LlmBackend>>,
 }
 
 #[derive(Clone)]
@@ -230,15 +233,12 @@ impl Gateway {
                             ));
                         }
                     }
+                    llm_backend(route, &clients, &at)?;
                     for (k, backend) in route.backends.iter().enumerate() {
-                        match backend.kind {
-                            BackendKind::Mcp(_) => notes.push(format!(
+                        if let BackendKind::Mcp(_) = backend.kind {
+                            notes.push(format!(
                                 "{at}.backends[{k}]: MCP backends are not served by this build yet"
-                            )),
-                            BackendKind::Ai(_) => notes.push(format!(
-                                "{at}.backends[{k}]: AI backends are not served by this build yet"
-                            )),
-                            BackendKind::Host(_) => {}
+                            ));
                         }
                     }
                 }
@@ -327,6 +327,50 @@ fn jwt_auth(
         .map_err(|e| BuildError::new(path, e))
 }
 
+/// The route's `ai:` backend, if it has one; it must be the only backend.
+fn llm_backend(
+    route: &crate::config::schema::Route,
+    clients: &HttpBackends,
+    at: &str,
+) -> Result<Option<Arc<LlmBackend>>, BuildError> {
+    let ai: Vec<(usize, &crate::config::schema::AiBackend)> = route
+        .backends
+        .iter()
+        .enumerate()
+        .filter_map(|(i, b)| match &b.kind {
+            BackendKind::Ai(ai) => Some((i, &**ai)),
+            _ => None,
+        })
+        .collect();
+    let Some(&(i, config)) = ai.first() else {
+        return Ok(None);
+    };
+    if route.backends.len() > 1 {
+        return Err(BuildError::new(
+            format!("{at}.backends"),
+            "an ai backend must be the route's only backend; list several providers under `ai.groups` for failover".into(),
+        ));
+    }
+    let p = &route.policies;
+    LlmBackend::build(
+        config,
+        p.backend_auth.as_ref(),
+        p.backend_tls.as_ref(),
+        p.ai.as_ref(),
+        p.retry.as_ref(),
+        clients,
+        None,
+    )
+    .map(|b| Some(Arc::new(b)))
+    .map_err(|(field, message)| {
+        let path = match field.strip_prefix(crate::backend::llm::ROUTE_PREFIX) {
+            Some(route_field) => format!("{at}.{route_field}"),
+            None => format!("{at}.backends[{i}].ai.{field}"),
+        };
+        BuildError::new(path, message)
+    })
+}
+
 fn build_route(
     engine: &PolicyEngine,
     clients: &HttpBackends,
@@ -374,14 +418,10 @@ fn build_route(
                     "MCP backends are not served by this build yet".into(),
                 ));
             }
-            BackendKind::Ai(_) => {
-                return Err(err(
-                    format!("{at}.backends[{i}].ai"),
-                    "AI backends are not served by this build yet".into(),
-                ));
-            }
+            BackendKind::Ai(_) => {}
         }
     }
+    let llm = llm_backend(route, clients, at)?;
     let jwt = jwt_auth(p, at)?;
     let edits = |m: &Option<crate::config::schema::HeaderModifier>, key: &str| {
         m.as_ref()
@@ -391,7 +431,8 @@ fn build_route(
     };
     Ok(RouteRuntime {
         name: name.to_string(),
-        buffer_request: any(Hooks::HTTP_REQUEST),
+        // An LLM route reads the body to parse the chat request.
+        buffer_request: any(Hooks::HTTP_REQUEST) || llm.is_some(),
         buffer_response: any(Hooks::HTTP_RESPONSE),
         chain,
         request_headers: edits(&p.request_header_modifier, "requestHeaderModifier")?,
@@ -416,5 +457,6 @@ fn build_route(
             p.backend_auth,
             Some(crate::config::schema::BackendAuth::Passthrough(_))
         ),
+        llm,
     })
 }

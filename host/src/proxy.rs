@@ -21,13 +21,14 @@ use hyper::body::Incoming;
 
 use crate::auth::jwt::{self, Outcome as JwtOutcome};
 use crate::backend::http::{Body, BoxError, HttpBackends, UpstreamError};
+use crate::backend::llm::{self, LlmRequestIn, LlmTrace};
 use crate::gateway::{Gateway, RouteRuntime};
 use crate::policy::bindings::{self, Denial, RequestContext};
 use crate::policy::hooks::{OnHttpRequest, OnHttpResponse};
 use crate::policy::{Decision, PluginFailure, PolicyEngine, Verdict};
 use crate::route::{Matcher, filters};
 use crate::telemetry::access_log::{self, AccessRecord};
-use crate::telemetry::metrics::RequestMetrics;
+use crate::telemetry::metrics::{LlmMetrics, RequestMetrics};
 
 /// State shared by every connection: the current config snapshot and the
 /// services that outlive reloads.
@@ -36,6 +37,7 @@ pub struct Shared {
     pub engine: Arc<PolicyEngine>,
     pub backends: Arc<HttpBackends>,
     pub metrics: RequestMetrics,
+    pub llm_metrics: LlmMetrics,
     pub ready: AtomicBool,
     /// The file `run -c` was given, for reloads.
     pub config_path: Option<std::path::PathBuf>,
@@ -56,6 +58,7 @@ impl Shared {
             engine,
             backends,
             metrics: RequestMetrics::default(),
+            llm_metrics: LlmMetrics::default(),
             ready: AtomicBool::new(true),
             config_path,
             reload_lock: tokio::sync::Mutex::new(()),
@@ -89,6 +92,9 @@ struct Trace {
 
 /// Response bodies up to this size with a Content-Length are sent with the head.
 const SMALL_BODY: usize = 16 << 10;
+
+/// Largest non-streamed LLM answer read for the response hooks.
+const LLM_ANSWER_LIMIT: usize = 32 << 20;
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -320,6 +326,29 @@ async fn serve(
     }
     append_forwarded_for(&mut parts.headers, client);
 
+    if let Some(llm) = route.llm.clone() {
+        let body = match read_body(body, gateway.max_body).await {
+            Ok(b) => b,
+            Err(response) => return response(request_id),
+        };
+        let input = LlmRequestIn {
+            parts,
+            body,
+            run,
+            request_id: request_id.to_string(),
+            route: route.name.clone(),
+            head_timeout: route.backend_timeout.or(route.request_timeout),
+            max_body: gateway.max_body.max(LLM_ANSWER_LIMIT),
+        };
+        let mut llm_trace = LlmTrace::default();
+        let response = llm::serve(shared.clone(), llm, input, &mut llm_trace).await;
+        trace.upstream = llm_trace.upstream;
+        trace.error = llm_trace
+            .error
+            .or(llm_trace.denied_by.map(|p| format!("denied by {p}")));
+        trace.decisions = llm_trace.decisions;
+        return response;
+    }
     if route.backends.is_empty() {
         trace.error = Some("route has no backend".into());
         return error_response(
@@ -595,7 +624,7 @@ fn replace_body(headers: &mut HeaderMap, body: Option<Vec<u8>>) -> Body {
     full(body)
 }
 
-fn denial_response(denial: Denial) -> Response<Body> {
+pub(crate) fn denial_response(denial: Denial) -> Response<Body> {
     let status = StatusCode::from_u16(denial.status)
         .ok()
         .filter(|s| !s.is_informational())

@@ -159,7 +159,7 @@ fn push_pull_by_tag_and_digest_and_tampering_is_caught() {
     assert!(ok, "inspect failed: {out}");
     for needle in [
         "wardgate:policy/plugin@0.1.0",
-        "hooks     http-request, llm-request, mcp-request",
+        "hooks     http-request, llm-request, llm-response, llm-chunk, mcp-request",
         &digest,
     ] {
         assert!(

@@ -2,4 +2,5 @@
 //! [`tls`]). MCP and LLM backends come with their own modules.
 
 pub mod http;
+pub mod llm;
 pub mod tls;

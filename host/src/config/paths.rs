@@ -2,7 +2,7 @@
 //! wherever the gateway was started from. This rewrites them once, before
 //! the config is built, so nothing downstream needs to know.
 
-use super::schema::{Config, Jwks};
+use super::schema::{AiProviderPolicies, BackendAuth, BackendKind, Config, Jwks, SecretSource};
 use crate::policy::{PluginSource, PluginSpec};
 
 pub fn resolve(config: &mut Config) {
@@ -42,6 +42,36 @@ pub fn resolve(config: &mut Config) {
                 if let Some(root) = p.backend_tls.as_mut().and_then(|t| t.root.as_mut()) {
                     fix(root);
                 }
+                let fix_policies = |p: &mut Option<BackendAuth>, tls: Option<&mut String>| {
+                    if let Some(BackendAuth::Key(SecretSource::File { file })) = p {
+                        fix(file);
+                    }
+                    if let Some(root) = tls {
+                        fix(root);
+                    }
+                };
+                fix_policies(&mut p.backend_auth, None);
+                for backend in &mut route.backends {
+                    if let BackendKind::Ai(ai) = &mut backend.kind {
+                        let own = ai.policies.iter_mut().chain(
+                            ai.groups
+                                .iter_mut()
+                                .flat_map(|g| g.providers.iter_mut())
+                                .filter_map(|p| p.policies.as_mut()),
+                        );
+                        for AiProviderPolicies {
+                            backend_auth,
+                            backend_tls,
+                        } in own
+                        {
+                            fix_policies(
+                                backend_auth,
+                                backend_tls.as_mut().and_then(|t| t.root.as_mut()),
+                            );
+                        }
+                    }
+                }
+                let p = &mut route.policies;
                 if let Some(jwt) = &mut p.jwt_auth {
                     if let Some(Jwks::File(f)) = &mut jwt.jwks {
                         fix(f);

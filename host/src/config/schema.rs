@@ -502,7 +502,16 @@ pub enum JwtMode {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub enum BackendAuth {
     Passthrough(Empty),
-    Key(String),
+    /// An API key the gateway sends upstream: a literal, `$ENV` / `${ENV}`,
+    /// or `{file: path}`.
+    Key(SecretSource),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SecretSource {
+    Value(String),
+    File { file: String },
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -571,7 +580,7 @@ pub struct Backend {
 pub enum BackendKind {
     Host(HostPort),
     Mcp(McpBackend),
-    Ai(serde_json::Value),
+    Ai(Box<AiBackend>),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -584,7 +593,7 @@ pub struct RawBackend {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mcp: Option<McpBackend>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ai: Option<serde_json::Value>,
+    pub ai: Option<AiBackend>,
 }
 
 impl TryFrom<RawBackend> for Backend {
@@ -593,7 +602,7 @@ impl TryFrom<RawBackend> for Backend {
         let kind = match (raw.host, raw.mcp, raw.ai) {
             (Some(h), None, None) => BackendKind::Host(h),
             (None, Some(m), None) => BackendKind::Mcp(m),
-            (None, None, Some(a)) => BackendKind::Ai(a),
+            (None, None, Some(a)) => BackendKind::Ai(Box::new(a)),
             (None, None, None) => return Err("a backend needs one of `host`, `mcp` or `ai`".into()),
             _ => return Err("a backend takes only one of `host`, `mcp` or `ai`".into()),
         };
@@ -615,10 +624,97 @@ impl From<Backend> for RawBackend {
         match b.kind {
             BackendKind::Host(h) => raw.host = Some(h),
             BackendKind::Mcp(m) => raw.mcp = Some(m),
-            BackendKind::Ai(a) => raw.ai = Some(a),
+            BackendKind::Ai(a) => raw.ai = Some(*a),
         }
         raw
     }
+}
+
+/// An LLM backend: one provider (`provider:`), or priority groups of them
+/// (`groups:`), tried in order on 429, 5xx and connection failures.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AiBackend {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<AiProvider>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_override: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_override: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_prefix: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policies: Option<AiProviderPolicies>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<AiGroup>,
+    /// Longest silence allowed between two chunks of a streamed answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<DurationStr>,
+    /// How long a provider that failed is set aside (default 30s, or the
+    /// provider's `retry-after`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cooldown: Option<DurationStr>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AiGroup {
+    pub providers: Vec<NamedAiProvider>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NamedAiProvider {
+    pub name: String,
+    pub provider: AiProvider,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_override: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_override: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_prefix: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policies: Option<AiProviderPolicies>,
+}
+
+/// Which API the provider speaks. `model`, when set, replaces the model of
+/// every request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub enum AiProvider {
+    #[serde(rename = "openAI")]
+    OpenAi(ProviderParams),
+    #[serde(rename = "anthropic")]
+    Anthropic(ProviderParams),
+    /// Any server with OpenAI's chat API at `baseUrl` (vLLM, Ollama, Groq, ...).
+    #[serde(rename = "openAICompatible")]
+    OpenAiCompatible(ProviderParams),
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ProviderParams {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// `http(s)://host[:port][/path]`; the API paths go under its path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+}
+
+/// Per-provider policies inside an AI backend.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AiProviderPolicies {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_auth: Option<BackendAuth>,
+    #[serde(
+        default,
+        rename = "backendTLS",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub backend_tls: Option<BackendTls>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

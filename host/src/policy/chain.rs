@@ -16,12 +16,15 @@ use super::spec::FailureMode;
 /// The ordered plugins of a route.
 #[derive(Clone, Default)]
 pub struct Chain {
-    plugins: Vec<Arc<PreparedPlugin>>,
+    // Shared so a request's run can own it and outlive the handler (streams).
+    plugins: Arc<[Arc<PreparedPlugin>]>,
 }
 
 impl Chain {
     pub fn new(plugins: Vec<Arc<PreparedPlugin>>) -> Self {
-        Chain { plugins }
+        Chain {
+            plugins: plugins.into(),
+        }
     }
 
     pub fn plugins(&self) -> &[Arc<PreparedPlugin>] {
@@ -33,9 +36,9 @@ impl Chain {
     }
 
     /// Start running this chain for one request.
-    pub fn start(&self, ctx: RequestContext) -> ChainRun<'_> {
+    pub fn start(&self, ctx: RequestContext) -> ChainRun {
         ChainRun {
-            chain: self,
+            plugins: self.plugins.clone(),
             ctx,
             live: (0..self.plugins.len()).map(|_| None).collect(),
             decisions: Vec::new(),
@@ -72,22 +75,27 @@ pub enum Outcome {
 }
 
 /// One request's pass through a chain.
-pub struct ChainRun<'c> {
-    chain: &'c Chain,
+pub struct ChainRun {
+    plugins: Arc<[Arc<PreparedPlugin>]>,
     ctx: RequestContext,
     live: Vec<Option<Live>>,
     pub decisions: Vec<Decision>,
 }
 
-impl ChainRun<'_> {
+impl ChainRun {
     pub fn context(&self) -> &RequestContext {
         &self.ctx
+    }
+
+    /// Whether any plugin of the chain implements `hook`.
+    pub fn wants(&self, hook: super::bindings::Hooks) -> bool {
+        self.plugins.iter().any(|p| p.implements(hook))
     }
 
     /// Run hook `H` through every plugin that implements it, in order.
     /// Modifications apply to `input` before the next plugin sees it.
     pub fn run<H: Hook>(&mut self, input: &mut H::Input) -> Result<Verdict, PluginFailure> {
-        for (i, plugin) in self.chain.plugins.iter().enumerate() {
+        for (i, plugin) in self.plugins.iter().enumerate() {
             if !plugin.implements(H::FLAG) {
                 continue;
             }
@@ -99,7 +107,7 @@ impl ChainRun<'_> {
                     Outcome::Modify
                 }
                 Ok(Action::Deny(denial)) => {
-                    self.record(plugin, H::NAME, Outcome::Deny);
+                    record(&mut self.decisions, plugin, H::NAME, Outcome::Deny);
                     return Ok(Verdict::Deny {
                         plugin: plugin.name().to_string(),
                         denial,
@@ -111,7 +119,12 @@ impl ChainRun<'_> {
                             request_id = %self.ctx.request_id, "plugin failed and is skipped (failureMode: open): {kind}");
                         Outcome::FailedOpen(kind)
                     } else {
-                        self.record(plugin, H::NAME, Outcome::Failed(kind.clone()));
+                        record(
+                            &mut self.decisions,
+                            plugin,
+                            H::NAME,
+                            Outcome::Failed(kind.clone()),
+                        );
                         return Err(PluginFailure {
                             route: self.ctx.route.clone(),
                             plugin: plugin.name().to_string(),
@@ -121,18 +134,23 @@ impl ChainRun<'_> {
                     }
                 }
             };
-            self.record(plugin, H::NAME, outcome);
+            record(&mut self.decisions, plugin, H::NAME, outcome);
         }
         Ok(Verdict::Continue)
     }
+}
 
-    fn record(&mut self, plugin: &PreparedPlugin, hook: &'static str, outcome: Outcome) {
-        self.decisions.push(Decision {
-            plugin: plugin.name().to_string(),
-            hook,
-            outcome,
-        });
-    }
+fn record(
+    decisions: &mut Vec<Decision>,
+    plugin: &PreparedPlugin,
+    hook: &'static str,
+    outcome: Outcome,
+) {
+    decisions.push(Decision {
+        plugin: plugin.name().to_string(),
+        hook,
+        outcome,
+    });
 }
 
 /// Call one plugin, making its instance on first use. A failed instance is dropped.
@@ -164,9 +182,9 @@ fn call<H: Hook>(
     }
 }
 
-impl Drop for ChainRun<'_> {
+impl Drop for ChainRun {
     fn drop(&mut self) {
-        for (plugin, live) in self.chain.plugins.iter().zip(self.live.drain(..)) {
+        for (plugin, live) in self.plugins.iter().zip(self.live.drain(..)) {
             if let Some(live) = live {
                 plugin.release(live);
             }

@@ -107,3 +107,86 @@ impl RequestMetrics {
         }
     }
 }
+
+/// LLM traffic: requests and tokens by route, provider and model.
+#[derive(Default)]
+pub struct LlmMetrics {
+    series: Mutex<BTreeMap<(String, String, String), LlmStats>>,
+}
+
+#[derive(Default)]
+struct LlmStats {
+    requests: u64,
+    input: u64,
+    output: u64,
+    cached: u64,
+}
+
+impl LlmMetrics {
+    pub fn record(
+        &self,
+        route: &str,
+        provider: &str,
+        model: &str,
+        tokens: Option<(u64, u64, u64)>,
+    ) {
+        let mut series = self.series.lock().unwrap_or_else(|p| p.into_inner());
+        let stats = series
+            .entry((route.to_string(), provider.to_string(), model.to_string()))
+            .or_default();
+        stats.requests += 1;
+        if let Some((input, output, cached)) = tokens {
+            stats.input += input;
+            stats.output += output;
+            stats.cached += cached;
+        }
+    }
+
+    pub fn render(&self, out: &mut String) {
+        let series = self.series.lock().unwrap_or_else(|p| p.into_inner());
+        if series.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "# HELP wardgate_llm_requests_total LLM requests answered, by route, provider and model."
+        );
+        let _ = writeln!(out, "# TYPE wardgate_llm_requests_total counter");
+        for ((route, provider, model), s) in series.iter() {
+            let labels = format!(
+                "route=\"{}\",provider=\"{}\",model=\"{}\"",
+                escape(route),
+                escape(provider),
+                escape(model)
+            );
+            let _ = writeln!(
+                out,
+                "wardgate_llm_requests_total{{{labels}}} {}",
+                s.requests
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP wardgate_llm_tokens_total Tokens used, by route, provider, model and type (input includes cached)."
+        );
+        let _ = writeln!(out, "# TYPE wardgate_llm_tokens_total counter");
+        for ((route, provider, model), s) in series.iter() {
+            let labels = format!(
+                "route=\"{}\",provider=\"{}\",model=\"{}\"",
+                escape(route),
+                escape(provider),
+                escape(model)
+            );
+            for (kind, n) in [
+                ("input", s.input),
+                ("output", s.output),
+                ("cached_input", s.cached),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "wardgate_llm_tokens_total{{{labels},type=\"{kind}\"}} {n}"
+                );
+            }
+        }
+    }
+}

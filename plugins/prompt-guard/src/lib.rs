@@ -1,6 +1,10 @@
-//! prompt-guard: reject requests whose text matches any configured regex.
+//! prompt-guard: reject requests whose text matches any configured regex,
+//! and answers whose text matches any response pattern.
 //!
-//! Looks at LLM messages, MCP tool arguments and buffered HTTP bodies.
+//! Looks at LLM messages, MCP tool arguments and buffered HTTP bodies on
+//! the way in; at LLM answers, whole or streamed, on the way out. A
+//! streamed answer is checked chunk by chunk on the text already sent plus
+//! the new chunk, so a phrase split across two chunks is still caught.
 
 use regex::RegexSet;
 use wardgate_sdk::prelude::*;
@@ -20,7 +24,12 @@ const WARM_UP: &str = concat!(
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Config {
     /// Regexes (Rust `regex` syntax); a match anywhere rejects the request.
+    #[serde(default)]
     pub patterns: Vec<String>,
+    /// Regexes checked on LLM answers; a match rejects the answer (or ends
+    /// the stream with an error event).
+    #[serde(default)]
+    pub response_patterns: Vec<String>,
     /// HTTP status of the rejection.
     #[serde(default = "default_status")]
     pub status: u16,
@@ -35,6 +44,7 @@ fn default_status() -> u16 {
 
 pub struct PromptGuard {
     patterns: RegexSet,
+    response: RegexSet,
     status: u16,
     message: String,
 }
@@ -56,15 +66,24 @@ impl Plugin for PromptGuard {
     type Config = Config;
     const HOOKS: Hooks = Hooks::LLM_REQUEST
         .union(Hooks::MCP_REQUEST)
-        .union(Hooks::HTTP_REQUEST);
+        .union(Hooks::HTTP_REQUEST)
+        .union(Hooks::LLM_RESPONSE)
+        .union(Hooks::LLM_CHUNK);
 
     fn configure(config: Config) -> Result<Self, ConfigError> {
         // Compile each pattern alone first so the error names the one that failed.
         for (i, p) in config.patterns.iter().enumerate() {
             regex::Regex::new(p).map_err(|e| ConfigError::new(format!("patterns[{i}]"), e))?;
         }
+        for (i, p) in config.response_patterns.iter().enumerate() {
+            regex::Regex::new(p)
+                .map_err(|e| ConfigError::new(format!("responsePatterns[{i}]"), e))?;
+        }
         let patterns =
             RegexSet::new(&config.patterns).map_err(|e| ConfigError::new("patterns", e))?;
+        let response = RegexSet::new(&config.response_patterns)
+            .map_err(|e| ConfigError::new("responsePatterns", e))?;
+        response.is_match(WARM_UP);
         if !(100..=599).contains(&config.status) {
             return Err(ConfigError::new(
                 "status",
@@ -77,6 +96,7 @@ impl Plugin for PromptGuard {
         patterns.is_match(WARM_UP);
         Ok(PromptGuard {
             patterns,
+            response,
             status: config.status,
             message: config.message.unwrap_or_else(|| DEFAULT_MESSAGE.into()),
         })
@@ -87,6 +107,28 @@ impl Plugin for PromptGuard {
             return self.reject();
         }
         LlmRequestAction::Continue
+    }
+
+    fn on_llm_response(&self, _: &RequestContext, resp: LlmResponse) -> LlmResponseAction {
+        let args = resp.tool_calls.iter().map(|c| c.arguments.as_str());
+        if std::iter::once(resp.text.as_str())
+            .chain(args)
+            .any(|t| self.response.is_match(t))
+        {
+            return self.reject();
+        }
+        LlmResponseAction::Continue
+    }
+
+    fn on_llm_chunk(&self, _: &RequestContext, chunk: LlmChunk) -> LlmChunkAction {
+        if chunk.text.is_empty() || self.response.is_empty() {
+            return LlmChunkAction::Continue;
+        }
+        let seen = format!("{}{}", chunk.lookbehind, chunk.text);
+        if self.response.is_match(&seen) {
+            return self.reject();
+        }
+        LlmChunkAction::Continue
     }
 
     fn on_mcp_request(&self, _: &RequestContext, req: McpRequest) -> McpRequestAction {
@@ -167,6 +209,39 @@ mod tests {
             }
             other => panic!("expected deny, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn response_patterns_catch_a_phrase_split_across_chunks() {
+        let g = guard(r#"{"responsePatterns": ["(?i)credit card"]}"#);
+        let chunk = |lookbehind: &str, text: &str| LlmChunk {
+            index: 1,
+            text: text.into(),
+            lookbehind: lookbehind.into(),
+            usage: None,
+            done: false,
+        };
+        let ctx = testing::context();
+        assert!(matches!(
+            g.on_llm_chunk(&ctx, chunk("", "Your credit")),
+            LlmChunkAction::Continue
+        ));
+        assert!(matches!(
+            g.on_llm_chunk(&ctx, chunk("Your credit", " card number")),
+            LlmChunkAction::Deny(_)
+        ));
+        let resp = LlmResponse {
+            provider: "openai".into(),
+            model: "m".into(),
+            text: "a Credit Card".into(),
+            tool_calls: vec![],
+            usage: None,
+            finish_reason: None,
+        };
+        assert!(matches!(
+            g.on_llm_response(&ctx, resp),
+            LlmResponseAction::Deny(_)
+        ));
     }
 
     #[test]

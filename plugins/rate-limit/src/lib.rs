@@ -340,13 +340,30 @@ fn ms_until_one(bucket: &Bucket, remaining: i64) -> u64 {
     (needed * bucket.refill_ms).div_ceil(bucket.refill_tokens.max(1))
 }
 
+impl RateLimit {
+    /// Debit what an LLM call actually used from every token bucket.
+    fn debit_tokens(&self, ctx: &RequestContext, usage: TokenUsage) {
+        if !self.limits.iter().any(|l| l.kind == Kind::Tokens) {
+            return;
+        }
+        let used = usage.input + usage.output;
+        let claims = claims_of(ctx);
+        for (i, limit) in self.limits.iter().enumerate() {
+            if limit.kind == Kind::Tokens {
+                counters::debit(&self.key(i, ctx, &claims, &[], ""), limit.bucket, used);
+            }
+        }
+    }
+}
+
 impl Plugin for RateLimit {
     type Config = Config;
     const HOOKS: Hooks = Hooks::HTTP_REQUEST
         .union(Hooks::HTTP_RESPONSE)
         .union(Hooks::MCP_REQUEST)
         .union(Hooks::LLM_REQUEST)
-        .union(Hooks::LLM_RESPONSE);
+        .union(Hooks::LLM_RESPONSE)
+        .union(Hooks::LLM_CHUNK);
 
     fn configure(c: Config) -> Result<Self, ConfigError> {
         if c.limits.is_empty() {
@@ -417,15 +434,17 @@ impl Plugin for RateLimit {
 
     fn on_llm_response(&self, ctx: &RequestContext, resp: LlmResponse) -> LlmResponseAction {
         if let Some(usage) = resp.usage {
-            let used = usage.input + usage.output;
-            let claims = claims_of(ctx);
-            for (i, limit) in self.limits.iter().enumerate() {
-                if limit.kind == Kind::Tokens {
-                    counters::debit(&self.key(i, ctx, &claims, &[], ""), limit.bucket, used);
-                }
-            }
+            self.debit_tokens(ctx, usage);
         }
         LlmResponseAction::Continue
+    }
+
+    fn on_llm_chunk(&self, ctx: &RequestContext, chunk: LlmChunk) -> LlmChunkAction {
+        // A streamed answer's usage comes with its last chunk.
+        if let (true, Some(usage)) = (chunk.done, chunk.usage) {
+            self.debit_tokens(ctx, usage);
+        }
+        LlmChunkAction::Continue
     }
 }
 

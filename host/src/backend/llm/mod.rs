@@ -1,0 +1,779 @@
+//! LLM backends: a route whose backend is `ai:` speaks to model providers.
+//!
+//! A request's path here: classify the API from the path ([`api`]) → parse
+//! the chat body into the neutral view and run the LLM request hooks
+//! ([`chat`]) → pick a provider, translating the body if it speaks the
+//! other format, failing over on 429/5xx/connect errors ([`failover`]) →
+//! the answer back in the client's format, whole or streamed ([`stream`]),
+//! through the response or chunk hooks, with token usage recorded.
+
+pub mod api;
+pub mod chat;
+pub mod failover;
+pub mod provider;
+pub mod stream;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use serde_json::{Map, Value};
+
+use self::api::{Api, Flavor};
+use self::failover::Failover;
+use self::provider::Provider;
+use self::stream::{ChunkGuard, SseDecoder, StreamRelay, TextVerdict};
+use crate::backend::http::{Body, UpstreamError};
+use crate::config::schema::{AiBackend, AiPolicy, BackendAuth, BackendTls, NamedAiProvider};
+use crate::policy::bindings::{Hooks, LlmChunk, TokenUsage};
+use crate::policy::hooks::{OnLlmChunk, OnLlmRequest, OnLlmResponse};
+use crate::policy::{ChainRun, Verdict};
+use crate::proxy::Shared;
+
+/// How much already-sent text a chunk hook sees before the new text.
+const LOOKBEHIND_CHARS: usize = 256;
+const DEFAULT_IDLE: Duration = Duration::from_secs(120);
+
+/// The runtime of one route's `ai:` backend.
+pub struct LlmBackend {
+    pub failover: Failover,
+    pub idle_timeout: Duration,
+    /// `policies.ai`: model aliases, defaults and overrides.
+    models: ModelPolicy,
+    passthrough_auth: bool,
+}
+
+#[derive(Default)]
+struct ModelPolicy {
+    aliases: BTreeMap<String, String>,
+    defaults: Map<String, Value>,
+    overrides: Map<String, Value>,
+}
+
+impl ModelPolicy {
+    fn apply(&self, body: &mut Map<String, Value>) {
+        if let Some(Value::String(m)) = body.get("model")
+            && let Some(real) = self.aliases.get(m)
+        {
+            body.insert("model".into(), real.clone().into());
+        }
+        for (k, v) in &self.defaults {
+            body.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        for (k, v) in &self.overrides {
+            body.insert(k.clone(), v.clone());
+        }
+    }
+}
+
+/// A build error: the config path under the backend (or, starting with
+/// [`ROUTE_PREFIX`], under the route), and the message.
+pub type BuildError = (String, String);
+pub const ROUTE_PREFIX: &str = "@route.";
+
+impl LlmBackend {
+    pub fn build(
+        config: &AiBackend,
+        route_auth: Option<&BackendAuth>,
+        route_tls: Option<&BackendTls>,
+        ai: Option<&AiPolicy>,
+        retry: Option<&crate::config::schema::Retry>,
+        clients: &crate::backend::http::HttpBackends,
+        base_dir: Option<&std::path::Path>,
+    ) -> Result<LlmBackend, BuildError> {
+        let single = config.provider.as_ref().map(|provider| NamedAiProvider {
+            name: config.name.clone().unwrap_or_else(|| match provider {
+                crate::config::schema::AiProvider::Anthropic(_) => "anthropic".into(),
+                crate::config::schema::AiProvider::OpenAi(_) => "openai".into(),
+                crate::config::schema::AiProvider::OpenAiCompatible(_) => {
+                    "openai-compatible".into()
+                }
+            }),
+            provider: provider.clone(),
+            host_override: config.host_override.clone(),
+            path_override: config.path_override.clone(),
+            path_prefix: config.path_prefix.clone(),
+            policies: config.policies.clone(),
+        });
+        let groups: Vec<(String, Vec<NamedAiProvider>)> = match (single, config.groups.is_empty()) {
+            (Some(p), true) => vec![(String::new(), vec![p])],
+            (None, false) => config
+                .groups
+                .iter()
+                .enumerate()
+                .map(|(g, group)| (format!("groups[{g}]."), group.providers.clone()))
+                .collect(),
+            (Some(_), false) => {
+                return Err((
+                    "groups".into(),
+                    "give either `provider` or `groups`, not both".into(),
+                ));
+            }
+            (None, true) => {
+                return Err((
+                    "provider".into(),
+                    "an ai backend needs `provider` (e.g. {openAI: {}}) or `groups`".into(),
+                ));
+            }
+        };
+        let mut built = Vec::new();
+        for (at, providers) in &groups {
+            if providers.is_empty() {
+                return Err((
+                    format!("{at}providers"),
+                    "a group needs at least one provider".into(),
+                ));
+            }
+            let mut group = Vec::new();
+            for (i, named) in providers.iter().enumerate() {
+                let own = named.policies.as_ref();
+                let auth = own.and_then(|p| p.backend_auth.as_ref()).or(route_auth);
+                let tls = own.and_then(|p| p.backend_tls.as_ref()).or(route_tls);
+                let provider = Provider::build(named, auth, tls, clients, base_dir).map_err(
+                    |(field, message)| {
+                        // A key inherited from the route is the route's mistake.
+                        let inherited = own.and_then(|p| p.backend_auth.as_ref()).is_none();
+                        if inherited && field.starts_with("policies.backendAuth") {
+                            return (format!("{ROUTE_PREFIX}{field}"), message);
+                        }
+                        let here = if at.is_empty() {
+                            String::new()
+                        } else {
+                            format!("{at}providers[{i}].")
+                        };
+                        (format!("{here}{field}"), message)
+                    },
+                )?;
+                group.push(Arc::new(provider));
+            }
+            built.push(group);
+        }
+        let models = ai
+            .map(|ai| ModelPolicy {
+                aliases: ai.model_aliases.clone().unwrap_or_default(),
+                defaults: ai
+                    .defaults
+                    .clone()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .collect(),
+                overrides: ai
+                    .overrides
+                    .clone()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .collect(),
+            })
+            .unwrap_or_default();
+        Ok(LlmBackend {
+            failover: Failover::new(built, config.cooldown.as_ref().map(|d| d.0)).with_retry(
+                retry.map(|r| r.attempts),
+                retry.and_then(|r| r.backoff.map(|b| b.0)),
+            ),
+            idle_timeout: config
+                .idle_timeout
+                .as_ref()
+                .map(|d| d.0)
+                .unwrap_or(DEFAULT_IDLE),
+            models,
+            passthrough_auth: matches!(route_auth, Some(BackendAuth::Passthrough(_))),
+        })
+    }
+}
+
+/// What the proxy hands over once the request reached the backend step.
+pub struct LlmRequestIn {
+    pub parts: http::request::Parts,
+    pub body: Bytes,
+    pub run: ChainRun,
+    pub request_id: String,
+    pub route: String,
+    pub head_timeout: Option<Duration>,
+    pub max_body: usize,
+}
+
+/// What the access log learns about the exchange.
+#[derive(Default)]
+pub struct LlmTrace {
+    pub upstream: Option<String>,
+    pub error: Option<String>,
+    pub denied_by: Option<String>,
+    pub decisions: Vec<crate::policy::Decision>,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Serve one request on an LLM route.
+pub async fn serve(
+    shared: Arc<Shared>,
+    llm: Arc<LlmBackend>,
+    input: LlmRequestIn,
+    trace: &mut LlmTrace,
+) -> Response<Body> {
+    let api = Api::classify(input.parts.uri.path());
+    let client = api.flavor();
+    let candidates = llm.failover.candidates(api);
+    if candidates.is_empty() {
+        trace.error = Some("no provider serves this API".into());
+        return api::error_response(
+            client,
+            StatusCode::NOT_FOUND,
+            None,
+            &format!(
+                "no provider of route '{}' serves {}",
+                input.route,
+                input.parts.uri.path()
+            ),
+        );
+    }
+    match api {
+        Api::Chat(from) => chat(shared, llm, input, from, candidates, trace).await,
+        _ => passthrough(shared, llm, input, api, candidates, trace).await,
+    }
+}
+
+/// Forward a non-chat API call (embeddings, models, responses, ...) with
+/// the gateway's credentials, failing over like chat calls.
+async fn passthrough(
+    shared: Arc<Shared>,
+    llm: Arc<LlmBackend>,
+    input: LlmRequestIn,
+    api: Api,
+    candidates: Vec<(usize, Arc<Provider>)>,
+    trace: &mut LlmTrace,
+) -> Response<Body> {
+    let client = api.flavor();
+    let path_and_query = input
+        .parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
+    let query = input
+        .parts
+        .uri
+        .query()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
+    let attempt = |p: &Provider| {
+        let path = match api {
+            Api::Other => path_and_query.clone(),
+            _ => format!("{}{query}", p.path_for(api, input.parts.uri.path())),
+        };
+        let mut headers = input.parts.headers.clone();
+        headers.remove(http::header::HOST);
+        headers.remove(http::header::ACCEPT_ENCODING);
+        p.authorize(&mut headers, llm.passthrough_auth);
+        let mut req = Request::new(crate::proxy::full(input.body.clone()));
+        *req.method_mut() = input.parts.method.clone();
+        *req.uri_mut() = path.parse().unwrap_or_else(|_| http::Uri::from_static("/"));
+        *req.headers_mut() = headers;
+        req
+    };
+    match llm
+        .failover
+        .send(&shared.backends, &candidates, input.head_timeout, attempt)
+        .await
+    {
+        Ok((provider, resp)) => {
+            trace.upstream = Some(provider.name.clone());
+            let (mut parts, body) = resp.into_parts();
+            crate::backend::http::strip_hop_by_hop(&mut parts.headers);
+            let mut resp = Response::from_parts(parts, body.map_err(box_err).boxed());
+            resp.headers_mut().insert(
+                "x-wardgate-provider",
+                HeaderValue::from_str(&provider.name).unwrap_or(HeaderValue::from_static("-")),
+            );
+            resp
+        }
+        Err(failed) => failed.into_response(client, trace).await,
+    }
+}
+
+fn box_err(e: hyper::Error) -> crate::backend::http::BoxError {
+    Box::new(e)
+}
+
+async fn chat(
+    shared: Arc<Shared>,
+    llm: Arc<LlmBackend>,
+    input: LlmRequestIn,
+    from: Flavor,
+    candidates: Vec<(usize, Arc<Provider>)>,
+    trace: &mut LlmTrace,
+) -> Response<Body> {
+    let LlmRequestIn {
+        parts,
+        body,
+        mut run,
+        route,
+        head_timeout,
+        max_body,
+        ..
+    } = input;
+    let mut body: Map<String, Value> = match serde_json::from_slice(&body) {
+        Ok(Value::Object(map)) => map,
+        Ok(_) => {
+            trace.error = Some("body is not a JSON object".into());
+            return api::error_response(
+                from,
+                StatusCode::BAD_REQUEST,
+                None,
+                "the request body must be a JSON object",
+            );
+        }
+        Err(e) => {
+            trace.error = Some(format!("bad JSON: {e}"));
+            return api::error_response(
+                from,
+                StatusCode::BAD_REQUEST,
+                None,
+                &format!("the request body is not valid JSON: {e}"),
+            );
+        }
+    };
+    llm.models.apply(&mut body);
+    let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    let client_wants_usage = body
+        .get("stream_options")
+        .and_then(|o| o.get("include_usage"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let original = Value::Object(body);
+    let primary = &candidates[0].1;
+    let mut view = chat::request_view(from, &original, primary.family);
+    let requested_model = view.model.clone();
+    let mut edited = false;
+    if run.wants(Hooks::LLM_REQUEST) {
+        let before = (view.model.clone(), view.messages.clone());
+        let verdict = run.run::<OnLlmRequest>(&mut view);
+        trace.decisions = run.decisions.clone();
+        match verdict {
+            Ok(Verdict::Continue) => {}
+            Ok(Verdict::Deny { plugin, denial }) => {
+                trace.denied_by = Some(plugin);
+                return crate::proxy::denial_response(denial);
+            }
+            Err(failure) => return plugin_failed(from, failure, trace),
+        }
+        edited = before != (view.model.clone(), view.messages.clone());
+    }
+    trace.decisions = run.decisions.clone();
+
+    let attempt = |p: &Provider| {
+        let mut out = if p.flavor == from {
+            let mut body = original.as_object().cloned().unwrap_or_default();
+            if edited {
+                chat::set_messages(from, &mut body, &view.messages);
+                body.insert("model".into(), view.model.clone().into());
+            }
+            body
+        } else {
+            match chat::translate_request(from, p.flavor, &original, &view) {
+                Value::Object(m) => m,
+                _ => Map::new(),
+            }
+        };
+        if let Some(model) = &p.model {
+            out.insert("model".into(), model.clone().into());
+        }
+        if stream && p.flavor == Flavor::OpenAi {
+            // Usage comes only when asked for; the gateway always wants it.
+            let opts = out
+                .entry("stream_options")
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Some(o) = opts.as_object_mut() {
+                o.insert("include_usage".into(), true.into());
+            }
+        }
+        let bytes = Bytes::from(Value::Object(out).to_string());
+        let mut headers = parts.headers.clone();
+        headers.remove(http::header::HOST);
+        // The answer is parsed here, so it must come uncompressed.
+        headers.remove(http::header::ACCEPT_ENCODING);
+        if p.flavor != from {
+            let foreign = match p.flavor {
+                Flavor::OpenAi => "anthropic-",
+                Flavor::Anthropic => "openai-",
+            };
+            let drop: Vec<_> = headers
+                .keys()
+                .filter(|k| k.as_str().starts_with(foreign))
+                .cloned()
+                .collect();
+            for k in drop {
+                headers.remove(k);
+            }
+        }
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+        p.authorize(&mut headers, llm.passthrough_auth);
+        let mut req = Request::new(crate::proxy::full(bytes));
+        *req.method_mut() = http::Method::POST;
+        *req.uri_mut() = p
+            .path_for(Api::Chat(from), parts.uri.path())
+            .parse()
+            .unwrap_or_else(|_| http::Uri::from_static("/"));
+        *req.headers_mut() = headers;
+        req
+    };
+    let (provider, resp) = match llm
+        .failover
+        .send(&shared.backends, &candidates, head_timeout, attempt)
+        .await
+    {
+        Ok(ok) => ok,
+        Err(failed) => return failed.into_response(from, trace).await,
+    };
+    trace.upstream = Some(provider.name.clone());
+    let status = resp.status();
+    let is_sse = resp
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    let created = now_secs();
+
+    if !status.is_success() {
+        let bytes = read_idle(resp.into_body(), max_body, llm.idle_timeout)
+            .await
+            .unwrap_or_default();
+        trace.error = Some(format!("provider {} answered {status}", provider.name));
+        let body = api::translate_error(provider.flavor, from, status.as_u16(), &bytes);
+        return with_provider(api::json_response(status, &body), &provider);
+    }
+
+    if is_sse {
+        let guard = StreamGuard::new(run, &provider, &requested_model);
+        let relay = StreamRelay::new(provider.flavor, from, client_wants_usage, created);
+        let mut response = Response::new(relay_body(
+            shared,
+            resp.into_body(),
+            relay,
+            guard,
+            llm.idle_timeout,
+            route,
+            provider.clone(),
+        ));
+        let h = response.headers_mut();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+        h.insert(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-cache"),
+        );
+        return with_provider(response, &provider);
+    }
+
+    let bytes = match read_idle(resp.into_body(), max_body, llm.idle_timeout).await {
+        Ok(b) => b,
+        Err(e) => {
+            trace.error = Some(e.clone());
+            return api::error_response(from, StatusCode::BAD_GATEWAY, Some("api_error"), &e);
+        }
+    };
+    let Ok(mut answer) = serde_json::from_slice::<Value>(&bytes) else {
+        trace.error = Some("provider answer is not JSON".into());
+        return api::error_response(
+            from,
+            StatusCode::BAD_GATEWAY,
+            Some("api_error"),
+            &format!("provider {} sent an answer that is not JSON", provider.name),
+        );
+    };
+    let (mut view, id) = chat::response_view(provider.flavor, &answer, provider.family);
+    let mut edited = false;
+    if run.wants(Hooks::LLM_RESPONSE) {
+        let before = (view.text.clone(), view.tool_calls.clone());
+        let verdict = run.run::<OnLlmResponse>(&mut view);
+        trace.decisions = run.decisions.clone();
+        match verdict {
+            Ok(Verdict::Continue) => {}
+            Ok(Verdict::Deny { plugin, denial }) => {
+                trace.denied_by = Some(plugin);
+                return crate::proxy::denial_response(denial);
+            }
+            Err(failure) => return plugin_failed(from, failure, trace),
+        }
+        edited = before != (view.text.clone(), view.tool_calls.clone());
+    }
+    let model = if view.model.is_empty() {
+        requested_model
+    } else {
+        view.model.clone()
+    };
+    shared.llm_metrics.record(
+        &route,
+        &provider.name,
+        &model,
+        view.usage.map(|u| (u.input, u.output, u.cached_input)),
+    );
+    let out = if provider.flavor == from {
+        if !edited {
+            let mut resp = Response::new(crate::proxy::full(bytes));
+            resp.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            return with_provider(resp, &provider);
+        }
+        chat::apply_response_edit(from, &mut answer, &view);
+        answer
+    } else {
+        chat::encode_response(from, &view, &id, created)
+    };
+    with_provider(api::json_response(StatusCode::OK, &out), &provider)
+}
+
+fn with_provider(mut resp: Response<Body>, provider: &Provider) -> Response<Body> {
+    if let Ok(v) = HeaderValue::from_str(&provider.name) {
+        resp.headers_mut().insert("x-wardgate-provider", v);
+    }
+    resp
+}
+
+fn plugin_failed(
+    flavor: Flavor,
+    failure: crate::policy::PluginFailure,
+    trace: &mut LlmTrace,
+) -> Response<Body> {
+    tracing::error!(route = %failure.route, plugin = %failure.plugin, hook = failure.hook, "{failure}");
+    trace.error = Some(failure.to_string());
+    let status =
+        StatusCode::from_u16(failure.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    api::error_response(flavor, status, Some("api_error"), &failure.to_string())
+}
+
+/// Read a whole body, allowing at most `idle` between two reads.
+async fn read_idle(mut body: Incoming, limit: usize, idle: Duration) -> Result<Bytes, String> {
+    let mut buf = BytesMut::new();
+    loop {
+        match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => return Err(format!("the provider went silent for {idle:?}")),
+            Ok(None) => return Ok(buf.freeze()),
+            Ok(Some(Err(e))) => return Err(format!("reading the provider's answer failed: {e}")),
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    if buf.len() + data.len() > limit {
+                        return Err(format!("the provider's answer exceeds {limit} bytes"));
+                    }
+                    buf.extend_from_slice(&data);
+                }
+            }
+        }
+    }
+}
+
+/// The chunk hook of the route's chain, with the text already sent as
+/// lookbehind so a pattern split across two chunks is still seen.
+struct StreamGuard {
+    run: ChainRun,
+    active: bool,
+    index: u32,
+    sent: String,
+    provider: String,
+}
+
+impl StreamGuard {
+    fn new(run: ChainRun, provider: &Provider, _model: &str) -> Self {
+        StreamGuard {
+            active: run.wants(Hooks::LLM_CHUNK),
+            run,
+            index: 0,
+            sent: String::new(),
+            provider: provider.name.clone(),
+        }
+    }
+
+    fn call(&mut self, text: &str, usage: Option<TokenUsage>, done: bool) -> TextVerdict {
+        if !self.active {
+            return TextVerdict::Keep;
+        }
+        let mut chunk = LlmChunk {
+            index: self.index,
+            text: text.to_string(),
+            lookbehind: self.sent.clone(),
+            usage,
+            done,
+        };
+        self.index += 1;
+        let verdict = match self.run.run::<OnLlmChunk>(&mut chunk) {
+            Ok(Verdict::Continue) if chunk.text == text => TextVerdict::Keep,
+            Ok(Verdict::Continue) => TextVerdict::Replace(chunk.text),
+            Ok(Verdict::Deny { plugin, denial }) => {
+                tracing::info!(request_id = %self.run.context().request_id, %plugin, provider = %self.provider, "stream stopped by a plugin");
+                TextVerdict::Stop(denial.body)
+            }
+            Err(failure) => {
+                tracing::error!(request_id = %self.run.context().request_id, "{failure}");
+                TextVerdict::Stop(failure.to_string())
+            }
+        };
+        let kept = match &verdict {
+            TextVerdict::Keep => text,
+            TextVerdict::Replace(t) => t.as_str(),
+            TextVerdict::Stop(_) => "",
+        };
+        self.sent.push_str(kept);
+        if self.sent.len() > LOOKBEHIND_CHARS * 2 {
+            let mut cut = self.sent.len() - LOOKBEHIND_CHARS;
+            while !self.sent.is_char_boundary(cut) {
+                cut += 1;
+            }
+            self.sent.drain(..cut);
+        }
+        verdict
+    }
+}
+
+impl ChunkGuard for StreamGuard {
+    fn text(&mut self, text: &str) -> TextVerdict {
+        self.call(text, None, false)
+    }
+
+    fn done(&mut self, usage: Option<TokenUsage>) -> Option<String> {
+        match self.call("", usage, true) {
+            TextVerdict::Stop(message) => Some(message),
+            _ => None,
+        }
+    }
+}
+
+/// The client's body of a streamed answer: a task relays upstream events as
+/// they come, so each chunk leaves as soon as it is read.
+fn relay_body(
+    shared: Arc<Shared>,
+    mut upstream: Incoming,
+    mut relay: StreamRelay,
+    mut guard: StreamGuard,
+    idle: Duration,
+    route: String,
+    provider: Arc<Provider>,
+) -> Body {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(32);
+    tokio::spawn(async move {
+        let mut decoder = SseDecoder::default();
+        let mut events = Vec::new();
+        let mut out = BytesMut::new();
+        loop {
+            let frame = match tokio::time::timeout(idle, upstream.frame()).await {
+                Err(_) => {
+                    relay.fail(
+                        &mut out,
+                        Some("api_error"),
+                        &format!("the provider went silent for {idle:?}"),
+                    );
+                    let _ = tx.send(out.split().freeze()).await;
+                    break;
+                }
+                Ok(None) => {
+                    if let Some(ev) = decoder.finish() {
+                        relay.relay(&ev, &mut guard, &mut out);
+                    }
+                    relay.end(&mut guard, &mut out);
+                    if !out.is_empty() {
+                        let _ = tx.send(out.split().freeze()).await;
+                    }
+                    break;
+                }
+                Ok(Some(Err(e))) => {
+                    relay.fail(
+                        &mut out,
+                        Some("api_error"),
+                        &format!("the provider's stream broke: {e}"),
+                    );
+                    let _ = tx.send(out.split().freeze()).await;
+                    break;
+                }
+                Ok(Some(Ok(frame))) => frame,
+            };
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            decoder.push(&data, &mut events);
+            for ev in events.drain(..) {
+                relay.relay(&ev, &mut guard, &mut out);
+            }
+            if !out.is_empty() && tx.send(out.split().freeze()).await.is_err() {
+                // The client left; dropping `upstream` cancels the provider's call.
+                break;
+            }
+            if relay.finished() {
+                break;
+            }
+        }
+        let model = if relay.model().is_empty() {
+            "-"
+        } else {
+            relay.model()
+        };
+        let usage = relay.usage();
+        shared.llm_metrics.record(
+            &route,
+            &provider.name,
+            model,
+            usage.map(|u| (u.input, u.output, u.cached_input)),
+        );
+        tracing::debug!(route = %route, provider = %provider.name, ?usage, "stream ended");
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|bytes| {
+            (
+                Ok::<_, crate::backend::http::BoxError>(hyper::body::Frame::data(bytes)),
+                rx,
+            )
+        })
+    });
+    http_body_util::StreamBody::new(stream).boxed()
+}
+
+/// Why no provider gave an answer.
+pub enum SendFailure {
+    /// The last attempt failed before an answer.
+    Upstream(UpstreamError, String),
+    /// The last provider answered with an error status (429/5xx).
+    Status(Arc<Provider>, Response<Incoming>),
+}
+
+impl SendFailure {
+    async fn into_response(self, client: Flavor, trace: &mut LlmTrace) -> Response<Body> {
+        match self {
+            SendFailure::Upstream(e, name) => {
+                trace.upstream = Some(name.clone());
+                trace.error = Some(e.to_string());
+                let status = e.status();
+                api::error_response(
+                    client,
+                    status,
+                    Some("api_error"),
+                    &format!("provider {name} is unavailable: {e}"),
+                )
+            }
+            SendFailure::Status(provider, resp) => {
+                trace.upstream = Some(provider.name.clone());
+                let status = resp.status();
+                trace.error = Some(format!("provider {} answered {status}", provider.name));
+                let mut headers = http::HeaderMap::new();
+                for name in ["retry-after", "retry-after-ms"] {
+                    if let Some(v) = resp.headers().get(name) {
+                        headers.insert(name, v.clone());
+                    }
+                }
+                let bytes = read_idle(resp.into_body(), 1 << 20, Duration::from_secs(10))
+                    .await
+                    .unwrap_or_default();
+                let body = api::translate_error(provider.flavor, client, status.as_u16(), &bytes);
+                let mut resp = with_provider(api::json_response(status, &body), &provider);
+                resp.headers_mut().extend(headers);
+                resp
+            }
+        }
+    }
+}

@@ -1,0 +1,836 @@
+//! Streamed chat answers: server-sent events in, server-sent events out.
+//!
+//! Each upstream event is read into neutral [`Piece`]s (text, tool call
+//! start and argument fragments, finish, usage). Text pieces pass the
+//! route's chunk guard. Then the pieces are written in the client's format;
+//! when client and provider speak the same format the provider's event goes
+//! out byte for byte unless a guard changed its text.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use serde_json::{Value, json};
+
+use super::api::{Flavor, anthropic_type};
+use super::chat::{finish_from_anthropic, id_for, stop_from_openai, usage_of};
+use crate::policy::bindings::TokenUsage;
+
+/// One server-sent event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SseEvent {
+    pub event: Option<String>,
+    pub data: String,
+}
+
+/// Splits a byte stream into events; partial events wait for more bytes.
+#[derive(Default)]
+pub struct SseDecoder {
+    buf: BytesMut,
+}
+
+impl SseDecoder {
+    pub fn push(&mut self, bytes: &[u8], out: &mut Vec<SseEvent>) {
+        self.buf.extend_from_slice(bytes);
+        while let Some((end, sep)) = find_boundary(&self.buf) {
+            let block = self.buf.split_to(end + sep);
+            if let Some(ev) = parse_event(&block[..end]) {
+                out.push(ev);
+            }
+        }
+    }
+
+    /// The last event when the stream ends without a blank line.
+    pub fn finish(&mut self) -> Option<SseEvent> {
+        let block = std::mem::take(&mut self.buf);
+        parse_event(&block)
+    }
+}
+
+fn find_boundary(buf: &[u8]) -> Option<(usize, usize)> {
+    for i in 0..buf.len() {
+        if buf[i] == b'\n' {
+            if buf.get(i + 1) == Some(&b'\n') {
+                return Some((i, 2));
+            }
+            if buf.get(i + 1) == Some(&b'\r') && buf.get(i + 2) == Some(&b'\n') {
+                return Some((i, 3));
+            }
+        }
+    }
+    None
+}
+
+fn parse_event(block: &[u8]) -> Option<SseEvent> {
+    let text = std::str::from_utf8(block).ok()?;
+    let mut event = None;
+    let mut data: Option<String> = None;
+    for line in text.lines() {
+        let line = line.trim_end_matches('\r');
+        let (field, value) = match line.split_once(':') {
+            Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
+            None => (line, ""),
+        };
+        match field {
+            "event" => event = Some(value.to_string()),
+            "data" => match &mut data {
+                Some(d) => {
+                    d.push('\n');
+                    d.push_str(value);
+                }
+                None => data = Some(value.to_string()),
+            },
+            _ => {}
+        }
+    }
+    data.map(|data| SseEvent { event, data })
+}
+
+/// A stream event in neither format.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Piece {
+    Start {
+        id: String,
+        model: String,
+    },
+    Text(String),
+    /// A tool call begins; `index` is the provider's block or call index.
+    ToolStart {
+        index: u64,
+        id: String,
+        name: String,
+    },
+    ToolArgs {
+        index: u64,
+        json: String,
+    },
+    Finish(String),
+    Error {
+        kind: Option<String>,
+        message: String,
+    },
+    Done,
+}
+
+/// What a chunk guard says about a piece of streamed text.
+pub enum TextVerdict {
+    Keep,
+    Replace(String),
+    /// End the stream with an error event carrying this message.
+    Stop(String),
+}
+
+/// The route's plugins on the stream (see the LLM chunk hook).
+pub trait ChunkGuard {
+    fn text(&mut self, text: &str) -> TextVerdict;
+    /// The stream ended; a `Some` is an error to end it with instead.
+    fn done(&mut self, usage: Option<TokenUsage>) -> Option<String>;
+}
+
+/// One streamed answer being relayed.
+pub struct StreamRelay {
+    from: Flavor,
+    to: Flavor,
+    /// The client asked for `stream_options.include_usage` itself.
+    client_wants_usage: bool,
+    created: u64,
+    id: String,
+    model: String,
+    usage: Option<TokenUsage>,
+    finish: Option<String>,
+    started: bool,
+    finished: bool,
+    // Writing OpenAI chunks: provider block index → tool_calls index.
+    tool_slots: Vec<u64>,
+    // Writing Anthropic events: the open block and the next index.
+    open_block: Option<(BlockKind, u64)>,
+    next_block: u64,
+    block_of_call: Vec<(u64, u64)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BlockKind {
+    Text,
+    Tool,
+}
+
+impl StreamRelay {
+    pub fn new(from: Flavor, to: Flavor, client_wants_usage: bool, created: u64) -> Self {
+        StreamRelay {
+            from,
+            to,
+            client_wants_usage,
+            created,
+            id: String::new(),
+            model: String::new(),
+            usage: None,
+            finish: None,
+            started: false,
+            finished: false,
+            tool_slots: Vec::new(),
+            open_block: None,
+            next_block: 0,
+            block_of_call: Vec::new(),
+        }
+    }
+
+    pub fn usage(&self) -> Option<TokenUsage> {
+        self.usage
+    }
+
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+
+    pub fn finished(&self) -> bool {
+        self.finished
+    }
+
+    /// Relay one upstream event, appending what goes to the client to `out`.
+    pub fn relay(&mut self, ev: &SseEvent, guard: &mut dyn ChunkGuard, out: &mut BytesMut) {
+        if self.finished {
+            return;
+        }
+        let parsed: Option<Value> = serde_json::from_str(&ev.data).ok();
+        let mut pieces = match self.from {
+            Flavor::OpenAi => self.read_openai(&ev.data, parsed.as_ref()),
+            Flavor::Anthropic => self.read_anthropic(ev, parsed.as_ref()),
+        };
+        let mut edited = false;
+        for piece in pieces.iter_mut() {
+            match piece {
+                Piece::Text(t) => match guard.text(t) {
+                    TextVerdict::Keep => {}
+                    TextVerdict::Replace(new) => {
+                        *t = new;
+                        edited = true;
+                    }
+                    TextVerdict::Stop(message) => {
+                        self.fail(out, None, &message);
+                        return;
+                    }
+                },
+                Piece::Done => {
+                    if let Some(message) = guard.done(self.usage) {
+                        self.fail(out, None, &message);
+                        return;
+                    }
+                }
+                _ => {}
+            }
+        }
+        if self.from == self.to {
+            self.pass(ev, parsed, &pieces, edited, out);
+        } else {
+            for piece in pieces {
+                match self.to {
+                    Flavor::OpenAi => self.write_openai(piece, out),
+                    Flavor::Anthropic => self.write_anthropic(piece, out),
+                }
+            }
+        }
+    }
+
+    /// The upstream ended. Ends the client's stream properly if the
+    /// provider's end marker never came.
+    pub fn end(&mut self, guard: &mut dyn ChunkGuard, out: &mut BytesMut) {
+        if !self.finished {
+            let message = match guard.done(self.usage) {
+                Some(m) => m,
+                None => "the provider's stream ended early".to_string(),
+            };
+            self.fail(out, Some("api_error"), &message);
+        }
+    }
+
+    /// End the client's stream with an error event in its format.
+    pub fn fail(&mut self, out: &mut BytesMut, kind: Option<&str>, message: &str) {
+        self.finished = true;
+        match self.to {
+            Flavor::OpenAi => {
+                let err = json!({"error": {"message": message,
+                    "type": kind.unwrap_or("invalid_request_error"), "param": null, "code": null}});
+                data_frame(out, &err.to_string());
+            }
+            Flavor::Anthropic => {
+                let err = json!({"type": "error", "error": {
+                    "type": kind.unwrap_or(anthropic_type(400)), "message": message}});
+                event_frame(out, "error", &err.to_string());
+            }
+        }
+    }
+
+    // ---- reading ----------------------------------------------------------
+
+    fn read_openai(&mut self, data: &str, v: Option<&Value>) -> Vec<Piece> {
+        if data.trim() == "[DONE]" {
+            return vec![Piece::Done];
+        }
+        let Some(v) = v else { return Vec::new() };
+        if let Some(err) = v.get("error") {
+            return vec![Piece::Error {
+                kind: err.get("type").and_then(Value::as_str).map(str::to_string),
+                message: err
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("provider error")
+                    .to_string(),
+            }];
+        }
+        let mut pieces = Vec::new();
+        if !self.started {
+            self.started = true;
+            let id = v.get("id").and_then(Value::as_str).unwrap_or_default();
+            let model = v.get("model").and_then(Value::as_str).unwrap_or_default();
+            self.id = id.to_string();
+            self.model = model.to_string();
+            pieces.push(Piece::Start {
+                id: id.to_string(),
+                model: model.to_string(),
+            });
+        }
+        if let Some(choice) = v.pointer("/choices/0") {
+            let delta = choice.get("delta");
+            if let Some(Value::String(t)) = delta.and_then(|d| d.get("content"))
+                && !t.is_empty()
+            {
+                pieces.push(Piece::Text(t.clone()));
+            }
+            for call in delta
+                .and_then(|d| d.get("tool_calls"))
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let index = call.get("index").and_then(Value::as_u64).unwrap_or(0);
+                if let Some(id) = call.get("id").and_then(Value::as_str) {
+                    pieces.push(Piece::ToolStart {
+                        index,
+                        id: id.to_string(),
+                        name: call
+                            .pointer("/function/name")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_string(),
+                    });
+                }
+                if let Some(Value::String(args)) = call.pointer("/function/arguments")
+                    && !args.is_empty()
+                {
+                    pieces.push(Piece::ToolArgs {
+                        index,
+                        json: args.clone(),
+                    });
+                }
+            }
+            if let Some(Value::String(reason)) = choice.get("finish_reason") {
+                pieces.push(Piece::Finish(reason.clone()));
+            }
+        }
+        if let Some(u) = v.get("usage").and_then(|u| usage_of(Flavor::OpenAi, u)) {
+            self.usage = Some(u);
+        }
+        pieces
+    }
+
+    fn read_anthropic(&mut self, ev: &SseEvent, v: Option<&Value>) -> Vec<Piece> {
+        let Some(v) = v else { return Vec::new() };
+        let kind = v
+            .get("type")
+            .and_then(Value::as_str)
+            .or(ev.event.as_deref())
+            .unwrap_or_default();
+        match kind {
+            "message_start" => {
+                let msg = v.get("message");
+                let field = |k: &str| {
+                    msg.and_then(|m| m.get(k))
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string()
+                };
+                self.id = field("id");
+                self.model = field("model");
+                self.started = true;
+                self.usage = msg
+                    .and_then(|m| m.get("usage"))
+                    .and_then(|u| usage_of(Flavor::Anthropic, u));
+                vec![Piece::Start {
+                    id: self.id.clone(),
+                    model: self.model.clone(),
+                }]
+            }
+            "content_block_start" => {
+                let index = v.get("index").and_then(Value::as_u64).unwrap_or(0);
+                let block = v.get("content_block");
+                match block.and_then(|b| b.get("type")).and_then(Value::as_str) {
+                    Some("tool_use") => vec![Piece::ToolStart {
+                        index,
+                        id: block
+                            .and_then(|b| b.get("id"))
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_string(),
+                        name: block
+                            .and_then(|b| b.get("name"))
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_string(),
+                    }],
+                    Some("text") => match block.and_then(|b| b.get("text")) {
+                        Some(Value::String(t)) if !t.is_empty() => vec![Piece::Text(t.clone())],
+                        _ => Vec::new(),
+                    },
+                    _ => Vec::new(),
+                }
+            }
+            "content_block_delta" => {
+                let index = v.get("index").and_then(Value::as_u64).unwrap_or(0);
+                let delta = v.get("delta");
+                match delta.and_then(|d| d.get("type")).and_then(Value::as_str) {
+                    Some("text_delta") => vec![Piece::Text(
+                        delta
+                            .and_then(|d| d.get("text"))
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_string(),
+                    )],
+                    Some("input_json_delta") => vec![Piece::ToolArgs {
+                        index,
+                        json: delta
+                            .and_then(|d| d.get("partial_json"))
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_string(),
+                    }],
+                    _ => Vec::new(),
+                }
+            }
+            "message_delta" => {
+                if let Some(out) = v.pointer("/usage/output_tokens").and_then(Value::as_u64) {
+                    let u = self.usage.get_or_insert(TokenUsage {
+                        input: 0,
+                        output: 0,
+                        cached_input: 0,
+                    });
+                    u.output = out;
+                    // Newer streams repeat the input counts here.
+                    if let Some(later) = v.get("usage").and_then(|u| usage_of(Flavor::Anthropic, u))
+                        && later.input > 0
+                    {
+                        u.input = later.input;
+                        u.cached_input = later.cached_input;
+                    }
+                }
+                match v.pointer("/delta/stop_reason").and_then(Value::as_str) {
+                    Some(reason) => vec![Piece::Finish(finish_from_anthropic(reason).into())],
+                    None => Vec::new(),
+                }
+            }
+            "message_stop" => vec![Piece::Done],
+            "error" => vec![Piece::Error {
+                kind: v
+                    .pointer("/error/type")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+                message: v
+                    .pointer("/error/message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("provider error")
+                    .to_string(),
+            }],
+            _ => Vec::new(),
+        }
+    }
+
+    // ---- writing, same format ---------------------------------------------
+
+    fn pass(
+        &mut self,
+        ev: &SseEvent,
+        parsed: Option<Value>,
+        pieces: &[Piece],
+        edited: bool,
+        out: &mut BytesMut,
+    ) {
+        if pieces.iter().any(|p| matches!(p, Piece::Done)) {
+            self.finished = true;
+        }
+        if let Some(Piece::Error { .. }) = pieces.first() {
+            self.finished = true;
+        }
+        // The usage-only chunk the gateway asked for on the client's behalf.
+        if self.from == Flavor::OpenAi
+            && !self.client_wants_usage
+            && let Some(v) = &parsed
+            && v.get("choices")
+                .and_then(Value::as_array)
+                .is_some_and(|c| c.is_empty())
+            && v.get("usage").is_some_and(|u| !u.is_null())
+        {
+            return;
+        }
+        let data = match (edited, parsed) {
+            (true, Some(mut v)) => {
+                let text: String = pieces
+                    .iter()
+                    .filter_map(|p| match p {
+                        Piece::Text(t) => Some(t.as_str()),
+                        _ => None,
+                    })
+                    .collect();
+                match self.from {
+                    Flavor::OpenAi => {
+                        if let Some(d) = v.pointer_mut("/choices/0/delta") {
+                            d["content"] = text.into();
+                        }
+                    }
+                    Flavor::Anthropic => {
+                        if let Some(d) = v.pointer_mut("/delta") {
+                            d["text"] = text.into();
+                        } else if let Some(b) = v.pointer_mut("/content_block") {
+                            b["text"] = text.into();
+                        }
+                    }
+                }
+                v.to_string()
+            }
+            _ => ev.data.clone(),
+        };
+        match &ev.event {
+            Some(name) => event_frame(out, name, &data),
+            None => data_frame(out, &data),
+        }
+    }
+
+    // ---- writing OpenAI chunks ---------------------------------------------
+
+    fn openai_chunk(&self, delta: Value, finish: Option<&str>) -> Value {
+        json!({
+            "id": id_for(Flavor::OpenAi, &self.id),
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
+        })
+    }
+
+    fn write_openai(&mut self, piece: Piece, out: &mut BytesMut) {
+        let chunk = match piece {
+            Piece::Start { .. } => {
+                self.openai_chunk(json!({"role": "assistant", "content": ""}), None)
+            }
+            Piece::Text(t) => self.openai_chunk(json!({"content": t}), None),
+            Piece::ToolStart { index, id, name } => {
+                let slot = self.tool_slots.len();
+                self.tool_slots.push(index);
+                self.openai_chunk(
+                    json!({"tool_calls": [{"index": slot, "id": id, "type": "function",
+                        "function": {"name": name, "arguments": ""}}]}),
+                    None,
+                )
+            }
+            Piece::ToolArgs { index, json } => {
+                let slot = self
+                    .tool_slots
+                    .iter()
+                    .position(|i| *i == index)
+                    .unwrap_or(0);
+                self.openai_chunk(
+                    json!({"tool_calls": [{"index": slot, "function": {"arguments": json}}]}),
+                    None,
+                )
+            }
+            Piece::Finish(reason) => {
+                self.finish = Some(reason.clone());
+                self.openai_chunk(json!({}), Some(&reason))
+            }
+            Piece::Error { kind, message } => {
+                self.fail(out, kind.as_deref(), &message);
+                return;
+            }
+            Piece::Done => {
+                if self.client_wants_usage {
+                    let u = self.usage.unwrap_or(TokenUsage {
+                        input: 0,
+                        output: 0,
+                        cached_input: 0,
+                    });
+                    let mut chunk = self.openai_chunk(json!({}), None);
+                    chunk["choices"] = json!([]);
+                    chunk["usage"] = json!({
+                        "prompt_tokens": u.input,
+                        "completion_tokens": u.output,
+                        "total_tokens": u.input + u.output,
+                        "prompt_tokens_details": {"cached_tokens": u.cached_input},
+                    });
+                    data_frame(out, &chunk.to_string());
+                }
+                data_frame(out, "[DONE]");
+                self.finished = true;
+                return;
+            }
+        };
+        data_frame(out, &chunk.to_string());
+    }
+
+    // ---- writing Anthropic events ------------------------------------------
+
+    fn close_block(&mut self, out: &mut BytesMut) {
+        if let Some((_, index)) = self.open_block.take() {
+            event_frame(
+                out,
+                "content_block_stop",
+                &json!({"type": "content_block_stop", "index": index}).to_string(),
+            );
+        }
+    }
+
+    fn open(&mut self, kind: BlockKind, block: Value, out: &mut BytesMut) -> u64 {
+        self.close_block(out);
+        let index = self.next_block;
+        self.next_block += 1;
+        self.open_block = Some((kind, index));
+        event_frame(
+            out,
+            "content_block_start",
+            &json!({"type": "content_block_start", "index": index, "content_block": block})
+                .to_string(),
+        );
+        index
+    }
+
+    fn write_anthropic(&mut self, piece: Piece, out: &mut BytesMut) {
+        match piece {
+            Piece::Start { id, model } => {
+                let msg = json!({"type": "message_start", "message": {
+                    "id": id_for(Flavor::Anthropic, &id), "type": "message", "role": "assistant",
+                    "model": model, "content": [], "stop_reason": null, "stop_sequence": null,
+                    "usage": {"input_tokens": 0, "output_tokens": 0}}});
+                event_frame(out, "message_start", &msg.to_string());
+            }
+            Piece::Text(t) => {
+                let index = match self.open_block {
+                    Some((BlockKind::Text, i)) => i,
+                    _ => self.open(BlockKind::Text, json!({"type": "text", "text": ""}), out),
+                };
+                let ev = json!({"type": "content_block_delta", "index": index,
+                    "delta": {"type": "text_delta", "text": t}});
+                event_frame(out, "content_block_delta", &ev.to_string());
+            }
+            Piece::ToolStart {
+                index: call,
+                id,
+                name,
+            } => {
+                let block = self.open(
+                    BlockKind::Tool,
+                    json!({"type": "tool_use", "id": id, "name": name, "input": {}}),
+                    out,
+                );
+                self.block_of_call.push((call, block));
+            }
+            Piece::ToolArgs { index: call, json } => {
+                let Some(&(_, block)) = self.block_of_call.iter().find(|(c, _)| *c == call) else {
+                    return;
+                };
+                let ev = json!({"type": "content_block_delta", "index": block,
+                    "delta": {"type": "input_json_delta", "partial_json": json}});
+                event_frame(out, "content_block_delta", &ev.to_string());
+            }
+            Piece::Finish(reason) => self.finish = Some(reason),
+            Piece::Error { kind, message } => {
+                let kind = kind.filter(|k| k.ends_with("_error"));
+                self.fail(out, Some(kind.as_deref().unwrap_or("api_error")), &message);
+            }
+            Piece::Done => {
+                self.close_block(out);
+                let u = self.usage.unwrap_or(TokenUsage {
+                    input: 0,
+                    output: 0,
+                    cached_input: 0,
+                });
+                let ev = json!({"type": "message_delta",
+                    "delta": {"stop_reason": stop_from_openai(self.finish.as_deref().unwrap_or("stop")), "stop_sequence": null},
+                    "usage": {"input_tokens": u.input.saturating_sub(u.cached_input),
+                              "cache_read_input_tokens": u.cached_input, "output_tokens": u.output}});
+                event_frame(out, "message_delta", &ev.to_string());
+                event_frame(out, "message_stop", r#"{"type":"message_stop"}"#);
+                self.finished = true;
+            }
+        }
+    }
+}
+
+fn data_frame(out: &mut BytesMut, data: &str) {
+    out.reserve(data.len() + 8);
+    out.put_slice(b"data: ");
+    out.put_slice(data.as_bytes());
+    out.put_slice(b"\n\n");
+}
+
+fn event_frame(out: &mut BytesMut, name: &str, data: &str) {
+    out.reserve(name.len() + data.len() + 16);
+    out.put_slice(b"event: ");
+    out.put_slice(name.as_bytes());
+    out.put_slice(b"\ndata: ");
+    out.put_slice(data.as_bytes());
+    out.put_slice(b"\n\n");
+}
+
+/// Frames for tests and callers that want them as one buffer.
+pub fn frames(out: BytesMut) -> Bytes {
+    out.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Pass;
+    impl ChunkGuard for Pass {
+        fn text(&mut self, _: &str) -> TextVerdict {
+            TextVerdict::Keep
+        }
+        fn done(&mut self, _: Option<TokenUsage>) -> Option<String> {
+            None
+        }
+    }
+
+    fn run(from: Flavor, to: Flavor, wants_usage: bool, input: &str) -> (String, StreamRelay) {
+        let mut dec = SseDecoder::default();
+        let mut relay = StreamRelay::new(from, to, wants_usage, 7);
+        let mut out = BytesMut::new();
+        // Feed in small slices so events split across reads.
+        for piece in input.as_bytes().chunks(7) {
+            let mut evs = Vec::new();
+            dec.push(piece, &mut evs);
+            for ev in &evs {
+                relay.relay(ev, &mut Pass, &mut out);
+            }
+        }
+        if !relay.finished() {
+            relay.end(&mut Pass, &mut out);
+        }
+        (String::from_utf8(out.to_vec()).unwrap(), relay)
+    }
+
+    const ANTHROPIC_TOOL_STREAM: &str = concat!(
+        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude\",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":12,\"output_tokens\":1}}}\n\n",
+        "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+        "event: ping\ndata: {\"type\": \"ping\"}\n\n",
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Checking\"}}\n\n",
+        "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+        "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":1,\"content_block\":{\"type\":\"tool_use\",\"id\":\"toolu_1\",\"name\":\"weather\",\"input\":{}}}\n\n",
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"city\\\": \"}}\n\n",
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"\\\"Oslo\\\"}\"}}\n\n",
+        "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":1}\n\n",
+        "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":30}}\n\n",
+        "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+    );
+
+    #[test]
+    fn anthropic_events_become_openai_chunks_with_usage() {
+        let (out, relay) = run(
+            Flavor::Anthropic,
+            Flavor::OpenAi,
+            true,
+            ANTHROPIC_TOOL_STREAM,
+        );
+        let chunks: Vec<Value> = out
+            .split("\n\n")
+            .filter_map(|f| f.strip_prefix("data: "))
+            .filter(|d| *d != "[DONE]")
+            .map(|d| serde_json::from_str(d).unwrap())
+            .collect();
+        assert!(out.ends_with("data: [DONE]\n\n"), "{out}");
+        assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+        assert_eq!(chunks[1]["choices"][0]["delta"]["content"], "Checking");
+        assert_eq!(
+            chunks[2]["choices"][0]["delta"]["tool_calls"][0]["id"],
+            "toolu_1"
+        );
+        let args: String = chunks
+            .iter()
+            .filter_map(|c| c.pointer("/choices/0/delta/tool_calls/0/function/arguments"))
+            .filter_map(Value::as_str)
+            .collect();
+        assert_eq!(args, "{\"city\": \"Oslo\"}");
+        let finish = chunks.iter().find_map(|c| {
+            c.pointer("/choices/0/finish_reason")
+                .and_then(Value::as_str)
+        });
+        assert_eq!(finish, Some("tool_calls"));
+        let last = chunks.last().unwrap();
+        assert_eq!(last["usage"]["prompt_tokens"], 12);
+        assert_eq!(last["usage"]["completion_tokens"], 30);
+        assert_eq!(relay.usage().unwrap().output, 30);
+    }
+
+    #[test]
+    fn openai_chunks_become_anthropic_events_in_order() {
+        let input = concat!(
+            "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}\n\n",
+            "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"},\"finish_reason\":null}]}\n\n",
+            "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"call_1\",\"type\":\"function\",\"function\":{\"name\":\"weather\",\"arguments\":\"\"}}]},\"finish_reason\":null}]}\n\n",
+            "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{}\"}}]},\"finish_reason\":null}]}\n\n",
+            "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n",
+            "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt\",\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":4,\"total_tokens\":13}}\n\n",
+            "data: [DONE]\n\n",
+        );
+        let (out, _) = run(Flavor::OpenAi, Flavor::Anthropic, false, input);
+        let names: Vec<&str> = out
+            .split("\n\n")
+            .filter_map(|f| f.strip_prefix("event: "))
+            .map(|f| f.split('\n').next().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "message_start",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_stop",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_stop",
+                "message_delta",
+                "message_stop"
+            ]
+        );
+        assert!(out.contains("\"stop_reason\":\"tool_use\""));
+        assert!(out.contains("\"output_tokens\":4"));
+        assert!(out.contains("\"partial_json\":\"{}\""));
+    }
+
+    #[test]
+    fn same_format_passes_bytes_and_drops_only_the_forced_usage_chunk() {
+        let input = concat!(
+            "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"},\"finish_reason\":null}],\"system_fingerprint\":\"fp\"}\n\n",
+            "data: {\"id\":\"c\",\"choices\":[],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2,\"total_tokens\":3}}\n\n",
+            "data: [DONE]\n\n",
+        );
+        let (out, relay) = run(Flavor::OpenAi, Flavor::OpenAi, false, input);
+        assert!(out.contains("\"system_fingerprint\":\"fp\""));
+        assert!(!out.contains("prompt_tokens"));
+        assert_eq!(relay.usage().unwrap().output, 2);
+        let (out, _) = run(Flavor::OpenAi, Flavor::OpenAi, true, input);
+        assert!(out.contains("prompt_tokens"));
+        let (out, _) = run(
+            Flavor::Anthropic,
+            Flavor::Anthropic,
+            false,
+            ANTHROPIC_TOOL_STREAM,
+        );
+        // Byte for byte, pings included.
+        assert_eq!(out, ANTHROPIC_TOOL_STREAM);
+    }
+
+    #[test]
+    fn a_stream_cut_short_ends_with_an_error_event() {
+        let (out, _) = run(
+            Flavor::Anthropic,
+            Flavor::OpenAi,
+            false,
+            &ANTHROPIC_TOOL_STREAM[..600],
+        );
+        assert!(out.contains("ended early"), "{out}");
+    }
+}

@@ -1,0 +1,271 @@
+//! Chat completions through Wardgate vs direct to the provider, with
+//! translation on: the client speaks OpenAI chat completions, the provider
+//! Anthropic messages. The provider is an in-process fake on loopback that
+//! answers at once (a Python fake would drown the gateway's cost in its own).
+//!
+//! Reports, from one run: p50/p99 per request direct and through the
+//! gateway (non-streamed), and for a streamed answer of CHUNKS events the
+//! time from the first to the last event, whose difference per chunk is
+//! the delay the gateway adds per chunk.
+//!
+//! Run: cargo bench -p wardgate --bench llm [-- REQUESTS]
+
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+const CHUNKS: usize = 100;
+
+fn anthropic_message() -> Bytes {
+    Bytes::from(
+        serde_json::json!({"id": "msg_bench", "type": "message", "role": "assistant", "model": "claude-bench",
+            "content": [{"type": "text", "text": "The quick brown fox jumps over the lazy dog."}],
+            "stop_reason": "end_turn", "stop_sequence": null,
+            "usage": {"input_tokens": 25, "output_tokens": 11}})
+        .to_string(),
+    )
+}
+
+fn anthropic_events() -> Vec<Bytes> {
+    let ev =
+        |name: &str, v: serde_json::Value| Bytes::from(format!("event: {name}\ndata: {v}\n\n"));
+    let mut out = vec![
+        ev(
+            "message_start",
+            serde_json::json!({"type": "message_start", "message": {"id": "msg_bench", "type": "message",
+            "role": "assistant", "model": "claude-bench", "content": [], "stop_reason": null, "stop_sequence": null,
+            "usage": {"input_tokens": 25, "output_tokens": 1}}}),
+        ),
+        ev(
+            "content_block_start",
+            serde_json::json!({"type": "content_block_start", "index": 0,
+            "content_block": {"type": "text", "text": ""}}),
+        ),
+    ];
+    for i in 0..CHUNKS {
+        out.push(ev(
+            "content_block_delta",
+            serde_json::json!({"type": "content_block_delta", "index": 0,
+                "delta": {"type": "text_delta", "text": format!(" word{i}")}}),
+        ));
+    }
+    out.push(ev(
+        "content_block_stop",
+        serde_json::json!({"type": "content_block_stop", "index": 0}),
+    ));
+    out.push(ev("message_delta", serde_json::json!({"type": "message_delta",
+        "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": CHUNKS}})));
+    out.push(ev(
+        "message_stop",
+        serde_json::json!({"type": "message_stop"}),
+    ));
+    out
+}
+
+type Body = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
+
+async fn fake(req: Request<Incoming>) -> Result<Response<Body>, std::convert::Infallible> {
+    let body = req.into_body().collect().await.unwrap().to_bytes();
+    let stream = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["stream"].as_bool())
+        .unwrap_or(false);
+    if !stream {
+        let mut r = Response::new(Full::new(anthropic_message()).boxed());
+        r.headers_mut()
+            .insert("content-type", "application/json".parse().unwrap());
+        return Ok(r);
+    }
+    // One frame per event, each written as the provider would.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+    tokio::spawn(async move {
+        for e in anthropic_events() {
+            if tx.send(e).await.is_err() {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+    });
+    let s = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok(Frame::data(b)), rx))
+    });
+    let mut r = Response::new(StreamBody::new(s).boxed());
+    r.headers_mut()
+        .insert("content-type", "text/event-stream".parse().unwrap());
+    Ok(r)
+}
+
+/// The fake runs on its own thread and runtime, so producing events never
+/// competes with the measuring client for one scheduler.
+fn start_fake() -> SocketAddr {
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = std_listener.local_addr().unwrap();
+    std_listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
+            loop {
+                let (s, _) = listener.accept().await.unwrap();
+                let _ = s.set_nodelay(true);
+                tokio::spawn(async move {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(s), hyper::service::service_fn(fake))
+                        .await;
+                });
+            }
+        });
+    });
+    addr
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[((v.len() as f64 * p) as usize).min(v.len() - 1)]
+}
+
+type Http = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
+
+/// Time one request: (to the whole body, first data frame → last data
+/// frame, to the first data frame), in microseconds.
+async fn once(c: &Http, url: &str, body: &Bytes, anthropic: bool) -> (f64, f64, f64) {
+    let mut req = Request::post(url)
+        .header("content-type", "application/json")
+        .body(Full::new(body.clone()))
+        .unwrap();
+    if anthropic {
+        req.headers_mut()
+            .insert("anthropic-version", "2023-06-01".parse().unwrap());
+    }
+    let start = Instant::now();
+    let mut resp = c.request(req).await.unwrap().into_body();
+    let (mut first, mut last) = (None, start);
+    while let Some(f) = resp.frame().await {
+        if f.unwrap().is_data() {
+            let now = Instant::now();
+            first.get_or_insert(now);
+            last = now;
+        }
+    }
+    let total = start.elapsed().as_secs_f64() * 1e6;
+    let first = first.unwrap_or(last);
+    let spread = (last - first).as_secs_f64() * 1e6;
+    (total, spread, (first - start).as_secs_f64() * 1e6)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 1)]
+async fn main() {
+    let n: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(2000);
+    let upstream = start_fake();
+    let port = free_port();
+    let admin = free_port();
+    let config =
+        std::env::temp_dir().join(format!("wardgate-bench-llm-{}.yaml", std::process::id()));
+    std::fs::write(
+        &config,
+        format!(
+            "config: {{adminAddr: 127.0.0.1:{admin}}}\nbinds:\n- port: {port}\n  listeners:\n  - routes:\n    - name: chat\n      policies: {{backendAuth: {{key: sk-bench}}}}\n      backends:\n      - ai: {{provider: {{anthropic: {{}}}}, hostOverride: \"{upstream}\"}}\n"
+        ),
+    )
+    .unwrap();
+    let mut gw = Command::new(env!("CARGO_BIN_EXE_wardgate"))
+        .args(["run", "-c"])
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "gateway did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let c: Http = Client::builder(TokioExecutor::new()).build_http();
+    let msgs = serde_json::json!([{"role": "user", "content": "Summarize the report in three bullet points."}]);
+    let direct_body = |stream: bool| {
+        Bytes::from(serde_json::json!({"model": "claude-bench", "max_tokens": 256, "stream": stream, "messages": msgs}).to_string())
+    };
+    let gw_body = |stream: bool| {
+        Bytes::from(
+            serde_json::json!({"model": "claude-bench", "stream": stream, "messages": msgs})
+                .to_string(),
+        )
+    };
+    let direct_url = format!("http://{upstream}/v1/messages");
+    let gw_url = format!("http://127.0.0.1:{port}/v1/chat/completions");
+
+    println!(
+        "machine: {} cores; {n} sequential requests per case, 1 connection",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    );
+    for stream in [false, true] {
+        let (db, gb) = (direct_body(stream), gw_body(stream));
+        for _ in 0..200 {
+            once(&c, &direct_url, &db, true).await;
+            once(&c, &gw_url, &gb, false).await;
+        }
+        let (mut d, mut g, mut ds, mut gs) = (vec![], vec![], vec![], vec![]);
+        let (mut df, mut gf) = (vec![], vec![]);
+        // Interleaved, so drift on the machine hits both sides alike.
+        for _ in 0..n {
+            let (t, s, f) = once(&c, &direct_url, &db, true).await;
+            d.push(t);
+            ds.push(s);
+            df.push(f);
+            let (t, s, f) = once(&c, &gw_url, &gb, false).await;
+            g.push(t);
+            gs.push(s);
+            gf.push(f);
+        }
+        let kind = if stream { "streamed" } else { "non-streamed" };
+        let (d50, g50) = (pct(&mut d, 0.5), pct(&mut g, 0.5));
+        println!(
+            "{kind:13} direct p50 {d50:7.1} us p99 {:7.1} us | gateway p50 {g50:7.1} us p99 {:7.1} us | added p50 {:6.1} us",
+            pct(&mut d, 0.99),
+            pct(&mut g, 0.99),
+            g50 - d50
+        );
+        if stream {
+            let (d, g) = (pct(&mut df, 0.5), pct(&mut gf, 0.5));
+            println!(
+                "{:13} first event p50: direct {d:7.1} us, gateway {g:7.1} us: added {:6.1} us",
+                "",
+                g - d
+            );
+            let (d, g) = (pct(&mut ds, 0.5), pct(&mut gs, 0.5));
+            println!(
+                "{:13} first->last event p50: direct {d:7.1} us, gateway {g:7.1} us over {CHUNKS} chunks: added {:5.2} us per chunk",
+                "",
+                (g - d) / CHUNKS as f64
+            );
+        }
+    }
+    let _ = gw.kill();
+    let _ = gw.wait();
+    let _ = std::fs::remove_file(config);
+}

@@ -1,0 +1,332 @@
+#!/usr/bin/env python3
+"""A fake LLM provider for the tests: OpenAI chat completions or Anthropic
+messages, on the exact wire formats (JSON bodies, error shapes, SSE with
+OpenAI's `data:` chunks and `[DONE]`, Anthropic's named events).
+
+No internet here, so no real provider; this one answers deterministically:
+- the last user text containing "weather" with tools offered -> a tool call
+  to the first tool with {"city": "Paris"};
+- "say: TEXT" -> exactly TEXT; anything else -> "Echo: " + the text;
+- a tool result in the last turn -> "The tool said: " + its content.
+Streams send one word per event. `--fail STATUS` answers every request with
+that error. `--key` makes the API key mandatory. GET /_requests lists what
+was received (path, headers, body), for the tests' assertions.
+
+Usage: llm_provider.py --flavor openai|anthropic [--port 0] [--key K] [--fail 429]
+Prints "listening on PORT" once ready.
+"""
+
+import argparse
+import json
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+ARGS = None
+RECEIVED = []
+LOCK = threading.Lock()
+
+
+def words(text):
+    out = []
+    for i, w in enumerate(text.split(" ")):
+        out.append(w if i == 0 else " " + w)
+    return out
+
+
+def count_tokens(text):
+    return max(1, len(text.split()))
+
+
+def texts_of_content(content):
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return ""
+
+
+class Turn:
+    """What the fake decided to answer."""
+
+    def __init__(self, text="", tool=None):
+        self.text = text
+        self.tool = tool  # (name, arguments dict) or None
+
+
+def decide(last_user, tool_result, tool_names):
+    if tool_result is not None:
+        return Turn("The tool said: " + tool_result)
+    if "weather" in last_user.lower() and tool_names:
+        return Turn("", (tool_names[0], {"city": "Paris"}))
+    if last_user.startswith("say: "):
+        return Turn(last_user[len("say: "):])
+    return Turn("Echo: " + last_user)
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *a):
+        pass
+
+    # ---- plumbing ---------------------------------------------------------
+
+    def body(self):
+        n = int(self.headers.get("content-length") or 0)
+        return self.rfile.read(n) if n else b""
+
+    def send_json(self, status, obj, extra=None):
+        data = json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        for k, v in (extra or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def start_stream(self):
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("cache-control", "no-cache")
+        self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+
+    def chunk(self, data):
+        raw = data.encode()
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(raw), raw))
+        self.wfile.flush()
+        if ARGS.chunk_delay_ms:
+            time.sleep(ARGS.chunk_delay_ms / 1000)
+
+    def end_stream(self):
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    def error(self, status, message, kind=None):
+        if ARGS.flavor == "openai":
+            kinds = {400: "invalid_request_error", 401: "invalid_request_error",
+                     429: "requests", 500: "server_error", 503: "server_error"}
+            codes = {401: "invalid_api_key", 429: "rate_limit_exceeded"}
+            body = {"error": {"message": message, "type": kind or kinds.get(status, "server_error"),
+                              "param": None, "code": codes.get(status)}}
+        else:
+            kinds = {400: "invalid_request_error", 401: "authentication_error",
+                     429: "rate_limit_error", 500: "api_error", 529: "overloaded_error"}
+            body = {"type": "error", "error": {"type": kind or kinds.get(status, "api_error"),
+                                               "message": message}}
+        extra = {"retry-after": "30"} if status == 429 else None
+        self.send_json(status, body, extra)
+
+    # ---- routes -----------------------------------------------------------
+
+    def do_GET(self):
+        if self.path == "/_requests":
+            with LOCK:
+                return self.send_json(200, RECEIVED)
+        if self.path.endswith("/models"):
+            self.record(b"")
+            return self.send_json(200, {"object": "list", "data": [
+                {"id": "fake-model", "object": "model", "created": 1700000000, "owned_by": ARGS.name}]})
+        self.error(404, "no such path " + self.path)
+
+    def record(self, raw):
+        with LOCK:
+            RECEIVED.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
+                             "body": json.loads(raw) if raw else None})
+
+    def do_POST(self):
+        raw = self.body()
+        self.record(raw)
+        if ARGS.fail:
+            return self.error(ARGS.fail, f"{ARGS.name} fails on purpose ({ARGS.fail})")
+        if ARGS.key:
+            got = (self.headers.get("authorization") or "") if ARGS.flavor == "openai" \
+                else (self.headers.get("x-api-key") or "")
+            want = "Bearer " + ARGS.key if ARGS.flavor == "openai" else ARGS.key
+            if got != want:
+                return self.error(401, "invalid api key")
+        try:
+            req = json.loads(raw)
+        except ValueError:
+            return self.error(400, "body is not JSON")
+        if ARGS.flavor == "openai":
+            if self.path.endswith("/embeddings"):
+                return self.send_json(200, {"object": "list", "model": req.get("model"),
+                    "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2, 0.3]}],
+                    "usage": {"prompt_tokens": 3, "total_tokens": 3}})
+            if not self.path.endswith("/chat/completions"):
+                return self.error(404, "no such path " + self.path)
+            return self.openai(req)
+        if not self.path.endswith("/v1/messages"):
+            return self.error(404, "no such path " + self.path)
+        return self.anthropic(req)
+
+    # ---- OpenAI -----------------------------------------------------------
+
+    def openai(self, req):
+        msgs = req.get("messages")
+        if not isinstance(msgs, list) or not msgs:
+            return self.error(400, "'messages' must be a non-empty array")
+        if not req.get("model"):
+            return self.error(400, "you must provide a model parameter")
+        last = msgs[-1]
+        tool_result = texts_of_content(last.get("content")) if last.get("role") == "tool" else None
+        users = [m for m in msgs if m.get("role") == "user"]
+        last_user = texts_of_content(users[-1].get("content")) if users else ""
+        if last_user == "bad request":
+            return self.error(400, "the fake refuses 'bad request'")
+        tools = [t["function"]["name"] for t in req.get("tools") or []]
+        turn = decide(last_user, tool_result, tools)
+        prompt = sum(count_tokens(texts_of_content(m.get("content"))) for m in msgs)
+        out = count_tokens(turn.text) if turn.text else 5
+        usage = {"prompt_tokens": prompt, "completion_tokens": out, "total_tokens": prompt + out,
+                 "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+                 "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
+                                               "accepted_prediction_tokens": 0,
+                                               "rejected_prediction_tokens": 0}}
+        cid, created, model = "chatcmpl-fake%d" % len(RECEIVED), int(time.time()), req["model"]
+        call = None
+        if turn.tool:
+            call = {"id": "call_fake1", "type": "function",
+                    "function": {"name": turn.tool[0], "arguments": json.dumps(turn.tool[1])}}
+        finish = "tool_calls" if call else "stop"
+        if not req.get("stream"):
+            message = {"role": "assistant", "content": turn.text if not call else None,
+                       "refusal": None, "annotations": []}
+            if call:
+                message["tool_calls"] = [call]
+            return self.send_json(200, {"id": cid, "object": "chat.completion", "created": created,
+                "model": model, "choices": [{"index": 0, "message": message, "logprobs": None,
+                                             "finish_reason": finish}],
+                "usage": usage, "service_tier": "default", "system_fingerprint": "fp_fake"})
+        with_usage = (req.get("stream_options") or {}).get("include_usage")
+
+        def chunk(delta, finish_reason=None):
+            c = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                 "system_fingerprint": "fp_fake",
+                 "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]}
+            if with_usage:
+                c["usage"] = None
+            self.chunk("data: " + json.dumps(c) + "\n\n")
+
+        self.start_stream()
+        chunk({"role": "assistant", "content": "", "refusal": None})
+        if call:
+            chunk({"tool_calls": [{"index": 0, "id": call["id"], "type": "function",
+                                   "function": {"name": call["function"]["name"], "arguments": ""}}]})
+            args = call["function"]["arguments"]
+            for part in (args[: len(args) // 2], args[len(args) // 2:]):
+                chunk({"tool_calls": [{"index": 0, "function": {"arguments": part}}]})
+        else:
+            for w in words(turn.text):
+                chunk({"content": w})
+        chunk({}, finish)
+        if with_usage:
+            self.chunk("data: " + json.dumps({"id": cid, "object": "chat.completion.chunk",
+                "created": created, "model": model, "system_fingerprint": "fp_fake",
+                "choices": [], "usage": usage}) + "\n\n")
+        self.chunk("data: [DONE]\n\n")
+        self.end_stream()
+
+    # ---- Anthropic --------------------------------------------------------
+
+    def anthropic(self, req):
+        if not self.headers.get("anthropic-version"):
+            return self.error(400, "anthropic-version: header is required")
+        if not isinstance(req.get("max_tokens"), int):
+            return self.error(400, "max_tokens: Field required")
+        msgs = req.get("messages")
+        if not isinstance(msgs, list) or not msgs:
+            return self.error(400, "messages: at least one message is required")
+        roles = [m.get("role") for m in msgs]
+        if roles[0] != "user" or any(a == b for a, b in zip(roles, roles[1:])) \
+                or any(r not in ("user", "assistant") for r in roles):
+            return self.error(400, "messages: roles must alternate between user and assistant, starting with user")
+        last = msgs[-1]
+        tool_result = None
+        if isinstance(last.get("content"), list):
+            results = [b for b in last["content"] if b.get("type") == "tool_result"]
+            if results:
+                tool_result = texts_of_content(results[-1].get("content"))
+        last_user = ""
+        for m in reversed(msgs):
+            if m["role"] == "user":
+                c = m.get("content")
+                last_user = c if isinstance(c, str) else "".join(
+                    b.get("text", "") for b in c if b.get("type") == "text")
+                if last_user:
+                    break
+        if last_user == "bad request":
+            return self.error(400, "the fake refuses 'bad request'")
+        tools = [t["name"] for t in req.get("tools") or []]
+        turn = decide(last_user, tool_result, tools)
+        system = req.get("system")
+        prompt = sum(count_tokens(texts_of_content(m.get("content"))) for m in msgs) + \
+            (count_tokens(texts_of_content(system)) if system else 0)
+        out = count_tokens(turn.text) if turn.text else 5
+        mid, model = "msg_fake%d" % len(RECEIVED), req.get("model")
+        content = []
+        if turn.text:
+            content.append({"type": "text", "text": turn.text})
+        if turn.tool:
+            content.append({"type": "tool_use", "id": "toolu_fake1", "name": turn.tool[0], "input": turn.tool[1]})
+        stop = "tool_use" if turn.tool else "end_turn"
+        usage = {"input_tokens": prompt, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
+                 "output_tokens": out, "service_tier": "standard"}
+        if not req.get("stream"):
+            return self.send_json(200, {"id": mid, "type": "message", "role": "assistant", "model": model,
+                "content": content, "stop_reason": stop, "stop_sequence": None, "usage": usage})
+
+        def event(name, obj):
+            self.chunk("event: %s\ndata: %s\n\n" % (name, json.dumps(obj)))
+
+        self.start_stream()
+        event("message_start", {"type": "message_start", "message": {"id": mid, "type": "message",
+            "role": "assistant", "model": model, "content": [], "stop_reason": None, "stop_sequence": None,
+            "usage": {"input_tokens": prompt, "cache_creation_input_tokens": 0,
+                      "cache_read_input_tokens": 0, "output_tokens": 1}}})
+        index = 0
+        if turn.text:
+            event("content_block_start", {"type": "content_block_start", "index": 0,
+                                          "content_block": {"type": "text", "text": ""}})
+            event("ping", {"type": "ping"})
+            for w in words(turn.text):
+                event("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                              "delta": {"type": "text_delta", "text": w}})
+            event("content_block_stop", {"type": "content_block_stop", "index": 0})
+            index = 1
+        if turn.tool:
+            event("content_block_start", {"type": "content_block_start", "index": index,
+                "content_block": {"type": "tool_use", "id": "toolu_fake1", "name": turn.tool[0], "input": {}}})
+            args = json.dumps(turn.tool[1])
+            for part in (args[: len(args) // 2], args[len(args) // 2:]):
+                event("content_block_delta", {"type": "content_block_delta", "index": index,
+                                              "delta": {"type": "input_json_delta", "partial_json": part}})
+            event("content_block_stop", {"type": "content_block_stop", "index": index})
+        event("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
+                                "usage": {"output_tokens": out}})
+        event("message_stop", {"type": "message_stop"})
+        self.end_stream()
+
+
+def main():
+    global ARGS
+    p = argparse.ArgumentParser()
+    p.add_argument("--flavor", choices=["openai", "anthropic"], required=True)
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--key")
+    p.add_argument("--fail", type=int)
+    p.add_argument("--name", default="fake")
+    p.add_argument("--chunk-delay-ms", type=float, default=0)
+    ARGS = p.parse_args()
+    server = ThreadingHTTPServer(("127.0.0.1", ARGS.port), Handler)
+    server.daemon_threads = True
+    print("listening on %d" % server.server_address[1], flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
