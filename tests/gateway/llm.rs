@@ -436,3 +436,89 @@ binds:
     assert!(headers.contains_key("retry-after"));
     assert_eq!(anthropic.requests().await.len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compatible_providers_model_policy_passthrough_auth_native_apis_and_idle_timeout() {
+    let vllm = FakeProvider::start("openai", "vllm", &["--key", "client-own-key"]);
+    let slow = FakeProvider::start("openai", "slow", &["--chunk-delay-ms", "1500"]);
+    let gw = Gateway::start(&format!(
+        r#"
+binds:
+- port: 0
+  listeners:
+  - routes:
+    - name: slow
+      matches: [{{path: {{pathPrefix: /slow}}}}]
+      backends:
+      - ai: {{provider: {{openAI: {{}}}}, hostOverride: "{slow}", idleTimeout: 500ms}}
+    - name: self-hosted
+      policies:
+        backendAuth: {{passthrough: {{}}}}
+        ai:
+          modelAliases: {{fast: real-model}}
+          defaults: {{temperature: 0.5}}
+          overrides: {{max_tokens: 7}}
+      backends:
+      - ai: {{name: vllm, provider: {{openAICompatible: {{baseUrl: "http://{vllm}/v1"}}}}}}
+"#,
+        vllm = vllm.addr(),
+        slow = slow.addr()
+    ))
+    .await;
+    let c = client();
+    let with_key = |req: http::request::Builder| {
+        req.header("authorization", "Bearer client-own-key")
+            .header("content-type", "application/json")
+    };
+    let chat = serde_json::json!({"model": "fast", "temperature": 1.0,
+        "messages": [{"role": "user", "content": "hi"}]});
+    let req = with_key(Request::post(gw.url("/v1/chat/completions")))
+        .body(Full::new(Bytes::from(chat.to_string())))
+        .unwrap();
+    let (status, headers, body) = send(&c, req).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(headers["x-wardgate-provider"], "vllm");
+    let sent = &vllm.requests().await[0];
+    assert_eq!(sent["path"], "/v1/chat/completions");
+    assert_eq!(sent["headers"]["authorization"], "Bearer client-own-key");
+    assert_eq!(sent["body"]["model"], "real-model", "alias");
+    assert_eq!(
+        sent["body"]["temperature"], 1.0,
+        "a default does not replace"
+    );
+    assert_eq!(sent["body"]["max_tokens"], 7, "an override does");
+
+    let (status, _, body) = send(
+        &c,
+        with_key(Request::get(gw.url("/v1/models")))
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(json(&body)["data"][0]["id"], "fake-model");
+    let req = with_key(Request::post(gw.url("/v1/embeddings")))
+        .body(Full::new(Bytes::from(
+            r#"{"model": "e", "input": "hello"}"#,
+        )))
+        .unwrap();
+    let (status, _, body) = send(&c, req).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(json(&body)["usage"]["prompt_tokens"], 3);
+    // Without the client's key the provider refuses, and says so in OpenAI's shape.
+    let (status, _, body) = post(&gw.url("/v1/chat/completions"), chat).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(json(&body)["error"]["message"], "invalid api key");
+
+    // A provider that goes quiet mid-stream: the client gets an error event, not a hang.
+    let started = std::time::Instant::now();
+    let (status, _, body) = post(
+        &gw.url("/slow/v1/chat/completions"),
+        serde_json::json!({"model": "m", "stream": true,
+            "messages": [{"role": "user", "content": "say: one two three"}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("went silent"), "{body}");
+    assert!(started.elapsed() < std::time::Duration::from_millis(1400));
+}
