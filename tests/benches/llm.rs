@@ -185,7 +185,7 @@ async fn main() {
     std::fs::write(
         &config,
         format!(
-            "config: {{adminAddr: 127.0.0.1:{admin}}}\nbinds:\n- port: {port}\n  listeners:\n  - routes:\n    - name: chat\n      policies: {{backendAuth: {{key: sk-bench}}}}\n      backends:\n      - ai: {{provider: {{anthropic: {{}}}}, hostOverride: \"{upstream}\"}}\n"
+            "config: {{adminAddr: 127.0.0.1:{admin}}}\nbinds:\n- port: {port}\n  listeners:\n  - routes:\n    - name: raw\n      matches: [{{path: {{pathPrefix: /raw}}}}]\n      backends: [{{host: \"{upstream}\"}}]\n    - name: chat\n      policies: {{backendAuth: {{key: sk-bench}}}}\n      backends:\n      - ai: {{provider: {{anthropic: {{}}}}, hostOverride: \"{upstream}\"}}\n"
         ),
     )
     .unwrap();
@@ -216,6 +216,8 @@ async fn main() {
     };
     let direct_url = format!("http://{upstream}/v1/messages");
     let gw_url = format!("http://127.0.0.1:{port}/v1/chat/completions");
+    // The same provider through a plain HTTP route: what proxying alone costs.
+    let raw_url = format!("http://127.0.0.1:{port}/raw/v1/messages");
 
     println!(
         "machine: {} cores; {n} sequential requests per case, 1 connection",
@@ -231,6 +233,7 @@ async fn main() {
         }
         let (mut d, mut g, mut ds, mut gs) = (vec![], vec![], vec![], vec![]);
         let (mut df, mut gf) = (vec![], vec![]);
+        let (mut r, mut rf) = (vec![], vec![]);
         // Interleaved, so drift on the machine hits both sides alike.
         for _ in 0..n {
             let (t, s, f) = once(&c, &direct_url, &db, true).await;
@@ -241,6 +244,9 @@ async fn main() {
             g.push(t);
             gs.push(s);
             gf.push(f);
+            let (t, _, f) = once(&c, &raw_url, &db, true).await;
+            r.push(t);
+            rf.push(f);
         }
         let kind = if stream { "streamed" } else { "non-streamed" };
         let (d50, g50) = (pct(&mut d, 0.5), pct(&mut g, 0.5));
@@ -250,12 +256,18 @@ async fn main() {
             pct(&mut g, 0.99),
             g50 - d50
         );
+        println!(
+            "{:13} plain HTTP route to the same provider: p50 {:7.1} us",
+            "",
+            pct(&mut r, 0.5)
+        );
         if stream {
             let (d, g) = (pct(&mut df, 0.5), pct(&mut gf, 0.5));
             println!(
-                "{:13} first event p50: direct {d:7.1} us, gateway {g:7.1} us: added {:6.1} us",
+                "{:13} first event p50: direct {d:7.1} us, gateway {g:7.1} us: added {:6.1} us; plain HTTP route {:7.1} us",
                 "",
-                g - d
+                g - d,
+                pct(&mut rf, 0.5)
             );
             let (d, g) = (pct(&mut ds, 0.5), pct(&mut gs, 0.5));
             println!(
