@@ -22,6 +22,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 const CHUNKS: usize = 100;
+const PACED_CHUNKS: usize = 10;
 
 fn anthropic_message() -> Bytes {
     Bytes::from(
@@ -33,7 +34,7 @@ fn anthropic_message() -> Bytes {
     )
 }
 
-fn anthropic_events() -> Vec<Bytes> {
+fn anthropic_events(chunks: usize) -> Vec<Bytes> {
     let ev =
         |name: &str, v: serde_json::Value| Bytes::from(format!("event: {name}\ndata: {v}\n\n"));
     let mut out = vec![
@@ -49,7 +50,7 @@ fn anthropic_events() -> Vec<Bytes> {
             "content_block": {"type": "text", "text": ""}}),
         ),
     ];
-    for i in 0..CHUNKS {
+    for i in 0..chunks {
         out.push(ev(
             "content_block_delta",
             serde_json::json!({"type": "content_block_delta", "index": 0,
@@ -61,7 +62,7 @@ fn anthropic_events() -> Vec<Bytes> {
         serde_json::json!({"type": "content_block_stop", "index": 0}),
     ));
     out.push(ev("message_delta", serde_json::json!({"type": "message_delta",
-        "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": CHUNKS}})));
+        "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": chunks}})));
     out.push(ev(
         "message_stop",
         serde_json::json!({"type": "message_stop"}),
@@ -72,6 +73,8 @@ fn anthropic_events() -> Vec<Bytes> {
 type Body = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
 
 async fn fake(req: Request<Incoming>) -> Result<Response<Body>, std::convert::Infallible> {
+    // Paced: PACED_CHUNKS events 1 ms apart, as a model writes, leaving the CPU idle between.
+    let paced = req.headers().contains_key("x-bench-paced");
     let body = req.into_body().collect().await.unwrap().to_bytes();
     let stream = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
@@ -86,11 +89,16 @@ async fn fake(req: Request<Incoming>) -> Result<Response<Body>, std::convert::In
     // One frame per event, each written as the provider would.
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
     tokio::spawn(async move {
-        for e in anthropic_events() {
+        let events = anthropic_events(if paced { PACED_CHUNKS } else { CHUNKS });
+        for e in events {
             if tx.send(e).await.is_err() {
                 return;
             }
-            tokio::task::yield_now().await;
+            if paced {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            } else {
+                tokio::task::yield_now().await;
+            }
         }
     });
     let s = futures_util::stream::unfold(rx, |mut rx| async move {
@@ -146,11 +154,15 @@ type Http = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Byte
 
 /// Time one request: (to the whole body, first data frame → last data
 /// frame, to the first data frame), in microseconds.
-async fn once(c: &Http, url: &str, body: &Bytes, anthropic: bool) -> (f64, f64, f64) {
+async fn once(c: &Http, url: &str, body: &Bytes, anthropic: bool, paced: bool) -> (f64, f64, f64) {
     let mut req = Request::post(url)
         .header("content-type", "application/json")
         .body(Full::new(body.clone()))
         .unwrap();
+    if paced {
+        req.headers_mut()
+            .insert("x-bench-paced", "1".parse().unwrap());
+    }
     if anthropic {
         req.headers_mut()
             .insert("anthropic-version", "2023-06-01".parse().unwrap());
@@ -228,23 +240,23 @@ async fn main() {
     for stream in [false, true] {
         let (db, gb) = (direct_body(stream), gw_body(stream));
         for _ in 0..200 {
-            once(&c, &direct_url, &db, true).await;
-            once(&c, &gw_url, &gb, false).await;
+            once(&c, &direct_url, &db, true, false).await;
+            once(&c, &gw_url, &gb, false, false).await;
         }
         let (mut d, mut g, mut ds, mut gs) = (vec![], vec![], vec![], vec![]);
         let (mut df, mut gf) = (vec![], vec![]);
         let (mut r, mut rf) = (vec![], vec![]);
         // Interleaved, so drift on the machine hits both sides alike.
         for _ in 0..n {
-            let (t, s, f) = once(&c, &direct_url, &db, true).await;
+            let (t, s, f) = once(&c, &direct_url, &db, true, false).await;
             d.push(t);
             ds.push(s);
             df.push(f);
-            let (t, s, f) = once(&c, &gw_url, &gb, false).await;
+            let (t, s, f) = once(&c, &gw_url, &gb, false, false).await;
             g.push(t);
             gs.push(s);
             gf.push(f);
-            let (t, _, f) = once(&c, &raw_url, &db, true).await;
+            let (t, _, f) = once(&c, &raw_url, &db, true, false).await;
             r.push(t);
             rf.push(f);
         }
@@ -277,6 +289,25 @@ async fn main() {
             );
         }
     }
+    // Paced streams: the CPU is idle between events, so what remains is the
+    // gateway's own delay on the first and on each later event.
+    let (db, gb) = (direct_body(true), gw_body(true));
+    let (mut dl, mut gl, mut df, mut gf) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..(n / 5).max(50) {
+        let (t, _, f) = once(&c, &direct_url, &db, true, true).await;
+        dl.push(t);
+        df.push(f);
+        let (t, _, f) = once(&c, &gw_url, &gb, false, true).await;
+        gl.push(t);
+        gf.push(f);
+    }
+    let (d, g) = (pct(&mut df, 0.5), pct(&mut gf, 0.5));
+    let (dl, gl) = (pct(&mut dl, 0.5), pct(&mut gl, 0.5));
+    println!(
+        "paced stream  ({PACED_CHUNKS} events 1 ms apart) first event p50: direct {d:7.1} us, gateway {g:7.1} us: added {:6.1} us; last event: added {:6.1} us",
+        g - d,
+        gl - dl
+    );
     let _ = gw.kill();
     let _ = gw.wait();
     let _ = std::fs::remove_file(config);
