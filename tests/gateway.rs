@@ -7,6 +7,8 @@ mod authoring;
 mod jwt;
 #[path = "gateway/llm.rs"]
 mod llm;
+#[path = "gateway/mcp.rs"]
+mod mcp;
 #[path = "gateway/oci.rs"]
 mod oci;
 #[path = "support/process.rs"]

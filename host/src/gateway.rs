@@ -10,6 +10,7 @@ use crate::auth::jwks::Fetcher;
 use crate::auth::jwt::JwtAuth;
 use crate::backend::http::{HttpBackends, Transport};
 use crate::backend::llm::LlmBackend;
+use crate::backend::mcp::McpBackend;
 use crate::config::schema::{
     AccessLogFormat, BackendKind, Bind, Config, DirectResponse, HostPort, Protocol,
     RequestRedirect, UrlRewrite,
@@ -97,6 +98,8 @@ pub struct RouteRuntime {
     pub forward_token: bool,
     /// An `ai:` backend: the route is an LLM gateway.
     pub llm: Option<Arc<LlmBackend>>,
+    /// An `mcp:` backend: the route is one MCP server federating its targets.
+    pub mcp: Option<Arc<McpBackend>>,
 }
 
 #[derive(Clone)]
@@ -234,13 +237,7 @@ impl Gateway {
                         }
                     }
                     llm_backend(route, &clients, &at)?;
-                    for (k, backend) in route.backends.iter().enumerate() {
-                        if let BackendKind::Mcp(_) = backend.kind {
-                            notes.push(format!(
-                                "{at}.backends[{k}]: MCP backends are not served by this build yet"
-                            ));
-                        }
-                    }
+                    mcp_backend(route, &clients, &at)?;
                 }
             }
         }
@@ -327,6 +324,36 @@ fn jwt_auth(
         .map_err(|e| BuildError::new(path, e))
 }
 
+/// The route's `mcp:` backend, if it has one; it must be the only backend.
+fn mcp_backend(
+    route: &crate::config::schema::Route,
+    clients: &HttpBackends,
+    at: &str,
+) -> Result<Option<Arc<McpBackend>>, BuildError> {
+    let Some((i, config)) = route
+        .backends
+        .iter()
+        .enumerate()
+        .find_map(|(i, b)| match &b.kind {
+            BackendKind::Mcp(m) => Some((i, m)),
+            _ => None,
+        })
+    else {
+        return Ok(None);
+    };
+    if route.backends.len() > 1 {
+        return Err(BuildError::new(
+            format!("{at}.backends"),
+            "an mcp backend must be the route's only backend; list several servers under `mcp.targets`".into(),
+        ));
+    }
+    McpBackend::build(config, clients)
+        .map(|b| Some(Arc::new(b)))
+        .map_err(|(field, message)| {
+            BuildError::new(format!("{at}.backends[{i}].mcp.{field}"), message)
+        })
+}
+
 /// The route's `ai:` backend, if it has one; it must be the only backend.
 fn llm_backend(
     route: &crate::config::schema::Route,
@@ -405,23 +432,18 @@ fn build_route(
         .transport(p.backend_tls.as_ref(), version)
         .map_err(|e| err(format!("{at}.policies.backendTLS"), e))?;
     let mut backends = Vec::new();
-    for (i, backend) in route.backends.iter().enumerate() {
-        match &backend.kind {
-            BackendKind::Host(target) => backends.push(WeightedBackend {
+    for backend in &route.backends {
+        // MCP and AI backends have their own runtimes, built below.
+        if let BackendKind::Host(target) = &backend.kind {
+            backends.push(WeightedBackend {
                 target: target.clone(),
                 weight: backend.weight,
                 transport: transport.clone(),
-            }),
-            BackendKind::Mcp(_) => {
-                return Err(err(
-                    format!("{at}.backends[{i}].mcp"),
-                    "MCP backends are not served by this build yet".into(),
-                ));
-            }
-            BackendKind::Ai(_) => {}
+            });
         }
     }
     let llm = llm_backend(route, clients, at)?;
+    let mcp = mcp_backend(route, clients, at)?;
     let jwt = jwt_auth(p, at)?;
     let edits = |m: &Option<crate::config::schema::HeaderModifier>, key: &str| {
         m.as_ref()
@@ -432,7 +454,7 @@ fn build_route(
     Ok(RouteRuntime {
         name: name.to_string(),
         // An LLM route reads the body to parse the chat request.
-        buffer_request: any(Hooks::HTTP_REQUEST) || llm.is_some(),
+        buffer_request: any(Hooks::HTTP_REQUEST) || llm.is_some() || mcp.is_some(),
         buffer_response: any(Hooks::HTTP_RESPONSE),
         chain,
         request_headers: edits(&p.request_header_modifier, "requestHeaderModifier")?,
@@ -458,5 +480,6 @@ fn build_route(
             Some(crate::config::schema::BackendAuth::Passthrough(_))
         ),
         llm,
+        mcp,
     })
 }

@@ -22,6 +22,7 @@ use hyper::body::Incoming;
 use crate::auth::jwt::{self, Outcome as JwtOutcome};
 use crate::backend::http::{Body, BoxError, HttpBackends, UpstreamError};
 use crate::backend::llm::{self, LlmRequestIn, LlmTrace};
+use crate::backend::mcp::{self, McpRequestIn, McpTrace};
 use crate::gateway::{Gateway, RouteRuntime};
 use crate::policy::bindings::{self, Denial, RequestContext};
 use crate::policy::hooks::{OnHttpRequest, OnHttpResponse};
@@ -347,6 +348,19 @@ async fn serve(
             .error
             .or(llm_trace.denied_by.map(|p| format!("denied by {p}")));
         trace.decisions = llm_trace.decisions;
+        return response;
+    }
+    if let Some(mcp) = route.mcp.clone() {
+        let body = match read_body(body, gateway.max_body).await {
+            Ok(b) => b,
+            Err(response) => return response(request_id),
+        };
+        let mut mcp_trace = McpTrace::default();
+        let input = McpRequestIn { parts, body, run };
+        let response = mcp::serve(mcp, input, &mut mcp_trace).await;
+        trace.upstream = mcp_trace.summary;
+        trace.error = mcp_trace.error;
+        trace.decisions = mcp_trace.decisions;
         return response;
     }
     if route.backends.is_empty() {

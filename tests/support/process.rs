@@ -139,6 +139,11 @@ impl Gateway {
         }
     }
 
+    /// The gateway's process id (its stdio MCP targets are its children).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.ports[0])
     }

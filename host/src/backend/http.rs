@@ -168,9 +168,20 @@ impl HttpBackends {
     pub async fn forward(
         &self,
         target: &WeightedBackend,
-        mut req: Request<Body>,
+        req: Request<Body>,
         timeout: Option<Duration>,
     ) -> Result<Response<Incoming>, UpstreamError> {
+        forward_to(target, req, timeout).await
+    }
+}
+
+/// Send `req` to `target` over its pooled transport.
+pub async fn forward_to(
+    target: &WeightedBackend,
+    mut req: Request<Body>,
+    timeout: Option<Duration>,
+) -> Result<Response<Incoming>, UpstreamError> {
+    {
         let authority = target.target.to_string();
         let path = req
             .uri()

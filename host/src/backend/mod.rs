@@ -3,4 +3,5 @@
 
 pub mod http;
 pub mod llm;
+pub mod mcp;
 pub mod tls;

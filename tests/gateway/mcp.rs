@@ -1,0 +1,464 @@
+//! MCP routes in the running gateway with real peers: `mcp-server-time`
+//! (PyPI) over stdio, a FastMCP server (`mcp<2`, PyPI) over Streamable
+//! HTTP, and the `mcp` Python SDK's client, v2 and v1 lines
+//! (tests/clients/mcp_client.py). scripts/setup-test-peers installs them
+//! into target/py (mcp 2) and target/py-mcp1 (mcp<2).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::Full;
+use serde_json::{Value, json};
+
+use super::process::Gateway;
+use super::{client, json, send};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn venv(name: &str, bin: &str) -> PathBuf {
+    let p = root().join("target").join(name).join("bin").join(bin);
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/setup-test-peers",
+        p.display()
+    );
+    p
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The FastMCP server (mcp<2) on a loopback port, over Streamable HTTP.
+struct FastMcp {
+    child: Child,
+    port: u16,
+}
+
+impl FastMcp {
+    fn start() -> FastMcp {
+        let port = free_port();
+        let child = Command::new(venv("py-mcp1", "python"))
+            .arg(root().join("tests/peers/fastmcp_server.py"))
+            .arg(port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the FastMCP server");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "FastMCP server did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        FastMcp { child, port }
+    }
+}
+
+impl Drop for FastMcp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn time_target() -> String {
+    format!(
+        "{{name: time, stdio: {{cmd: \"{}\", args: [\"--local-timezone\", \"UTC\"]}}}}",
+        venv("py", "mcp-server-time").display()
+    )
+}
+
+/// Run the SDK client (`py` = mcp 2, `py-mcp1` = mcp<2); its JSON lines.
+fn sdk_client(line: &str, url: &str, calls: &[&str]) -> Vec<Value> {
+    let out = Command::new(venv(line, "python"))
+        .arg(root().join("tests/clients/mcp_client.py"))
+        .arg(url)
+        .args(calls)
+        .output()
+        .expect("run the mcp client");
+    assert!(
+        out.status.success(),
+        "mcp client ({line}) failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(json)
+        .collect()
+}
+
+/// One raw JSON-RPC POST.
+async fn rpc(
+    url: &str,
+    session: Option<&str>,
+    body: &str,
+) -> (StatusCode, http::HeaderMap, String) {
+    let mut req = Request::post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream");
+    if let Some(s) = session {
+        req = req.header("mcp-session-id", s);
+    }
+    send(
+        &client(),
+        req.body(Full::new(Bytes::from(body.to_string()))).unwrap(),
+    )
+    .await
+}
+
+async fn open_session(url: &str) -> String {
+    let (status, headers, body) = rpc(
+        url,
+        None,
+        r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(json(&body)["result"]["protocolVersion"], "2025-06-18");
+    headers["mcp-session-id"].to_str().unwrap().to_string()
+}
+
+async fn call(url: &str, session: &str, tool: &str, args: Value) -> Value {
+    let body = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+        "params": {"name": tool, "arguments": args}});
+    let (status, _, body) = rpc(url, Some(session), &body.to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    json(&body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn federates_stdio_and_http_targets_for_both_sdk_lines() {
+    let calc = FastMcp::start();
+    let gw = Gateway::start(&format!(
+        r#"
+binds:
+- port: 0
+  listeners:
+  - routes:
+    - name: tools
+      matches: [{{path: {{pathPrefix: /mcp}}}}]
+      backends:
+      - mcp:
+          targets:
+          - {time}
+          - {{name: calc, mcp: {{host: 127.0.0.1, port: {port}, path: /mcp}}}}
+"#,
+        time = time_target(),
+        port = calc.port
+    ))
+    .await;
+    for line in ["py", "py-mcp1"] {
+        let out = sdk_client(
+            line,
+            &gw.url("/mcp"),
+            &[
+                r#"calc_add={"a": 2, "b": 3}"#,
+                r#"time_get_current_time={"timezone": "Asia/Tokyo"}"#,
+                r#"calc_nope={}"#,
+            ],
+        );
+        assert_eq!(out[0]["server"], "wardgate");
+        let tools: Vec<&str> = out[1]["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap())
+            .collect();
+        assert_eq!(
+            tools,
+            [
+                "calc_add",
+                "calc_echo",
+                "calc_multiply",
+                "time_convert_time",
+                "time_get_current_time"
+            ],
+            "{line}"
+        );
+        assert_eq!(out[2]["text"], "5", "{line}: {}", out[2]);
+        assert!(
+            out[3]["text"].as_str().unwrap().contains("Asia/Tokyo"),
+            "{}",
+            out[3]
+        );
+        // The FastMCP server reports an unknown tool as a tool error.
+        assert!(
+            out[4]["isError"] == true || out[4]["error"].is_object(),
+            "{}",
+            out[4]
+        );
+    }
+    // Prompts and resources are federated too, resources as {target}+{uri}.
+    let url = gw.url("/mcp");
+    let s = open_session(&url).await;
+    let (_, _, body) = rpc(
+        &url,
+        Some(&s),
+        r#"{"jsonrpc":"2.0","id":2,"method":"prompts/list"}"#,
+    )
+    .await;
+    assert_eq!(
+        json(&body)["result"]["prompts"][0]["name"],
+        "calc_greet",
+        "{body}"
+    );
+    let (_, _, body) = rpc(
+        &url,
+        Some(&s),
+        r#"{"jsonrpc":"2.0","id":3,"method":"resources/list"}"#,
+    )
+    .await;
+    assert_eq!(
+        json(&body)["result"]["resources"][0]["uri"],
+        "calc+calc://constants/pi",
+        "{body}"
+    );
+    let (_, _, body) = rpc(
+        &url,
+        Some(&s),
+        r#"{"jsonrpc":"2.0","id":4,"method":"resources/read","params":{"uri":"calc+calc://constants/pi"}}"#,
+    )
+    .await;
+    assert_eq!(
+        json(&body)["result"]["contents"][0]["text"],
+        "3.14159",
+        "{body}"
+    );
+    // The access log names method, target, tool and session.
+    assert!(
+        gw.log()
+            .contains("mcp tools/call target=calc name=calc_add session="),
+        "{}",
+        gw.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_authorization_lists_only_allowed_tools_and_hides_the_rest() {
+    let calc = FastMcp::start();
+    let gw = Gateway::start(&format!(
+        r#"
+binds:
+- port: 0
+  listeners:
+  - routes:
+    - policies:
+        mcpAuthorization:
+          rules:
+          - allow: 'mcp.tool.name in ["add", "multiply"]'
+      backends:
+      - mcp:
+          targets:
+          - {{name: calc, mcp: {{host: "http://127.0.0.1:{port}/mcp"}}}}
+"#,
+        port = calc.port
+    ))
+    .await;
+    let out = sdk_client(
+        "py",
+        &gw.url("/mcp"),
+        &[r#"multiply={"a": 6, "b": 7}"#, r#"echo={"text": "hi"}"#],
+    );
+    assert_eq!(out[1]["tools"], json!(["add", "multiply"]));
+    assert_eq!(out[2]["text"], "42");
+    assert_eq!(
+        out[3]["error"],
+        json!({"code": -32602, "message": "Unknown tool: echo"})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_stdio_target_leaves_the_others_working_and_comes_back() {
+    let calc = FastMcp::start();
+    let gw = Gateway::start(&format!(
+        r#"
+binds:
+- port: 0
+  listeners:
+  - routes:
+    - backends:
+      - mcp:
+          targets:
+          - {time}
+          - {{name: calc, mcp: {{host: 127.0.0.1, port: {port}}}}}
+"#,
+        time = time_target(),
+        port = calc.port
+    ))
+    .await;
+    let url = gw.url("/mcp");
+    let s = open_session(&url).await;
+    let r = call(
+        &url,
+        &s,
+        "time_get_current_time",
+        json!({"timezone": "UTC"}),
+    )
+    .await;
+    assert!(
+        r["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("UTC"),
+        "{r}"
+    );
+
+    let status = Command::new("pkill")
+        .args([
+            "-KILL",
+            "-P",
+            &gw.pid().to_string(),
+            "-f",
+            "mcp-server-time",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success(), "no mcp-server-time child to kill");
+    // The other target keeps answering, in the same session.
+    let r = call(&url, &s, "calc_add", json!({"a": 1, "b": 1})).await;
+    assert_eq!(r["result"]["content"][0]["text"], "2", "{r}");
+    // And the dead one comes back (restarted with backoff).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = call(
+            &url,
+            &s,
+            "time_get_current_time",
+            json!({"timezone": "UTC"}),
+        )
+        .await;
+        if r["result"]["content"][0]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("UTC"))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "time target did not come back: {r}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(gw.log().contains("MCP target process exited; restarting"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transport_and_json_rpc_errors_get_the_spec_answers() {
+    let gw = Gateway::start(&format!(
+        "binds:\n- port: 0\n  listeners:\n  - routes:\n    - backends:\n      - mcp: {{targets: [{}]}}\n",
+        time_target()
+    ))
+    .await;
+    let url = gw.url("/mcp");
+    let plain = |accept: &'static str, ct: &'static str| {
+        Request::post(url.as_str())
+            .header("accept", accept)
+            .header("content-type", ct)
+            .body(Full::new(Bytes::from_static(
+                br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
+            )))
+            .unwrap()
+    };
+    let (status, _, _) = send(&client(), plain("application/json", "application/json")).await;
+    assert_eq!(status, StatusCode::NOT_ACCEPTABLE);
+    let (status, _, _) = send(
+        &client(),
+        plain("application/json, text/event-stream", "text/plain"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+    let (status, _, body) = rpc(&url, None, "{not json").await;
+    assert_eq!(
+        (status, json(&body)["error"]["code"].as_i64()),
+        (StatusCode::BAD_REQUEST, Some(-32700))
+    );
+    let (status, _, body) = rpc(&url, None, r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#).await;
+    assert_eq!(
+        (status, json(&body)["error"]["code"].as_i64()),
+        (StatusCode::BAD_REQUEST, Some(-32600))
+    );
+    let (status, _, body) = rpc(&url, None, r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "no session: {body}");
+    let (status, _, _) = rpc(
+        &url,
+        Some("no-such-session"),
+        r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let s = open_session(&url).await;
+    let (status, _, body) = rpc(
+        &url,
+        Some(&s),
+        r#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, json(&body)["result"].clone()),
+        (StatusCode::OK, json!({}))
+    );
+    let (_, _, body) = rpc(
+        &url,
+        Some(&s),
+        r#"{"jsonrpc":"2.0","id":3,"method":"no/such"}"#,
+    )
+    .await;
+    assert_eq!(json(&body)["error"]["code"], -32601);
+    let (_, _, body) = rpc(
+        &url,
+        Some(&s),
+        r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{}}"#,
+    )
+    .await;
+    assert_eq!(json(&body)["error"]["code"], -32602);
+    let (status, _, body) = rpc(
+        &url,
+        Some(&s),
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (StatusCode::ACCEPTED, ""));
+    let (status, _, body) = rpc(&url, Some(&s), r#"{"jsonrpc":"2.0","id":5}"#).await;
+    assert_eq!(
+        (status, json(&body)["error"]["code"].as_i64()),
+        (StatusCode::BAD_REQUEST, Some(-32600))
+    );
+    let versioned = Request::post(url.as_str())
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .header("mcp-session-id", s.as_str())
+        .header("mcp-protocol-version", "1999-01-01")
+        .body(Full::new(Bytes::from_static(
+            br#"{"jsonrpc":"2.0","id":6,"method":"ping"}"#,
+        )))
+        .unwrap();
+    let (status, _, _) = send(&client(), versioned).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // DELETE ends the session; it is unknown afterwards.
+    let delete = Request::delete(url.as_str())
+        .header("mcp-session-id", s.as_str())
+        .body(Full::default())
+        .unwrap();
+    let (status, _, _) = send(&client(), delete).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = rpc(
+        &url,
+        Some(&s),
+        r#"{"jsonrpc":"2.0","id":7,"method":"ping"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

@@ -1,0 +1,46 @@
+#!/usr/bin/env python3
+"""A FastMCP server (the `mcp` SDK's v1 line, `mcp<2`) over Streamable HTTP,
+as an MCP target for the tests: a few tools, a prompt and a resource.
+
+Usage: fastmcp_server.py PORT
+"""
+
+import sys
+
+from mcp.server.fastmcp import FastMCP
+
+mcp = FastMCP("calc", host="127.0.0.1", port=int(sys.argv[1]), stateless_http=False)
+
+
+@mcp.tool()
+def add(a: int, b: int) -> int:
+    """Add two integers."""
+    return a + b
+
+
+@mcp.tool()
+def multiply(a: int, b: int) -> int:
+    """Multiply two integers."""
+    return a * b
+
+
+@mcp.tool()
+def echo(text: str) -> str:
+    """Say the text back."""
+    return text
+
+
+@mcp.prompt()
+def greet(name: str) -> str:
+    """A greeting prompt."""
+    return f"Say hello to {name}."
+
+
+@mcp.resource("calc://constants/pi")
+def pi() -> str:
+    """The value of pi."""
+    return "3.14159"
+
+
+if __name__ == "__main__":
+    mcp.run(transport="streamable-http")
