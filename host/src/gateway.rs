@@ -11,6 +11,7 @@ use crate::auth::jwt::JwtAuth;
 use crate::backend::http::{HttpBackends, Transport};
 use crate::backend::llm::LlmBackend;
 use crate::backend::mcp::McpBackend;
+use crate::backend::mcp::session::Sealer;
 use crate::config::schema::{
     AccessLogFormat, BackendKind, Bind, Config, DirectResponse, HostPort, Protocol,
     RequestRedirect, UrlRewrite,
@@ -118,6 +119,7 @@ impl Gateway {
         clients: &HttpBackends,
     ) -> Result<Gateway, BuildError> {
         let err = BuildError::new;
+        let sealer = session_sealer(&config)?.unwrap_or_else(Sealer::process_default);
         // Addresses and TLS first (shared with `waiting`), then the routes.
         let mut gateway = Gateway::waiting(config)?;
         for (b, bind) in gateway.config.binds.iter().enumerate() {
@@ -135,7 +137,7 @@ impl Gateway {
                         .name
                         .clone()
                         .unwrap_or_else(|| format!("{listener_name}/route{r}"));
-                    let built = build_route(engine, clients, listener, route, &name, &at)?;
+                    let built = build_route(engine, clients, &sealer, listener, route, &name, &at)?;
                     let matchers = route
                         .matches
                         .iter()
@@ -203,6 +205,8 @@ impl Gateway {
     /// exists). Features this build parses but does not serve yet come back
     /// as notes; `run` refuses them.
     pub fn check(config: &Config, engine: &PolicyEngine) -> Result<Vec<String>, BuildError> {
+        // A configured key is checked; without one, checking needs no real key.
+        let checking = session_sealer(config)?.unwrap_or_else(|| Arc::new(Sealer::new(&[0; 32])));
         let mut notes = Vec::new();
         let clients = HttpBackends::new(Duration::from_secs(10));
         for (b, bind) in config.binds.iter().enumerate() {
@@ -237,7 +241,7 @@ impl Gateway {
                         }
                     }
                     llm_backend(route, &clients, &at)?;
-                    mcp_backend(route, &clients, &at)?;
+                    mcp_backend(route, &clients, &checking, &name, &at)?;
                 }
             }
         }
@@ -325,9 +329,24 @@ fn jwt_auth(
 }
 
 /// The route's `mcp:` backend, if it has one; it must be the only backend.
+/// `config.session.key`, when set, as the sealer of MCP session ids.
+fn session_sealer(config: &Config) -> Result<Option<Arc<Sealer>>, BuildError> {
+    let Some(session) = &config.config.session else {
+        return Ok(None);
+    };
+    let at = "config.session.key".to_string();
+    let hex = crate::backend::llm::provider::resolve_secret(&session.key, None)
+        .map_err(|e| BuildError::new(at.clone(), e))?;
+    Sealer::from_hex(&hex)
+        .map(|s| Some(Arc::new(s)))
+        .map_err(|e| BuildError::new(at, e))
+}
+
 fn mcp_backend(
     route: &crate::config::schema::Route,
     clients: &HttpBackends,
+    sealer: &Arc<Sealer>,
+    name: &str,
     at: &str,
 ) -> Result<Option<Arc<McpBackend>>, BuildError> {
     let Some((i, config)) = route
@@ -347,7 +366,7 @@ fn mcp_backend(
             "an mcp backend must be the route's only backend; list several servers under `mcp.targets`".into(),
         ));
     }
-    McpBackend::build(config, clients)
+    McpBackend::build(config, clients, sealer.clone(), name)
         .map(|b| Some(Arc::new(b)))
         .map_err(|(field, message)| {
             BuildError::new(format!("{at}.backends[{i}].mcp.{field}"), message)
@@ -401,6 +420,7 @@ fn llm_backend(
 fn build_route(
     engine: &PolicyEngine,
     clients: &HttpBackends,
+    sealer: &Arc<Sealer>,
     listener: &crate::config::schema::Listener,
     route: &crate::config::schema::Route,
     name: &str,
@@ -443,7 +463,7 @@ fn build_route(
         }
     }
     let llm = llm_backend(route, clients, at)?;
-    let mcp = mcp_backend(route, clients, at)?;
+    let mcp = mcp_backend(route, clients, sealer, name, at)?;
     let jwt = jwt_auth(p, at)?;
     let edits = |m: &Option<crate::config::schema::HeaderModifier>, key: &str| {
         m.as_ref()

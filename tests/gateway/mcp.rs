@@ -462,3 +462,64 @@ async fn transport_and_json_rpc_errors_get_the_spec_answers() {
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_opened_on_one_replica_continues_on_another_with_the_same_key() {
+    let calc = FastMcp::start();
+    let config = |key: &str| {
+        format!(
+            "config:\n  session: {{key: \"{key}\"}}\nbinds:\n- port: 0\n  listeners:\n  - routes:\n    - name: tools\n      backends:\n      - mcp: {{targets: [{{name: calc, mcp: {{host: 127.0.0.1, port: {port}}}}}]}}\n",
+            port = calc.port
+        )
+    };
+    let shared = "3b1f0e9c2d4a5b6c7d8e9f00112233445566778899aabbccddeeff0011223344";
+    let a = Gateway::start(&config(shared)).await;
+    let b = Gateway::start(&config(shared)).await;
+    let stranger = Gateway::start(&config(&shared.replace('3', "4"))).await;
+    let s = open_session(&a.url("/mcp")).await;
+    // No session table is shared: the id itself carries the (sealed) state.
+    let r = call(&b.url("/mcp"), &s, "add", json!({"a": 20, "b": 22})).await;
+    assert_eq!(r["result"]["content"][0]["text"], "42", "{r}");
+    let (status, _, _) = rpc(
+        &stranger.url("/mcp"),
+        Some(&s),
+        r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "another key cannot open it");
+    let delete = Request::delete(b.url("/mcp"))
+        .header("mcp-session-id", s.as_str())
+        .body(Full::default())
+        .unwrap();
+    let (status, _, _) = send(&client(), delete).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = rpc(
+        &b.url("/mcp"),
+        Some(&s),
+        r#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // A tampered id is unknown everywhere.
+    let mut tampered = s.clone();
+    tampered.replace_range(10..11, if &s[10..11] == "A" { "B" } else { "A" });
+    let (status, _, _) = rpc(
+        &a.url("/mcp"),
+        Some(&tampered),
+        r#"{"jsonrpc":"2.0","id":3,"method":"ping"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // A malformed key is a config error naming it.
+    let path = std::env::temp_dir().join(format!("wardgate-mcp-key-{}.yaml", std::process::id()));
+    std::fs::write(&path, config("xyz")).unwrap();
+    let out = super::process::wardgate(&["validate", "-c", path.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && stderr.contains("config.session.key")
+            && stderr.contains("64 hex digits"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_file(path);
+}

@@ -23,6 +23,9 @@ pub fn resolve(config: &mut Config) {
             }
         }
     };
+    if let Some(SecretSource::File { file }) = config.config.session.as_mut().map(|s| &mut s.key) {
+        fix(file);
+    }
     for bind in &mut config.binds {
         for listener in &mut bind.listeners {
             if let Some(tls) = &mut listener.tls {

@@ -39,6 +39,16 @@ pub struct Settings {
     /// Largest request body buffered for plugins; larger bodies get 413.
     #[serde(default)]
     pub max_body_bytes: Option<usize>,
+    /// MCP sessions: `key` seals session ids so any replica with it resumes them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<SessionSettings>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SessionSettings {
+    /// 64 hex digits (AES-256), as a literal, `$ENV` or `{file: path}`.
+    pub key: SecretSource,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,11 +9,12 @@
 
 pub mod federation;
 pub mod jsonrpc;
+pub mod session;
 pub mod upstream;
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
@@ -24,6 +25,7 @@ use self::federation::{Federation, Kind, PrefixMode};
 use self::jsonrpc::{
     INVALID_PARAMS, INVALID_REQUEST, Incoming, METHOD_NOT_FOUND, PARSE_ERROR, RpcError,
 };
+use self::session::{Sealer, SessionState};
 use self::upstream::{Reach, Target};
 use crate::backend::http::{Body, HttpBackends};
 use crate::config::schema::{HostPort, HttpVersion, McpBackend as McpConfig};
@@ -39,18 +41,22 @@ const VERSION_HEADER: &str = "mcp-protocol-version";
 
 pub struct McpBackend {
     pub federation: Federation,
-    sessions: Mutex<HashMap<String, Session>>,
-}
-
-struct Session {
-    version: String,
-    _opened: Instant,
+    route: String,
+    sealer: Arc<Sealer>,
+    /// Sessions this replica saw deleted (the ids themselves stay valid
+    /// elsewhere: there is no shared table).
+    ended: Mutex<HashSet<String>>,
 }
 
 pub type BuildError = (String, String);
 
 impl McpBackend {
-    pub fn build(config: &McpConfig, clients: &HttpBackends) -> Result<McpBackend, BuildError> {
+    pub fn build(
+        config: &McpConfig,
+        clients: &HttpBackends,
+        sealer: Arc<Sealer>,
+        route: &str,
+    ) -> Result<McpBackend, BuildError> {
         let mode = match config.prefix_mode.as_deref() {
             None | Some("conditional") => PrefixMode::Conditional,
             Some("always") => PrefixMode::Always,
@@ -121,7 +127,9 @@ impl McpBackend {
         }
         Ok(McpBackend {
             federation: Federation::new(targets, mode),
-            sessions: Mutex::new(HashMap::new()),
+            route: route.to_string(),
+            sealer,
+            ended: Mutex::new(HashSet::new()),
         })
     }
 }
@@ -200,7 +208,8 @@ pub async fn serve(
                     RpcError::new(INVALID_REQUEST, "Mcp-Session-Id header is required"),
                 );
             };
-            let removed = mcp.sessions.lock().unwrap().remove(&id).is_some();
+            let removed =
+                mcp.session(&id).is_some() && mcp.ended.lock().unwrap().insert(id.clone());
             trace.summary = Some(format!("mcp DELETE session={id}"));
             let mut r = Response::new(crate::proxy::full(Bytes::new()));
             *r.status_mut() = if removed {
@@ -284,14 +293,14 @@ pub async fn serve(
         } else {
             SUPPORTED_VERSIONS[0]
         };
-        let sid = new_session_id();
-        mcp.sessions.lock().unwrap().insert(
-            sid.clone(),
-            Session {
-                version: version.to_string(),
-                _opened: Instant::now(),
-            },
-        );
+        let sid = mcp.sealer.seal(&SessionState {
+            version: version.to_string(),
+            route: mcp.route.clone(),
+            opened: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        });
         let result = json!({
             "protocolVersion": version,
             "capabilities": mcp.federation.capabilities().await,
@@ -318,20 +327,14 @@ pub async fn serve(
             RpcError::new(INVALID_REQUEST, "Mcp-Session-Id header is required"),
         );
     };
-    let known_version = mcp
-        .sessions
-        .lock()
-        .unwrap()
-        .get(&sid)
-        .map(|s| s.version.clone());
-    let Some(session_version) = known_version else {
+    if mcp.session(&sid).is_none() {
         // 404 tells the client to initialize again.
         return rpc_failure(
             StatusCode::NOT_FOUND,
             id_of(&incoming),
             RpcError::new(INVALID_REQUEST, "unknown session"),
         );
-    };
+    }
     if let Some(v) = parts
         .headers
         .get(VERSION_HEADER)
@@ -350,7 +353,6 @@ pub async fn serve(
             ),
         );
     }
-    let _ = session_version;
 
     let Incoming::Request { id, method, params } = incoming else {
         // Notifications and responses are accepted without a body.
@@ -369,17 +371,12 @@ pub async fn serve(
     }
 }
 
-fn new_session_id() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let seed = format!(
-        "{:?}{}{}",
-        std::time::SystemTime::now(),
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    );
-    let digest = crate::distribution::store::sha256_digest(seed.as_bytes());
-    digest[7..39].to_string()
+impl McpBackend {
+    /// The state of a session id sealed for this route, unless it ended here.
+    fn session(&self, id: &str) -> Option<SessionState> {
+        let state = self.sealer.open(id).filter(|s| s.route == self.route)?;
+        (!self.ended.lock().unwrap().contains(id)).then_some(state)
+    }
 }
 
 fn list_kind(kind: Kind) -> McpListKind {
