@@ -52,7 +52,9 @@ pub fn expand(listener: &Listener, route: &Route) -> Vec<PluginSpec> {
         source: None,
         config,
         failure_mode: Default::default(),
-        isolation: Default::default(),
+        // The built-ins behind sugar keep nothing between requests (limits
+        // live in the host's counters), so they skip the fresh instance.
+        isolation: crate::policy::Isolation::Reuse,
         limits: Default::default(),
         grants: None,
         insecure: false,

@@ -453,6 +453,12 @@ async fn http_post(
                 && v.get("id").and_then(Value::as_u64) == Some(want)
                 && v.get("method").is_none()
             {
+                // Read the stream to its end off the call's path, so the
+                // connection goes back to the pool instead of being closed.
+                tokio::spawn(async move {
+                    let drain = async { while let Some(Ok(_)) = body.frame().await {} };
+                    let _ = tokio::time::timeout(CALL_TIMEOUT, drain).await;
+                });
                 return Ok((session, Some(v)));
             }
         }

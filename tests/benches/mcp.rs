@@ -1,0 +1,181 @@
+//! MCP tools/call round trips: direct to a FastMCP server (the `mcp` SDK's
+//! v1 line, Streamable HTTP) vs through Wardgate without plugins and with a
+//! 3-plugin chain (mcpAuthorization via cel-authz, prompt-guard, rate-limit).
+//! Sequential calls on one connection, interleaved so drift hits all alike.
+//!
+//! Needs scripts/setup-test-peers (target/py-mcp1).
+//! Run: cargo bench -p wardgate --bench mcp [-- CALLS]
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+type Http = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "port {port} did not open");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+async fn post(c: &Http, url: &str, session: Option<&str>, body: &str) -> (Option<String>, String) {
+    let mut req = Request::post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream");
+    if let Some(s) = session {
+        req = req.header("mcp-session-id", s);
+    }
+    let resp = c
+        .request(req.body(Full::new(Bytes::from(body.to_string()))).unwrap())
+        .await
+        .unwrap();
+    let sid = resp
+        .headers()
+        .get("mcp-session-id")
+        .map(|v| v.to_str().unwrap().to_string());
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (sid, String::from_utf8_lossy(&body).into_owned())
+}
+
+async fn session(c: &Http, url: &str) -> String {
+    let (sid, _) = post(
+        c,
+        url,
+        None,
+        r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}"#,
+    )
+    .await;
+    let sid = sid.expect("a session id");
+    post(
+        c,
+        url,
+        Some(&sid),
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+    )
+    .await;
+    sid
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[((v.len() as f64 * p) as usize).min(v.len() - 1)]
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 1)]
+async fn main() {
+    let n: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(1000);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let calc_port = free_port();
+    let mut calc = Command::new(root.join("target/py-mcp1/bin/python"))
+        .arg(root.join("tests/peers/fastmcp_server.py"))
+        .arg(calc_port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("target/py-mcp1 (scripts/setup-test-peers)");
+    wait_port(calc_port);
+    let port = free_port();
+    let admin = free_port();
+    let config =
+        std::env::temp_dir().join(format!("wardgate-bench-mcp-{}.yaml", std::process::id()));
+    std::fs::write(
+        &config,
+        format!(
+            r#"config: {{adminAddr: 127.0.0.1:{admin}}}
+binds:
+- port: {port}
+  listeners:
+  - routes:
+    - name: plain
+      matches: [{{path: {{pathPrefix: /plain}}}}]
+      backends: [{{mcp: {{targets: [{{name: calc, mcp: {{host: 127.0.0.1, port: {calc_port}}}}}]}}}}]
+    - name: chain
+      matches: [{{path: {{pathPrefix: /chain}}}}]
+      policies:
+        mcpAuthorization: {{rules: [{{allow: 'mcp.tool.name in ["add", "multiply"]'}}]}}
+      plugins:
+      - {{name: prompt-guard, config: {{patterns: ["(?i)ignore previous instructions"]}}}}
+      - {{name: rate-limit, config: {{limits: [{{requests: 1000000, per: second, key: tool}}]}}}}
+      backends: [{{mcp: {{targets: [{{name: calc, mcp: {{host: 127.0.0.1, port: {calc_port}}}}}]}}}}]
+"#
+        ),
+    )
+    .unwrap();
+    let mut gw = Command::new(env!("CARGO_BIN_EXE_wardgate"))
+        .args(["run", "-c"])
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_port(port);
+
+    let c: Http = Client::builder(TokioExecutor::new()).build_http();
+    let urls = [
+        ("direct", format!("http://127.0.0.1:{calc_port}/mcp")),
+        (
+            "wardgate, no plugins",
+            format!("http://127.0.0.1:{port}/plain/mcp"),
+        ),
+        (
+            "wardgate, 3 plugins",
+            format!("http://127.0.0.1:{port}/chain/mcp"),
+        ),
+    ];
+    let mut sessions = Vec::new();
+    for (_, url) in &urls {
+        sessions.push(session(&c, url).await);
+    }
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add","arguments":{"a":2,"b":3}}}"#;
+    let mut times = vec![Vec::new(); urls.len()];
+    for round in 0..(n + 100) {
+        for (i, (_, url)) in urls.iter().enumerate() {
+            let start = Instant::now();
+            let (_, answer) = post(&c, url, Some(&sessions[i]), body).await;
+            let us = start.elapsed().as_secs_f64() * 1e6;
+            assert!(answer.contains("\"5\""), "{}: {answer}", urls[i].0);
+            if round >= 100 {
+                times[i].push(us);
+            }
+        }
+    }
+    println!(
+        "machine: {} cores; {n} sequential tools/call per case, 1 connection",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    );
+    let direct = pct(&mut times[0].clone(), 0.5);
+    for (i, (name, _)) in urls.iter().enumerate() {
+        let (p50, p99) = (pct(&mut times[i], 0.5), pct(&mut times[i], 0.99));
+        println!(
+            "{name:22} p50 {p50:8.1} us  p99 {p99:8.1} us  added p50 {:7.1} us",
+            p50 - direct
+        );
+    }
+    let _ = gw.kill();
+    let _ = gw.wait();
+    let _ = calc.kill();
+    let _ = calc.wait();
+    let _ = std::fs::remove_file(config);
+}
