@@ -523,3 +523,42 @@ async fn a_session_opened_on_one_replica_continues_on_another_with_the_same_key(
     );
     let _ = std::fs::remove_file(path);
 }
+
+/// Stdio children of the gateway running mcp-server-time.
+fn time_processes(gw: &Gateway) -> usize {
+    let out = Command::new("pgrep")
+        .args(["-P", &gw.pid().to_string(), "-f", "mcp-server-time"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_stops_the_old_configs_stdio_targets() {
+    let yaml = |route: &str| {
+        format!(
+            "binds:\n- port: 0\n  listeners:\n  - routes:\n    - name: {route}\n      backends:\n      - mcp: {{targets: [{}]}}\n",
+            time_target()
+        )
+    };
+    let gw = Gateway::start(&yaml("before")).await;
+    let url = gw.url("/mcp");
+    let s = open_session(&url).await;
+    let r = call(&url, &s, "get_current_time", json!({"timezone": "UTC"})).await;
+    assert!(r["result"].is_object(), "{r}");
+    assert_eq!(time_processes(&gw), 1);
+    gw.rewrite_config(&yaml("after"));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while time_processes(&gw) != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the old target still runs after the reload"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The new config starts its own on first use.
+    let s = open_session(&url).await;
+    let r = call(&url, &s, "get_current_time", json!({"timezone": "UTC"})).await;
+    assert!(r["result"].is_object(), "{r}");
+    assert_eq!(time_processes(&gw), 1);
+}

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -93,7 +93,9 @@ impl Target {
 
     /// Start the target's supervisor once (lazily, so `validate` spawns nothing).
     pub fn ensure_started(self: &Arc<Self>) {
-        let me = self.clone();
+        // Weak: a config reload drops the target, and the supervisor (and
+        // the process it watches) must go with it.
+        let me = Arc::downgrade(self);
         self.started.call_once(move || {
             tokio::spawn(supervise(me));
         });
@@ -252,34 +254,43 @@ impl Target {
 }
 
 /// Keep the target connected: connect, and after a failure or a dead
-/// process try again with a doubling pause (1 s up to 30 s).
-async fn supervise(target: Arc<Target>) {
+/// process try again with a doubling pause (1 s up to 30 s). Ends, killing
+/// a stdio process, when the target is dropped (the config moved on).
+async fn supervise(weak: Weak<Target>) {
     let mut backoff = Duration::from_secs(1);
     loop {
+        let Some(target) = weak.upgrade() else { return };
+        let mut dropped = target.health.subscribe();
         match target.connect().await {
             Ok((conn, info, watcher)) => {
                 tracing::info!(target = %target.name, version = %info.protocol_version, "MCP target ready");
                 *target.conn.lock().await = Some(conn);
                 target.health.send_replace(Health::Ready(info));
                 backoff = Duration::from_secs(1);
-                match watcher {
-                    // A stdio target is watched: when its process ends, start again.
-                    Some(exited) => {
-                        let _ = exited.await;
-                        tracing::warn!(target = %target.name, "MCP target process exited; restarting");
-                        *target.conn.lock().await = None;
-                        target
-                            .health
-                            .send_replace(Health::Down("process exited".into()));
+                drop(target);
+                // An HTTP target stays "ready"; failed calls report themselves.
+                let Some(mut exited) = watcher else { return };
+                let gone = async { while dropped.changed().await.is_ok() {} };
+                tokio::select! {
+                    _ = &mut exited => {}
+                    _ = gone => {
+                        // The last handle on the child goes with this task.
+                        exited.abort();
+                        return;
                     }
-                    // An HTTP target stays "ready"; failed calls report themselves.
-                    None => return,
                 }
+                let Some(target) = weak.upgrade() else { return };
+                tracing::warn!(target = %target.name, "MCP target process exited; restarting");
+                *target.conn.lock().await = None;
+                target
+                    .health
+                    .send_replace(Health::Down("process exited".into()));
             }
             Err(e) => {
                 tracing::warn!(target = %target.name, "MCP target unavailable: {e}; retrying in {backoff:?}");
                 *target.conn.lock().await = None;
                 target.health.send_replace(Health::Down(e));
+                drop(target);
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
