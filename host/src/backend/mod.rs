@@ -4,4 +4,5 @@
 pub mod http;
 pub mod llm;
 pub mod mcp;
+pub mod sse;
 pub mod tls;

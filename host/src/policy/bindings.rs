@@ -4,8 +4,6 @@
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "plugin",
-    // The LLM path compares views to see whether a plugin changed them.
-    additional_derives: [PartialEq],
 });
 
 pub use self::wardgate::policy::types::*;

@@ -87,6 +87,16 @@ impl ChainRun {
         &self.ctx
     }
 
+    /// Whether some plugin modified the input in the last `run::<H>`: the
+    /// chain records it, so callers need not copy the input to compare.
+    pub fn modified<H: Hook>(&self) -> bool {
+        self.decisions
+            .iter()
+            .rev()
+            .take_while(|d| d.hook == H::NAME)
+            .any(|d| d.outcome == Outcome::Modify)
+    }
+
     /// Whether any plugin of the chain implements `hook`.
     pub fn wants(&self, hook: super::bindings::Hooks) -> bool {
         self.plugins.iter().any(|p| p.implements(hook))

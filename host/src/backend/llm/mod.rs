@@ -27,8 +27,9 @@ use serde_json::{Map, Value};
 use self::api::{Api, Flavor};
 use self::failover::Failover;
 use self::provider::Provider;
-use self::stream::{ChunkGuard, SseDecoder, StreamRelay, TextVerdict};
+use self::stream::{ChunkGuard, StreamRelay, TextVerdict};
 use crate::backend::http::{Body, UpstreamError};
+use crate::backend::sse::SseDecoder;
 use crate::config::schema::{AiBackend, AiPolicy, BackendAuth, BackendTls, NamedAiProvider};
 use crate::policy::bindings::{Hooks, LlmChunk, TokenUsage};
 use crate::policy::hooks::{OnLlmChunk, OnLlmRequest, OnLlmResponse};
@@ -355,20 +356,12 @@ async fn chat(
     let requested_model = view.model.clone();
     let mut edited = false;
     if run.wants(Hooks::LLM_REQUEST) {
-        let before = (view.model.clone(), view.messages.clone());
         let verdict = run.run::<OnLlmRequest>(&mut view);
-        trace.decisions = run.decisions.clone();
-        match verdict {
-            Ok(Verdict::Continue) => {}
-            Ok(Verdict::Deny { plugin, denial }) => {
-                trace.denied_by = Some(plugin);
-                return crate::proxy::denial_response(denial);
-            }
-            Err(failure) => return plugin_failed(from, failure, trace),
+        if let Some(stop) = settle(verdict, &run, from, trace) {
+            return stop;
         }
-        edited = before != (view.model.clone(), view.messages.clone());
+        edited = run.modified::<OnLlmRequest>();
     }
-    trace.decisions = run.decisions.clone();
 
     let attempt = |p: &Provider| {
         let mut out = if p.flavor == from {
@@ -493,18 +486,11 @@ async fn chat(
     let (mut view, id) = chat::response_view(provider.flavor, &answer, provider.family);
     let mut edited = false;
     if run.wants(Hooks::LLM_RESPONSE) {
-        let before = (view.text.clone(), view.tool_calls.clone());
         let verdict = run.run::<OnLlmResponse>(&mut view);
-        trace.decisions = run.decisions.clone();
-        match verdict {
-            Ok(Verdict::Continue) => {}
-            Ok(Verdict::Deny { plugin, denial }) => {
-                trace.denied_by = Some(plugin);
-                return crate::proxy::denial_response(denial);
-            }
-            Err(failure) => return plugin_failed(from, failure, trace),
+        if let Some(stop) = settle(verdict, &run, from, trace) {
+            return stop;
         }
-        edited = before != (view.text.clone(), view.tool_calls.clone());
+        edited = run.modified::<OnLlmResponse>();
     }
     let model = if view.model.is_empty() {
         requested_model
@@ -539,16 +525,34 @@ fn with_provider(mut resp: Response<Body>, provider: &Provider) -> Response<Body
     resp
 }
 
-fn plugin_failed(
+/// Record the chain's decisions; `Some` is the answer that ends the request
+/// (a denial, or a plugin that failed closed, in the client's error shape).
+fn settle(
+    verdict: Result<Verdict, crate::policy::PluginFailure>,
+    run: &ChainRun,
     flavor: Flavor,
-    failure: crate::policy::PluginFailure,
     trace: &mut LlmTrace,
-) -> Response<Body> {
-    tracing::error!(route = %failure.route, plugin = %failure.plugin, hook = failure.hook, "{failure}");
-    trace.error = Some(failure.to_string());
-    let status =
-        StatusCode::from_u16(failure.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    api::error_response(flavor, status, Some("api_error"), &failure.to_string())
+) -> Option<Response<Body>> {
+    trace.decisions = run.decisions.clone();
+    match verdict {
+        Ok(Verdict::Continue) => None,
+        Ok(Verdict::Deny { plugin, denial }) => {
+            trace.denied_by = Some(plugin);
+            Some(crate::proxy::denial_response(denial))
+        }
+        Err(failure) => {
+            tracing::error!(route = %failure.route, plugin = %failure.plugin, hook = failure.hook, "{failure}");
+            trace.error = Some(failure.to_string());
+            let status =
+                StatusCode::from_u16(failure.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            Some(api::error_response(
+                flavor,
+                status,
+                Some("api_error"),
+                &failure.to_string(),
+            ))
+        }
+    }
 }
 
 /// Read a whole body, allowing at most `idle` between two reads.
@@ -605,8 +609,10 @@ impl StreamGuard {
         };
         self.index += 1;
         let verdict = match self.run.run::<OnLlmChunk>(&mut chunk) {
-            Ok(Verdict::Continue) if chunk.text == text => TextVerdict::Keep,
-            Ok(Verdict::Continue) => TextVerdict::Replace(chunk.text),
+            Ok(Verdict::Continue) if self.run.modified::<OnLlmChunk>() => {
+                TextVerdict::Replace(chunk.text)
+            }
+            Ok(Verdict::Continue) => TextVerdict::Keep,
             Ok(Verdict::Deny { plugin, denial }) => {
                 tracing::info!(request_id = %self.run.context().request_id, %plugin, provider = %self.provider, "stream stopped by a plugin");
                 TextVerdict::Stop(denial.body)

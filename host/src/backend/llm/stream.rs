@@ -11,77 +11,8 @@ use serde_json::{Value, json};
 
 use super::api::{Flavor, anthropic_type};
 use super::chat::{finish_from_anthropic, id_for, stop_from_openai, usage_of};
+use crate::backend::sse::SseEvent;
 use crate::policy::bindings::TokenUsage;
-
-/// One server-sent event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SseEvent {
-    pub event: Option<String>,
-    pub data: String,
-}
-
-/// Splits a byte stream into events; partial events wait for more bytes.
-#[derive(Default)]
-pub struct SseDecoder {
-    buf: BytesMut,
-}
-
-impl SseDecoder {
-    pub fn push(&mut self, bytes: &[u8], out: &mut Vec<SseEvent>) {
-        self.buf.extend_from_slice(bytes);
-        while let Some((end, sep)) = find_boundary(&self.buf) {
-            let block = self.buf.split_to(end + sep);
-            if let Some(ev) = parse_event(&block[..end]) {
-                out.push(ev);
-            }
-        }
-    }
-
-    /// The last event when the stream ends without a blank line.
-    pub fn finish(&mut self) -> Option<SseEvent> {
-        let block = std::mem::take(&mut self.buf);
-        parse_event(&block)
-    }
-}
-
-fn find_boundary(buf: &[u8]) -> Option<(usize, usize)> {
-    for i in 0..buf.len() {
-        if buf[i] == b'\n' {
-            if buf.get(i + 1) == Some(&b'\n') {
-                return Some((i, 2));
-            }
-            if buf.get(i + 1) == Some(&b'\r') && buf.get(i + 2) == Some(&b'\n') {
-                return Some((i, 3));
-            }
-        }
-    }
-    None
-}
-
-fn parse_event(block: &[u8]) -> Option<SseEvent> {
-    let text = std::str::from_utf8(block).ok()?;
-    let mut event = None;
-    let mut data: Option<String> = None;
-    for line in text.lines() {
-        let line = line.trim_end_matches('\r');
-        let (field, value) = match line.split_once(':') {
-            Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
-            None => (line, ""),
-        };
-        match field {
-            "event" => event = Some(value.to_string()),
-            "data" => match &mut data {
-                Some(d) => {
-                    d.push('\n');
-                    d.push_str(value);
-                }
-                None => data = Some(value.to_string()),
-            },
-            _ => {}
-        }
-    }
-    data.map(|data| SseEvent { event, data })
-}
 
 /// A stream event in neither format.
 #[derive(Debug, Clone, PartialEq)]
@@ -683,6 +614,7 @@ pub fn frames(out: BytesMut) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::sse::SseDecoder;
 
     struct Pass;
     impl ChunkGuard for Pass {

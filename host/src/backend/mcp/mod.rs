@@ -482,7 +482,6 @@ async fn dispatch(
             arguments: params.get("arguments").map(Value::to_string),
             session: Some(session.to_string()),
         };
-        let before = view.arguments.clone();
         match run.run::<OnMcpRequest>(&mut view) {
             Ok(Verdict::Continue) => {}
             Ok(Verdict::Deny { denial, plugin }) => {
@@ -503,7 +502,7 @@ async fn dispatch(
             }
             Err(failure) => return Err(RpcError::internal(failure.to_string())),
         }
-        if view.arguments != before
+        if run.modified::<OnMcpRequest>()
             && let Some(args) = view
                 .arguments
                 .as_deref()
@@ -549,7 +548,6 @@ async fn dispatch(
                 .and_then(Value::as_bool)
                 .unwrap_or(false),
         };
-        let before = view.result.clone();
         match run.run::<OnMcpResponse>(&mut view) {
             Ok(Verdict::Continue) => {}
             Ok(Verdict::Deny { denial, .. }) => {
@@ -563,7 +561,7 @@ async fn dispatch(
             }
             Err(failure) => return Err(RpcError::internal(failure.to_string())),
         }
-        if view.result != before
+        if run.modified::<OnMcpResponse>()
             && let Ok(v) = serde_json::from_str(&view.result)
         {
             result = v;

@@ -451,7 +451,7 @@ async fn http_post(
         return Ok((session, Some(v)));
     }
     // Read events until the response to our request.
-    let mut decoder = crate::backend::llm::stream::SseDecoder::default();
+    let mut decoder = crate::backend::sse::SseDecoder::default();
     let mut events = Vec::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| e.to_string())?;
