@@ -9,6 +9,8 @@ mod jwt;
 mod llm;
 #[path = "gateway/mcp.rs"]
 mod mcp;
+#[path = "gateway/mcp_everything.rs"]
+mod mcp_everything;
 #[path = "gateway/oci.rs"]
 mod oci;
 #[path = "support/process.rs"]

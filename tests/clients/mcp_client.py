@@ -4,7 +4,14 @@ initialize, list tools, then call each `NAME=JSON` given, printing one JSON
 line per step: {"tools": [...]}, then {"call": NAME, "isError": bool,
 "text": ...} or {"call": NAME, "error": {"code", "message"}}.
 
-Usage: mcp_client.py URL [NAME=JSON ...]
+With --sample TEXT the client answers the servers' sampling requests with
+TEXT; with --elicit JSON it accepts their elicitations with that content
+(each prints {"sampled": prompt} or {"elicited": message} when asked);
+--progress prints {"progress": n} for each progress notification.
+
+A URL ending in /sse uses the legacy HTTP+SSE transport.
+
+Usage: mcp_client.py URL [--sample TEXT] [--elicit JSON] [--progress] [NAME=JSON ...]
 """
 
 import asyncio
@@ -16,16 +23,44 @@ try:  # the v2 line
     from mcp.client.streamable_http import streamable_http_client
 except ImportError:  # the v1 line: yields (read, write, get_session_id)
     from mcp.client.streamable_http import streamablehttp_client as streamable_http_client
+from mcp.client.sse import sse_client
 try:  # the v2 line
     from mcp import MCPError as McpError
 except ImportError:  # the v1 line
     from mcp.shared.exceptions import McpError
 
 
-async def main(url, calls):
-    async with streamable_http_client(url) as streams:
+from mcp import types
+
+
+def callbacks(sample, elicit):
+    async def sampling(context, params):
+        prompt = "".join(getattr(m.content, "text", "") for m in params.messages)
+        print(json.dumps({"sampled": prompt}), flush=True)
+        return types.CreateMessageResult(role="assistant", model="test-model",
+                                         content=types.TextContent(type="text", text=sample))
+
+    async def elicitation(context, params):
+        print(json.dumps({"elicited": params.message}), flush=True)
+        return types.ElicitResult(action="accept", content=json.loads(elicit))
+
+    out = {}
+    if sample is not None:
+        out["sampling_callback"] = sampling
+    if elicit is not None:
+        out["elicitation_callback"] = elicitation
+    return out
+
+
+async def main(url, calls, sample=None, elicit=None, progress=False):
+    async def on_progress(p, total, message):
+        print(json.dumps({"progress": p}), flush=True)
+
+    # A URL ending in /sse speaks the legacy HTTP+SSE transport.
+    connect = sse_client if url.rstrip("/").endswith("/sse") else streamable_http_client
+    async with connect(url) as streams:
         read, write = streams[0], streams[1]
-        async with ClientSession(read, write) as session:
+        async with ClientSession(read, write, **callbacks(sample, elicit)) as session:
             init = await session.initialize()
             # v2 names fields in snake_case, v1 as on the wire.
             info = getattr(init, "server_info", None) or init.serverInfo
@@ -36,7 +71,8 @@ async def main(url, calls):
             for call in calls:
                 name, _, args = call.partition("=")
                 try:
-                    r = await session.call_tool(name, json.loads(args or "{}"))
+                    r = await session.call_tool(name, json.loads(args or "{}"),
+                                                progress_callback=on_progress if progress else None)
                     text = "".join(getattr(c, "text", "") for c in r.content)
                     is_error = getattr(r, "is_error", None)
                     if is_error is None:
@@ -48,4 +84,11 @@ async def main(url, calls):
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2:]))
+    args, opts = sys.argv[2:], {}
+    while args and args[0].startswith("--"):
+        flag = args.pop(0)
+        if flag == "--progress":
+            opts["progress"] = True
+        else:
+            opts[flag[2:]] = args.pop(0)
+    asyncio.run(main(sys.argv[1], args, **opts))

@@ -16,11 +16,11 @@ use serde_json::{Value, json};
 use super::process::Gateway;
 use super::{client, json, send};
 
-fn root() -> PathBuf {
+pub(super) fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn venv(name: &str, bin: &str) -> PathBuf {
+pub(super) fn venv(name: &str, bin: &str) -> PathBuf {
     let p = root().join("target").join(name).join("bin").join(bin);
     assert!(
         p.exists(),
@@ -30,7 +30,7 @@ fn venv(name: &str, bin: &str) -> PathBuf {
     p
 }
 
-fn free_port() -> u16 {
+pub(super) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -78,7 +78,7 @@ fn time_target() -> String {
 }
 
 /// Run the SDK client (`py` = mcp 2, `py-mcp1` = mcp<2); its JSON lines.
-fn sdk_client(line: &str, url: &str, calls: &[&str]) -> Vec<Value> {
+pub(super) fn sdk_client(line: &str, url: &str, calls: &[&str]) -> Vec<Value> {
     let out = Command::new(venv(line, "python"))
         .arg(root().join("tests/clients/mcp_client.py"))
         .arg(url)
@@ -98,7 +98,7 @@ fn sdk_client(line: &str, url: &str, calls: &[&str]) -> Vec<Value> {
 }
 
 /// One raw JSON-RPC POST.
-async fn rpc(
+pub(super) async fn rpc(
     url: &str,
     session: Option<&str>,
     body: &str,
@@ -116,7 +116,7 @@ async fn rpc(
     .await
 }
 
-async fn open_session(url: &str) -> String {
+pub(super) async fn open_session(url: &str) -> String {
     let (status, headers, body) = rpc(
         url,
         None,
@@ -487,6 +487,20 @@ async fn a_session_opened_on_one_replica_continues_on_another_with_the_same_key(
     )
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "another key cannot open it");
+    // The GET stream opens on any replica too.
+    let get = |gw: &Gateway| {
+        Request::get(gw.url("/mcp"))
+            .header("accept", "text/event-stream")
+            .header("mcp-session-id", s.as_str())
+            .body(Full::default())
+            .unwrap()
+    };
+    let resp = client().request(get(&b)).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    drop(resp);
+    let resp = client().request(get(&stranger)).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
     let delete = Request::delete(b.url("/mcp"))
         .header("mcp-session-id", s.as_str())
         .body(Full::default())
@@ -561,4 +575,130 @@ async fn a_reload_stops_the_old_configs_stdio_targets() {
     let r = call(&url, &s, "get_current_time", json!({"timezone": "UTC"})).await;
     assert!(r["result"].is_object(), "{r}");
     assert_eq!(time_processes(&gw), 1);
+}
+
+/// The stateless revision (2026-07-28) on the same endpoint as the
+/// session-based ones: the v2 SDK's Client discovers it and uses it; the
+/// header/body ladder gives the revision's errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stateless_revision_is_served_next_to_the_session_based_ones() {
+    let calc = FastMcp::start();
+    let gw = Gateway::start(&format!(
+        "binds:\n- port: 0\n  listeners:\n  - routes:\n    - name: tools\n      backends:\n      - mcp: {{targets: [{time}, {{name: calc, mcp: {{host: 127.0.0.1, port: {port}}}}}]}}\n",
+        time = time_target(),
+        port = calc.port
+    ))
+    .await;
+    let url = gw.url("/mcp");
+    let out = Command::new(venv("py", "python"))
+        .arg(root().join("tests/clients/mcp_stateless_client.py"))
+        .args([
+            url.as_str(),
+            r#"calc_add={"a": 2, "b": 40}"#,
+            "calc_nope={}",
+        ])
+        .output()
+        .expect("run the stateless client");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = text.lines().map(json).collect();
+    assert_eq!(lines[0]["version"], "2026-07-28", "{text}");
+    assert!(
+        lines[1]["tools"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("time_get_current_time"))
+    );
+    assert_eq!(lines[2]["text"], "42", "{text}");
+    // The target itself says it has no such tool.
+    assert_eq!(lines[3]["isError"], true, "{text}");
+    // The session-based revisions still work on the same endpoint.
+    let session = open_session(&url).await;
+    assert!(!session.is_empty());
+
+    let envelope = |version: &str| {
+        json!({"io.modelcontextprotocol/protocolVersion": version,
+               "io.modelcontextprotocol/clientCapabilities": {}})
+    };
+    let post = |headers: Vec<(&'static str, String)>, body: Value| {
+        let mut req = Request::post(&url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream");
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        req.body(Full::new(Bytes::from(body.to_string()))).unwrap()
+    };
+    let modern = |method: &str, name: Option<&str>| {
+        let mut h = vec![
+            ("mcp-protocol-version", "2026-07-28".to_string()),
+            ("mcp-method", method.to_string()),
+        ];
+        if let Some(n) = name {
+            h.push(("mcp-name", n.to_string()));
+        }
+        h
+    };
+    let call = |name: &str| {
+        json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
+            "name": name, "arguments": {"a": 1, "b": 1}, "_meta": envelope("2026-07-28")}})
+    };
+    // Agreeing headers: answered, and no session is minted.
+    let (status, headers, body) = send(
+        &client(),
+        post(modern("tools/call", Some("calc_add")), call("calc_add")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(headers.get("mcp-session-id").is_none());
+    assert_eq!(json(&body)["result"]["resultType"], "complete");
+    // Mcp-Name naming another tool than the body: -32020, 400.
+    let (status, _, body) = send(
+        &client(),
+        post(modern("tools/call", Some("calc_sub")), call("calc_add")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(json(&body)["error"]["code"], -32020, "{body}");
+    // Mcp-Method missing: -32020.
+    let (status, _, body) = send(
+        &client(),
+        post(
+            vec![("mcp-protocol-version", "2026-07-28".to_string())],
+            call("calc_add"),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (status, json(&body)["error"]["code"].clone()),
+        (StatusCode::BAD_REQUEST, json!(-32020))
+    );
+    // A revision from the future: -32022 listing what is supported.
+    let discover = json!({"jsonrpc": "2.0", "id": 4, "method": "server/discover",
+        "params": {"_meta": envelope("2099-01-01")}});
+    let (status, _, body) = send(
+        &client(),
+        post(
+            vec![
+                ("mcp-protocol-version", "2099-01-01".to_string()),
+                ("mcp-method", "server/discover".to_string()),
+            ],
+            discover,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let body = json(&body);
+    assert_eq!(body["error"]["code"], -32022);
+    assert_eq!(body["error"]["data"]["supported"], json!(["2026-07-28"]));
+    // An unknown method: 404 with -32601.
+    let unknown = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/frobnicate",
+        "params": {"_meta": envelope("2026-07-28")}});
+    let (status, _, body) = send(&client(), post(modern("tools/frobnicate", None), unknown)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(json(&body)["error"]["code"], -32601);
 }

@@ -1,7 +1,11 @@
 //! Server-sent events: splitting a byte stream into events, for the LLM
 //! streams and the MCP upstreams alike.
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
+use tokio::sync::mpsc;
+
+use crate::backend::http::{Body, BoxError};
 
 /// One server-sent event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +36,21 @@ impl SseDecoder {
         let block = std::mem::take(&mut self.buf);
         parse_event(&block)
     }
+}
+
+/// A response body that streams whatever the sender pushes, until it is dropped.
+pub fn channel_body(rx: mpsc::Receiver<Bytes>) -> Body {
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|bytes| (Ok::<_, BoxError>(hyper::body::Frame::data(bytes)), rx))
+    });
+    http_body_util::StreamBody::new(stream).boxed()
+}
+
+/// One `message` event carrying `data` (one line of JSON).
+pub fn message_event(data: &str) -> Bytes {
+    Bytes::from(format!("event: message\ndata: {data}\n\n"))
 }
 
 fn find_boundary(buf: &[u8]) -> Option<(usize, usize)> {

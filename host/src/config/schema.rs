@@ -735,6 +735,9 @@ pub struct McpBackend {
     pub stateful_mode: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix_mode: Option<String>,
+    /// Browser origins allowed besides loopback ones (`*` for any).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_origins: Vec<String>,
 }
 
 /// An MCP server behind the route: exactly one of `stdio`, `mcp`, `sse`.

@@ -729,15 +729,7 @@ fn relay_body(
         );
         tracing::debug!(route = %route, provider = %provider.name, ?usage, "stream ended");
     });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|bytes| {
-            (
-                Ok::<_, crate::backend::http::BoxError>(hyper::body::Frame::data(bytes)),
-                rx,
-            )
-        })
-    });
-    http_body_util::StreamBody::new(stream).boxed()
+    crate::backend::sse::channel_body(rx)
 }
 
 /// Why no provider gave an answer.

@@ -154,7 +154,7 @@ impl Federation {
                     Some(c) => json!({"cursor": c}),
                     None => json!({}),
                 };
-                match t.call(kind.list_method(), params).await {
+                match t.call(kind.list_method(), params, None).await {
                     Ok(page) => {
                         if let Some(items) = page.get(kind.field()).and_then(Value::as_array) {
                             all.extend(items.iter().cloned());

@@ -63,7 +63,9 @@ pub enum Incoming {
         method: String,
     },
     /// A response (to a server-initiated request).
-    Response,
+    Response {
+        id: Value,
+    },
 }
 
 /// Classify one message; the error is the reply to send (id may be null).
@@ -90,8 +92,8 @@ pub fn classify(v: &Value) -> Result<Incoming, (Value, RpcError)> {
         }
         (Some(Value::String(m)), None) => Ok(Incoming::Notification { method: m.clone() }),
         (Some(_), _) => Err(bad("\"method\" must be a string")),
-        (None, Some(_)) if obj.contains_key("result") || obj.contains_key("error") => {
-            Ok(Incoming::Response)
+        (None, Some(id)) if obj.contains_key("result") || obj.contains_key("error") => {
+            Ok(Incoming::Response { id })
         }
         (None, _) => Err(bad("a request needs \"method\"")),
     }
@@ -121,7 +123,7 @@ mod tests {
         ));
         assert!(matches!(
             classify(&json!({"jsonrpc": "2.0", "id": 1, "result": {}})),
-            Ok(Incoming::Response)
+            Ok(Incoming::Response { .. })
         ));
         for bad in [
             json!({"id": 1, "method": "ping"}),

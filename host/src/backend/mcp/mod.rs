@@ -9,6 +9,8 @@
 
 pub mod federation;
 pub mod jsonrpc;
+pub mod legacy;
+pub mod modern;
 pub mod session;
 pub mod upstream;
 
@@ -25,9 +27,10 @@ use self::federation::{Federation, Kind, PrefixMode};
 use self::jsonrpc::{
     INVALID_PARAMS, INVALID_REQUEST, Incoming, METHOD_NOT_FOUND, PARSE_ERROR, RpcError,
 };
-use self::session::{Sealer, SessionState};
-use self::upstream::{Reach, Target};
+use self::session::{RELAY_AAD, Sealer, SessionState};
+use self::upstream::{Reach, ServerMessage, Sink, Target};
 use crate::backend::http::{Body, HttpBackends};
+use crate::backend::sse;
 use crate::config::schema::{HostPort, HttpVersion, McpBackend as McpConfig};
 use crate::gateway::WeightedBackend;
 use crate::policy::bindings::{Hooks, McpItem, McpList, McpListKind, McpRequest, McpResponse};
@@ -46,6 +49,10 @@ pub struct McpBackend {
     /// Sessions this replica saw deleted (the ids themselves stay valid
     /// elsewhere: there is no shared table).
     ended: Mutex<HashSet<String>>,
+    /// Browser origins allowed besides loopback ones (DNS-rebinding
+    /// protection); `*` allows any.
+    allowed_origins: Vec<String>,
+    legacy: legacy::LegacyStreams,
 }
 
 pub type BuildError = (String, String);
@@ -95,26 +102,25 @@ impl McpBackend {
                     args: s.args.clone(),
                     env: s.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
                 },
-                (None, Some(h), None) => {
+                (None, Some(h), None) | (None, None, Some(h)) => {
+                    let legacy = t.sse.is_some();
+                    let field = if legacy { "sse" } else { "mcp" };
+                    let default_path = if legacy { "/sse" } else { "/mcp" };
                     let (target, path, tls) =
-                        http_target(h).map_err(|e| (format!("{at}.mcp"), e))?;
+                        http_target(h, default_path).map_err(|e| (format!("{at}.{field}"), e))?;
                     let transport = clients
                         .transport(tls.then(Default::default).as_ref(), HttpVersion::default())
-                        .map_err(|e| (format!("{at}.mcp"), e))?;
-                    Reach::Http {
-                        backend: WeightedBackend {
-                            target,
-                            weight: 1,
-                            transport,
-                        },
-                        path,
+                        .map_err(|e| (format!("{at}.{field}"), e))?;
+                    let backend = WeightedBackend {
+                        target,
+                        weight: 1,
+                        transport,
+                    };
+                    if legacy {
+                        Reach::Sse { backend, path }
+                    } else {
+                        Reach::Http { backend, path }
                     }
-                }
-                (None, None, Some(_)) => {
-                    return Err((
-                        format!("{at}.sse"),
-                        "legacy SSE targets are not served by this build yet".into(),
-                    ));
                 }
                 _ => {
                     return Err((
@@ -130,19 +136,24 @@ impl McpBackend {
             route: route.to_string(),
             sealer,
             ended: Mutex::new(HashSet::new()),
+            allowed_origins: config.allowed_origins.clone(),
+            legacy: Default::default(),
         })
     }
 }
 
 /// `host` is a name (with `port`, `path`) or a whole URL.
-fn http_target(h: &crate::config::schema::HttpTarget) -> Result<(HostPort, String, bool), String> {
+fn http_target(
+    h: &crate::config::schema::HttpTarget,
+    default_path: &str,
+) -> Result<(HostPort, String, bool), String> {
     if h.host.contains("://") {
         let uri: http::Uri = h.host.parse().map_err(|e| format!("'{}': {e}", h.host))?;
         let tls = uri.scheme_str() == Some("https");
         let host = uri.host().ok_or("the URL has no host")?.to_string();
         let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
         let path = h.path.clone().unwrap_or_else(|| match uri.path() {
-            "" | "/" => "/mcp".into(),
+            "" | "/" => default_path.into(),
             p => p.into(),
         });
         return Ok((HostPort { host, port }, path, tls));
@@ -152,7 +163,7 @@ fn http_target(h: &crate::config::schema::HttpTarget) -> Result<(HostPort, Strin
             host: h.host.clone(),
             port: h.port.unwrap_or(80),
         },
-        h.path.clone().unwrap_or_else(|| "/mcp".into()),
+        h.path.clone().unwrap_or_else(|| default_path.into()),
         false,
     ))
 }
@@ -188,16 +199,32 @@ pub async fn serve(
     input: McpRequestIn,
     trace: &mut McpTrace,
 ) -> Response<Body> {
-    let McpRequestIn {
-        parts,
-        body,
-        mut run,
-    } = input;
+    let McpRequestIn { parts, body, run } = input;
     let session = parts
         .headers
         .get(SESSION_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    if !mcp.origin_allowed(&parts.headers) {
+        // A browser page from elsewhere (DNS rebinding): refuse before anything runs.
+        trace.error = Some("origin not allowed".into());
+        return rpc_failure(
+            StatusCode::FORBIDDEN,
+            Value::Null,
+            RpcError::new(
+                INVALID_REQUEST,
+                "Origin not allowed (add it to the mcp backend's allowedOrigins)",
+            ),
+        );
+    }
+    if parts.method == Method::POST
+        && let Some(sid) = legacy::session_param(parts.uri.query())
+    {
+        return legacy::post(mcp, sid, body, run, trace).await;
+    }
+    if parts.method == Method::GET && session.is_none() && legacy::is_legacy_get(parts.uri.path()) {
+        return legacy::open(mcp, parts.uri.path(), trace);
+    }
     match parts.method {
         Method::POST => {}
         Method::DELETE => {
@@ -219,13 +246,13 @@ pub async fn serve(
             };
             return r;
         }
+        Method::GET => return listen(mcp, &parts.headers, session, trace),
         _ => {
-            // No server-initiated stream yet: the spec lets a server refuse GET.
             let mut r = Response::new(crate::proxy::full(Bytes::new()));
             *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
             r.headers_mut().insert(
                 http::header::ALLOW,
-                HeaderValue::from_static("POST, DELETE"),
+                HeaderValue::from_static("GET, POST, DELETE"),
             );
             return r;
         }
@@ -259,55 +286,18 @@ pub async fn serve(
             RpcError::new(INVALID_REQUEST, "Content-Type must be application/json"),
         );
     }
-    let msg: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => {
-            return rpc_failure(
-                StatusCode::BAD_REQUEST,
-                Value::Null,
-                RpcError::new(PARSE_ERROR, format!("Parse error: {e}")),
-            );
-        }
-    };
-    if msg.is_array() {
-        return rpc_failure(
-            StatusCode::BAD_REQUEST,
-            Value::Null,
-            RpcError::new(INVALID_REQUEST, "JSON-RPC batches are not supported"),
-        );
-    }
-    let incoming = match jsonrpc::classify(&msg) {
+    let (msg, incoming) = match parse_message(&body) {
         Ok(m) => m,
-        Err((id, e)) => return rpc_failure(StatusCode::BAD_REQUEST, id, e),
+        Err(refusal) => return refusal,
     };
-
+    if modern::is_modern(&msg, &parts.headers) {
+        return modern::serve(mcp, &parts.headers, msg, incoming, run, trace).await;
+    }
     if let Incoming::Request { id, method, params } = &incoming
         && method == "initialize"
     {
-        let asked = params
-            .get("protocolVersion")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        let version = if SUPPORTED_VERSIONS.contains(&asked) {
-            asked
-        } else {
-            SUPPORTED_VERSIONS[0]
-        };
-        let sid = mcp.sealer.seal(&SessionState {
-            version: version.to_string(),
-            route: mcp.route.clone(),
-            opened: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
-        });
-        let result = json!({
-            "protocolVersion": version,
-            "capabilities": mcp.federation.capabilities().await,
-            "serverInfo": {"name": "wardgate", "version": env!("CARGO_PKG_VERSION")},
-            "instructions": format!("Tools of {} federated by Wardgate.",
-                mcp.federation.targets.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ")),
-        });
+        let (version, result) = initialize_result(&mcp, params).await;
+        let sid = mcp.new_session(&version);
         trace.summary = Some(format!("mcp initialize session={sid}"));
         let mut r = json_response(StatusCode::OK, &jsonrpc::result(id, result));
         if let Ok(v) = HeaderValue::from_str(&sid) {
@@ -355,28 +345,408 @@ pub async fn serve(
     }
 
     let Incoming::Request { id, method, params } = incoming else {
+        if let Incoming::Response { id } = &incoming {
+            mcp.answer_relayed(&sid, id, msg).await;
+        }
         // Notifications and responses are accepted without a body.
         let mut r = Response::new(crate::proxy::full(Bytes::new()));
         *r.status_mut() = StatusCode::ACCEPTED;
         return r;
     };
-    let outcome = dispatch(&mcp, &mut run, &sid, &method, params, trace).await;
-    trace.decisions = run.decisions.clone();
-    match outcome {
-        Ok(result) => json_response(StatusCode::OK, &jsonrpc::result(&id, result)),
-        Err(e) => {
-            trace.error = Some(format!("{}: {}", e.code, e.message));
-            json_response(StatusCode::OK, &jsonrpc::error(&id, &e))
+    respond_to(mcp, sid, id, method, params, run, trace).await
+}
+
+/// Answer one request: plain JSON when the targets say nothing else
+/// meanwhile; once they do (sampling, progress, logs), an SSE stream that
+/// carries those first and the answer last. `sid` is empty for stateless
+/// (2026-07-28) requests.
+async fn respond_to(
+    mcp: Arc<McpBackend>,
+    sid: String,
+    id: Value,
+    method: String,
+    params: Value,
+    run: ChainRun,
+    trace: &mut McpTrace,
+) -> Response<Body> {
+    trace.summary = Some(format!("mcp {method} session={sid}"));
+    let (sink, mut from_targets) = tokio::sync::mpsc::unbounded_channel();
+    let mut answer: Answer = Box::pin(answer(
+        mcp.clone(),
+        run,
+        sid.clone(),
+        id,
+        method,
+        params,
+        sink,
+    ));
+    let first = tokio::select! {
+        biased;
+        (reply, done) = &mut answer => match from_targets.try_recv() {
+            Err(_) => {
+                *trace = done;
+                let unknown_method = sid.is_empty()
+                    && reply.pointer("/error/code").and_then(Value::as_i64) == Some(METHOD_NOT_FOUND);
+                // The stateless revision answers an unknown method with 404.
+                let status = if unknown_method { StatusCode::NOT_FOUND } else { StatusCode::OK };
+                return json_response(status, &reply);
+            }
+            Ok(first) => {
+                *trace = done;
+                let (tx, rx) = tokio::sync::mpsc::channel(16);
+                let done = Box::pin(async move { (reply, McpTrace::default()) });
+                tokio::spawn(relay_answer(mcp, sid, done, from_targets, Some(first), tx));
+                return sse_response(rx);
+            }
+        },
+        Some(first) = from_targets.recv() => first,
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(relay_answer(
+        mcp,
+        sid,
+        answer,
+        from_targets,
+        Some(first),
+        tx,
+    ));
+    sse_response(rx)
+}
+
+type Answer = std::pin::Pin<Box<dyn std::future::Future<Output = (Value, McpTrace)> + Send>>;
+
+/// Stream what the targets say about a call, then its answer, as SSE
+/// events into `out`. A client that leaves drops the call with it.
+async fn relay_answer(
+    mcp: Arc<McpBackend>,
+    sid: String,
+    mut answer: Answer,
+    mut from_targets: tokio::sync::mpsc::UnboundedReceiver<ServerMessage>,
+    mut next: Option<ServerMessage>,
+    out: tokio::sync::mpsc::Sender<Bytes>,
+) {
+    loop {
+        if let Some(m) = next.take() {
+            if sid.is_empty() && m.msg.get("id").is_some() {
+                // Stateless requests carry no server requests back (the
+                // revision has InputRequiredResult for that): refuse it.
+                mcp.refuse(&m).await;
+                continue;
+            }
+            let event = sse::message_event(&mcp.outgoing(&sid, m).to_string());
+            if out.send(event).await.is_err() {
+                return;
+            }
+        }
+        tokio::select! {
+            biased;
+            Some(m) = from_targets.recv() => next = Some(m),
+            (reply, done) = &mut answer => {
+                while let Ok(m) = from_targets.try_recv() {
+                    let _ = out.send(sse::message_event(&mcp.outgoing(&sid, m).to_string())).await;
+                }
+                let _ = out.send(sse::message_event(&reply.to_string())).await;
+                if done.summary.is_some() {
+                    log_streamed(&done);
+                }
+                return;
+            }
         }
     }
 }
 
+/// One JSON-RPC message from a POST body, or the refusal to send.
+fn parse_message(body: &[u8]) -> Result<(Value, Incoming), Response<Body>> {
+    let msg: Value = serde_json::from_slice(body).map_err(|e| {
+        rpc_failure(
+            StatusCode::BAD_REQUEST,
+            Value::Null,
+            RpcError::new(PARSE_ERROR, format!("Parse error: {e}")),
+        )
+    })?;
+    if msg.is_array() {
+        return Err(rpc_failure(
+            StatusCode::BAD_REQUEST,
+            Value::Null,
+            RpcError::new(INVALID_REQUEST, "JSON-RPC batches are not supported"),
+        ));
+    }
+    match jsonrpc::classify(&msg) {
+        Ok(incoming) => Ok((msg, incoming)),
+        Err((id, e)) => Err(rpc_failure(StatusCode::BAD_REQUEST, id, e)),
+    }
+}
+
+/// The answer to `initialize`: the revision both sides speak, and the
+/// federation's merged capabilities.
+async fn initialize_result(mcp: &McpBackend, params: &Value) -> (String, Value) {
+    let asked = params
+        .get("protocolVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let version = if SUPPORTED_VERSIONS.contains(&asked) {
+        asked
+    } else {
+        SUPPORTED_VERSIONS[0]
+    };
+    let result = json!({
+        "protocolVersion": version,
+        "capabilities": mcp.federation.capabilities().await,
+        "serverInfo": {"name": "wardgate", "version": env!("CARGO_PKG_VERSION")},
+        "instructions": instructions(mcp),
+    });
+    (version.to_string(), result)
+}
+
+fn instructions(mcp: &McpBackend) -> String {
+    let names: Vec<&str> = mcp
+        .federation
+        .targets
+        .iter()
+        .map(|t| t.name.as_str())
+        .collect();
+    format!("Tools of {} federated by Wardgate.", names.join(", "))
+}
+
+/// The outcome of one request, as the JSON-RPC reply and what the access log learns.
+async fn answer(
+    mcp: Arc<McpBackend>,
+    mut run: ChainRun,
+    sid: String,
+    id: Value,
+    method: String,
+    params: Value,
+    sink: Sink,
+) -> (Value, McpTrace) {
+    let mut trace = McpTrace::default();
+    let outcome = dispatch(&mcp, &mut run, &sid, &method, params, &mut trace, &sink).await;
+    trace.decisions = std::mem::take(&mut run.decisions);
+    let reply = match outcome {
+        Ok(mut result) if sid.is_empty() => {
+            modern::decorate(&method, &mut result);
+            jsonrpc::result(&id, result)
+        }
+        Ok(result) => jsonrpc::result(&id, result),
+        Err(e) => {
+            trace.error = Some(format!("{}: {}", e.code, e.message));
+            jsonrpc::error(&id, &e)
+        }
+    };
+    (reply, trace)
+}
+
+/// A streamed answer is logged when it ends, after its access-log line.
+fn log_streamed(done: &McpTrace) {
+    tracing::info!(
+        mcp = done.summary.as_deref().unwrap_or(""),
+        error = done.error.as_deref().unwrap_or(""),
+        "streamed MCP answer ended"
+    );
+}
+
+fn sse_response(rx: tokio::sync::mpsc::Receiver<Bytes>) -> Response<Body> {
+    let mut r = Response::new(sse::channel_body(rx));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    r.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache"),
+    );
+    r
+}
+
+/// GET: the session's stream of what targets say about no call in
+/// particular (list_changed, resource updates, their own requests).
+fn listen(
+    mcp: Arc<McpBackend>,
+    headers: &http::HeaderMap,
+    session: Option<String>,
+    trace: &mut McpTrace,
+) -> Response<Body> {
+    let accept = headers
+        .get(ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !(accept.contains("text/event-stream") || accept.contains("*/*")) {
+        return rpc_failure(
+            StatusCode::NOT_ACCEPTABLE,
+            Value::Null,
+            RpcError::new(INVALID_REQUEST, "Accept must list text/event-stream"),
+        );
+    }
+    let Some(sid) = session else {
+        return rpc_failure(
+            StatusCode::BAD_REQUEST,
+            Value::Null,
+            RpcError::new(INVALID_REQUEST, "Mcp-Session-Id header is required"),
+        );
+    };
+    if mcp.session(&sid).is_none() {
+        return rpc_failure(
+            StatusCode::NOT_FOUND,
+            Value::Null,
+            RpcError::new(INVALID_REQUEST, "unknown session"),
+        );
+    }
+    trace.summary = Some(format!("mcp GET session={sid}"));
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    forward_unrelated(mcp, sid, tx);
+    sse_response(rx)
+}
+
+/// Stream to `out` what every target says about no call in particular,
+/// with keep-alive comments, until the client goes.
+fn forward_unrelated(mcp: Arc<McpBackend>, sid: String, out: tokio::sync::mpsc::Sender<Bytes>) {
+    let (merged_tx, mut merged) = tokio::sync::mpsc::channel::<ServerMessage>(64);
+    for target in mcp.federation.targets.iter() {
+        target.ensure_started();
+        let mut rx = target.subscribe();
+        let tx = merged_tx.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    m = rx.recv() => match m {
+                        Ok(m) => if tx.send(m).await.is_err() { return },
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                            tracing::warn!("a slow MCP GET stream missed {n} messages");
+                        }
+                        Err(_) => return,
+                    },
+                    _ = tx.closed() => return,
+                }
+            }
+        });
+    }
+    drop(merged_tx);
+    tokio::spawn(async move {
+        // Comments keep idle proxies and clients from closing the stream.
+        let mut keepalive = tokio::time::interval(std::time::Duration::from_secs(15));
+        keepalive.tick().await;
+        loop {
+            let bytes = tokio::select! {
+                m = merged.recv() => match m {
+                    Some(m) => sse::message_event(&mcp.outgoing(&sid, m).to_string()),
+                    None => return,
+                },
+                _ = keepalive.tick() => Bytes::from_static(b": keepalive\n\n"),
+                _ = out.closed() => return,
+            };
+            if out.send(bytes).await.is_err() {
+                return;
+            }
+        }
+    });
+}
+
 impl McpBackend {
+    fn new_session(&self, version: &str) -> String {
+        self.sealer.seal(&SessionState {
+            version: version.to_string(),
+            route: self.route.clone(),
+            opened: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        })
+    }
+
+    /// Browsers send `Origin`; a page from a non-loopback origin the
+    /// config does not list is a DNS-rebinding attempt. Clients that are
+    /// not browsers send none and pass.
+    fn origin_allowed(&self, headers: &http::HeaderMap) -> bool {
+        let Some(origin) = headers.get(http::header::ORIGIN) else {
+            return true;
+        };
+        let Ok(origin) = origin.to_str() else {
+            return false;
+        };
+        if self
+            .allowed_origins
+            .iter()
+            .any(|o| o == "*" || o.eq_ignore_ascii_case(origin))
+        {
+            return true;
+        }
+        let host = origin
+            .parse::<http::Uri>()
+            .ok()
+            .and_then(|u| u.host().map(str::to_ascii_lowercase));
+        matches!(
+            host.as_deref(),
+            Some("localhost" | "127.0.0.1" | "[::1]" | "::1")
+        )
+    }
+
+    /// A target's message as this client sees it: its own requests get
+    /// ids that say, sealed, which target asked, under which id, of which
+    /// session; so the answer finds its way back on any replica.
+    fn outgoing(&self, sid: &str, m: ServerMessage) -> Value {
+        let mut msg = m.msg;
+        if msg.get("method").is_some()
+            && let Some(id) = msg.get("id").cloned()
+        {
+            let token = self.sealer.seal_value(
+                RELAY_AAD,
+                &json!({"t": &*m.target, "i": id, "s": session_tag(sid)}),
+            );
+            msg["id"] = Value::String(format!("wg-{token}"));
+        }
+        msg
+    }
+
+    /// Answer a target's request with an error, when no client can take it.
+    async fn refuse(&self, m: &ServerMessage) {
+        let method = m.msg.get("method").and_then(Value::as_str).unwrap_or("");
+        let reply = json!({"jsonrpc": "2.0", "id": m.msg.get("id"), "error": {"code": jsonrpc::INTERNAL_ERROR,
+            "message": format!("{method} cannot reach a stateless (2026-07-28) client")}});
+        if let Some(t) = self
+            .federation
+            .targets
+            .iter()
+            .find(|t| *t.name == *m.target)
+        {
+            let _ = t.respond(reply).await;
+        }
+    }
+
+    /// A client's answer to a relayed request goes back to the target that
+    /// asked, under the id it used.
+    async fn answer_relayed(&self, sid: &str, id: &Value, mut msg: Value) {
+        let relayed = id
+            .as_str()
+            .and_then(|id| id.strip_prefix("wg-"))
+            .and_then(|token| self.sealer.open_value(RELAY_AAD, token))
+            .filter(|v| v.get("s").and_then(Value::as_str) == Some(&session_tag(sid)));
+        let Some(relayed) = relayed else {
+            tracing::debug!(route = %self.route, "a response to no relayed request: dropped");
+            return;
+        };
+        let target = self
+            .federation
+            .targets
+            .iter()
+            .find(|t| Some(t.name.as_str()) == relayed.get("t").and_then(Value::as_str));
+        let Some(target) = target else { return };
+        msg["id"] = relayed.get("i").cloned().unwrap_or(Value::Null);
+        if let Err(e) = target.respond(msg).await {
+            tracing::warn!(route = %self.route, target = %target.name, "could not pass a client's answer on: {e}");
+        }
+    }
+
     /// The state of a session id sealed for this route, unless it ended here.
     fn session(&self, id: &str) -> Option<SessionState> {
         let state = self.sealer.open(id).filter(|s| s.route == self.route)?;
         (!self.ended.lock().unwrap().contains(id)).then_some(state)
     }
+}
+
+/// Binds relayed ids to a session without repeating its (long) id.
+fn session_tag(sid: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, sid.as_bytes());
+    digest.as_ref()[..12]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn list_kind(kind: Kind) -> McpListKind {
@@ -395,8 +765,11 @@ async fn dispatch(
     method: &str,
     params: Value,
     trace: &mut McpTrace,
+    sink: &Sink,
 ) -> Result<Value, RpcError> {
     let fed = &mcp.federation;
+    // Stateless (2026-07-28) requests have no session.
+    let session = if session.is_empty() { "none" } else { session };
     trace.summary = Some(format!("mcp {method} session={session}"));
     if method == "ping" {
         return Ok(json!({}));
@@ -450,7 +823,7 @@ async fn dispatch(
         }
         "logging/setLevel" => {
             for t in &fed.targets {
-                let _ = t.call(method, params.clone()).await;
+                let _ = t.call(method, params.clone(), None).await;
             }
             return Ok(json!({}));
         }
@@ -522,7 +895,7 @@ async fn dispatch(
             target.name
         )));
     }
-    let mut result = target.call(method, params).await?;
+    let mut result = target.call(method, params, Some(sink)).await?;
     if kind == Kind::Resources
         && let Some(contents) = result.get_mut("contents").and_then(Value::as_array_mut)
     {

@@ -12,7 +12,9 @@ use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde_json::{Value, json};
 
-const AAD: &[u8] = b"wardgate-mcp-session-v1";
+const SESSION_AAD: &[u8] = b"wardgate-mcp-session-v1";
+/// Ids of server-to-client requests relayed to a client.
+pub const RELAY_AAD: &[u8] = b"wardgate-mcp-relay-v1";
 
 pub struct Sealer {
     key: LessSafeKey,
@@ -68,14 +70,30 @@ impl Sealer {
     }
 
     pub fn seal(&self, state: &SessionState) -> String {
-        let plain = json!({"v": state.version, "r": state.route, "t": state.opened}).to_string();
+        let plain = json!({"v": state.version, "r": state.route, "t": state.opened});
+        self.seal_value(SESSION_AAD, &plain)
+    }
+
+    /// The state in a session id, if this key sealed it (and nobody changed it).
+    pub fn open(&self, id: &str) -> Option<SessionState> {
+        let v = self.open_value(SESSION_AAD, id)?;
+        Some(SessionState {
+            version: v.get("v")?.as_str()?.to_string(),
+            route: v.get("r")?.as_str()?.to_string(),
+            opened: v.get("t")?.as_u64()?,
+        })
+    }
+
+    /// Seal any small JSON value; `purpose` (the AEAD's associated data)
+    /// keeps a token made for one use from being accepted for another.
+    pub fn seal_value(&self, purpose: &[u8], plain: &Value) -> String {
         let mut nonce = [0u8; NONCE_LEN];
         self.rng.fill(&mut nonce).expect("system randomness");
-        let mut data = plain.into_bytes();
+        let mut data = plain.to_string().into_bytes();
         self.key
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce),
-                Aad::from(AAD),
+                Aad::from(purpose),
                 &mut data,
             )
             .expect("sealing cannot fail for small inputs");
@@ -84,9 +102,8 @@ impl Sealer {
         URL_SAFE_NO_PAD.encode(token)
     }
 
-    /// The state in a session id, if this key sealed it (and nobody changed it).
-    pub fn open(&self, id: &str) -> Option<SessionState> {
-        let raw = URL_SAFE_NO_PAD.decode(id).ok()?;
+    pub fn open_value(&self, purpose: &[u8], token: &str) -> Option<Value> {
+        let raw = URL_SAFE_NO_PAD.decode(token).ok()?;
         if raw.len() < NONCE_LEN + 16 {
             return None;
         }
@@ -95,14 +112,9 @@ impl Sealer {
         let mut data = sealed.to_vec();
         let plain = self
             .key
-            .open_in_place(nonce, Aad::from(AAD), &mut data)
+            .open_in_place(nonce, Aad::from(purpose), &mut data)
             .ok()?;
-        let v: Value = serde_json::from_slice(plain).ok()?;
-        Some(SessionState {
-            version: v.get("v")?.as_str()?.to_string(),
-            route: v.get("r")?.as_str()?.to_string(),
-            opened: v.get("t")?.as_u64()?,
-        })
+        serde_json::from_slice(plain).ok()
     }
 }
 

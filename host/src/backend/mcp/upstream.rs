@@ -15,10 +15,21 @@ use http::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::jsonrpc::RpcError;
 use crate::gateway::WeightedBackend;
+
+/// Where a target's own messages (requests to the client such as sampling
+/// or elicitation, progress, logging) go: the client call they belong to.
+pub type Sink = mpsc::UnboundedSender<ServerMessage>;
+
+/// A message a target sent on its own, and which target sent it.
+#[derive(Clone, Debug)]
+pub struct ServerMessage {
+    pub target: Arc<str>,
+    pub msg: Value,
+}
 
 /// The revision the gateway asks its upstreams for; they answer with theirs.
 pub const UPSTREAM_VERSION: &str = "2025-06-18";
@@ -33,6 +44,11 @@ pub enum Reach {
         env: Vec<(String, String)>,
     },
     Http {
+        backend: WeightedBackend,
+        path: String,
+    },
+    /// The legacy HTTP+SSE transport (revision 2024-11-05).
+    Sse {
         backend: WeightedBackend,
         path: String,
     },
@@ -60,14 +76,95 @@ pub struct Target {
     conn: tokio::sync::Mutex<Option<Arc<Conn>>>,
     started: std::sync::Once,
     next_id: AtomicU64,
+    relay: Arc<Relay>,
+}
+
+/// Sorts what a target says on its own to the clients it concerns.
+///
+/// Over Streamable HTTP the server answers a call on that call's stream,
+/// so the call is known. Over stdio there is one pipe: a progress
+/// notification names its call by token; other requests and logs go to the
+/// newest call in flight (a server asks for sampling while it works on a
+/// call); whatever concerns no call (list_changed, resource updates) goes
+/// to every GET stream open on the route.
+pub struct Relay {
+    target: Arc<str>,
+    calls: Mutex<Vec<InFlight>>,
+    unrelated: broadcast::Sender<ServerMessage>,
+}
+
+struct InFlight {
+    id: u64,
+    progress: Option<Value>,
+    sink: Sink,
+}
+
+impl Relay {
+    /// Hand `msg` on; a request nobody can take comes back for an error answer.
+    fn deliver(&self, msg: Value, via: Option<&Sink>) -> Result<(), Value> {
+        let is_request = msg.get("id").is_some();
+        let method = msg.get("method").and_then(Value::as_str).unwrap_or("");
+        let for_a_call =
+            is_request || method == "notifications/progress" || method == "notifications/message";
+        if for_a_call {
+            let sink = via.cloned().or_else(|| {
+                let calls = self.calls.lock().unwrap();
+                let token = msg.pointer("/params/progressToken");
+                token
+                    .and_then(|t| calls.iter().rev().find(|c| c.progress.as_ref() == Some(t)))
+                    .or_else(|| calls.last())
+                    .map(|c| c.sink.clone())
+            });
+            if let Some(sink) = sink {
+                let out = ServerMessage {
+                    target: self.target.clone(),
+                    msg,
+                };
+                return match sink.send(out) {
+                    Ok(()) => Ok(()),
+                    Err(e) if is_request => Err(e.0.msg),
+                    Err(_) => Ok(()),
+                };
+            }
+        }
+        if self.unrelated.receiver_count() == 0 {
+            return if is_request { Err(msg) } else { Ok(()) };
+        }
+        let _ = self.unrelated.send(ServerMessage {
+            target: self.target.clone(),
+            msg,
+        });
+        Ok(())
+    }
+}
+
+/// The error answer to a server request no client can take.
+fn unanswerable(request: &Value) -> Value {
+    let method = request.get("method").and_then(Value::as_str).unwrap_or("");
+    json!({"jsonrpc": "2.0", "id": request.get("id"), "error": {"code": -32603,
+        "message": format!("{method}: no client is connected to answer it")}})
+}
+
+/// Unregisters a stdio call from the relay when it ends, however it ends.
+struct CallGuard<'a> {
+    relay: &'a Relay,
+    id: u64,
+}
+
+impl Drop for CallGuard<'_> {
+    fn drop(&mut self) {
+        self.relay.calls.lock().unwrap().retain(|c| c.id != self.id);
+    }
 }
 
 /// A live session with the target.
 enum Conn {
-    Stdio {
+    /// One ordered channel each way: a process's stdin/stdout, or a legacy
+    /// SSE stream (server to gateway) with POSTs (gateway to server).
+    Piped {
         tx: mpsc::Sender<String>,
-        pending: Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>>,
-        _child: Arc<tokio::sync::Mutex<tokio::process::Child>>,
+        pending: Pending,
+        _child: Option<Arc<tokio::sync::Mutex<tokio::process::Child>>>,
     },
     Http {
         session: Option<HeaderValue>,
@@ -77,6 +174,11 @@ enum Conn {
 
 impl Target {
     pub fn new(name: String, reach: Reach) -> Arc<Target> {
+        let relay = Arc::new(Relay {
+            target: name.as_str().into(),
+            calls: Mutex::new(Vec::new()),
+            unrelated: broadcast::channel(256).0,
+        });
         Arc::new(Target {
             name,
             reach,
@@ -84,7 +186,24 @@ impl Target {
             conn: tokio::sync::Mutex::new(None),
             started: std::sync::Once::new(),
             next_id: AtomicU64::new(1),
+            relay,
         })
+    }
+
+    /// Messages of this target that concern no call in particular.
+    pub fn subscribe(&self) -> broadcast::Receiver<ServerMessage> {
+        self.relay.unrelated.subscribe()
+    }
+
+    /// Pass a client's answer to one of this target's requests back to it.
+    pub async fn respond(&self, reply: Value) -> Result<(), String> {
+        let conn = self
+            .conn
+            .lock()
+            .await
+            .clone()
+            .ok_or_else(|| format!("target {} is not connected", self.name))?;
+        self.send(&conn, &reply).await
     }
 
     pub fn health(&self) -> Health {
@@ -128,14 +247,49 @@ impl Target {
     }
 
     /// Send a request and wait for its response (`result` or an error).
-    pub async fn call(self: &Arc<Self>, method: &str, params: Value) -> Result<Value, RpcError> {
+    /// `sink` receives what the target sends on its own about this call.
+    pub async fn call(
+        self: &Arc<Self>,
+        method: &str,
+        params: Value,
+        sink: Option<&Sink>,
+    ) -> Result<Value, RpcError> {
         let conn =
             self.conn.lock().await.clone().ok_or_else(|| {
                 RpcError::internal(format!("target {} is not connected", self.name))
             })?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let _registered = match (&*conn, sink) {
+            (Conn::Piped { .. }, Some(sink)) => {
+                self.relay.calls.lock().unwrap().push(InFlight {
+                    id,
+                    progress: params.pointer("/_meta/progressToken").cloned(),
+                    sink: sink.clone(),
+                });
+                Some(CallGuard {
+                    relay: &self.relay,
+                    id,
+                })
+            }
+            _ => None,
+        };
         let msg = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        let reply = match tokio::time::timeout(CALL_TIMEOUT, self.exchange(&conn, id, msg)).await {
+        let mut outcome =
+            tokio::time::timeout(CALL_TIMEOUT, self.exchange(&conn, id, &msg, sink)).await;
+        if let Ok(Err(e)) = &outcome
+            && matches!(&*conn, Conn::Http { .. })
+            && e.message.starts_with("404")
+        {
+            // The server forgot our session (restarted, expired): open a
+            // new one and try once more.
+            tracing::info!(target = %self.name, "MCP target lost the session; initializing again");
+            let (fresh, info, _) = self.connect().await.map_err(RpcError::internal)?;
+            *self.conn.lock().await = Some(fresh.clone());
+            self.health.send_replace(Health::Ready(info));
+            outcome =
+                tokio::time::timeout(CALL_TIMEOUT, self.exchange(&fresh, id, &msg, sink)).await;
+        }
+        let reply = match outcome {
             Ok(r) => r?,
             Err(_) => {
                 return Err(RpcError::internal(format!(
@@ -150,9 +304,15 @@ impl Target {
         Ok(reply.get("result").cloned().unwrap_or(Value::Null))
     }
 
-    async fn exchange(&self, conn: &Conn, id: u64, msg: Value) -> Result<Value, RpcError> {
+    async fn exchange(
+        &self,
+        conn: &Conn,
+        id: u64,
+        msg: &Value,
+        sink: Option<&Sink>,
+    ) -> Result<Value, RpcError> {
         match conn {
-            Conn::Stdio { tx, pending, .. } => {
+            Conn::Piped { tx, pending, .. } => {
                 let (reply_tx, reply_rx) = oneshot::channel();
                 pending.lock().unwrap().insert(id, reply_tx);
                 if tx.send(msg.to_string()).await.is_err() {
@@ -172,8 +332,8 @@ impl Target {
                     path,
                     session.as_ref(),
                     Some(version),
-                    &msg,
-                    Some(id),
+                    msg,
+                    Some((id, &self.relay, sink)),
                 )
                 .await
                 .map_err(RpcError::internal)?;
@@ -182,17 +342,20 @@ impl Target {
         }
     }
 
-    async fn notify(&self, conn: &Conn, method: &str) {
-        let msg = json!({"jsonrpc": "2.0", "method": method});
+    /// Send a message that gets no answer (a notification, or a response).
+    async fn send(&self, conn: &Conn, msg: &Value) -> Result<(), String> {
         match conn {
-            Conn::Stdio { tx, .. } => {
-                let _ = tx.send(msg.to_string()).await;
-            }
+            Conn::Piped { tx, .. } => tx
+                .send(msg.to_string())
+                .await
+                .map_err(|_| format!("target {} is down", self.name)),
             Conn::Http { session, version } => {
-                if let Reach::Http { backend, path } = &self.reach {
-                    let _ =
-                        http_post(backend, path, session.as_ref(), Some(version), &msg, None).await;
-                }
+                let Reach::Http { backend, path } = &self.reach else {
+                    unreachable!("http conn on an http target")
+                };
+                http_post(backend, path, session.as_ref(), Some(version), msg, None)
+                    .await
+                    .map(drop)
             }
         }
     }
@@ -204,24 +367,44 @@ impl Target {
         let init = |id: u64| {
             json!({"jsonrpc": "2.0", "id": id, "method": "initialize", "params": {
                 "protocolVersion": UPSTREAM_VERSION,
-                "capabilities": {},
+                // What the gateway relays to its clients (they answer).
+                "capabilities": {"sampling": {}, "elicitation": {}},
                 "clientInfo": {"name": "wardgate", "version": env!("CARGO_PKG_VERSION")},
             }})
         };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (conn, reply, watcher) = match &self.reach {
             Reach::Stdio { cmd, args, env } => {
-                let (conn, exited) = spawn_stdio(&self.name, cmd, args, env)?;
+                let (conn, exited) = spawn_stdio(&self.name, cmd, args, env, self.relay.clone())?;
                 let conn = Arc::new(conn);
-                let reply = tokio::time::timeout(CALL_TIMEOUT, self.exchange(&conn, id, init(id)))
-                    .await
-                    .map_err(|_| "no answer to initialize".to_string())?
-                    .map_err(|e| e.message)?;
+                let reply =
+                    tokio::time::timeout(CALL_TIMEOUT, self.exchange(&conn, id, &init(id), None))
+                        .await
+                        .map_err(|_| "no answer to initialize".to_string())?
+                        .map_err(|e| e.message)?;
+                (conn, reply, Some(exited))
+            }
+            Reach::Sse { backend, path } => {
+                let (conn, exited) =
+                    open_sse(&self.name, backend, path, self.relay.clone()).await?;
+                let conn = Arc::new(conn);
+                let reply =
+                    tokio::time::timeout(CALL_TIMEOUT, self.exchange(&conn, id, &init(id), None))
+                        .await
+                        .map_err(|_| "no answer to initialize".to_string())?
+                        .map_err(|e| e.message)?;
                 (conn, reply, Some(exited))
             }
             Reach::Http { backend, path } => {
-                let (session, reply) =
-                    http_post(backend, path, None, None, &init(id), Some(id)).await?;
+                let (session, reply) = http_post(
+                    backend,
+                    path,
+                    None,
+                    None,
+                    &init(id),
+                    Some((id, &self.relay, None)),
+                )
+                .await?;
                 let reply = reply.ok_or("no answer to initialize")?;
                 let version = reply
                     .pointer("/result/protocolVersion")
@@ -239,7 +422,12 @@ impl Target {
             return Err(format!("initialize failed: {err}"));
         }
         let result = reply.get("result").cloned().unwrap_or(Value::Null);
-        self.notify(&conn, "notifications/initialized").await;
+        let _ = self
+            .send(
+                &conn,
+                &json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+            )
+            .await;
         let info = ServerInfo {
             protocol_version: result
                 .get("protocolVersion")
@@ -269,7 +457,10 @@ async fn supervise(weak: Weak<Target>) {
                 backoff = Duration::from_secs(1);
                 drop(target);
                 // An HTTP target stays "ready"; failed calls report themselves.
-                let Some(mut exited) = watcher else { return };
+                let Some(mut exited) = watcher else {
+                    tokio::spawn(listen(weak));
+                    return;
+                };
                 let gone = async { while dropped.changed().await.is_ok() {} };
                 tokio::select! {
                     _ = &mut exited => {}
@@ -298,11 +489,71 @@ async fn supervise(weak: Weak<Target>) {
     }
 }
 
+/// A Streamable HTTP server sends what concerns no call on a GET stream;
+/// keep one open while the target lives (a server without one answers 405).
+async fn listen(weak: Weak<Target>) {
+    loop {
+        let Some(target) = weak.upgrade() else { return };
+        let Some(conn) = target.conn.lock().await.clone() else {
+            return;
+        };
+        let (Conn::Http { session, version }, Reach::Http { backend, path }) =
+            (&*conn, &target.reach)
+        else {
+            return;
+        };
+        let mut req = Request::get(path.as_str())
+            .header(ACCEPT, "text/event-stream")
+            .header("mcp-protocol-version", version.clone())
+            .body(crate::proxy::full(Bytes::new()))
+            .expect("valid request");
+        if let Some(s) = session {
+            req.headers_mut().insert("mcp-session-id", s.clone());
+        }
+        if let Ok(host) = HeaderValue::from_str(&backend.target.to_string()) {
+            req.headers_mut().insert(http::header::HOST, host);
+        }
+        let resp = match crate::backend::http::forward_to(backend, req, None).await {
+            Ok(r) if r.status().is_success() => r,
+            _ => return,
+        };
+        let relay = target.relay.clone();
+        let mut gone = target.health.subscribe();
+        drop(target);
+        let mut body = resp.into_body();
+        let mut decoder = crate::backend::sse::SseDecoder::default();
+        let mut events = Vec::new();
+        loop {
+            let frame = tokio::select! {
+                f = body.frame() => f,
+                _ = async { while gone.changed().await.is_ok() {} } => return,
+            };
+            let Some(Ok(frame)) = frame else { break };
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            decoder.push(&data, &mut events);
+            for ev in events.drain(..) {
+                let Ok(msg) = serde_json::from_str::<Value>(&ev.data) else {
+                    continue;
+                };
+                if let Err(request) = relay.deliver(msg, None)
+                    && let Some(target) = weak.upgrade()
+                {
+                    let _ = target.respond(unanswerable(&request)).await;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
 fn spawn_stdio(
     name: &str,
     cmd: &str,
     args: &[String],
     env: &[(String, String)],
+    relay: Arc<Relay>,
 ) -> Result<(Conn, tokio::task::JoinHandle<()>), String> {
     let mut child = tokio::process::Command::new(cmd)
         .args(args)
@@ -317,7 +568,7 @@ fn spawn_stdio(
     let stdout = child.stdout.take().expect("piped");
     let stderr = child.stderr.take().expect("piped");
     let (tx, mut rx) = mpsc::channel::<String>(64);
-    let pending: Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>> = Arc::default();
+    let pending: Pending = Arc::default();
     tokio::spawn(async move {
         while let Some(line) = rx.recv().await {
             if stdin.write_all(line.as_bytes()).await.is_err()
@@ -345,32 +596,7 @@ fn spawn_stdio(
                 tracing::debug!(mcp_target = %target, "not JSON-RPC on stdout: {line}");
                 continue;
             };
-            let id = msg.get("id").cloned();
-            match (msg.get("method"), id) {
-                // A response to one of ours.
-                (None, Some(id)) => {
-                    if let Some(tx) = id
-                        .as_u64()
-                        .and_then(|id| reader_pending.lock().unwrap().remove(&id))
-                    {
-                        let _ = tx.send(msg);
-                    }
-                }
-                // A request from the server (sampling, elicitation, roots):
-                // not relayed yet, so answer it rather than leave it hanging.
-                (Some(method), Some(id)) => {
-                    let method = method.as_str().unwrap_or_default();
-                    let reply = if method == "ping" {
-                        json!({"jsonrpc": "2.0", "id": id, "result": {}})
-                    } else {
-                        json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32601,
-                            "message": format!("{method} is not supported through this gateway")}})
-                    };
-                    let _ = reply_tx.send(reply.to_string()).await;
-                }
-                (Some(_), None) => {} // a notification
-                (None, None) => {}
-            }
+            on_message(msg, &reader_pending, &relay, &reply_tx).await;
         }
         // Fail whatever was waiting: the process is gone.
         reader_pending.lock().unwrap().clear();
@@ -384,31 +610,164 @@ fn spawn_stdio(
         })
     };
     Ok((
-        Conn::Stdio {
+        Conn::Piped {
             tx,
             pending,
-            _child: child,
+            _child: Some(child),
         },
         exited,
     ))
 }
 
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>>;
+
+/// A message from a piped target: the answer to one of our calls, or the
+/// server's own (answered here if it is a ping, else relayed to clients).
+async fn on_message(msg: Value, pending: &Pending, relay: &Relay, reply: &mpsc::Sender<String>) {
+    let id = msg.get("id").cloned();
+    match (msg.get("method"), id) {
+        (None, Some(id)) => {
+            if let Some(tx) = id
+                .as_u64()
+                .and_then(|id| pending.lock().unwrap().remove(&id))
+            {
+                let _ = tx.send(msg);
+            }
+        }
+        (Some(method), Some(id)) if method == "ping" => {
+            let pong = json!({"jsonrpc": "2.0", "id": id, "result": {}});
+            let _ = reply.send(pong.to_string()).await;
+        }
+        (Some(_), _) => {
+            if let Err(request) = relay.deliver(msg, None) {
+                let _ = reply.send(unanswerable(&request).to_string()).await;
+            }
+        }
+        (None, None) => {}
+    }
+}
+
+/// Open a legacy HTTP+SSE session: GET the stream, learn the POST endpoint
+/// from its first `endpoint` event, then relay as over stdio.
+async fn open_sse(
+    name: &str,
+    backend: &WeightedBackend,
+    path: &str,
+    relay: Arc<Relay>,
+) -> Result<(Conn, tokio::task::JoinHandle<()>), String> {
+    let mut req = Request::get(path)
+        .header(ACCEPT, "text/event-stream")
+        .body(crate::proxy::full(Bytes::new()))
+        .map_err(|e| e.to_string())?;
+    req.headers_mut().insert(
+        http::header::HOST,
+        HeaderValue::from_str(&backend.target.to_string()).map_err(|e| e.to_string())?,
+    );
+    let resp = crate::backend::http::forward_to(backend, req, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    if !resp.status().is_success() {
+        return Err(format!("GET {path}: {}", resp.status()));
+    }
+    let mut body = resp.into_body();
+    let mut decoder = crate::backend::sse::SseDecoder::default();
+    let mut events = Vec::new();
+    let endpoint = loop {
+        let frame = tokio::time::timeout(CALL_TIMEOUT, body.frame())
+            .await
+            .map_err(|_| "no endpoint event".to_string())?
+            .ok_or("the stream ended before its endpoint event")?
+            .map_err(|e| e.to_string())?;
+        if let Ok(data) = frame.into_data() {
+            decoder.push(&data, &mut events);
+        }
+        if let Some(i) = events
+            .iter()
+            .position(|e| e.event.as_deref() == Some("endpoint"))
+        {
+            let ev = events.remove(i);
+            break ev.data.trim().to_string();
+        }
+    };
+    // The endpoint is a path (maybe with the session in its query) or a URL.
+    let post_path = match endpoint.parse::<http::Uri>() {
+        Ok(u) if u.scheme().is_some() => u
+            .path_and_query()
+            .map(|p| p.to_string())
+            .unwrap_or_default(),
+        _ if endpoint.starts_with('/') => endpoint,
+        _ => format!(
+            "{}/{endpoint}",
+            path.rsplit_once('/').map(|(b, _)| b).unwrap_or("")
+        ),
+    };
+    let (tx, mut rx) = mpsc::channel::<String>(64);
+    let pending: Pending = Arc::default();
+    let writer_backend = backend.clone();
+    let target = name.to_string();
+    tokio::spawn(async move {
+        while let Some(line) = rx.recv().await {
+            let Ok(msg) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if let Err(e) = http_post(&writer_backend, &post_path, None, None, &msg, None).await {
+                tracing::warn!(mcp_target = %target, "POST to the SSE endpoint failed: {e}");
+            }
+        }
+    });
+    let reader_pending = pending.clone();
+    let reply_tx = tx.clone();
+    let reader = tokio::spawn(async move {
+        let handle = |events: &mut Vec<crate::backend::sse::SseEvent>| {
+            events
+                .drain(..)
+                .filter(|e| e.event.as_deref().is_none_or(|t| t == "message"))
+                .filter_map(|e| serde_json::from_str::<Value>(&e.data).ok())
+                .collect::<Vec<_>>()
+        };
+        let mut backlog = handle(&mut events);
+        loop {
+            for msg in backlog.drain(..) {
+                on_message(msg, &reader_pending, &relay, &reply_tx).await;
+            }
+            let Some(Ok(frame)) = body.frame().await else {
+                break;
+            };
+            if let Ok(data) = frame.into_data() {
+                decoder.push(&data, &mut events);
+                backlog = handle(&mut events);
+            }
+        }
+        reader_pending.lock().unwrap().clear();
+    });
+    Ok((
+        Conn::Piped {
+            tx,
+            pending,
+            _child: None,
+        },
+        reader,
+    ))
+}
+
 /// POST one JSON-RPC message to a Streamable HTTP server; returns the
-/// session id it set and, when `want` is an id, the response to it (from a
-/// JSON body or the SSE stream).
+/// session id it set and, when `want` names a request id, the response to
+/// it (from a JSON body or the SSE stream; the server's own messages on
+/// that stream go to the relay, for the call's sink).
 async fn http_post(
     backend: &WeightedBackend,
     path: &str,
     session: Option<&HeaderValue>,
     version: Option<&HeaderValue>,
     msg: &Value,
-    want: Option<u64>,
+    want: Option<(u64, &Arc<Relay>, Option<&Sink>)>,
 ) -> Result<(Option<HeaderValue>, Option<Value>), String> {
     let mut req = Request::post(path)
         .header(CONTENT_TYPE, "application/json")
         .header(ACCEPT, "application/json, text/event-stream")
         .body(crate::proxy::full(Bytes::from(msg.to_string())))
         .map_err(|e| e.to_string())?;
+    let session_in = session;
     if let Some(s) = session {
         req.headers_mut().insert("mcp-session-id", s.clone());
     }
@@ -429,7 +788,10 @@ async fn http_post(
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
-    let Some(want) = want else {
+    let Some((want, relay, sink)) = want else {
+        if !status.is_success() {
+            return Err(format!("{status}"));
+        }
         return Ok((session, None));
     };
     if !status.is_success() {
@@ -444,6 +806,7 @@ async fn http_post(
             String::from_utf8_lossy(&body).trim()
         ));
     }
+    let session_for_reply = session.clone().or_else(|| session_in.cloned());
     let mut body = resp.into_body();
     if !is_sse {
         let bytes = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
@@ -460,10 +823,25 @@ async fn http_post(
         };
         decoder.push(&data, &mut events);
         for ev in events.drain(..) {
-            if let Ok(v) = serde_json::from_str::<Value>(&ev.data)
-                && v.get("id").and_then(Value::as_u64) == Some(want)
-                && v.get("method").is_none()
-            {
+            let Ok(v) = serde_json::from_str::<Value>(&ev.data) else {
+                continue; // e.g. a priming event with empty data
+            };
+            if v.get("method").is_some() {
+                if let Err(request) = relay.deliver(v, sink) {
+                    let reply = unanswerable(&request);
+                    let answer = http_post(
+                        backend,
+                        path,
+                        session_for_reply.as_ref(),
+                        version,
+                        &reply,
+                        None,
+                    );
+                    let _ = Box::pin(answer).await;
+                }
+                continue;
+            }
+            if v.get("id").and_then(Value::as_u64) == Some(want) {
                 // Read the stream to its end off the call's path, so the
                 // connection goes back to the pool instead of being closed.
                 tokio::spawn(async move {
