@@ -444,3 +444,38 @@ fn modifications_reach_the_next_plugin_and_the_caller() {
     run.run::<OnMcpRequest>(&mut call).unwrap();
     assert_eq!(call.arguments.as_deref(), Some(r#"{"rewritten":true}"#));
 }
+
+/// A plugin's hooks narrow to what its config uses (asked after configure),
+/// in both isolation modes; without a config the full set is declared.
+#[test]
+fn built_ins_declare_only_the_hooks_their_config_uses() {
+    use wardgate::policy::bindings::Hooks;
+    let engine = engine();
+    for isolation in ["snapshot", "reuse"] {
+        let hooks = |yaml: &str| {
+            load(&engine, &format!("{yaml}\nisolation: {isolation}"))
+                .info
+                .hooks
+        };
+        assert_eq!(
+            hooks("name: cel-authz\nconfig: {scope: mcp, rules: ['mcp.tool.name == \"add\"']}"),
+            Hooks::MCP_REQUEST | Hooks::MCP_LIST,
+        );
+        assert_eq!(
+            hooks("name: cel-authz\nconfig: {scope: http, rules: ['request.path == \"/\"']}"),
+            Hooks::HTTP_REQUEST,
+        );
+        assert_eq!(
+            hooks("name: rate-limit\nconfig: {limits: [{requests: 5, per: second, key: tool}]}"),
+            Hooks::MCP_REQUEST,
+        );
+        let both = hooks(
+            "name: rate-limit\nconfig: {limits: [{requests: 5, per: second}, {tokens: 100, per: hour}]}",
+        );
+        assert!(both.contains(Hooks::HTTP_REQUEST | Hooks::HTTP_RESPONSE | Hooks::LLM_CHUNK));
+        assert!(!both.contains(Hooks::MCP_REQUEST));
+        let guard = hooks("name: prompt-guard\nconfig: {patterns: ['x']}");
+        assert!(guard.contains(Hooks::LLM_REQUEST | Hooks::MCP_REQUEST));
+        assert!(!guard.intersects(Hooks::LLM_RESPONSE | Hooks::LLM_CHUNK));
+    }
+}

@@ -95,6 +95,13 @@ pub trait Plugin: Sized + Send + Sync + 'static {
     /// Validate the config and build the plugin. Errors name the field.
     fn configure(config: Self::Config) -> Result<Self, ConfigError>;
 
+    /// The hooks this configuration uses, a subset of `HOOKS`: the host asks
+    /// after `configure` and skips the rest (a call that only says
+    /// "continue" still costs an instance and the copying of its input).
+    fn active_hooks(&self) -> Hooks {
+        Self::HOOKS
+    }
+
     /// A buffered HTTP request.
     fn on_http_request(&self, _ctx: &RequestContext, _req: HttpRequest) -> HttpRequestAction {
         HttpRequestAction::Continue
@@ -166,11 +173,12 @@ pub mod __private {
 
     use super::*;
 
-    pub fn describe<P: Plugin>(name: &str, version: &str) -> PluginInfo {
+    /// `configured` is the plugin once `configure` ran: then only its active hooks.
+    pub fn describe<P: Plugin>(name: &str, version: &str, configured: Option<&P>) -> PluginInfo {
         PluginInfo {
             name: name.to_string(),
             version: version.to_string(),
-            hooks: P::HOOKS,
+            hooks: configured.map_or(P::HOOKS, |p| p.active_hooks() & P::HOOKS),
             config_schema: P::CONFIG_SCHEMA.map(str::to_string),
         }
     }
@@ -233,6 +241,7 @@ macro_rules! export_plugin {
                     $crate::__private::describe::<$plugin>(
                         env!("CARGO_PKG_NAME"),
                         env!("CARGO_PKG_VERSION"),
+                        STATE.get(),
                     )
                 }
                 fn configure(config: String) -> Result<(), $crate::ConfigError> {

@@ -4,7 +4,9 @@
 //! Sequential calls on one connection, interleaved so drift hits all alike.
 //!
 //! Needs scripts/setup-test-peers (target/py-mcp1).
-//! Run: cargo bench -p wardgate --bench mcp [-- CALLS]
+//! Run: cargo bench -p wardgate --bench mcp [-- CALLS [each]]
+//! (`each` adds one route per plugin, to see where the chain's time goes;
+//! more routes interleaved also means colder caches for each.)
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -116,6 +118,21 @@ binds:
       - {{name: prompt-guard, config: {{patterns: ["(?i)ignore previous instructions"]}}}}
       - {{name: rate-limit, config: {{limits: [{{requests: 1000000, per: second, key: tool}}]}}}}
       backends: [{{mcp: {{targets: [{{name: calc, mcp: {{host: 127.0.0.1, port: {calc_port}}}}}]}}}}]
+    - name: cel
+      matches: [{{path: {{pathPrefix: /cel}}}}]
+      policies:
+        mcpAuthorization: {{rules: [{{allow: 'mcp.tool.name in ["add", "multiply"]'}}]}}
+      backends: [{{mcp: {{targets: [{{name: calc, mcp: {{host: 127.0.0.1, port: {calc_port}}}}}]}}}}]
+    - name: guard
+      matches: [{{path: {{pathPrefix: /guard}}}}]
+      plugins:
+      - {{name: prompt-guard, config: {{patterns: ["(?i)ignore previous instructions"]}}}}
+      backends: [{{mcp: {{targets: [{{name: calc, mcp: {{host: 127.0.0.1, port: {calc_port}}}}}]}}}}]
+    - name: limit
+      matches: [{{path: {{pathPrefix: /limit}}}}]
+      plugins:
+      - {{name: rate-limit, config: {{limits: [{{requests: 1000000, per: second, key: tool}}]}}}}
+      backends: [{{mcp: {{targets: [{{name: calc, mcp: {{host: 127.0.0.1, port: {calc_port}}}}}]}}}}]
 "#
         ),
     )
@@ -141,9 +158,23 @@ binds:
             "wardgate, 3 plugins",
             format!("http://127.0.0.1:{port}/chain/mcp"),
         ),
+        (
+            "  cel-authz only",
+            format!("http://127.0.0.1:{port}/cel/mcp"),
+        ),
+        (
+            "  prompt-guard only",
+            format!("http://127.0.0.1:{port}/guard/mcp"),
+        ),
+        (
+            "  rate-limit only",
+            format!("http://127.0.0.1:{port}/limit/mcp"),
+        ),
     ];
+    let each = std::env::args().any(|a| a == "each");
+    let urls = &urls[..if each { urls.len() } else { 3 }];
     let mut sessions = Vec::new();
-    for (_, url) in &urls {
+    for (_, url) in urls {
         sessions.push(session(&c, url).await);
     }
     let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add","arguments":{"a":2,"b":3}}}"#;

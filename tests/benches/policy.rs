@@ -128,6 +128,16 @@ fn bench_languages(c: &mut Criterion) {
                 python.display()
             ),
         ),
+        // The built-ins of the MCP tools/call bench's chain, one by one.
+        (
+            "mcp-cel-authz",
+            "name: cel-authz\nconfig: {scope: mcp, rules: [{allow: 'mcp.tool.name in [\"search_code\", \"add\"]'}]}"
+                .to_string(),
+        ),
+        (
+            "mcp-prompt-guard",
+            "name: prompt-guard\nconfig: {patterns: ['(?i)ignore previous instructions']}".to_string(),
+        ),
     ];
     let req = McpRequest {
         method: "tools/call".into(),

@@ -291,7 +291,7 @@ fn test(path: &Path, config: &str, input: &Path) -> Result<(), String> {
         source: Some(PluginSource::File(file.clone())),
         config,
         failure_mode: Default::default(),
-        isolation: Default::default(),
+        isolation: None,
         limits: Default::default(),
         grants: Some(Capability::ALL.to_vec()),
         insecure: false,

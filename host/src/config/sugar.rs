@@ -52,9 +52,8 @@ pub fn expand(listener: &Listener, route: &Route) -> Vec<PluginSpec> {
         source: None,
         config,
         failure_mode: Default::default(),
-        // The built-ins behind sugar keep nothing between requests (limits
-        // live in the host's counters), so they skip the fresh instance.
-        isolation: crate::policy::Isolation::Reuse,
+        // Built-ins default to reusing instances (see PluginSpec::isolation).
+        isolation: None,
         limits: Default::default(),
         grants: None,
         insecure: false,

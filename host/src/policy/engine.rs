@@ -177,7 +177,7 @@ impl PolicyEngine {
         };
         let config_digest: [u8; 32] = Sha256::digest(config_json.as_bytes()).into();
 
-        let (pre, seed) = match spec.isolation {
+        let (pre, seed) = match spec.isolation() {
             Isolation::Snapshot => {
                 let key = (digest, config_digest);
                 let cached = self.snapshots.lock().unwrap().get(&key).cloned();
@@ -466,11 +466,11 @@ fn describe_and_configure(
     config_json: &str,
 ) -> Result<bindings::PluginInfo, LoadErrorKind> {
     let hooks = plugin.wardgate_policy_hooks();
-    let info = hooks
-        .call_describe(&mut *store)
-        .map_err(|e| trapped("describe", e))?;
     match hooks.call_configure(&mut *store, config_json) {
-        Ok(Ok(())) => Ok(info),
+        // Asked after configure: the hooks this config uses.
+        Ok(Ok(())) => hooks
+            .call_describe(&mut *store)
+            .map_err(|e| trapped("describe", e)),
         Ok(Err(e)) => Err(LoadErrorKind::Config {
             field: if e.field.is_empty() {
                 "config".into()

@@ -20,8 +20,10 @@ pub struct PluginSpec {
     pub config: serde_json::Value,
     #[serde(default)]
     pub failure_mode: FailureMode,
-    #[serde(default)]
-    pub isolation: Isolation,
+    /// Default: `reuse` for built-ins (they keep nothing between requests:
+    /// limits live in the host's counters), `snapshot` for all others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<Isolation>,
     #[serde(default)]
     pub limits: Limits,
     /// Capabilities granted; default `[log, metrics]` (built-ins: all they import).
@@ -34,6 +36,13 @@ pub struct PluginSpec {
 }
 
 impl PluginSpec {
+    pub fn isolation(&self) -> Isolation {
+        self.isolation.unwrap_or(match self.source() {
+            PluginSource::Builtin(_) => Isolation::Reuse,
+            _ => Isolation::Snapshot,
+        })
+    }
+
     pub fn source(&self) -> PluginSource {
         self.source
             .clone()

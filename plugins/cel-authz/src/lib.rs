@@ -77,6 +77,12 @@ struct CelAuthz {
     scope: Scope,
     rules: Vec<Rule>,
     has_allow: bool,
+    /// The standard functions, registered once at configure: building
+    /// them is most of what a fresh context costs.
+    root: Context<'static, 'static>,
+    /// Whether any rule reads `jwt` / `source`: unread ones are not built.
+    uses_jwt: bool,
+    uses_source: bool,
 }
 
 const SCOPE_VARS: [(&str, Scope); 3] = [
@@ -91,6 +97,14 @@ impl Plugin for CelAuthz {
         .union(Hooks::MCP_REQUEST)
         .union(Hooks::MCP_LIST)
         .union(Hooks::LLM_REQUEST);
+
+    fn active_hooks(&self) -> Hooks {
+        match self.scope {
+            Scope::Http => Hooks::HTTP_REQUEST,
+            Scope::Mcp => Hooks::MCP_REQUEST.union(Hooks::MCP_LIST),
+            Scope::Llm => Hooks::LLM_REQUEST,
+        }
+    }
 
     fn configure(c: Config) -> Result<Self, ConfigError> {
         if c.rules.is_empty() {
@@ -137,10 +151,18 @@ impl Plugin for CelAuthz {
                 program,
             });
         }
+        let uses = |var: &str| {
+            rules
+                .iter()
+                .any(|r: &Rule| r.program.references().has_variable(var))
+        };
         Ok(CelAuthz {
             scope: c.scope,
+            uses_jwt: uses("jwt"),
+            uses_source: uses("source"),
             has_allow: rules.iter().any(|r| r.effect == Effect::Allow),
             rules,
+            root: Context::default(),
         })
     }
 
@@ -256,19 +278,23 @@ impl CelAuthz {
         name: &str,
         value: serde_json::Value,
     ) -> Result<(), String> {
-        let jwt = ctx
-            .identity
-            .as_deref()
-            .and_then(|j| serde_json::from_str::<serde_json::Value>(j).ok())
-            .unwrap_or_else(|| json!({}));
-        let mut context = Context::default();
+        let mut context = self.root.new_inner_scope();
         let bind = |context: &mut Context, var: &str, v: serde_json::Value| {
             context
                 .add_variable(var, v)
                 .map_err(|e| format!("cannot bind `{var}`: {e}"))
         };
-        bind(&mut context, "jwt", jwt)?;
-        bind(&mut context, "source", source(&ctx.client_address))?;
+        if self.uses_jwt {
+            let jwt = ctx
+                .identity
+                .as_deref()
+                .and_then(|j| serde_json::from_str::<serde_json::Value>(j).ok())
+                .unwrap_or_else(|| json!({}));
+            bind(&mut context, "jwt", jwt)?;
+        }
+        if self.uses_source {
+            bind(&mut context, "source", source(&ctx.client_address))?;
+        }
         bind(&mut context, name, value)?;
 
         let mut allowed = !self.has_allow;

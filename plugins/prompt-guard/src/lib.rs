@@ -70,6 +70,19 @@ impl Plugin for PromptGuard {
         .union(Hooks::LLM_RESPONSE)
         .union(Hooks::LLM_CHUNK);
 
+    fn active_hooks(&self) -> Hooks {
+        let mut hooks = Hooks::empty();
+        if !self.patterns.is_empty() {
+            hooks |= Hooks::HTTP_REQUEST
+                .union(Hooks::LLM_REQUEST)
+                .union(Hooks::MCP_REQUEST);
+        }
+        if !self.response.is_empty() {
+            hooks |= Hooks::LLM_RESPONSE.union(Hooks::LLM_CHUNK);
+        }
+        hooks
+    }
+
     fn configure(config: Config) -> Result<Self, ConfigError> {
         // Compile each pattern alone first so the error names the one that failed.
         for (i, p) in config.patterns.iter().enumerate() {

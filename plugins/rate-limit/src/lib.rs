@@ -365,6 +365,23 @@ impl Plugin for RateLimit {
         .union(Hooks::LLM_RESPONSE)
         .union(Hooks::LLM_CHUNK);
 
+    /// Only the hooks this config's limits need: request limits keyed by
+    /// tool count MCP calls, the others count HTTP requests (and answer
+    /// with the x-ratelimit headers); token limits follow LLM calls.
+    fn active_hooks(&self) -> Hooks {
+        let mut hooks = Hooks::empty();
+        for l in &self.limits {
+            hooks |= match (l.kind, &l.key) {
+                (Kind::Requests, KeyBy::Tool) => Hooks::MCP_REQUEST,
+                (Kind::Requests, _) => Hooks::HTTP_REQUEST.union(Hooks::HTTP_RESPONSE),
+                (Kind::Tokens, _) => Hooks::LLM_REQUEST
+                    .union(Hooks::LLM_RESPONSE)
+                    .union(Hooks::LLM_CHUNK),
+            };
+        }
+        hooks
+    }
+
     fn configure(c: Config) -> Result<Self, ConfigError> {
         if c.limits.is_empty() {
             return Err(ConfigError::new("limits", "needs at least one limit"));
