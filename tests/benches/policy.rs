@@ -135,6 +135,11 @@ fn bench_languages(c: &mut Criterion) {
                 .to_string(),
         ),
         (
+            "mcp-tool-filter",
+            "name: tool-filter\nconfig: {tools: {allow: ['search_*', 'get_*'], deny: ['*delete*']}, targets: {github: {tools: {deny: ['*_admin_*']}}}}"
+                .to_string(),
+        ),
+        (
             "mcp-prompt-guard",
             "name: prompt-guard\nconfig: {patterns: ['(?i)ignore previous instructions']}".to_string(),
         ),

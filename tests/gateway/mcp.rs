@@ -702,3 +702,60 @@ async fn the_stateless_revision_is_served_next_to_the_session_based_ones() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(json(&body)["error"]["code"], -32601);
 }
+
+/// tool-filter on a federated route: globs on the federated names and, per
+/// target, on the target's own names; lists lose the filtered tools and
+/// calls to them are answered as for a tool that does not exist. The
+/// example config validates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tool_filter_hides_tools_by_federated_and_per_target_globs() {
+    let calc = FastMcp::start();
+    let gw = Gateway::start(&format!(
+        r#"
+binds:
+- port: 0
+  listeners:
+  - routes:
+    - name: tools
+      plugins:
+      - name: tool-filter
+        config:
+          tools: {{deny: ["*_multiply"]}}
+          targets:
+            time: {{tools: {{allow: ["get_*"]}}}}
+      backends:
+      - mcp:
+          targets:
+          - {time}
+          - {{name: calc, mcp: {{host: 127.0.0.1, port: {port}}}}}
+"#,
+        time = time_target(),
+        port = calc.port
+    ))
+    .await;
+    let out = sdk_client(
+        "py",
+        &gw.url("/mcp"),
+        &[
+            r#"calc_add={"a": 1, "b": 2}"#,
+            r#"calc_multiply={"a": 2, "b": 3}"#,
+            r#"time_convert_time={"source_timezone": "UTC", "time": "12:00", "target_timezone": "Asia/Tokyo"}"#,
+        ],
+    );
+    assert_eq!(
+        out[1]["tools"],
+        json!(["calc_add", "calc_echo", "time_get_current_time"]),
+        "{out:?}"
+    );
+    assert_eq!(out[2]["text"], "3");
+    for (line, name) in [(3, "calc_multiply"), (4, "time_convert_time")] {
+        assert_eq!(out[line]["error"]["code"], -32602, "{out:?}");
+        assert_eq!(
+            out[line]["error"]["message"],
+            format!("Unknown tool: {name}")
+        );
+    }
+    let example = root().join("examples/configs/mcp-gateway.yaml");
+    let v = super::process::wardgate(&["validate", "-c", example.to_str().unwrap()]);
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+}
