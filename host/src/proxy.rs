@@ -187,6 +187,12 @@ async fn serve(
             &[],
         );
     };
+    if let Some(resource) = req.uri().path().strip_prefix(PROTECTED_RESOURCE_PATH)
+        && let Some(metadata) = protected_resource(listener, &req, host.as_deref(), resource)
+    {
+        trace.route = format!("{}/-", listener.name);
+        return metadata;
+    }
     let found = listener.routes.find(
         req.method(),
         host.as_deref(),
@@ -224,7 +230,16 @@ async fn serve(
                     request_id,
                     &[("route", &route.name)],
                 );
-                if let Ok(v) = HeaderValue::from_str(&jwt::challenge(&reason, None)) {
+                // MCP clients find the authorization server from here (RFC 9728).
+                let metadata = route.mcp.as_ref().map(|_| {
+                    format!(
+                        "{}{PROTECTED_RESOURCE_PATH}{}",
+                        origin(parts.uri.scheme_str(), &parts.headers, host.as_deref()),
+                        parts.uri.path()
+                    )
+                });
+                if let Ok(v) = HeaderValue::from_str(&jwt::challenge(&reason, metadata.as_deref()))
+                {
                     resp.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
                 }
                 return resp;
@@ -611,6 +626,50 @@ fn append_forwarded_for(headers: &mut HeaderMap, client: SocketAddr) {
     if let Ok(v) = HeaderValue::from_str(&value) {
         headers.insert(name, v);
     }
+}
+
+/// Where RFC 9728 protected-resource metadata lives; the resource's path follows.
+const PROTECTED_RESOURCE_PATH: &str = "/.well-known/oauth-protected-resource";
+
+/// `scheme://host` as the client addressed the gateway.
+fn origin(scheme: Option<&str>, headers: &http::HeaderMap, host: Option<&str>) -> String {
+    let scheme = scheme
+        .or_else(|| {
+            headers
+                .get("x-forwarded-proto")
+                .and_then(|v| v.to_str().ok())
+        })
+        .unwrap_or("http");
+    format!("{scheme}://{}", host.unwrap_or("localhost"))
+}
+
+/// RFC 9728 metadata for an MCP route that authenticates with `jwtAuth`:
+/// the resource (`/.well-known/oauth-protected-resource/mcp` describes
+/// `/mcp`) and the issuers that may grant tokens for it. `None` when no
+/// such route serves that path.
+fn protected_resource<B>(
+    listener: &crate::gateway::ListenerRuntime,
+    req: &Request<B>,
+    host: Option<&str>,
+    resource: &str,
+) -> Option<Response<Body>> {
+    let path = if resource.is_empty() { "/" } else { resource };
+    let (route, _) = listener
+        .routes
+        .find(&http::Method::POST, host, path, None, req.headers())?;
+    let jwt = route.jwt.as_ref().filter(|_| route.mcp.is_some())?;
+    let body = serde_json::json!({
+        "resource": format!("{}{path}", origin(req.uri().scheme_str(), req.headers(), host)),
+        "authorization_servers": jwt.issuers(),
+        "bearer_methods_supported": ["header"],
+        "resource_name": route.name,
+    });
+    let mut resp = Response::new(full(Bytes::from(body.to_string())));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Some(resp)
 }
 
 /// Record what the chain decided; `Some` is the response that ends the request.

@@ -390,3 +390,46 @@ binds:
         assert!(r.body.contains("not allowed"), "{case}: {}", r.body);
     }
 }
+
+/// MCP routes behind jwtAuth publish RFC 9728 protected-resource metadata
+/// and point to it from their 401, so MCP clients find the issuer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_routes_serve_protected_resource_metadata() {
+    let gw = Gateway::start(&format!(
+        r#"
+binds:
+- port: 0
+  listeners:
+  - routes:
+    - name: tools
+      matches: [{{path: {{pathPrefix: /mcp}}}}]
+      policies:
+        jwtAuth: {{issuer: '{ISSUER}', audiences: [{AUDIENCE}], jwks: {{file: '{FIXTURES}/jwks-1.json'}}}}
+      backends: [{{mcp: {{targets: [{{name: t, mcp: {{host: 127.0.0.1, port: 9}}}}]}}}}]
+"#
+    ))
+    .await;
+    let r = call(&gw, "/.well-known/oauth-protected-resource/mcp", None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let meta: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    let base = gw.url("");
+    assert_eq!(meta["resource"], format!("{base}/mcp"));
+    assert_eq!(meta["authorization_servers"], serde_json::json!([ISSUER]));
+    assert_eq!(
+        meta["bearer_methods_supported"],
+        serde_json::json!(["header"])
+    );
+    let r = call(&gw, "/mcp", None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let challenge = &r.challenge;
+    assert!(
+        challenge.starts_with("Bearer")
+            && challenge.contains(&format!(
+                "resource_metadata=\"{base}/.well-known/oauth-protected-resource/mcp\""
+            )),
+        "{challenge}"
+    );
+    // No MCP route with jwtAuth serves that path: no metadata.
+    let r = call(&gw, "/.well-known/oauth-protected-resource/other", None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}

@@ -42,6 +42,11 @@ pub enum Outcome {
 }
 
 impl JwtAuth {
+    /// The issuers whose tokens are accepted (the authorization servers).
+    pub fn issuers(&self) -> Vec<&str> {
+        self.providers.iter().map(|p| p.issuer.as_str()).collect()
+    }
+
     /// Build from config; local key files are read here.
     pub fn from_config(config: &JwtConfig, fetcher: &Arc<Fetcher>) -> Result<JwtAuth, String> {
         let mut providers = Vec::new();
