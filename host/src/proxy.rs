@@ -276,6 +276,14 @@ async fn serve(
             body: Some(bytes.to_vec()),
         };
         let verdict = run.run::<OnHttpRequest>(&mut view);
+        if route.mcp.is_some()
+            && let Ok(Verdict::Deny { plugin, denial }) = &verdict
+        {
+            // MCP clients read errors as JSON-RPC, not as HTTP statuses.
+            trace.decisions = run.decisions.clone();
+            trace.error = Some(format!("denied by {plugin}"));
+            return mcp::denied_before_dispatch(&bytes, denial);
+        }
         if let Some(stop) = settle(verdict, &run.decisions, request_id, trace) {
             return stop;
         }

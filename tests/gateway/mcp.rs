@@ -723,6 +723,7 @@ binds:
           tools: {{deny: ["*_multiply"]}}
           targets:
             time: {{tools: {{allow: ["get_*"]}}}}
+      - {{name: prompt-guard, config: {{sets: [creditCard, secrets]}}}}
       backends:
       - mcp:
           targets:
@@ -740,6 +741,10 @@ binds:
             r#"calc_add={"a": 1, "b": 2}"#,
             r#"calc_multiply={"a": 2, "b": 3}"#,
             r#"time_convert_time={"source_timezone": "UTC", "time": "12:00", "target_timezone": "Asia/Tokyo"}"#,
+            // prompt-guard's built-in sets: a Luhn-valid card number is refused,
+            // a look-alike that fails the checksum passes.
+            r#"calc_echo={"text": "card 4111 1111 1111 1111"}"#,
+            r#"calc_echo={"text": "card 4111 1111 1111 1112"}"#,
         ],
     );
     assert_eq!(
@@ -755,6 +760,13 @@ binds:
             format!("Unknown tool: {name}")
         );
     }
+    // Refused at the HTTP stage (the raw body), still answered as JSON-RPC.
+    assert_eq!(out[5]["error"]["code"], -32602, "{out:?}");
+    assert_eq!(
+        out[5]["error"]["message"],
+        "Rejected due to inappropriate content"
+    );
+    assert_eq!(out[6]["text"], "card 4111 1111 1111 1112", "{out:?}");
     let example = root().join("examples/configs/mcp-gateway.yaml");
     let v = super::process::wardgate(&["validate", "-c", example.to_str().unwrap()]);
     assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));

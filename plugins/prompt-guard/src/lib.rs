@@ -1,13 +1,20 @@
-//! prompt-guard: reject requests whose text matches any configured regex,
-//! and answers whose text matches any response pattern.
+//! prompt-guard: reject requests whose text matches any configured regex
+//! or built-in set (cards with Luhn, SSNs, contact data, secrets, scored
+//! prompt-injection heuristics; see `sets`), and answers whose text
+//! matches any response pattern or set.
 //!
 //! Looks at LLM messages, MCP tool arguments and buffered HTTP bodies on
 //! the way in; at LLM answers, whole or streamed, on the way out. A
 //! streamed answer is checked chunk by chunk on the text already sent plus
 //! the new chunk, so a phrase split across two chunks is still caught.
 
+mod sets;
+
 use regex::RegexSet;
 use wardgate_sdk::prelude::*;
+
+pub use sets::SetName;
+use sets::Sets;
 
 const DEFAULT_MESSAGE: &str = "Rejected due to inappropriate content";
 
@@ -30,6 +37,16 @@ pub struct Config {
     /// the stream with an error event).
     #[serde(default)]
     pub response_patterns: Vec<String>,
+    /// Built-in sets checked on requests: creditCard, usSsn, email, phone,
+    /// secrets, promptInjection.
+    #[serde(default)]
+    pub sets: Vec<SetName>,
+    /// Built-in sets checked on LLM answers.
+    #[serde(default)]
+    pub response_sets: Vec<SetName>,
+    /// Score (0–1) at which the promptInjection heuristics reject.
+    #[serde(default = "default_threshold")]
+    pub injection_threshold: f32,
     /// HTTP status of the rejection.
     #[serde(default = "default_status")]
     pub status: u16,
@@ -42,9 +59,15 @@ fn default_status() -> u16 {
     403
 }
 
+fn default_threshold() -> f32 {
+    0.7
+}
+
 pub struct PromptGuard {
     patterns: RegexSet,
     response: RegexSet,
+    sets: Sets,
+    response_sets: Sets,
     status: u16,
     message: String,
 }
@@ -52,7 +75,15 @@ pub struct PromptGuard {
 impl PromptGuard {
     /// True if any pattern matches `text`.
     pub fn matches(&self, text: &str) -> bool {
-        self.patterns.is_match(text)
+        self.patterns.is_match(text) || self.sets.hit(text)
+    }
+
+    fn answer_matches(&self, text: &str) -> bool {
+        self.response.is_match(text) || self.response_sets.hit(text)
+    }
+
+    fn checks_answers(&self) -> bool {
+        !self.response.is_empty() || !self.response_sets.is_empty()
     }
 
     fn reject<A: From<Denial>>(&self) -> A {
@@ -72,12 +103,12 @@ impl Plugin for PromptGuard {
 
     fn active_hooks(&self) -> Hooks {
         let mut hooks = Hooks::empty();
-        if !self.patterns.is_empty() {
+        if !self.patterns.is_empty() || !self.sets.is_empty() {
             hooks |= Hooks::HTTP_REQUEST
                 .union(Hooks::LLM_REQUEST)
                 .union(Hooks::MCP_REQUEST);
         }
-        if !self.response.is_empty() {
+        if self.checks_answers() {
             hooks |= Hooks::LLM_RESPONSE.union(Hooks::LLM_CHUNK);
         }
         hooks
@@ -107,9 +138,22 @@ impl Plugin for PromptGuard {
         // puts a warm cache into the post-configure snapshot, so requests do
         // not rebuild the same DFA states every time.
         patterns.is_match(WARM_UP);
+        if !(0.0..=1.0).contains(&config.injection_threshold) || config.injection_threshold == 0.0 {
+            return Err(ConfigError::new(
+                "injectionThreshold",
+                "must be a score above 0 and at most 1",
+            ));
+        }
+        let sets = Sets::new(&config.sets, config.injection_threshold);
+        let response_sets = Sets::new(&config.response_sets, config.injection_threshold);
+        // As above: warm DFAs go into the snapshot.
+        sets.hit(WARM_UP);
+        response_sets.hit(WARM_UP);
         Ok(PromptGuard {
             patterns,
             response,
+            sets,
+            response_sets,
             status: config.status,
             message: config.message.unwrap_or_else(|| DEFAULT_MESSAGE.into()),
         })
@@ -126,7 +170,7 @@ impl Plugin for PromptGuard {
         let args = resp.tool_calls.iter().map(|c| c.arguments.as_str());
         if std::iter::once(resp.text.as_str())
             .chain(args)
-            .any(|t| self.response.is_match(t))
+            .any(|t| self.answer_matches(t))
         {
             return self.reject();
         }
@@ -134,11 +178,11 @@ impl Plugin for PromptGuard {
     }
 
     fn on_llm_chunk(&self, _: &RequestContext, chunk: LlmChunk) -> LlmChunkAction {
-        if chunk.text.is_empty() || self.response.is_empty() {
+        if chunk.text.is_empty() || !self.checks_answers() {
             return LlmChunkAction::Continue;
         }
         let seen = format!("{}{}", chunk.lookbehind, chunk.text);
-        if self.response.is_match(&seen) {
+        if self.answer_matches(&seen) {
             return self.reject();
         }
         LlmChunkAction::Continue

@@ -455,6 +455,27 @@ async fn relay_answer(
     }
 }
 
+/// A plugin refused the request at the HTTP stage: answer it as JSON-RPC
+/// (the request's id, the plugin's code or -32603, its message), which is
+/// what MCP clients read.
+pub fn denied_before_dispatch(
+    body: &[u8],
+    denial: &crate::policy::bindings::Denial,
+) -> Response<Body> {
+    let id = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|m| m.get("id").cloned())
+        .unwrap_or(Value::Null);
+    let code = denial
+        .jsonrpc_code
+        .map(i64::from)
+        .unwrap_or(jsonrpc::INTERNAL_ERROR);
+    json_response(
+        StatusCode::OK,
+        &jsonrpc::error(&id, &RpcError::new(code, denial.body.clone())),
+    )
+}
+
 /// One JSON-RPC message from a POST body, or the refusal to send.
 fn parse_message(body: &[u8]) -> Result<(Value, Incoming), Response<Body>> {
     let msg: Value = serde_json::from_slice(body).map_err(|e| {
