@@ -119,7 +119,19 @@ impl Gateway {
         clients: &HttpBackends,
     ) -> Result<Gateway, BuildError> {
         let err = BuildError::new;
-        let sealer = session_sealer(&config)?.unwrap_or_else(Sealer::process_default);
+        let has_mcp = config
+            .binds
+            .iter()
+            .flat_map(|b| &b.listeners)
+            .flat_map(|l| &l.routes)
+            .flat_map(|r| &r.backends)
+            .any(|b| matches!(b.kind, BackendKind::Mcp(_)));
+        // The per-process key (and the log line saying so) only where MCP sessions exist.
+        let sealer = match session_sealer(&config)? {
+            Some(sealer) => sealer,
+            None if has_mcp => Sealer::process_default(),
+            None => Arc::new(Sealer::new(&[0; 32])),
+        };
         // Addresses and TLS first (shared with `waiting`), then the routes.
         let mut gateway = Gateway::waiting(config)?;
         for (b, bind) in gateway.config.binds.iter().enumerate() {

@@ -373,20 +373,19 @@ impl Target {
             }})
         };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (conn, reply, watcher) = match &self.reach {
+        // Piped targets (a process, a legacy SSE stream) answer on their
+        // own channel; Streamable HTTP ones in the POST's response.
+        let piped = match &self.reach {
             Reach::Stdio { cmd, args, env } => {
-                let (conn, exited) = spawn_stdio(&self.name, cmd, args, env, self.relay.clone())?;
-                let conn = Arc::new(conn);
-                let reply =
-                    tokio::time::timeout(CALL_TIMEOUT, self.exchange(&conn, id, &init(id), None))
-                        .await
-                        .map_err(|_| "no answer to initialize".to_string())?
-                        .map_err(|e| e.message)?;
-                (conn, reply, Some(exited))
+                Some(spawn_stdio(&self.name, cmd, args, env, self.relay.clone())?)
             }
             Reach::Sse { backend, path } => {
-                let (conn, exited) =
-                    open_sse(&self.name, backend, path, self.relay.clone()).await?;
+                Some(open_sse(&self.name, backend, path, self.relay.clone()).await?)
+            }
+            Reach::Http { .. } => None,
+        };
+        let (conn, reply, watcher) = match (piped, &self.reach) {
+            (Some((conn, exited)), _) => {
                 let conn = Arc::new(conn);
                 let reply =
                     tokio::time::timeout(CALL_TIMEOUT, self.exchange(&conn, id, &init(id), None))
@@ -395,7 +394,7 @@ impl Target {
                         .map_err(|e| e.message)?;
                 (conn, reply, Some(exited))
             }
-            Reach::Http { backend, path } => {
+            (None, Reach::Http { backend, path }) => {
                 let (session, reply) = http_post(
                     backend,
                     path,
@@ -417,6 +416,7 @@ impl Target {
                 };
                 (Arc::new(conn), reply, None)
             }
+            (None, _) => unreachable!("every target but Streamable HTTP is piped"),
         };
         if let Some(err) = reply.get("error") {
             return Err(format!("initialize failed: {err}"));
