@@ -54,6 +54,16 @@ async fn get(c: &Http, url: &str) -> (StatusCode, http::HeaderMap, String) {
     send(c, Request::get(url).body(Full::default()).unwrap()).await
 }
 
+async fn post(c: &Http, url: &str, body: &str) -> (StatusCode, http::HeaderMap, String) {
+    send(
+        c,
+        Request::post(url)
+            .body(Full::from(body.to_string()))
+            .unwrap(),
+    )
+    .await
+}
+
 fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
 }

@@ -6,8 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use http::StatusCode;
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioExecutor;
+use http_body_util::Full;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 
 use super::process::{Gateway, Upstream};
@@ -134,27 +133,20 @@ struct Reply {
 }
 
 async fn call(gw: &Gateway, path: &str, token: Option<&str>) -> Reply {
-    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-        .build_http::<Full<bytes::Bytes>>();
     let mut req = http::Request::get(gw.url(path));
     if let Some(t) = token {
         req = req.header("authorization", format!("Bearer {t}"));
     }
-    let resp = client
-        .request(req.body(Full::default()).unwrap())
-        .await
-        .unwrap();
-    let status = resp.status();
-    let challenge = resp
-        .headers()
+    let (status, headers, body) =
+        super::send(&super::client(), req.body(Full::default()).unwrap()).await;
+    let challenge = headers
         .get("www-authenticate")
         .map(|v| v.to_str().unwrap().to_string())
         .unwrap_or_default();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
     Reply {
         status,
         challenge,
-        body: String::from_utf8_lossy(&body).into_owned(),
+        body,
     }
 }
 

@@ -7,7 +7,6 @@ use std::path::PathBuf;
 
 use http::StatusCode;
 use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioExecutor;
 
 use super::process::{self, Gateway, Registry, Upstream};
 
@@ -321,16 +320,12 @@ binds:
 "#,
         up = upstream.addr
     );
-    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-        .build_http::<Full<bytes::Bytes>>();
+    let client = super::client();
     let post = |url: String, body: &'static str| {
         let client = client.clone();
         async move {
-            let req = http::Request::post(url).body(Full::from(body)).unwrap();
-            let resp = client.request(req).await.unwrap();
-            let status = resp.status();
-            let body = resp.into_body().collect().await.unwrap().to_bytes();
-            (status, String::from_utf8_lossy(&body).into_owned())
+            let (status, _, body) = super::post(&client, &url, body).await;
+            (status, body)
         }
     };
 

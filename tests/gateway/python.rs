@@ -2,8 +2,6 @@
 //! an OCI registry, in a chain next to a Rust plugin, in the running gateway.
 
 use http::StatusCode;
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioExecutor;
 
 use super::process::{self, Gateway, Registry, Upstream};
 use super::python_build;
@@ -54,18 +52,14 @@ binds:
         up = upstream.addr,
     ))
     .await;
-    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-        .build_http::<Full<bytes::Bytes>>();
+    let client = super::client();
     for prefix in ["/file", "/oci"] {
         let send = |path: String, body: &'static str| {
             let client = client.clone();
             let url = gw.url(&path);
             async move {
-                let req = http::Request::post(url).body(Full::from(body)).unwrap();
-                let resp = client.request(req).await.unwrap();
-                let status = resp.status();
-                let body = resp.into_body().collect().await.unwrap().to_bytes();
-                (status, String::from_utf8_lossy(&body).into_owned())
+                let (status, _, body) = super::post(&client, &url, body).await;
+                (status, body)
             }
         };
         // Denied by the Python plugin.

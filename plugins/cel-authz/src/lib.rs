@@ -204,10 +204,11 @@ impl Plugin for CelAuthz {
         });
         match self.decide(ctx, "mcp", mcp) {
             Ok(()) => McpRequestAction::Continue,
-            // -32602 with the hidden-item wording: a denied tool looks like an unknown one.
-            Err(reason) => McpRequestAction::Deny(
-                Denial::new(403, format!("not allowed: {reason}")).with_jsonrpc_code(-32602),
-            ),
+            // No JSON-RPC code: the host hides a denied tool behind the
+            // error an unknown one gets.
+            Err(reason) => {
+                McpRequestAction::Deny(Denial::new(403, format!("not allowed: {reason}")))
+            }
         }
     }
 
@@ -388,7 +389,7 @@ mod tests {
             McpRequestAction::Continue
         ));
         match a.on_mcp_request(&ctx(None), call("delete")) {
-            McpRequestAction::Deny(d) => assert_eq!(d.jsonrpc_code, Some(-32602)),
+            McpRequestAction::Deny(d) => assert_eq!(d.jsonrpc_code, None),
             other => panic!("expected deny, got {other:?}"),
         }
         let none = authz(r#"{"scope": "mcp", "rules": [{"allow": "mcp.tool.name == \"\""}]}"#);

@@ -205,10 +205,9 @@ impl Plugin for ToolFilter {
         if self.admits(kind, name, req.target.as_deref()) {
             McpRequestAction::Continue
         } else {
-            // -32602: the host answers "Unknown tool: NAME", hiding it.
-            McpRequestAction::Deny(
-                Denial::new(403, format!("{name} is filtered")).with_jsonrpc_code(-32602),
-            )
+            // No JSON-RPC code: an access decision, which the host answers
+            // as "-32602 Unknown tool: NAME", hiding the tool.
+            McpRequestAction::Deny(Denial::new(403, format!("{name} is filtered")))
         }
     }
 
@@ -276,7 +275,7 @@ mod tests {
         else {
             panic!("a denied tool passed")
         };
-        assert_eq!(d.jsonrpc_code, Some(-32602));
+        assert_eq!(d.jsonrpc_code, None);
         assert!(matches!(
             f.on_mcp_request(&ctx, call("time_convert", "time")),
             McpRequestAction::Deny(_)

@@ -46,6 +46,27 @@ impl Kind {
         })
     }
 
+    /// A call on one item: its kind and the params field naming it.
+    pub fn of_call(m: &str) -> Option<(Kind, &'static str)> {
+        Some(match m {
+            "tools/call" => (Kind::Tools, "name"),
+            "prompts/get" => (Kind::Prompts, "name"),
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+                (Kind::Resources, "uri")
+            }
+            _ => return None,
+        })
+    }
+
+    /// What one item is called in error messages.
+    pub fn noun(self) -> &'static str {
+        match self {
+            Kind::Tools => "tool",
+            Kind::Prompts => "prompt",
+            Kind::Resources | Kind::ResourceTemplates => "resource",
+        }
+    }
+
     pub fn list_method(self) -> &'static str {
         match self {
             Kind::Tools => "tools/list",

@@ -15,7 +15,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::jsonrpc::{INVALID_REQUEST, Incoming, RpcError};
-use super::{Answer, McpBackend, McpTrace, answer, initialize_result, parse_message};
+use super::{McpBackend, McpTrace, initialize_result, parse_message, start_answer};
 use super::{forward_unrelated, relay_answer, rpc_failure, sse_response};
 use crate::backend::http::Body;
 use crate::backend::sse;
@@ -87,16 +87,7 @@ pub async fn post(
         }
         Incoming::Request { id, method, params } => {
             trace.summary = Some(format!("mcp legacy {method} session={sid}"));
-            let (sink, from_targets) = mpsc::unbounded_channel();
-            let answer: Answer = Box::pin(answer(
-                mcp.clone(),
-                run,
-                sid.clone(),
-                id,
-                method,
-                params,
-                sink,
-            ));
+            let (answer, from_targets) = start_answer(&mcp, run, &sid, id, method, params);
             tokio::spawn(relay_answer(mcp, sid, answer, from_targets, None, stream));
         }
         Incoming::Response { id } => mcp.answer_relayed(&sid, &id, msg).await,

@@ -370,26 +370,20 @@ async fn respond_to(
     trace: &mut McpTrace,
 ) -> Response<Body> {
     trace.summary = Some(format!("mcp {method} session={sid}"));
-    let (sink, mut from_targets) = tokio::sync::mpsc::unbounded_channel();
-    let mut answer: Answer = Box::pin(answer(
-        mcp.clone(),
-        run,
-        sid.clone(),
-        id,
-        method,
-        params,
-        sink,
-    ));
+    if !reaches_one_target(&method) {
+        // Lists, ping and the like are answered here: nothing to relay,
+        // so no channel and no boxed future.
+        let (reply, done) = answer(mcp, run, sid.clone(), id, method, params, None).await;
+        *trace = done;
+        return json_reply(&sid, &reply);
+    }
+    let (mut answer, mut from_targets) = start_answer(&mcp, run, &sid, id, method, params);
     let first = tokio::select! {
         biased;
         (reply, done) = &mut answer => match from_targets.try_recv() {
             Err(_) => {
                 *trace = done;
-                let unknown_method = sid.is_empty()
-                    && reply.pointer("/error/code").and_then(Value::as_i64) == Some(METHOD_NOT_FOUND);
-                // The stateless revision answers an unknown method with 404.
-                let status = if unknown_method { StatusCode::NOT_FOUND } else { StatusCode::OK };
-                return json_response(status, &reply);
+                return json_reply(&sid, &reply);
             }
             Ok(first) => {
                 *trace = done;
@@ -411,6 +405,48 @@ async fn respond_to(
         tx,
     ));
     sse_response(rx)
+}
+
+/// Methods routed to one target, whose answer may come with the target's
+/// own messages (progress, logs, sampling) ahead of it.
+fn reaches_one_target(method: &str) -> bool {
+    Kind::of_call(method).is_some()
+}
+
+/// A finished answer as plain JSON. The stateless revision answers an
+/// unknown method with 404.
+fn json_reply(sid: &str, reply: &Value) -> Response<Body> {
+    let unknown_method = sid.is_empty()
+        && reply.pointer("/error/code").and_then(Value::as_i64) == Some(METHOD_NOT_FOUND);
+    let status = if unknown_method {
+        StatusCode::NOT_FOUND
+    } else {
+        StatusCode::OK
+    };
+    json_response(status, reply)
+}
+
+/// The answer to a request that may outlive this handler, with the
+/// channel on which the targets' messages about it arrive meanwhile.
+fn start_answer(
+    mcp: &Arc<McpBackend>,
+    run: ChainRun,
+    sid: &str,
+    id: Value,
+    method: String,
+    params: Value,
+) -> (Answer, tokio::sync::mpsc::UnboundedReceiver<ServerMessage>) {
+    let (sink, from_targets) = tokio::sync::mpsc::unbounded_channel();
+    let answer = Box::pin(answer(
+        mcp.clone(),
+        run,
+        sid.to_string(),
+        id,
+        method,
+        params,
+        Some(sink),
+    ));
+    (answer, from_targets)
 }
 
 type Answer = std::pin::Pin<Box<dyn std::future::Future<Output = (Value, McpTrace)> + Send>>;
@@ -462,18 +498,33 @@ pub fn denied_before_dispatch(
     body: &[u8],
     denial: &crate::policy::bindings::Denial,
 ) -> Response<Body> {
-    let id = serde_json::from_slice::<Value>(body)
-        .ok()
-        .and_then(|m| m.get("id").cloned())
-        .unwrap_or(Value::Null);
-    let code = denial
-        .jsonrpc_code
-        .map(i64::from)
-        .unwrap_or(jsonrpc::INTERNAL_ERROR);
+    let msg = serde_json::from_slice::<Value>(body).unwrap_or(Value::Null);
+    let id = msg.get("id").cloned().unwrap_or(Value::Null);
+    let method = msg.get("method").and_then(Value::as_str).unwrap_or("");
+    let item = Kind::of_call(method).and_then(|(kind, key)| {
+        msg.pointer(&format!("/params/{key}"))
+            .and_then(Value::as_str)
+            .map(|name| (kind, name))
+    });
     json_response(
         StatusCode::OK,
-        &jsonrpc::error(&id, &RpcError::new(code, denial.body.clone())),
+        &jsonrpc::error(&id, &denial_error(denial, item)),
     )
+}
+
+/// The JSON-RPC error for a plugin's denial. A denial that names no code
+/// is an access decision: on a call it hides the item behind the error a
+/// missing one gets (`-32602 Unknown tool: NAME`), elsewhere it is
+/// `-32600` with the plugin's message. A denial that names its code (a
+/// content refusal, a rate limit) keeps its code and message.
+fn denial_error(denial: &crate::policy::bindings::Denial, item: Option<(Kind, &str)>) -> RpcError {
+    match (denial.jsonrpc_code, item) {
+        (Some(code), _) => RpcError::new(i64::from(code), denial.body.clone()),
+        (None, Some((kind, name))) => {
+            RpcError::new(INVALID_PARAMS, format!("Unknown {}: {name}", kind.noun()))
+        }
+        (None, None) => RpcError::new(INVALID_REQUEST, denial.body.clone()),
+    }
 }
 
 /// One JSON-RPC message from a POST body, or the refusal to send.
@@ -537,10 +588,19 @@ async fn answer(
     id: Value,
     method: String,
     params: Value,
-    sink: Sink,
+    sink: Option<Sink>,
 ) -> (Value, McpTrace) {
     let mut trace = McpTrace::default();
-    let outcome = dispatch(&mcp, &mut run, &sid, &method, params, &mut trace, &sink).await;
+    let outcome = dispatch(
+        &mcp,
+        &mut run,
+        &sid,
+        &method,
+        params,
+        &mut trace,
+        sink.as_ref(),
+    )
+    .await;
     trace.decisions = std::mem::take(&mut run.decisions);
     let reply = match outcome {
         Ok(mut result) if sid.is_empty() => {
@@ -786,7 +846,7 @@ async fn dispatch(
     method: &str,
     params: Value,
     trace: &mut McpTrace,
-    sink: &Sink,
+    sink: Option<&Sink>,
 ) -> Result<Value, RpcError> {
     let fed = &mcp.federation;
     // Stateless (2026-07-28) requests have no session.
@@ -817,15 +877,7 @@ async fn dispatch(
             };
             match run.run::<OnMcpList>(&mut view) {
                 Ok(Verdict::Continue) => {}
-                Ok(Verdict::Deny { denial, .. }) => {
-                    return Err(RpcError::new(
-                        denial
-                            .jsonrpc_code
-                            .map(i64::from)
-                            .unwrap_or(INVALID_REQUEST),
-                        denial.body,
-                    ));
-                }
+                Ok(Verdict::Deny { denial, .. }) => return Err(denial_error(&denial, None)),
                 Err(failure) => return Err(RpcError::internal(failure.to_string())),
             }
             entries = view
@@ -836,19 +888,15 @@ async fn dispatch(
         }
         return Ok(json!({ kind.field(): entries }));
     }
-    let (kind, key) = match method {
-        "tools/call" => (Kind::Tools, "name"),
-        "prompts/get" => (Kind::Prompts, "name"),
-        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
-            (Kind::Resources, "uri")
-        }
-        "logging/setLevel" => {
+    let (kind, key) = match (Kind::of_call(method), method) {
+        (Some(call), _) => call,
+        (None, "logging/setLevel") => {
             for t in &fed.targets {
                 let _ = t.call(method, params.clone(), None).await;
             }
             return Ok(json!({}));
         }
-        _ => {
+        (None, _) => {
             return Err(RpcError::new(
                 METHOD_NOT_FOUND,
                 format!("Method not found: {method}"),
@@ -880,19 +928,7 @@ async fn dispatch(
             Ok(Verdict::Continue) => {}
             Ok(Verdict::Deny { denial, plugin }) => {
                 trace.error = Some(format!("denied by {plugin}"));
-                let code = denial.jsonrpc_code.map(i64::from).unwrap_or(INVALID_PARAMS);
-                // The default hides the item: it looks like one that does not exist.
-                let message = if code == INVALID_PARAMS {
-                    let what = match kind {
-                        Kind::Tools => "tool",
-                        Kind::Prompts => "prompt",
-                        _ => "resource",
-                    };
-                    format!("Unknown {what}: {name}")
-                } else {
-                    denial.body
-                };
-                return Err(RpcError::new(code, message));
+                return Err(denial_error(&denial, Some((kind, &name))));
             }
             Err(failure) => return Err(RpcError::internal(failure.to_string())),
         }
@@ -916,7 +952,7 @@ async fn dispatch(
             target.name
         )));
     }
-    let mut result = target.call(method, params, Some(sink)).await?;
+    let mut result = target.call(method, params, sink).await?;
     if kind == Kind::Resources
         && let Some(contents) = result.get_mut("contents").and_then(Value::as_array_mut)
     {
@@ -944,15 +980,7 @@ async fn dispatch(
         };
         match run.run::<OnMcpResponse>(&mut view) {
             Ok(Verdict::Continue) => {}
-            Ok(Verdict::Deny { denial, .. }) => {
-                return Err(RpcError::new(
-                    denial
-                        .jsonrpc_code
-                        .map(i64::from)
-                        .unwrap_or(INVALID_REQUEST),
-                    denial.body,
-                ));
-            }
+            Ok(Verdict::Deny { denial, .. }) => return Err(denial_error(&denial, None)),
             Err(failure) => return Err(RpcError::internal(failure.to_string())),
         }
         if run.modified::<OnMcpResponse>()
@@ -962,4 +990,38 @@ async fn dispatch(
         }
     }
     Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::bindings::Denial;
+
+    fn denial(code: Option<i32>) -> Denial {
+        Denial {
+            status: 403,
+            body: "card number in arguments".into(),
+            headers: Vec::new(),
+            jsonrpc_code: code,
+        }
+    }
+
+    #[test]
+    fn access_denials_hide_the_item_and_content_refusals_keep_their_words() {
+        let hidden = denial_error(&denial(None), Some((Kind::Prompts, "calc_greet")));
+        assert_eq!(
+            (hidden.code, hidden.message.as_str()),
+            (INVALID_PARAMS, "Unknown prompt: calc_greet")
+        );
+        let refused = denial_error(&denial(Some(-32602)), Some((Kind::Tools, "calc_echo")));
+        assert_eq!(
+            (refused.code, refused.message.as_str()),
+            (INVALID_PARAMS, "card number in arguments")
+        );
+        let listed = denial_error(&denial(None), None);
+        assert_eq!(
+            (listed.code, listed.message.as_str()),
+            (INVALID_REQUEST, "card number in arguments")
+        );
+    }
 }
