@@ -522,3 +522,107 @@ binds:
     assert!(body.contains("went silent"), "{body}");
     assert!(started.elapsed() < std::time::Duration::from_millis(1400));
 }
+
+/// pii-guard on LLM routes: requests are masked before the provider sees
+/// them; answers, whole or streamed one word at a time (a spaced card
+/// number spans four chunks), reach the client masked in both API shapes;
+/// BLOCK refuses with 400 and the provider is never called.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pii_guard_masks_prompts_and_answers_whole_and_streamed() {
+    let openai = FakeProvider::start("openai", "fake-openai", &[]);
+    let anthropic = FakeProvider::start("anthropic", "fake-anthropic", &[]);
+    let route = |name: &str, addr: String, provider: &str, config: &str| {
+        format!(
+            r#"
+    - name: {name}
+      matches: [{{path: {{pathPrefix: /{name}}}}}]
+      plugins:
+      - {{name: pii-guard, config: {config}}}
+      backends:
+      - ai: {{provider: {{{provider}: {{}}}}, hostOverride: "{addr}"}}"#
+        )
+    };
+    let gw = Gateway::start(&format!(
+        "binds:\n- port: 0\n  listeners:\n  - routes:{}{}{}\n",
+        route(
+            "pre",
+            openai.addr(),
+            "openAI",
+            "{mode: pre_call, entityActions: {CREDIT_CARD: BLOCK}}"
+        ),
+        route("oa", openai.addr(), "openAI", "{mode: post_call}"),
+        route("an", anthropic.addr(), "anthropic", "{mode: post_call}"),
+    ))
+    .await;
+
+    // pre_call: the provider receives the masked prompt and echoes it.
+    let (status, _, body) = post(
+        &gw.url("/pre/v1/chat/completions"),
+        serde_json::json!({"model": "m", "messages": [
+            {"role": "user", "content": "mail jane.doe@example.com or call (415) 555-0132"}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let want = "mail <EMAIL_ADDRESS> or call <PHONE_NUMBER>";
+    assert_eq!(
+        json(&body)["choices"][0]["message"]["content"],
+        format!("Echo: {want}")
+    );
+    let seen = openai.requests().await;
+    assert_eq!(seen[0]["body"]["messages"][0]["content"], want, "{seen:?}");
+    let (status, _, body) = post(
+        &gw.url("/pre/v1/chat/completions"),
+        serde_json::json!({"model": "m", "messages": [
+            {"role": "user", "content": "card 4111 1111 1111 1111"}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body.contains("request blocked: it contains CREDIT_CARD"),
+        "{body}"
+    );
+    assert_eq!(openai.requests().await.len(), 1);
+
+    // post_call: the provider says it; the client reads it masked.
+    let said = "say: reach jane.doe@example.com or 4111 1111 1111 1111 today";
+    let masked = "reach <EMAIL_ADDRESS> or <CREDIT_CARD> today";
+    for (prefix, path) in [
+        ("oa", "/v1/chat/completions"),
+        ("an", "/v1/chat/completions"),
+        ("oa", "/v1/messages"),
+        ("an", "/v1/messages"),
+    ] {
+        let url = gw.url(&format!("/{prefix}{path}"));
+        let ask = |stream: bool| {
+            serde_json::json!({"model": "m", "stream": stream, "max_tokens": 50,
+                "messages": [{"role": "user", "content": said}]})
+        };
+        let (status, _, body) = post(&url, ask(false)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let v = json(&body);
+        let text = v
+            .pointer("/choices/0/message/content")
+            .or(v.pointer("/content/0/text"))
+            .and_then(serde_json::Value::as_str);
+        assert_eq!(text, Some(masked), "{prefix}{path}: {body}");
+
+        let (status, _, body) = post(&url, ask(true)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(
+            !body.contains("1111") && !body.contains("jane"),
+            "{prefix}{path}: {body}"
+        );
+        let streamed: String = body
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+            .filter_map(|v| {
+                v.pointer("/choices/0/delta/content")
+                    .or(v.pointer("/delta/text"))
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_string)
+            })
+            .collect();
+        assert_eq!(streamed, masked, "{prefix}{path}: {body}");
+    }
+}

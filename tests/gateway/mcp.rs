@@ -771,3 +771,57 @@ binds:
     let v = super::process::wardgate(&["validate", "-c", example.to_str().unwrap()]);
     assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
 }
+
+/// pii-guard on MCP: `pre_call` masks tool arguments before the target
+/// sees them (echo says back what it received), `post_call` masks what the
+/// target answers, and BLOCK refuses the call with the entity named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pii_guard_masks_tool_arguments_and_results() {
+    let calc = FastMcp::start();
+    let route = |name: &str, config: &str| {
+        format!(
+            r#"
+    - name: {name}
+      matches: [{{path: {{pathPrefix: /{name}}}}}]
+      plugins:
+      - {{name: pii-guard, config: {config}}}
+      backends: [{{mcp: {{targets: [{{name: calc, mcp: {{host: 127.0.0.1, port: {port}}}}}]}}}}]"#,
+            port = calc.port
+        )
+    };
+    let gw = Gateway::start(&format!(
+        "binds:\n- port: 0\n  listeners:\n  - routes:{}{}\n",
+        route(
+            "pre",
+            "{mode: pre_call, entityActions: {US_SSN: HASH, IBAN_CODE: BLOCK}, hashKey: k}"
+        ),
+        route("post", "{mode: post_call, names: [Jane Doe]}"),
+    ))
+    .await;
+    let said = r#"echo={"text": "Jane Doe, jane@example.com, ssn 536-22-8726"}"#;
+    let out = sdk_client("py", &gw.url("/pre/mcp"), &[said]);
+    // The target received (and echoed) the masked arguments; the SSN is a
+    // keyed hash; PERSON is off without names.
+    let text = out[2]["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("Jane Doe, <EMAIL_ADDRESS>, ssn "),
+        "{out:?}"
+    );
+    assert!(!text.contains("536-22-8726") && text.len() > 60, "{text}");
+    let out = sdk_client(
+        "py",
+        &gw.url("/pre/mcp"),
+        &[r#"echo={"text": "IBAN DE89 3704 0044 0532 0130 00"}"#],
+    );
+    assert_eq!(out[2]["error"]["code"], -32602, "{out:?}");
+    assert_eq!(
+        out[2]["error"]["message"],
+        "request blocked: it contains IBAN_CODE"
+    );
+    // post_call: the target got the real values, the client gets them masked.
+    let out = sdk_client("py", &gw.url("/post/mcp"), &[said]);
+    assert_eq!(
+        out[2]["text"], "<PERSON>, <EMAIL_ADDRESS>, ssn <US_SSN>",
+        "{out:?}"
+    );
+}

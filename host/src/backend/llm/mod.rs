@@ -580,6 +580,8 @@ async fn read_idle(mut body: Incoming, limit: usize, idle: Duration) -> Result<B
 struct StreamGuard {
     run: ChainRun,
     active: bool,
+    /// Text went by since the plugins last heard that the text ended.
+    text_open: bool,
     index: u32,
     sent: String,
     provider: String,
@@ -589,6 +591,7 @@ impl StreamGuard {
     fn new(run: ChainRun, provider: &Provider, _model: &str) -> Self {
         StreamGuard {
             active: run.wants(Hooks::LLM_CHUNK),
+            text_open: false,
             run,
             index: 0,
             sent: String::new(),
@@ -641,7 +644,18 @@ impl StreamGuard {
 
 impl ChunkGuard for StreamGuard {
     fn text(&mut self, text: &str) -> TextVerdict {
+        self.text_open = true;
         self.call(text, None, false)
+    }
+
+    /// A `done` chunk without usage: plugins that hold text back (to mask
+    /// values split across chunks) send it now. The last chunk, with the
+    /// usage, comes later as another `done`.
+    fn text_end(&mut self) -> TextVerdict {
+        if !std::mem::take(&mut self.text_open) {
+            return TextVerdict::Keep;
+        }
+        self.call("", None, true)
     }
 
     fn done(&mut self, usage: Option<TokenUsage>) -> Option<String> {

@@ -33,6 +33,10 @@ pub enum Piece {
         json: String,
     },
     Finish(String),
+    /// A content block ended (Anthropic `content_block_stop`).
+    BlockEnd {
+        index: u64,
+    },
     Error {
         kind: Option<String>,
         message: String,
@@ -51,8 +55,21 @@ pub enum TextVerdict {
 /// The route's plugins on the stream (see the LLM chunk hook).
 pub trait ChunkGuard {
     fn text(&mut self, text: &str) -> TextVerdict;
+    /// The answer's text ended (its block closed, a tool call or the finish
+    /// came): a `Replace` is text the plugins held back, to send now.
+    fn text_end(&mut self) -> TextVerdict;
     /// The stream ended; a `Some` is an error to end it with instead.
     fn done(&mut self, usage: Option<TokenUsage>) -> Option<String>;
+}
+
+impl Piece {
+    /// Whether the answer's text is over when this comes.
+    fn ends_text(&self) -> bool {
+        matches!(
+            self,
+            Piece::BlockEnd { .. } | Piece::ToolStart { .. } | Piece::Finish(_) | Piece::Done
+        )
+    }
 }
 
 /// One streamed answer being relayed.
@@ -125,7 +142,24 @@ impl StreamRelay {
             Flavor::Anthropic => self.read_anthropic(ev, parsed.as_ref()),
         };
         let mut edited = false;
-        for piece in pieces.iter_mut() {
+        let mut held_back: Option<(usize, String, u64)> = None;
+        for (i, piece) in pieces.iter_mut().enumerate() {
+            if piece.ends_text() {
+                match guard.text_end() {
+                    TextVerdict::Replace(t) if !t.is_empty() && held_back.is_none() => {
+                        let block = match piece {
+                            Piece::BlockEnd { index } => *index,
+                            _ => 0,
+                        };
+                        held_back = Some((i, t, block));
+                    }
+                    TextVerdict::Stop(message) => {
+                        self.fail(out, None, &message);
+                        return;
+                    }
+                    _ => {}
+                }
+            }
             match piece {
                 Piece::Text(t) => match guard.text(t) {
                     TextVerdict::Keep => {}
@@ -148,13 +182,38 @@ impl StreamRelay {
             }
         }
         if self.from == self.to {
+            // Held-back text leaves as its own event, before the one that
+            // ended the text.
+            if let Some((_, text, block)) = held_back {
+                self.text_event(&text, block, out);
+            }
             self.pass(ev, parsed, &pieces, edited, out);
         } else {
+            if let Some((i, text, _)) = held_back {
+                pieces.insert(i, Piece::Text(text));
+            }
             for piece in pieces {
                 match self.to {
                     Flavor::OpenAi => self.write_openai(piece, out),
                     Flavor::Anthropic => self.write_anthropic(piece, out),
                 }
+            }
+        }
+    }
+
+    /// One text delta in the source's own format (pass-through streams).
+    fn text_event(&mut self, text: &str, block: u64, out: &mut BytesMut) {
+        match self.from {
+            Flavor::OpenAi => data_frame(
+                out,
+                &self
+                    .openai_chunk(json!({"content": text}), None)
+                    .to_string(),
+            ),
+            Flavor::Anthropic => {
+                let ev = json!({"type": "content_block_delta", "index": block,
+                    "delta": {"type": "text_delta", "text": text}});
+                event_frame(out, "content_block_delta", &ev.to_string());
             }
         }
     }
@@ -355,6 +414,9 @@ impl StreamRelay {
                     None => Vec::new(),
                 }
             }
+            "content_block_stop" => vec![Piece::BlockEnd {
+                index: v.get("index").and_then(Value::as_u64).unwrap_or(0),
+            }],
             "message_stop" => vec![Piece::Done],
             "error" => vec![Piece::Error {
                 kind: v
@@ -449,6 +511,8 @@ impl StreamRelay {
                 self.openai_chunk(json!({"role": "assistant", "content": ""}), None)
             }
             Piece::Text(t) => self.openai_chunk(json!({"content": t}), None),
+            // OpenAI chunks have no blocks.
+            Piece::BlockEnd { .. } => return,
             Piece::ToolStart { index, id, name } => {
                 let slot = self.tool_slots.len();
                 self.tool_slots.push(index);
@@ -567,6 +631,8 @@ impl StreamRelay {
                 event_frame(out, "content_block_delta", &ev.to_string());
             }
             Piece::Finish(reason) => self.finish = Some(reason),
+            // Blocks are closed here as the written stream needs.
+            Piece::BlockEnd { .. } => {}
             Piece::Error { kind, message } => {
                 let kind = kind.filter(|k| k.ends_with("_error"));
                 self.fail(out, Some(kind.as_deref().unwrap_or("api_error")), &message);
@@ -621,12 +687,25 @@ mod tests {
         fn text(&mut self, _: &str) -> TextVerdict {
             TextVerdict::Keep
         }
+        fn text_end(&mut self) -> TextVerdict {
+            TextVerdict::Keep
+        }
         fn done(&mut self, _: Option<TokenUsage>) -> Option<String> {
             None
         }
     }
 
     fn run(from: Flavor, to: Flavor, wants_usage: bool, input: &str) -> (String, StreamRelay) {
+        run_guarded(from, to, wants_usage, input, &mut Pass)
+    }
+
+    fn run_guarded(
+        from: Flavor,
+        to: Flavor,
+        wants_usage: bool,
+        input: &str,
+        guard: &mut dyn ChunkGuard,
+    ) -> (String, StreamRelay) {
         let mut dec = SseDecoder::default();
         let mut relay = StreamRelay::new(from, to, wants_usage, 7);
         let mut out = BytesMut::new();
@@ -635,13 +714,83 @@ mod tests {
             let mut evs = Vec::new();
             dec.push(piece, &mut evs);
             for ev in &evs {
-                relay.relay(ev, &mut Pass, &mut out);
+                relay.relay(ev, guard, &mut out);
             }
         }
         if !relay.finished() {
-            relay.end(&mut Pass, &mut out);
+            relay.end(guard, &mut out);
         }
         (String::from_utf8(out.to_vec()).unwrap(), relay)
+    }
+
+    /// Holds every piece of text back until the text ends, then sends it
+    /// upper-cased: what a masking plugin does with values split across chunks.
+    #[derive(Default)]
+    struct HoldBack(String);
+
+    impl ChunkGuard for HoldBack {
+        fn text(&mut self, text: &str) -> TextVerdict {
+            self.0.push_str(text);
+            TextVerdict::Replace(String::new())
+        }
+        fn text_end(&mut self) -> TextVerdict {
+            TextVerdict::Replace(std::mem::take(&mut self.0).to_uppercase())
+        }
+        fn done(&mut self, _: Option<TokenUsage>) -> Option<String> {
+            None
+        }
+    }
+
+    /// The text a client reads from a stream in either format.
+    fn client_text(out: &str) -> String {
+        out.split("\n\n")
+            .filter_map(|f| f.lines().find_map(|l| l.strip_prefix("data: ")))
+            .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+            .filter_map(|v| {
+                v.pointer("/choices/0/delta/content")
+                    .or(v.pointer("/delta/text"))
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn text_held_back_by_plugins_leaves_before_the_text_ends_in_every_direction() {
+        let openai = concat!(
+            "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}\n\n",
+            "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Checking \"},\"finish_reason\":null}]}\n\n",
+            "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"now\"},\"finish_reason\":null}]}\n\n",
+            "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+            "data: [DONE]\n\n",
+        );
+        for (from, to, input, want) in [
+            (Flavor::OpenAi, Flavor::OpenAi, openai, "CHECKING NOW"),
+            (Flavor::OpenAi, Flavor::Anthropic, openai, "CHECKING NOW"),
+            (
+                Flavor::Anthropic,
+                Flavor::Anthropic,
+                ANTHROPIC_TOOL_STREAM,
+                "CHECKING",
+            ),
+            (
+                Flavor::Anthropic,
+                Flavor::OpenAi,
+                ANTHROPIC_TOOL_STREAM,
+                "CHECKING",
+            ),
+        ] {
+            let (out, relay) = run_guarded(from, to, false, input, &mut HoldBack::default());
+            assert!(relay.finished(), "{out}");
+            assert_eq!(client_text(&out), want, "{from:?} -> {to:?}: {out}");
+            // The held text comes before the text's end in the written stream.
+            let text_at = out.find(want).unwrap();
+            let end_at = match to {
+                Flavor::OpenAi => out.find("finish_reason\":\"").unwrap(),
+                Flavor::Anthropic => out.find("content_block_stop").unwrap(),
+            };
+            assert!(text_at < end_at, "{from:?} -> {to:?}: {out}");
+        }
     }
 
     const ANTHROPIC_TOOL_STREAM: &str = concat!(
