@@ -36,6 +36,7 @@ extern crate self as wardgate_sdk;
 mod decisions;
 pub mod host;
 mod messages;
+pub mod stream;
 pub mod testing;
 
 #[doc(hidden)]

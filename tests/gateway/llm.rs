@@ -531,27 +531,33 @@ binds:
 async fn pii_guard_masks_prompts_and_answers_whole_and_streamed() {
     let openai = FakeProvider::start("openai", "fake-openai", &[]);
     let anthropic = FakeProvider::start("anthropic", "fake-anthropic", &[]);
-    let route = |name: &str, addr: String, provider: &str, config: &str| {
+    let route = |name: &str, addr: String, provider: &str, plugin: &str| {
         format!(
             r#"
     - name: {name}
       matches: [{{path: {{pathPrefix: /{name}}}}}]
       plugins:
-      - {{name: pii-guard, config: {config}}}
+      - {{{plugin}}}
       backends:
       - ai: {{provider: {{{provider}: {{}}}}, hostOverride: "{addr}"}}"#
         )
     };
     let gw = Gateway::start(&format!(
-        "binds:\n- port: 0\n  listeners:\n  - routes:{}{}{}\n",
+        "binds:\n- port: 0\n  listeners:\n  - routes:{}{}{}{}\n",
+        route(
+            "pg",
+            anthropic.addr(),
+            "anthropic",
+            "name: prompt-guard, config: {mask: [{literal: Project Falcon}], responseMask: ['internal-[0-9]+']}"
+        ),
         route(
             "pre",
             openai.addr(),
             "openAI",
-            "{mode: pre_call, entityActions: {CREDIT_CARD: BLOCK}}"
+            "name: pii-guard, config: {mode: pre_call, entityActions: {CREDIT_CARD: BLOCK}}"
         ),
-        route("oa", openai.addr(), "openAI", "{mode: post_call}"),
-        route("an", anthropic.addr(), "anthropic", "{mode: post_call}"),
+        route("oa", openai.addr(), "openAI", "name: pii-guard, config: {mode: post_call}"),
+        route("an", anthropic.addr(), "anthropic", "name: pii-guard, config: {mode: post_call}"),
     ))
     .await;
 
@@ -582,6 +588,27 @@ async fn pii_guard_masks_prompts_and_answers_whole_and_streamed() {
         "{body}"
     );
     assert_eq!(openai.requests().await.len(), 1);
+
+    // prompt-guard's mask and responseMask, whole and streamed.
+    for stream in [false, true] {
+        let (status, _, body) = post(
+            &gw.url("/pg/v1/messages"),
+            serde_json::json!({"model": "m", "stream": stream, "max_tokens": 50, "messages": [
+                {"role": "user", "content": "say: Project Falcon is internal-42"}]}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(body.contains("<MASKED> is <MASKED>") || stream, "{body}");
+        assert!(
+            !body.contains("Falcon") && !body.contains("internal-"),
+            "{body}"
+        );
+    }
+    let seen = anthropic.requests().await;
+    assert_eq!(
+        seen[0]["body"]["messages"][0]["content"], "say: <MASKED> is internal-42",
+        "{seen:?}"
+    );
 
     // post_call: the provider says it; the client reads it masked.
     let said = "say: reach jane.doe@example.com or 4111 1111 1111 1111 today";

@@ -86,7 +86,7 @@ pub struct PiiGuard {
     post_call: bool,
     hash_key: Vec<u8>,
     block_status: u16,
-    stream: Mutex<stream::Held>,
+    stream: Mutex<wardgate_sdk::stream::HoldBack>,
 }
 
 /// What scanning one text found: the anonymized text, or the entity that blocks.
@@ -344,7 +344,7 @@ impl Plugin for PiiGuard {
             post_call,
             hash_key: config.hash_key.unwrap_or_default().into_bytes(),
             block_status: config.block_status,
-            stream: Mutex::new(stream::Held::default()),
+            stream: Mutex::default(),
         };
         // Fill the regex engines' caches now, so the post-configure
         // snapshot carries them warm into every request.
@@ -416,7 +416,7 @@ impl Plugin for PiiGuard {
 
     fn on_llm_chunk(&self, _: &RequestContext, chunk: LlmChunk) -> LlmChunkAction {
         let mut held = self.stream.lock().unwrap_or_else(|e| e.into_inner());
-        match held.next(self, &chunk) {
+        match stream::next(self, &mut held, &chunk) {
             Ok(out) if out == chunk.text => LlmChunkAction::Continue,
             Ok(out) => LlmChunkAction::Modify(out),
             Err(e) => self.block(e, "response"),

@@ -7,11 +7,23 @@
 //! the way in; at LLM answers, whole or streamed, on the way out. A
 //! streamed answer is checked chunk by chunk on the text already sent plus
 //! the new chunk, so a phrase split across two chunks is still caught.
+//!
+//! `mask` rules (regex, literal or built-in sets) replace what they match
+//! instead of rejecting: in requests, MCP tool arguments, and in answers
+//! (`responseMask`), streamed ones held back by a short tail so a match
+//! split across chunks is masked whole.
 
+mod mask;
 mod sets;
+
+use std::sync::Mutex;
 
 use regex::RegexSet;
 use wardgate_sdk::prelude::*;
+use wardgate_sdk::stream::HoldBack;
+
+use mask::Masker;
+pub use mask::Rule;
 
 pub use sets::SetName;
 use sets::Sets;
@@ -30,13 +42,29 @@ const WARM_UP: &str = concat!(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Config {
-    /// Regexes (Rust `regex` syntax); a match anywhere rejects the request.
+    /// Rules (a regex in Rust `regex` syntax, `{regex: ...}` or
+    /// `{literal: ...}`); a match anywhere rejects the request.
     #[serde(default)]
-    pub patterns: Vec<String>,
-    /// Regexes checked on LLM answers; a match rejects the answer (or ends
-    /// the stream with an error event).
+    pub patterns: Vec<Rule>,
+    /// Rules checked on answers (LLM and MCP results); a match rejects the
+    /// answer (or ends the stream with an error event).
     #[serde(default)]
-    pub response_patterns: Vec<String>,
+    pub response_patterns: Vec<Rule>,
+    /// Rules whose matches in requests are replaced by `maskWith`.
+    #[serde(default)]
+    pub mask: Vec<Rule>,
+    /// Built-in sets masked in requests.
+    #[serde(default)]
+    pub mask_sets: Vec<SetName>,
+    /// Rules whose matches in answers are replaced by `maskWith`.
+    #[serde(default)]
+    pub response_mask: Vec<Rule>,
+    /// Built-in sets masked in answers.
+    #[serde(default)]
+    pub response_mask_sets: Vec<SetName>,
+    /// What a masked match becomes (default `<MASKED>`).
+    #[serde(default)]
+    pub mask_with: Option<String>,
     /// Built-in sets checked on requests: creditCard, usSsn, email, phone,
     /// secrets, promptInjection.
     #[serde(default)]
@@ -68,6 +96,10 @@ pub struct PromptGuard {
     response: RegexSet,
     sets: Sets,
     response_sets: Sets,
+    mask: Masker,
+    response_mask: Masker,
+    /// The unsent tail of the stream being masked.
+    held: Mutex<HoldBack>,
     status: u16,
     message: String,
 }
@@ -86,6 +118,10 @@ impl PromptGuard {
         !self.response.is_empty() || !self.response_sets.is_empty()
     }
 
+    fn checks_requests(&self) -> bool {
+        !self.patterns.is_empty() || !self.sets.is_empty()
+    }
+
     fn reject<A: From<Denial>>(&self) -> A {
         Denial::new(self.status, self.message.clone())
             .with_jsonrpc_code(-32602)
@@ -99,34 +135,54 @@ impl Plugin for PromptGuard {
         .union(Hooks::MCP_REQUEST)
         .union(Hooks::HTTP_REQUEST)
         .union(Hooks::LLM_RESPONSE)
-        .union(Hooks::LLM_CHUNK);
+        .union(Hooks::LLM_CHUNK)
+        .union(Hooks::MCP_RESPONSE);
 
     fn active_hooks(&self) -> Hooks {
         let mut hooks = Hooks::empty();
-        if !self.patterns.is_empty() || !self.sets.is_empty() {
+        if self.checks_requests() || !self.mask.is_empty() {
             hooks |= Hooks::HTTP_REQUEST
                 .union(Hooks::LLM_REQUEST)
                 .union(Hooks::MCP_REQUEST);
         }
-        if self.checks_answers() {
-            hooks |= Hooks::LLM_RESPONSE.union(Hooks::LLM_CHUNK);
+        if self.checks_answers() || !self.response_mask.is_empty() {
+            hooks |= Hooks::LLM_RESPONSE
+                .union(Hooks::LLM_CHUNK)
+                .union(Hooks::MCP_RESPONSE);
         }
         hooks
     }
 
     fn configure(config: Config) -> Result<Self, ConfigError> {
         // Compile each pattern alone first so the error names the one that failed.
-        for (i, p) in config.patterns.iter().enumerate() {
+        let sources = |rules: &[Rule]| rules.iter().map(Rule::source).collect::<Vec<_>>();
+        let (patterns, response_patterns) = (
+            sources(&config.patterns),
+            sources(&config.response_patterns),
+        );
+        for (i, p) in patterns.iter().enumerate() {
             regex::Regex::new(p).map_err(|e| ConfigError::new(format!("patterns[{i}]"), e))?;
         }
-        for (i, p) in config.response_patterns.iter().enumerate() {
+        for (i, p) in response_patterns.iter().enumerate() {
             regex::Regex::new(p)
                 .map_err(|e| ConfigError::new(format!("responsePatterns[{i}]"), e))?;
         }
-        let patterns =
-            RegexSet::new(&config.patterns).map_err(|e| ConfigError::new("patterns", e))?;
-        let response = RegexSet::new(&config.response_patterns)
+        let patterns = RegexSet::new(&patterns).map_err(|e| ConfigError::new("patterns", e))?;
+        let response = RegexSet::new(&response_patterns)
             .map_err(|e| ConfigError::new("responsePatterns", e))?;
+        let with = config
+            .mask_with
+            .clone()
+            .unwrap_or_else(|| "<MASKED>".into());
+        let mask = Masker::new("mask", &config.mask, &config.mask_sets, with.clone())
+            .map_err(|(field, e)| ConfigError::new(field, e))?;
+        let response_mask = Masker::new(
+            "responseMask",
+            &config.response_mask,
+            &config.response_mask_sets,
+            with,
+        )
+        .map_err(|(field, e)| ConfigError::new(field, e))?;
         response.is_match(WARM_UP);
         if !(100..=599).contains(&config.status) {
             return Err(ConfigError::new(
@@ -154,19 +210,39 @@ impl Plugin for PromptGuard {
             response,
             sets,
             response_sets,
+            mask,
+            response_mask,
+            held: Mutex::default(),
             status: config.status,
             message: config.message.unwrap_or_else(|| DEFAULT_MESSAGE.into()),
         })
     }
 
-    fn on_llm_request(&self, _: &RequestContext, req: LlmRequest) -> LlmRequestAction {
+    fn on_llm_request(&self, _: &RequestContext, mut req: LlmRequest) -> LlmRequestAction {
         if req.texts().any(|t| self.matches(t)) {
             return self.reject();
+        }
+        let mut changed = false;
+        for msg in &mut req.messages {
+            for part in &mut msg.content {
+                if let ContentPart::Text(t) = part
+                    && let Some(new) = self.mask.apply(t)
+                {
+                    *t = new;
+                    changed = true;
+                }
+            }
+        }
+        if changed {
+            return LlmRequestAction::Modify(LlmRequestEdit {
+                model: None,
+                messages: Some(req.messages),
+            });
         }
         LlmRequestAction::Continue
     }
 
-    fn on_llm_response(&self, _: &RequestContext, resp: LlmResponse) -> LlmResponseAction {
+    fn on_llm_response(&self, _: &RequestContext, mut resp: LlmResponse) -> LlmResponseAction {
         let args = resp.tool_calls.iter().map(|c| c.arguments.as_str());
         if std::iter::once(resp.text.as_str())
             .chain(args)
@@ -174,31 +250,92 @@ impl Plugin for PromptGuard {
         {
             return self.reject();
         }
-        LlmResponseAction::Continue
+        let text = self.response_mask.apply(&resp.text);
+        let mut calls_changed = false;
+        for call in &mut resp.tool_calls {
+            if let Some(new) = self.response_mask.apply_json(&call.arguments) {
+                call.arguments = new;
+                calls_changed = true;
+            }
+        }
+        if text.is_none() && !calls_changed {
+            return LlmResponseAction::Continue;
+        }
+        LlmResponseAction::Modify(LlmResponseEdit {
+            text,
+            tool_calls: calls_changed.then_some(resp.tool_calls),
+        })
     }
 
     fn on_llm_chunk(&self, _: &RequestContext, chunk: LlmChunk) -> LlmChunkAction {
-        if chunk.text.is_empty() || !self.checks_answers() {
+        if !chunk.text.is_empty() && self.checks_answers() {
+            let seen = format!("{}{}", chunk.lookbehind, chunk.text);
+            if self.answer_matches(&seen) {
+                return self.reject();
+            }
+        }
+        if self.response_mask.is_empty() {
             return LlmChunkAction::Continue;
         }
-        let seen = format!("{}{}", chunk.lookbehind, chunk.text);
-        if self.answer_matches(&seen) {
-            return self.reject();
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let out = held.next(
+            &chunk,
+            |text| self.response_mask.spans(text),
+            |text, spans, from| Ok::<_, ()>(self.response_mask.render(text, spans, from)),
+        );
+        match out {
+            Ok(out) if out == chunk.text => LlmChunkAction::Continue,
+            Ok(out) => LlmChunkAction::Modify(out),
+            Err(()) => LlmChunkAction::Continue,
         }
-        LlmChunkAction::Continue
     }
 
     fn on_mcp_request(&self, _: &RequestContext, req: McpRequest) -> McpRequestAction {
-        match req.arguments {
-            Some(args) if self.matches(&args) => self.reject(),
-            _ => McpRequestAction::Continue,
+        let Some(args) = req.arguments else {
+            return McpRequestAction::Continue;
+        };
+        if self.matches(&args) {
+            return self.reject();
+        }
+        match self.mask.apply_json(&args) {
+            Some(new) => McpRequestAction::Modify(new),
+            None => McpRequestAction::Continue,
+        }
+    }
+
+    fn on_mcp_response(&self, _: &RequestContext, resp: McpResponse) -> McpResponseAction {
+        if self.answer_matches(&resp.result) {
+            return self.reject();
+        }
+        match self.response_mask.apply_json(&resp.result) {
+            Some(new) => McpResponseAction::Modify(new),
+            None => McpResponseAction::Continue,
         }
     }
 
     fn on_http_request(&self, _: &RequestContext, req: HttpRequest) -> HttpRequestAction {
-        match req.body.as_deref().map(String::from_utf8_lossy) {
-            Some(body) if self.matches(&body) => self.reject(),
-            _ => HttpRequestAction::Continue,
+        let Some(body) = req.body.as_deref() else {
+            return HttpRequestAction::Continue;
+        };
+        let text = String::from_utf8_lossy(body);
+        if self.matches(&text) {
+            return self.reject();
+        }
+        // JSON bodies are masked string by string, so the JSON stays valid.
+        let masked = self.mask.apply_json(&text).or_else(|| {
+            serde_json::from_str::<serde_json::Value>(&text)
+                .is_err()
+                .then(|| self.mask.apply(&text))
+                .flatten()
+        });
+        match masked {
+            Some(new) => HttpRequestAction::Modify(HttpRequestEdit {
+                set_headers: Vec::new(),
+                remove_headers: Vec::new(),
+                path: None,
+                body: Some(new.into_bytes()),
+            }),
+            None => HttpRequestAction::Continue,
         }
     }
 }
@@ -302,11 +439,86 @@ mod tests {
     }
 
     #[test]
+    fn masks_literals_regexes_and_sets_in_requests_and_mcp_arguments() {
+        let g = guard(
+            r#"{"mask": [{"literal": "Project (X)"}, "\\bacct-\\d+"], "maskSets": ["email", "creditCard"],
+                "maskWith": "[hidden]"}"#,
+        );
+        match g.on_llm_request(
+            &testing::context(),
+            chat("Project (X) for acct-42: bob@example.com, 4111 1111 1111 1111, 4111 1111 1111 1112"),
+        ) {
+            LlmRequestAction::Modify(edit) => {
+                let msgs = edit.messages.unwrap();
+                assert!(matches!(&msgs[0].content[..], [ContentPart::Text(t)]
+                    if t == "[hidden] for [hidden]: [hidden], [hidden], 4111 1111 1111 1112"),
+                    "{:?}", msgs[0].content);
+            }
+            other => panic!("expected modify, got {other:?}"),
+        }
+        let req = McpRequest {
+            method: "tools/call".into(),
+            target: None,
+            name: Some("send".into()),
+            arguments: Some(r#"{"to":"bob@example.com","n":1}"#.into()),
+            session: None,
+        };
+        match g.on_mcp_request(&testing::context(), req) {
+            McpRequestAction::Modify(args) => assert_eq!(args, r#"{"n":1,"to":"[hidden]"}"#),
+            other => panic!("expected modify, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn response_masks_hold_streams_back_and_cover_mcp_results() {
+        let g = guard(r#"{"responseMask": ["internal-\\d{4}"]}"#);
+        let ctx = testing::context();
+        let pieces = [
+            "The code is inte",
+            "rnal-12",
+            "34, and ",
+            "internal-5678",
+            "",
+        ];
+        let mut sent = String::new();
+        for (i, p) in pieces.iter().enumerate() {
+            let chunk = LlmChunk {
+                index: i as u32,
+                text: p.to_string(),
+                lookbehind: String::new(),
+                usage: None,
+                done: i == pieces.len() - 1,
+            };
+            match g.on_llm_chunk(&ctx, chunk) {
+                LlmChunkAction::Continue => sent.push_str(p),
+                LlmChunkAction::Modify(t) => sent.push_str(&t),
+                LlmChunkAction::Deny(d) => panic!("{d:?}"),
+            }
+        }
+        assert_eq!(sent, "The code is <MASKED>, and <MASKED>");
+        let resp = McpResponse {
+            method: "tools/call".into(),
+            target: None,
+            name: None,
+            result: r#"{"content":[{"type":"text","text":"use internal-9999"}]}"#.into(),
+            is_error: false,
+        };
+        match g.on_mcp_response(&ctx, resp) {
+            McpResponseAction::Modify(r) => assert!(r.contains("use <MASKED>"), "{r}"),
+            other => panic!("expected modify, got {other:?}"),
+        }
+    }
+
+    #[test]
     fn bad_pattern_names_its_index() {
         let err = testing::configure::<PromptGuard>(r#"{"patterns": ["ok", "(unclosed"]}"#)
             .err()
             .unwrap();
         assert_eq!(err.field, "patterns[1]");
+        let err = testing::configure::<PromptGuard>(r#"{"mask": [{"literal": "a"}, "(x"]}"#)
+            .err()
+            .unwrap();
+        assert_eq!(err.field, "mask[1]");
     }
 
     #[test]
