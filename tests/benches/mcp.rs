@@ -1,6 +1,7 @@
 //! MCP tools/call round trips: direct to a FastMCP server (the `mcp` SDK's
-//! v1 line, Streamable HTTP) vs through Wardgate without plugins and with a
-//! 3-plugin chain (mcpAuthorization via cel-authz, prompt-guard, rate-limit).
+//! v1 line, Streamable HTTP) vs through Wardgate without plugins, with a
+//! 3-plugin chain (mcpAuthorization via cel-authz, prompt-guard, rate-limit)
+//! and with all five built-ins (plus tool-filter and pii-guard).
 //! Sequential calls on one connection, interleaved so drift hits all alike.
 //!
 //! Needs scripts/setup-test-peers (target/py-mcp1).
@@ -118,6 +119,16 @@ binds:
       - {{name: prompt-guard, config: {{patterns: ["(?i)ignore previous instructions"]}}}}
       - {{name: rate-limit, config: {{limits: [{{requests: 1000000, per: second, key: tool}}]}}}}
       backends: [{{mcp: {{targets: [{{name: calc, mcp: {{host: 127.0.0.1, port: {calc_port}}}}}]}}}}]
+    - name: five
+      matches: [{{path: {{pathPrefix: /five}}}}]
+      policies:
+        mcpAuthorization: {{rules: [{{allow: 'mcp.tool.name in ["add", "multiply"]'}}]}}
+      plugins:
+      - {{name: tool-filter, config: {{tools: {{deny: ["*_admin"]}}}}}}
+      - {{name: prompt-guard, config: {{patterns: ["(?i)ignore previous instructions"]}}}}
+      - {{name: pii-guard, config: {{}}}}
+      - {{name: rate-limit, config: {{limits: [{{requests: 1000000, per: second, key: tool}}]}}}}
+      backends: [{{mcp: {{targets: [{{name: calc, mcp: {{host: 127.0.0.1, port: {calc_port}}}}}]}}}}]
     - name: cel
       matches: [{{path: {{pathPrefix: /cel}}}}]
       policies:
@@ -159,6 +170,10 @@ binds:
             format!("http://127.0.0.1:{port}/chain/mcp"),
         ),
         (
+            "wardgate, all 5",
+            format!("http://127.0.0.1:{port}/five/mcp"),
+        ),
+        (
             "  cel-authz only",
             format!("http://127.0.0.1:{port}/cel/mcp"),
         ),
@@ -172,7 +187,7 @@ binds:
         ),
     ];
     let each = std::env::args().any(|a| a == "each");
-    let urls = &urls[..if each { urls.len() } else { 3 }];
+    let urls = &urls[..if each { urls.len() } else { 4 }];
     let mut sessions = Vec::new();
     for (_, url) in urls {
         sessions.push(session(&c, url).await);
@@ -197,11 +212,13 @@ binds:
             .unwrap_or(0)
     );
     let direct = pct(&mut times[0].clone(), 0.5);
+    let plain = pct(&mut times[1].clone(), 0.5);
     for (i, (name, _)) in urls.iter().enumerate() {
         let (p50, p99) = (pct(&mut times[i], 0.5), pct(&mut times[i], 0.99));
         println!(
-            "{name:22} p50 {p50:8.1} us  p99 {p99:8.1} us  added p50 {:7.1} us",
-            p50 - direct
+            "{name:22} p50 {p50:8.1} us  p99 {p99:8.1} us  added p50 {:7.1} us  over no plugins {:7.1} us",
+            p50 - direct,
+            p50 - plain
         );
     }
     let _ = gw.kill();

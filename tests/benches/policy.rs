@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use wardgate::policy::bindings::{
-    ChatMessage, ContentPart, Header, HttpRequest, LlmRequest, McpRequest, Role,
+    ChatMessage, ContentPart, Header, HttpRequest, LlmRequest, McpRequest, McpResponse, Role,
 };
-use wardgate::policy::hooks::{Hook, OnHttpRequest, OnLlmRequest, OnMcpRequest};
+use wardgate::policy::hooks::{Hook, OnHttpRequest, OnLlmRequest, OnMcpRequest, OnMcpResponse};
 use wardgate::policy::{Chain, PolicyEngine, Verdict};
 use wardgate_tests::{context, engine, load};
 
@@ -143,6 +143,7 @@ fn bench_languages(c: &mut Criterion) {
             "mcp-prompt-guard",
             "name: prompt-guard\nconfig: {patterns: ['(?i)ignore previous instructions']}".to_string(),
         ),
+        ("mcp-pii-guard", "name: pii-guard\nconfig: {}".to_string()),
     ];
     let req = McpRequest {
         method: "tools/call".into(),
@@ -178,9 +179,64 @@ fn bench_rate_limit(c: &mut Criterion) {
     );
 }
 
+/// All five built-ins on one MCP tools/call (its request and its result),
+/// against the same request with no chain: what a route with the whole
+/// chain adds per call.
+fn bench_all_five(c: &mut Criterion) {
+    let engine = engine();
+    let five = [
+        "name: cel-authz\nconfig: {scope: mcp, rules: [{allow: 'mcp.tool.name in [\"search_code\", \"add\"]'}]}",
+        "name: tool-filter\nconfig: {tools: {deny: ['*_admin']}}",
+        "name: prompt-guard\nconfig: {patterns: ['(?i)ignore previous instructions']}",
+        "name: pii-guard\nconfig: {}",
+        "name: rate-limit\nconfig: {limits: [{requests: 1000000000, per: second, key: tool}]}",
+    ];
+    let chain = Chain::new(five.iter().map(|y| Arc::new(load(&engine, y))).collect());
+    let none = Chain::new(Vec::new());
+    let req = McpRequest {
+        method: "tools/call".into(),
+        target: Some("github".into()),
+        name: Some("search_code".into()),
+        arguments: Some(r#"{"query": "fn main", "per_page": 10}"#.into()),
+        session: None,
+    };
+    let resp = McpResponse {
+        method: "tools/call".into(),
+        target: Some("github".into()),
+        name: Some("search_code".into()),
+        result:
+            r#"{"content":[{"type":"text","text":"src/main.rs:1: fn main() {"}],"isError":false}"#
+                .into(),
+        is_error: false,
+    };
+    let ctx = context("bench");
+    let mut group = c.benchmark_group("mcp-tools-call");
+    for (name, chain) in [("no chain", &none), ("all five", &chain)] {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let mut run = chain.start(ctx.clone());
+                let (mut q, mut r) = (req.clone(), resp.clone());
+                if run.wants(OnMcpRequest::FLAG) {
+                    assert!(matches!(
+                        run.run::<OnMcpRequest>(&mut q),
+                        Ok(Verdict::Continue)
+                    ));
+                }
+                if run.wants(OnMcpResponse::FLAG) {
+                    assert!(matches!(
+                        run.run::<OnMcpResponse>(&mut r),
+                        Ok(Verdict::Continue)
+                    ));
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(50).measurement_time(std::time::Duration::from_secs(3));
-    targets = bench, bench_languages, bench_rate_limit
+    targets = bench, bench_languages, bench_rate_limit, bench_all_five
 }
 criterion_main!(benches);
