@@ -7,7 +7,8 @@
 //! Needs scripts/setup-test-peers (target/py-mcp1).
 //! Run: cargo bench -p wardgate --bench mcp [-- CALLS [each]]
 //! (`each` adds one route per plugin, to see where the chain's time goes;
-//! more routes interleaved also means colder caches for each.)
+//! more routes interleaved also means colder caches for each. `PICK=0,1,3`
+//! runs only those cases, by their index in the table.)
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -187,7 +188,18 @@ binds:
         ),
     ];
     let each = std::env::args().any(|a| a == "each");
-    let urls = &urls[..if each { urls.len() } else { 4 }];
+    let pick: Vec<(&str, String)> = std::env::var("PICK")
+        .map(|p| {
+            p.split(',')
+                .map(|i| urls[i.trim().parse::<usize>().expect("PICK=0,1,3")].clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    let urls = match (pick.is_empty(), each) {
+        (false, _) => &pick[..],
+        (true, true) => &urls[..],
+        (true, false) => &urls[..4],
+    };
     let mut sessions = Vec::new();
     for (_, url) in urls {
         sessions.push(session(&c, url).await);
@@ -211,14 +223,21 @@ binds:
             .map(|n| n.get())
             .unwrap_or(0)
     );
-    let direct = pct(&mut times[0].clone(), 0.5);
-    let plain = pct(&mut times[1].clone(), 0.5);
+    let p50_of = |name: &str, times: &[Vec<f64>]| {
+        urls.iter()
+            .position(|(n, _)| *n == name)
+            .map(|i| pct(&mut times[i].clone(), 0.5))
+    };
+    let direct = p50_of("direct", &times).unwrap_or(0.0);
+    let plain = p50_of("wardgate, no plugins", &times);
     for (i, (name, _)) in urls.iter().enumerate() {
         let (p50, p99) = (pct(&mut times[i], 0.5), pct(&mut times[i], 0.99));
+        let over = plain
+            .map(|p| format!("  over no plugins {:7.1} us", p50 - p))
+            .unwrap_or_default();
         println!(
-            "{name:22} p50 {p50:8.1} us  p99 {p99:8.1} us  added p50 {:7.1} us  over no plugins {:7.1} us",
-            p50 - direct,
-            p50 - plain
+            "{name:22} p50 {p50:8.1} us  p99 {p99:8.1} us  added p50 {:7.1} us{over}",
+            p50 - direct
         );
     }
     let _ = gw.kill();

@@ -9,7 +9,7 @@
 //! the new chunk, so a phrase split across two chunks is still caught.
 //!
 //! `mask` rules (regex, literal or built-in sets) replace what they match
-//! instead of rejecting: in requests, MCP tool arguments, and in answers
+//! instead of rejecting: in LLM messages, MCP tool arguments, and in answers
 //! (`responseMask`), streamed ones held back by a short tail so a match
 //! split across chunks is masked whole.
 
@@ -140,10 +140,11 @@ impl Plugin for PromptGuard {
 
     fn active_hooks(&self) -> Hooks {
         let mut hooks = Hooks::empty();
+        if self.checks_requests() {
+            hooks |= Hooks::HTTP_REQUEST;
+        }
         if self.checks_requests() || !self.mask.is_empty() {
-            hooks |= Hooks::HTTP_REQUEST
-                .union(Hooks::LLM_REQUEST)
-                .union(Hooks::MCP_REQUEST);
+            hooks |= Hooks::LLM_REQUEST.union(Hooks::MCP_REQUEST);
         }
         if self.checks_answers() || !self.response_mask.is_empty() {
             hooks |= Hooks::LLM_RESPONSE
@@ -314,28 +315,11 @@ impl Plugin for PromptGuard {
     }
 
     fn on_http_request(&self, _: &RequestContext, req: HttpRequest) -> HttpRequestAction {
-        let Some(body) = req.body.as_deref() else {
-            return HttpRequestAction::Continue;
-        };
-        let text = String::from_utf8_lossy(body);
-        if self.matches(&text) {
-            return self.reject();
-        }
-        // JSON bodies are masked string by string, so the JSON stays valid.
-        let masked = self.mask.apply_json(&text).or_else(|| {
-            serde_json::from_str::<serde_json::Value>(&text)
-                .is_err()
-                .then(|| self.mask.apply(&text))
-                .flatten()
-        });
-        match masked {
-            Some(new) => HttpRequestAction::Modify(HttpRequestEdit {
-                set_headers: Vec::new(),
-                remove_headers: Vec::new(),
-                path: None,
-                body: Some(new.into_bytes()),
-            }),
-            None => HttpRequestAction::Continue,
+        // Reject only: masking raw bodies would reach protocol fields (a
+        // JSON-RPC method, a model name); masks apply to the typed views.
+        match req.body.as_deref().map(String::from_utf8_lossy) {
+            Some(body) if self.matches(&body) => self.reject(),
+            _ => HttpRequestAction::Continue,
         }
     }
 }
