@@ -605,10 +605,13 @@ async fn pii_guard_masks_prompts_and_answers_whole_and_streamed() {
         );
     }
     let seen = anthropic.requests().await;
-    assert_eq!(
-        seen[0]["body"]["messages"][0]["content"], "say: <MASKED> is internal-42",
-        "{seen:?}"
-    );
+    // The host rewrites the masked message as content parts.
+    let content = &seen[0]["body"]["messages"][0]["content"];
+    let text = content
+        .as_str()
+        .or(content[0]["text"].as_str())
+        .unwrap_or_default();
+    assert_eq!(text, "say: <MASKED> is internal-42", "{seen:?}");
 
     // post_call: the provider says it; the client reads it masked.
     let said = "say: reach jane.doe@example.com or 4111 1111 1111 1111 today";
