@@ -38,6 +38,7 @@ pub mod host;
 mod messages;
 pub mod stream;
 pub mod testing;
+pub mod text;
 
 #[doc(hidden)]
 pub mod wit {

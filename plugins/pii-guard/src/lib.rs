@@ -186,35 +186,6 @@ impl PiiGuard {
         .into()
     }
 
-    /// Anonymize every string inside a JSON document (keys stay).
-    fn scan_json(&self, value: &mut Value) -> Result<bool, Entity> {
-        match value {
-            Value::String(s) => match self.scan(s) {
-                Scan::Clean => Ok(false),
-                Scan::Changed(new) => {
-                    *s = new;
-                    Ok(true)
-                }
-                Scan::Blocked(e) => Err(e),
-            },
-            Value::Array(items) => {
-                let mut changed = false;
-                for v in items {
-                    changed |= self.scan_json(v)?;
-                }
-                Ok(changed)
-            }
-            Value::Object(map) => {
-                let mut changed = false;
-                for v in map.values_mut() {
-                    changed |= self.scan_json(v)?;
-                }
-                Ok(changed)
-            }
-            _ => Ok(false),
-        }
-    }
-
     /// A JSON document anonymized: None when unchanged.
     fn scan_json_text(&self, json: &str) -> Result<Option<String>, Entity> {
         let Ok(mut v) = serde_json::from_str::<Value>(json) else {
@@ -223,7 +194,13 @@ impl PiiGuard {
                 _ => Ok(None),
             };
         };
-        Ok(self.scan_json(&mut v)?.then(|| v.to_string()))
+        let changed =
+            wardgate_sdk::text::rewrite_json_strings(&mut v, &mut |s| match self.scan(s) {
+                Scan::Clean => Ok(None),
+                Scan::Changed(new) => Ok(Some(new)),
+                Scan::Blocked(e) => Err(e),
+            })?;
+        Ok(changed.then(|| v.to_string()))
     }
 }
 

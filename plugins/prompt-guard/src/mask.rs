@@ -115,21 +115,10 @@ impl Masker {
 
     /// Mask every string in a JSON document; None when nothing changed.
     pub fn apply_json(&self, json: &str) -> Option<String> {
-        fn walk(m: &Masker, v: &mut serde_json::Value) -> bool {
-            match v {
-                serde_json::Value::String(s) => match m.apply(s) {
-                    Some(new) => {
-                        *s = new;
-                        true
-                    }
-                    None => false,
-                },
-                serde_json::Value::Array(a) => a.iter_mut().fold(false, |c, v| walk(m, v) | c),
-                serde_json::Value::Object(o) => o.values_mut().fold(false, |c, v| walk(m, v) | c),
-                _ => false,
-            }
-        }
         let mut v: serde_json::Value = serde_json::from_str(json).ok()?;
-        walk(self, &mut v).then(|| v.to_string())
+        let changed = wardgate_sdk::text::rewrite_json_strings(&mut v, &mut |s| {
+            Ok::<_, std::convert::Infallible>(self.apply(s))
+        });
+        matches!(changed, Ok(true)).then(|| v.to_string())
     }
 }

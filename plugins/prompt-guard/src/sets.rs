@@ -147,26 +147,10 @@ fn injection_score(set: &RegexSet, weights: &[f32], text: &str) -> f32 {
         .min(1.0)
 }
 
-/// The Luhn checksum over the digits of `s` (separators skipped).
+/// A card number: 13–19 digits that pass Luhn.
 pub fn luhn(s: &str) -> bool {
-    let digits: Vec<u32> = s.chars().filter_map(|c| c.to_digit(10)).collect();
-    if !(13..=19).contains(&digits.len()) {
-        return false;
-    }
-    let sum: u32 = digits
-        .iter()
-        .rev()
-        .enumerate()
-        .map(|(i, &d)| {
-            if i % 2 == 1 {
-                let d = d * 2;
-                if d > 9 { d - 9 } else { d }
-            } else {
-                d
-            }
-        })
-        .sum();
-    sum.is_multiple_of(10)
+    let digits = s.bytes().filter(u8::is_ascii_digit).count();
+    (13..=19).contains(&digits) && wardgate_sdk::text::luhn(s)
 }
 
 /// SSNs never issued: area 000, 666 or 900–999; group 00; serial 0000.
