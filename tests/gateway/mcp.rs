@@ -46,10 +46,15 @@ struct FastMcp {
 
 impl FastMcp {
     fn start() -> FastMcp {
+        FastMcp::start_with(&[])
+    }
+
+    fn start_with(options: &[&str]) -> FastMcp {
         let port = free_port();
         let child = Command::new(venv("py-mcp1", "python"))
             .arg(root().join("tests/peers/fastmcp_server.py"))
             .arg(port.to_string())
+            .args(options)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -824,4 +829,84 @@ async fn pii_guard_masks_tool_arguments_and_results() {
         out[2]["text"], "<PERSON>, <EMAIL_ADDRESS>, ssn <US_SSN>",
         "{out:?}"
     );
+}
+
+/// A client's `notifications/cancelled` stops its call: the gateway answers
+/// the call at once, and the target hears the cancellation under the id the
+/// gateway gave the call upstream (the FastMCP tool sees its task
+/// cancelled). A cancellation from another session, or naming no request
+/// in flight, changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_cancellation_reaches_the_target_running_the_call() {
+    let calc = FastMcp::start_with(&["--slow-tools"]);
+    let gw = Gateway::start(&format!(
+        "binds:\n- port: 0\n  listeners:\n  - routes:\n    - backends:\n      - mcp: {{targets: [{{name: calc, mcp: {{host: 127.0.0.1, port: {}}}}}]}}\n",
+        calc.port
+    ))
+    .await;
+    let url = gw.url("/mcp");
+    let (a, b) = (open_session(&url).await, open_session(&url).await);
+    let counts = || async {
+        let reply = call(&url, &b, "calls", json!({})).await;
+        let text = reply["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or("{}");
+        json(text)
+    };
+    let wait_for = |field: &'static str| async move {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let c = counts().await;
+            if c[field] == 1 {
+                return c;
+            }
+            assert!(Instant::now() < deadline, "no {field} call: {c}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+
+    let slow = {
+        let (url, a) = (url.clone(), a.clone());
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let body = json!({"jsonrpc": "2.0", "id": 41, "method": "tools/call",
+                "params": {"name": "slow", "arguments": {"seconds": 30}}});
+            let (status, _, body) = rpc(&url, Some(&a), &body.to_string()).await;
+            (status, json(&body), started.elapsed())
+        })
+    };
+    wait_for("started").await;
+
+    let cancel = |id: Value| {
+        json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+            "params": {"requestId": id, "reason": "the user stopped it"}})
+        .to_string()
+    };
+    for (session, id) in [(&b, json!(41)), (&a, json!(99)), (&a, json!("41"))] {
+        let (status, _, _) = rpc(&url, Some(session), &cancel(id)).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !slow.is_finished(),
+        "another session's cancellation stopped the call"
+    );
+    assert_eq!(counts().await["cancelled"], 0);
+
+    let (status, _, _) = rpc(&url, Some(&a), &cancel(json!(41))).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (status, reply, took) = tokio::time::timeout(Duration::from_secs(5), slow)
+        .await
+        .expect("the cancelled call is answered at once")
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(reply["id"], 41);
+    assert_eq!(reply["error"]["code"], -32800, "{reply}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    let c = wait_for("cancelled").await;
+    assert_eq!(c["finished"], 0, "{c}");
+
+    // The session goes on.
+    let reply = call(&url, &a, "add", json!({"a": 2, "b": 3})).await;
+    assert_eq!(reply["result"]["content"][0]["text"], "5");
 }

@@ -2,9 +2,13 @@
 """A FastMCP server (the `mcp` SDK's v1 line, `mcp<2`) over Streamable HTTP,
 as an MCP target for the tests: a few tools, a prompt and a resource.
 
-Usage: fastmcp_server.py PORT
+Usage: fastmcp_server.py PORT [--slow-tools]
+
+--slow-tools adds `slow` (sleeps, and counts the calls cancelled while it
+slept) and `calls` (those counts), for the cancellation test.
 """
 
+import asyncio
 import sys
 
 from mcp.server.fastmcp import FastMCP
@@ -40,6 +44,31 @@ def greet(name: str) -> str:
 def pi() -> str:
     """The value of pi."""
     return "3.14159"
+
+
+calls = {"started": 0, "finished": 0, "cancelled": 0}
+
+
+async def slow(seconds: float) -> str:
+    """Sleep, then say so; counts cancellations."""
+    calls["started"] += 1
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:
+        calls["cancelled"] += 1
+        raise
+    calls["finished"] += 1
+    return "slept"
+
+
+def slow_calls() -> dict:
+    """How many `slow` calls started, finished and were cancelled."""
+    return calls
+
+
+if "--slow-tools" in sys.argv:
+    mcp.tool(name="slow")(slow)
+    mcp.tool(name="calls")(slow_calls)
 
 
 if __name__ == "__main__":

@@ -61,6 +61,7 @@ pub enum Incoming {
     },
     Notification {
         method: String,
+        params: Value,
     },
     /// A response (to a server-initiated request).
     Response {
@@ -90,7 +91,10 @@ pub fn classify(v: &Value) -> Result<Incoming, (Value, RpcError)> {
                 params: obj.get("params").cloned().unwrap_or(json!({})),
             })
         }
-        (Some(Value::String(m)), None) => Ok(Incoming::Notification { method: m.clone() }),
+        (Some(Value::String(m)), None) => Ok(Incoming::Notification {
+            method: m.clone(),
+            params: obj.get("params").cloned().unwrap_or(json!({})),
+        }),
         (Some(_), _) => Err(bad("\"method\" must be a string")),
         (None, Some(id)) if obj.contains_key("result") || obj.contains_key("error") => {
             Ok(Incoming::Response { id })

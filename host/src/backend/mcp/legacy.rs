@@ -91,7 +91,7 @@ pub async fn post(
             tokio::spawn(relay_answer(mcp, sid, answer, from_targets, None, stream));
         }
         Incoming::Response { id } => mcp.answer_relayed(&sid, &id, msg).await,
-        Incoming::Notification { .. } => {}
+        Incoming::Notification { method, params } => mcp.notified(&sid, &method, &params),
     }
     let mut r = Response::new(crate::proxy::full(Bytes::new()));
     *r.status_mut() = StatusCode::ACCEPTED;

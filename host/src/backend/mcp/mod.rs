@@ -7,6 +7,7 @@
 //! ([`federation`]) through the route's MCP hooks → the target's session
 //! ([`upstream`]: stdio or Streamable HTTP, kept alive and reused).
 
+pub mod cancel;
 pub mod federation;
 pub mod jsonrpc;
 pub mod legacy;
@@ -53,6 +54,8 @@ pub struct McpBackend {
     /// protection); `*` allows any.
     allowed_origins: Vec<String>,
     legacy: legacy::LegacyStreams,
+    /// Calls in flight here, for the clients' cancellations.
+    in_flight: cancel::InFlight,
 }
 
 pub type BuildError = (String, String);
@@ -138,6 +141,7 @@ impl McpBackend {
             ended: Mutex::new(HashSet::new()),
             allowed_origins: config.allowed_origins.clone(),
             legacy: Default::default(),
+            in_flight: Default::default(),
         })
     }
 }
@@ -345,8 +349,10 @@ pub async fn serve(
     }
 
     let Incoming::Request { id, method, params } = incoming else {
-        if let Incoming::Response { id } = &incoming {
-            mcp.answer_relayed(&sid, id, msg).await;
+        match &incoming {
+            Incoming::Response { id } => mcp.answer_relayed(&sid, id, msg).await,
+            Incoming::Notification { method, params } => mcp.notified(&sid, method, params),
+            Incoming::Request { .. } => {}
         }
         // Notifications and responses are accepted without a body.
         let mut r = Response::new(crate::proxy::full(Bytes::new()));
@@ -591,7 +597,7 @@ async fn answer(
     sink: Option<Sink>,
 ) -> (Value, McpTrace) {
     let mut trace = McpTrace::default();
-    let outcome = dispatch(
+    let call = dispatch(
         &mcp,
         &mut run,
         &sid,
@@ -599,8 +605,21 @@ async fn answer(
         params,
         &mut trace,
         sink.as_ref(),
-    )
-    .await;
+    );
+    // Only session-bound requests can be named by a cancellation.
+    let outcome = if sid.is_empty() {
+        call.await
+    } else {
+        let mut registration = mcp.in_flight.register(&sid, &id);
+        tokio::select! {
+            outcome = call => outcome,
+            Ok(reason) = &mut registration.cancelled => {
+                // Dropping the call tells its target (upstream::Target::call).
+                tracing::info!(route = %mcp.route, session = %sid, %id, %reason, "MCP request cancelled by the client");
+                Err(cancel::cancelled_error())
+            }
+        }
+    };
     trace.decisions = std::mem::take(&mut run.decisions);
     let reply = match outcome {
         Ok(mut result) if sid.is_empty() => {
@@ -811,6 +830,14 @@ impl McpBackend {
         msg["id"] = relayed.get("i").cloned().unwrap_or(Value::Null);
         if let Err(e) = target.respond(msg).await {
             tracing::warn!(route = %self.route, target = %target.name, "could not pass a client's answer on: {e}");
+        }
+    }
+
+    /// A client's notification: a cancellation stops the call it names;
+    /// the rest concern only the gateway's own session and end here.
+    fn notified(&self, sid: &str, method: &str, params: &Value) {
+        if method == "notifications/cancelled" && !self.in_flight.cancel(sid, params) {
+            tracing::debug!(route = %self.route, "a cancellation of no request in flight here: ignored");
         }
     }
 

@@ -157,6 +157,44 @@ impl Drop for CallGuard<'_> {
     }
 }
 
+/// Tells the target to stop a call the gateway no longer waits for (the
+/// client cancelled it or went away, or it timed out), as the spec asks of
+/// a requester: `notifications/cancelled` with the id the target knows.
+struct Abandon {
+    target: Arc<Target>,
+    conn: Arc<Conn>,
+    id: u64,
+    answered: bool,
+}
+
+impl Drop for Abandon {
+    fn drop(&mut self) {
+        if self.answered {
+            return;
+        }
+        let msg = json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+            "params": {"requestId": self.id, "reason": "the gateway's client cancelled the request"}});
+        tracing::debug!(target = %self.target.name, id = self.id, "telling the target a call was cancelled");
+        match &*self.conn {
+            Conn::Piped { tx, pending, .. } => {
+                pending.lock().unwrap().remove(&self.id);
+                // A full pipe means a stalled target: it gets no cancellation.
+                let _ = tx.try_send(msg.to_string());
+            }
+            Conn::Http { .. } => {
+                let (target, conn) = (self.target.clone(), self.conn.clone());
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    runtime.spawn(async move {
+                        if let Err(e) = target.send(&conn, &msg).await {
+                            tracing::debug!(target = %target.name, "cancellation not delivered: {e}");
+                        }
+                    });
+                }
+            }
+        }
+    }
+}
+
 /// A live session with the target.
 enum Conn {
     /// One ordered channel each way: a process's stdin/stdout, or a legacy
@@ -274,6 +312,12 @@ impl Target {
             _ => None,
         };
         let msg = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let mut abandon = Abandon {
+            target: self.clone(),
+            conn: conn.clone(),
+            id,
+            answered: false,
+        };
         let mut outcome =
             tokio::time::timeout(CALL_TIMEOUT, self.exchange(&conn, id, &msg, sink)).await;
         if let Ok(Err(e)) = &outcome
@@ -286,9 +330,12 @@ impl Target {
             let (fresh, info, _) = self.connect().await.map_err(RpcError::internal)?;
             *self.conn.lock().await = Some(fresh.clone());
             self.health.send_replace(Health::Ready(info));
+            abandon.conn = fresh.clone();
             outcome =
                 tokio::time::timeout(CALL_TIMEOUT, self.exchange(&fresh, id, &msg, sink)).await;
         }
+        // A target that timed out is told to stop, as one the client left.
+        abandon.answered = outcome.is_ok();
         let reply = match outcome {
             Ok(r) => r?,
             Err(_) => {
