@@ -13,11 +13,14 @@ pub fn plugin_path(name: &str) -> PathBuf {
 }
 
 /// A small engine for tests.
+/// The engine tests and benches share. `WARDGATE_CODE_CACHE=DIR` keeps
+/// compiled plugins between runs (a bench run otherwise spends its first
+/// minute compiling).
 pub fn engine() -> PolicyEngine {
     PolicyEngine::new(EngineOptions {
         max_instances: 64,
         max_memory_mib: 256,
-        ..Default::default()
+        code_cache: std::env::var_os("WARDGATE_CODE_CACHE").map(Into::into),
     })
     .expect("engine")
 }

@@ -101,20 +101,30 @@ struct InFlight {
 
 impl Relay {
     /// Hand `msg` on; a request nobody can take comes back for an error answer.
-    fn deliver(&self, msg: Value, via: Option<&Sink>) -> Result<(), Value> {
+    fn deliver(&self, mut msg: Value, via: Option<&Sink>) -> Result<(), Value> {
         let is_request = msg.get("id").is_some();
         let method = msg.get("method").and_then(Value::as_str).unwrap_or("");
-        let for_a_call =
-            is_request || method == "notifications/progress" || method == "notifications/message";
+        let is_progress = method == "notifications/progress";
+        let for_a_call = is_request || is_progress || method == "notifications/message";
         if for_a_call {
-            let sink = via.cloned().or_else(|| {
-                let calls = self.calls.lock().unwrap();
-                let token = msg.pointer("/params/progressToken");
-                token
-                    .and_then(|t| calls.iter().rev().find(|c| c.progress.as_ref() == Some(t)))
-                    .or_else(|| calls.last())
-                    .map(|c| c.sink.clone())
-            });
+            let sink = match via {
+                Some(via) => Some(via.clone()),
+                None if is_progress => {
+                    let calls = self.calls.lock().unwrap();
+                    let call = msg
+                        .pointer("/params/progressToken")
+                        .and_then(Value::as_u64)
+                        .and_then(|t| calls.iter().find(|c| c.id == t && c.progress.is_some()));
+                    let Some(call) = call else {
+                        // A call that ended, or a token we never gave out:
+                        // no client may see another's progress.
+                        return Ok(());
+                    };
+                    msg["params"]["progressToken"] = call.progress.clone().unwrap_or_default();
+                    Some(call.sink.clone())
+                }
+                None => self.calls.lock().unwrap().last().map(|c| c.sink.clone()),
+            };
             if let Some(sink) = sink {
                 let out = ServerMessage {
                     target: self.target.clone(),
@@ -289,7 +299,7 @@ impl Target {
     pub async fn call(
         self: &Arc<Self>,
         method: &str,
-        params: Value,
+        mut params: Value,
         sink: Option<&Sink>,
     ) -> Result<Value, RpcError> {
         let conn =
@@ -299,9 +309,15 @@ impl Target {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let _registered = match (&*conn, sink) {
             (Conn::Piped { .. }, Some(sink)) => {
+                // Every client's calls share this pipe, and clients pick
+                // tokens alike (0, 1, ...): the target gets the call's own
+                // id as its token, and the client's comes back on relay.
+                let progress = params
+                    .pointer_mut("/_meta/progressToken")
+                    .map(|token| std::mem::replace(token, Value::from(id)));
                 self.relay.calls.lock().unwrap().push(InFlight {
                     id,
-                    progress: params.pointer("/_meta/progressToken").cloned(),
+                    progress,
                     sink: sink.clone(),
                 });
                 Some(CallGuard {
@@ -900,4 +916,53 @@ async fn http_post(
         }
     }
     Err("the stream ended before the response".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn relay_with(
+        calls: &[(u64, Option<Value>)],
+    ) -> (Relay, Vec<mpsc::UnboundedReceiver<ServerMessage>>) {
+        let mut sinks = Vec::new();
+        let mut in_flight = Vec::new();
+        for (id, progress) in calls {
+            let (tx, rx) = mpsc::unbounded_channel();
+            sinks.push(rx);
+            in_flight.push(InFlight {
+                id: *id,
+                progress: progress.clone(),
+                sink: tx,
+            });
+        }
+        let relay = Relay {
+            target: "t".into(),
+            calls: Mutex::new(in_flight),
+            unrelated: broadcast::channel(4).0,
+        };
+        (relay, sinks)
+    }
+
+    fn progress(token: Value) -> Value {
+        json!({"jsonrpc": "2.0", "method": "notifications/progress",
+            "params": {"progressToken": token, "progress": 1}})
+    }
+
+    #[test]
+    fn progress_on_a_shared_pipe_reaches_the_client_whose_call_it_is() {
+        // Two clients, both with token 1, calls 7 and 8 upstream.
+        let (relay, mut sinks) = relay_with(&[(7, Some(json!(1))), (8, Some(json!(1)))]);
+        relay.deliver(progress(json!(7)), None).unwrap();
+        let got = sinks[0].try_recv().expect("the first client's progress");
+        assert_eq!(got.msg["params"]["progressToken"], 1);
+        assert!(sinks[1].try_recv().is_err(), "the other client saw it");
+
+        // Progress of a call that ended (or never was) reaches nobody.
+        let mut everyone = relay.unrelated.subscribe();
+        relay.deliver(progress(json!(9)), None).unwrap();
+        relay.deliver(progress(json!("1")), None).unwrap();
+        assert!(sinks.iter_mut().all(|s| s.try_recv().is_err()));
+        assert!(everyone.try_recv().is_err());
+    }
 }
