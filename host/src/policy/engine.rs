@@ -4,10 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, InstancePre, Linker, types::ComponentItem};
@@ -19,6 +16,7 @@ use super::bindings::{self, HOOKS_EXPORT, Plugin};
 use super::builtin;
 use super::capabilities::{Capability, HostServices, PluginLabel, StoreState};
 use super::counters::{CounterStore, LocalCounters};
+use super::epoch::{EpochClock, EpochTicker, deadline_ticks};
 use super::error::{LoadError, LoadErrorKind};
 use super::hooks;
 use super::instance::{InstanceSource, Live, PreparedPlugin};
@@ -29,9 +27,6 @@ const KEEP_RESIDENT: usize = 8 << 20;
 
 /// CPU budget for load-time calls (`describe`, `configure`): they run once.
 const LOAD_CPU_MS: u64 = 10_000;
-
-/// How often the epoch advances; CPU limits are counted in these ticks.
-pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 /// Engine-wide sizing. Per-plugin limits are set in each chain entry.
 #[derive(Debug, Clone)]
@@ -71,7 +66,7 @@ pub struct PolicyEngine {
     // (digest, config), so routes sharing a plugin and config share the code.
     compiled: Mutex<HashMap<[u8; 32], Component>>,
     snapshots: Mutex<HashMap<SnapshotKey, Component>>,
-    _ticker: EpochTicker,
+    ticker: EpochTicker,
 }
 
 impl PolicyEngine {
@@ -118,7 +113,7 @@ impl PolicyEngine {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
 
         Ok(PolicyEngine {
-            _ticker: EpochTicker::start(engine.clone()),
+            ticker: EpochTicker::start(engine.clone()),
             engine,
             linker,
             services: Arc::new(HostServices::new(counters)),
@@ -241,6 +236,7 @@ impl PolicyEngine {
             exports,
             services: self.services.clone(),
             engine: self.engine.clone(),
+            clock: self.ticker.clock().clone(),
         })
     }
 
@@ -406,7 +402,13 @@ impl PolicyEngine {
     }
 
     pub(crate) fn store(&self, label: &Arc<PluginLabel>, cpu_ms: u64) -> Store<StoreState> {
-        new_store(&self.engine, label, &self.services, cpu_ms)
+        new_store(
+            &self.engine,
+            self.ticker.clock(),
+            label,
+            &self.services,
+            cpu_ms,
+        )
     }
 
     /// Configure an instance and capture its memory: the snapshot component
@@ -445,19 +447,16 @@ impl PolicyEngine {
 
 pub(crate) fn new_store(
     engine: &Engine,
+    clock: &Arc<EpochClock>,
     label: &Arc<PluginLabel>,
     services: &Arc<HostServices>,
     cpu_ms: u64,
 ) -> Store<StoreState> {
     let mut store = Store::new(engine, StoreState::new(label.clone(), services.clone()));
     store.limiter(|s| &mut s.limiter);
+    clock.watch(&mut store);
     store.set_epoch_deadline(deadline_ticks(cpu_ms));
     store
-}
-
-pub(crate) fn deadline_ticks(cpu_ms: u64) -> u64 {
-    // +1: the tick in progress when the call starts is partly spent already.
-    (cpu_ms * 1000 / EPOCH_TICK.as_micros() as u64).max(1) + 1
 }
 
 fn describe_and_configure(
@@ -546,40 +545,5 @@ impl std::hash::Hasher for ShaHasher<'_> {
     }
     fn write(&mut self, bytes: &[u8]) {
         self.0.update(bytes);
-    }
-}
-
-/// Advances the engine's epoch every [`EPOCH_TICK`]; stopped on drop.
-struct EpochTicker {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl EpochTicker {
-    fn start(engine: Engine) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("wardgate-epoch".into())
-            .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(EPOCH_TICK);
-                    engine.increment_epoch();
-                }
-            })
-            .expect("spawn epoch thread");
-        EpochTicker {
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for EpochTicker {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }

@@ -12,7 +12,8 @@ use wasmtime::{Engine, Store, Trap};
 
 use super::bindings::{Hooks, Plugin, PluginInfo};
 use super::capabilities::{HostServices, PluginLabel, StoreState};
-use super::engine::{deadline_ticks, new_store};
+use super::engine::new_store;
+use super::epoch::{EpochClock, deadline_ticks};
 use super::error::FailureKind;
 use super::hooks::ALL_EXPORTS;
 use super::spec::{FailureMode, Limits};
@@ -41,6 +42,7 @@ pub struct PreparedPlugin {
     pub(crate) exports: [Option<ComponentExportIndex>; ALL_EXPORTS.len()],
     pub(crate) services: Arc<HostServices>,
     pub(crate) engine: Engine,
+    pub(crate) clock: Arc<EpochClock>,
 }
 
 /// An instance serving one request.
@@ -69,6 +71,7 @@ impl PreparedPlugin {
     fn new_store(&self) -> Store<StoreState> {
         new_store(
             &self.engine,
+            &self.clock,
             &self.label,
             &self.services,
             self.limits.cpu_ms,

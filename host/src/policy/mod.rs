@@ -4,6 +4,8 @@
 //!   (compile once, check contract and grants, configure, snapshot).
 //! - [`instance`]: instances per request (snapshot isolation or reuse).
 //! - [`chain`]: running a route's chain through one hook for one request.
+//! - [`epoch`]: the clock behind each call's CPU limit (ticks only while
+//!   plugin code runs).
 //! - [`hooks`]: the contract's hooks and how each "modify" applies.
 //! - [`capabilities`]: what a plugin can reach (log, clock, counters,
 //!   metrics; WASI linked but empty).
@@ -14,6 +16,7 @@ pub mod capabilities;
 pub mod chain;
 pub mod counters;
 pub mod engine;
+pub mod epoch;
 pub mod error;
 pub mod hooks;
 pub mod instance;

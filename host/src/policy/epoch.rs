@@ -1,0 +1,152 @@
+//! The epoch clock that bounds each hook call's CPU time.
+//!
+//! wasmtime interrupts a call once the engine's epoch passes its store's
+//! deadline, so something must advance the epoch: a thread does, every
+//! [`EPOCH_TICK`], but only while plugin code runs. Every store reports
+//! entering and leaving wasm ([`wasmtime::Store::call_hook`]), and with
+//! nothing running the thread sleeps: an idle gateway takes no wake-ups for
+//! it (a thread ticking always took 1,000 a second, each one preempting a
+//! request's work on a busy machine).
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, OnceLock};
+use std::thread::{JoinHandle, Thread};
+use std::time::Duration;
+
+use wasmtime::{CallHook, Engine, Store};
+
+/// How often the epoch advances while plugin code runs; CPU limits are
+/// counted in these ticks.
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// The ticks that make a CPU budget of `cpu_ms`.
+pub fn deadline_ticks(cpu_ms: u64) -> u64 {
+    // +1: the tick in progress when the call starts is partly spent already.
+    (cpu_ms * 1000 / EPOCH_TICK.as_micros() as u64).max(1) + 1
+}
+
+/// What stores and the ticking thread share.
+#[derive(Default)]
+pub struct EpochClock {
+    /// Calls into wasm in progress, on every thread.
+    running: AtomicUsize,
+    /// The thread is asleep (or about to be) and must be woken.
+    parked: AtomicBool,
+    stop: AtomicBool,
+    thread: OnceLock<Thread>,
+}
+
+impl EpochClock {
+    /// Have `store` report its calls into wasm, so the clock ticks for them.
+    pub fn watch<T: 'static>(self: &Arc<Self>, store: &mut Store<T>) {
+        let clock = self.clone();
+        store.call_hook(move |_, hook| {
+            match hook {
+                CallHook::CallingWasm => clock.enter(),
+                CallHook::ReturningFromWasm => {
+                    clock.running.fetch_sub(1, SeqCst);
+                }
+                CallHook::CallingHost | CallHook::ReturningFromHost => {}
+            }
+            Ok(())
+        });
+    }
+
+    fn enter(&self) {
+        // SeqCst pairs with the thread's store-then-check of `parked` and
+        // `running`: one of the two sides always sees the other, so no call
+        // runs while the thread sleeps.
+        if self.running.fetch_add(1, SeqCst) == 0
+            && self.parked.load(SeqCst)
+            && let Some(thread) = self.thread.get()
+        {
+            thread.unpark();
+        }
+    }
+
+    fn tick(&self, engine: &Engine) {
+        while !self.stop.load(SeqCst) {
+            if self.running.load(SeqCst) == 0 {
+                self.parked.store(true, SeqCst);
+                // An unpark between the check and park() is not lost:
+                // park() returns at once on a pending unpark.
+                if self.running.load(SeqCst) == 0 && !self.stop.load(SeqCst) {
+                    std::thread::park();
+                }
+                self.parked.store(false, SeqCst);
+                continue;
+            }
+            std::thread::sleep(EPOCH_TICK);
+            engine.increment_epoch();
+        }
+    }
+
+    #[cfg(test)]
+    fn asleep(&self) -> bool {
+        self.parked.load(SeqCst)
+    }
+}
+
+/// The ticking thread; stopped on drop.
+pub struct EpochTicker {
+    clock: Arc<EpochClock>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    pub fn start(engine: Engine) -> Self {
+        let clock = Arc::new(EpochClock::default());
+        let shared = clock.clone();
+        let handle = std::thread::Builder::new()
+            .name("wardgate-epoch".into())
+            .spawn(move || shared.tick(&engine))
+            .expect("spawn epoch thread");
+        let _ = clock.thread.set(handle.thread().clone());
+        EpochTicker {
+            clock,
+            handle: Some(handle),
+        }
+    }
+
+    pub fn clock(&self) -> &Arc<EpochClock> {
+        &self.clock
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.clock.stop.store(true, SeqCst);
+        if let Some(handle) = self.handle.take() {
+            handle.thread().unpark();
+            let _ = handle.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    fn wait_until(what: &str, cond: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !cond() {
+            assert!(Instant::now() < deadline, "timed out waiting: {what}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn sleeps_with_no_call_running_and_wakes_for_one() {
+        let ticker = EpochTicker::start(Engine::default());
+        let clock = ticker.clock();
+        wait_until("asleep with nothing running", || clock.asleep());
+        for _ in 0..100 {
+            clock.enter();
+            wait_until("awake while a call runs", || !clock.asleep());
+            clock.running.fetch_sub(1, SeqCst);
+            wait_until("asleep again", || clock.asleep());
+        }
+        drop(ticker); // joins: the thread heard the stop while asleep
+    }
+}
