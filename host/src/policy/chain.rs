@@ -170,6 +170,9 @@ fn call<H: Hook>(
     ctx: &RequestContext,
     input: &H::Input,
 ) -> Result<Action<H::Edit>, FailureKind> {
+    // Instantiating (start functions, configure in reuse mode) and the hook
+    // itself run plugin code: the CPU limit needs the clock ticking.
+    let _ticking = plugin.clock.running();
     let live = match slot {
         Some(live) => live,
         None => slot.insert(plugin.acquire()?),

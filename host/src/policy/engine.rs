@@ -16,7 +16,7 @@ use super::bindings::{self, HOOKS_EXPORT, Plugin};
 use super::builtin;
 use super::capabilities::{Capability, HostServices, PluginLabel, StoreState};
 use super::counters::{CounterStore, LocalCounters};
-use super::epoch::{EpochClock, EpochTicker, deadline_ticks};
+use super::epoch::{EpochTicker, deadline_ticks};
 use super::error::{LoadError, LoadErrorKind};
 use super::hooks;
 use super::instance::{InstanceSource, Live, PreparedPlugin};
@@ -129,6 +129,8 @@ impl PolicyEngine {
 
     /// Load one chain entry for `route`: everything that can fail, fails here.
     pub fn load(&self, spec: &PluginSpec, route: &str) -> Result<PreparedPlugin, LoadError> {
+        // Configure and snapshot run plugin code.
+        let _ticking = self.ticker.clock().running();
         let err = |kind| LoadError {
             route: route.to_string(),
             plugin: spec.name.clone(),
@@ -266,6 +268,7 @@ impl PolicyEngine {
     /// What a component says about itself (`describe`), without configuring
     /// it: for `wardgate plugin build` and `inspect`.
     pub fn describe(&self, bytes: &[u8]) -> Result<bindings::PluginInfo, LoadErrorKind> {
+        let _ticking = self.ticker.clock().running();
         let digest: [u8; 32] = Sha256::digest(bytes).into();
         let component = self.compile(digest, bytes)?;
         self.check_interface(&component, &Capability::ALL)?;
@@ -402,13 +405,7 @@ impl PolicyEngine {
     }
 
     pub(crate) fn store(&self, label: &Arc<PluginLabel>, cpu_ms: u64) -> Store<StoreState> {
-        new_store(
-            &self.engine,
-            self.ticker.clock(),
-            label,
-            &self.services,
-            cpu_ms,
-        )
+        new_store(&self.engine, label, &self.services, cpu_ms)
     }
 
     /// Configure an instance and capture its memory: the snapshot component
@@ -447,14 +444,12 @@ impl PolicyEngine {
 
 pub(crate) fn new_store(
     engine: &Engine,
-    clock: &Arc<EpochClock>,
     label: &Arc<PluginLabel>,
     services: &Arc<HostServices>,
     cpu_ms: u64,
 ) -> Store<StoreState> {
     let mut store = Store::new(engine, StoreState::new(label.clone(), services.clone()));
     store.limiter(|s| &mut s.limiter);
-    clock.watch(&mut store);
     store.set_epoch_deadline(deadline_ticks(cpu_ms));
     store
 }

@@ -42,6 +42,7 @@ pub struct PreparedPlugin {
     pub(crate) exports: [Option<ComponentExportIndex>; ALL_EXPORTS.len()],
     pub(crate) services: Arc<HostServices>,
     pub(crate) engine: Engine,
+    /// Ticks while this plugin's code runs (see [`super::epoch`]).
     pub(crate) clock: Arc<EpochClock>,
 }
 
@@ -71,7 +72,6 @@ impl PreparedPlugin {
     fn new_store(&self) -> Store<StoreState> {
         new_store(
             &self.engine,
-            &self.clock,
             &self.label,
             &self.services,
             self.limits.cpu_ms,

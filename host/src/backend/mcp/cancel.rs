@@ -25,17 +25,21 @@ pub fn cancelled_error() -> RpcError {
     RpcError::new(REQUEST_CANCELLED, "Request cancelled")
 }
 
-/// Requests in flight by (session, request id).
+/// (session, request id as JSON text).
+type Key = (String, String);
+
+/// Requests in flight by (session, request id), each with a serial (see
+/// [`Registration`]) and the sender that cancels it.
 #[derive(Default)]
 pub struct InFlight {
-    calls: Mutex<HashMap<(String, String), (u64, oneshot::Sender<String>)>>,
+    calls: Mutex<HashMap<Key, (u64, oneshot::Sender<String>)>>,
     serial: AtomicU64,
 }
 
 /// One registered request; unregisters when the request ends, however.
 pub struct Registration<'a> {
     table: &'a InFlight,
-    key: (String, String),
+    key: Key,
     serial: u64,
     /// Resolves with the client's reason when it cancels the request.
     pub cancelled: oneshot::Receiver<String>,
