@@ -104,6 +104,13 @@ impl Relay {
     fn deliver(&self, mut msg: Value, via: Option<&Sink>) -> Result<(), Value> {
         let is_request = msg.get("id").is_some();
         let method = msg.get("method").and_then(Value::as_str).unwrap_or("");
+        if method == "notifications/cancelled" {
+            // The target gives up on a request it relayed to one client, under
+            // its own id (the client saw a sealed one): nobody else may see it,
+            // and the spec lets a receiver ignore it; a late answer is ignored
+            // by the target.
+            return Ok(());
+        }
         let is_progress = method == "notifications/progress";
         let for_a_call = is_request || is_progress || method == "notifications/message";
         if for_a_call {
@@ -962,6 +969,13 @@ mod tests {
         let mut everyone = relay.unrelated.subscribe();
         relay.deliver(progress(json!(9)), None).unwrap();
         relay.deliver(progress(json!("1")), None).unwrap();
+        assert!(sinks.iter_mut().all(|s| s.try_recv().is_err()));
+        assert!(everyone.try_recv().is_err());
+
+        // A target's cancellation of its own request reaches no session.
+        let cancelled = json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+            "params": {"requestId": 3}});
+        relay.deliver(cancelled, None).unwrap();
         assert!(sinks.iter_mut().all(|s| s.try_recv().is_err()));
         assert!(everyone.try_recv().is_err());
     }
