@@ -31,21 +31,21 @@ type Key = (String, String);
 /// Requests in flight by (session, request id), each with a serial (see
 /// [`Registration`]) and the sender that cancels it.
 #[derive(Default)]
-pub struct InFlight {
+pub struct Cancellable {
     calls: Mutex<HashMap<Key, (u64, oneshot::Sender<String>)>>,
     serial: AtomicU64,
 }
 
 /// One registered request; unregisters when the request ends, however.
 pub struct Registration<'a> {
-    table: &'a InFlight,
+    table: &'a Cancellable,
     key: Key,
     serial: u64,
     /// Resolves with the client's reason when it cancels the request.
     pub cancelled: oneshot::Receiver<String>,
 }
 
-impl InFlight {
+impl Cancellable {
     pub fn register(&self, session: &str, id: &Value) -> Registration<'_> {
         let (tx, rx) = oneshot::channel();
         let serial = self.serial.fetch_add(1, Ordering::Relaxed);
@@ -95,7 +95,7 @@ mod tests {
 
     #[test]
     fn a_cancellation_reaches_only_its_sessions_request() {
-        let table = InFlight::default();
+        let table = Cancellable::default();
         let mut a = table.register("s1", &json!(7));
         let mut b = table.register("s2", &json!(7));
         assert!(!table.cancel("s1", &json!({"requestId": 8})));
@@ -114,7 +114,7 @@ mod tests {
 
     #[test]
     fn an_ended_request_does_not_unregister_a_newer_one_with_its_id() {
-        let table = InFlight::default();
+        let table = Cancellable::default();
         let old = table.register("s", &json!(1));
         let _new = table.register("s", &json!(1));
         drop(old);

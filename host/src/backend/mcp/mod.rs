@@ -55,7 +55,7 @@ pub struct McpBackend {
     allowed_origins: Vec<String>,
     legacy: legacy::LegacyStreams,
     /// Calls in flight here, for the clients' cancellations.
-    in_flight: cancel::InFlight,
+    in_flight: cancel::Cancellable,
 }
 
 pub type BuildError = (String, String);
@@ -606,8 +606,9 @@ async fn answer(
         &mut trace,
         sink.as_ref(),
     );
-    // Only session-bound requests can be named by a cancellation.
-    let outcome = if sid.is_empty() {
+    // Only calls that wait on a target are worth cancelling (lists and ping
+    // are answered here at once), and only session-bound ones can be named.
+    let outcome = if sid.is_empty() || !reaches_one_target(&method) {
         call.await
     } else {
         let mut registration = mcp.in_flight.register(&sid, &id);

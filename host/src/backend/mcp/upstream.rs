@@ -190,7 +190,7 @@ impl Drop for Abandon {
             return;
         }
         let msg = json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
-            "params": {"requestId": self.id, "reason": "the gateway's client cancelled the request"}});
+            "params": {"requestId": self.id, "reason": "the gateway no longer waits for this request"}});
         tracing::debug!(target = %self.target.name, id = self.id, "telling the target a call was cancelled");
         match &*self.conn {
             Conn::Piped { tx, pending, .. } => {
