@@ -108,6 +108,21 @@ pub struct WeightedBackend {
     pub target: HostPort,
     pub weight: u32,
     pub transport: Arc<Transport>,
+    /// `target` as a URI authority, parsed once rather than per request;
+    /// `None` if it is not one (forwarding then fails with a 502 naming it).
+    pub authority: Option<http::uri::Authority>,
+}
+
+impl WeightedBackend {
+    pub fn new(target: HostPort, weight: u32, transport: Arc<Transport>) -> Self {
+        let authority = target.to_string().parse().ok();
+        WeightedBackend {
+            target,
+            weight,
+            transport,
+            authority,
+        }
+    }
 }
 
 impl Gateway {
@@ -220,7 +235,7 @@ impl Gateway {
         // A configured key is checked; without one, checking needs no real key.
         let checking = session_sealer(config)?.unwrap_or_else(|| Arc::new(Sealer::new(&[0; 32])));
         let mut notes = Vec::new();
-        let clients = HttpBackends::new(Duration::from_secs(10));
+        let clients = HttpBackends::new(Duration::from_secs(10), 0);
         for (b, bind) in config.binds.iter().enumerate() {
             bind_tls(bind, b)?;
             for (l, listener) in bind.listeners.iter().enumerate() {
@@ -467,11 +482,11 @@ fn build_route(
     for backend in &route.backends {
         // MCP and AI backends have their own runtimes, built below.
         if let BackendKind::Host(target) = &backend.kind {
-            backends.push(WeightedBackend {
-                target: target.clone(),
-                weight: backend.weight,
-                transport: transport.clone(),
-            });
+            backends.push(WeightedBackend::new(
+                target.clone(),
+                backend.weight,
+                transport.clone(),
+            ));
         }
     }
     let llm = llm_backend(route, clients, at)?;

@@ -114,8 +114,9 @@ pub async fn handle(
         .filter(|v| !v.is_empty() && v.len() <= 128)
         .map(str::to_string)
         .unwrap_or_else(|| shared.request_id());
-    let method = req.method().to_string();
-    let path = req.uri().path().to_string();
+    // Cheap clones (shared bytes), for the access log.
+    let method = req.method().clone();
+    let uri = req.uri().clone();
     let mut trace = Trace::default();
 
     let mut response = serve(
@@ -137,8 +138,8 @@ pub async fn handle(
     access_log::log(&AccessRecord {
         request_id: &request_id,
         client,
-        method: &method,
-        path: &path,
+        method: method.as_str(),
+        path: uri.path(),
         route: &trace.route,
         status,
         duration,
@@ -565,6 +566,8 @@ async fn send_upstream(
 
 /// Buffer a body up to `limit` bytes; too large is 413, a broken stream 400.
 async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, Deferred> {
+    // Most bodies come in one frame: keep it as is and copy only from the second.
+    let mut first: Option<Bytes> = None;
     let mut buf = bytes::BytesMut::new();
     while let Some(frame) = body.frame().await {
         let frame = match frame {
@@ -577,7 +580,8 @@ async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, Deferred> {
             }
         };
         if let Ok(data) = frame.into_data() {
-            if buf.len() + data.len() > limit {
+            let held = first.as_ref().map_or(0, Bytes::len);
+            if held + buf.len() + data.len() > limit {
                 return Err(Box::new(move |id: &str| {
                     error_response(
                         StatusCode::PAYLOAD_TOO_LARGE,
@@ -588,10 +592,20 @@ async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, Deferred> {
                     )
                 }));
             }
+            if first.is_none() && buf.is_empty() {
+                first = Some(data);
+                continue;
+            }
+            if let Some(f) = first.take() {
+                buf.extend_from_slice(&f);
+            }
             buf.extend_from_slice(&data);
         }
     }
-    Ok(buf.freeze())
+    Ok(match first {
+        Some(f) => f,
+        None => buf.freeze(),
+    })
 }
 
 fn box_err(e: hyper::Error) -> BoxError {

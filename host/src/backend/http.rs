@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderName};
+use http::uri::{PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
 use http_body_util::combinators::BoxBody;
 use hyper::body::Incoming;
@@ -45,10 +46,38 @@ impl UpstreamError {
     }
 }
 
-/// How to reach a backend: which client (and so which pool) and scheme.
-pub enum Transport {
+/// How to reach a backend: which clients (and so which pools) and scheme.
+pub struct Transport {
+    /// One client, so one connection pool, per worker and a last one for
+    /// every other thread: a worker's requests then reuse connections whose
+    /// tasks run on its own runtime (see [`crate::listener::workers`]).
+    pools: Box<[Pool]>,
+}
+
+enum Pool {
     Plain(Client<HttpConnector, Body>),
     Tls(Client<HttpsConnector<HttpConnector>, Body>),
+}
+
+impl Transport {
+    fn new(workers: usize, make: impl Fn() -> Pool) -> Transport {
+        Transport {
+            pools: (0..=workers).map(|_| make()).collect(),
+        }
+    }
+
+    fn pool(&self) -> &Pool {
+        let last = self.pools.len() - 1;
+        let i = crate::listener::workers::index().map_or(last, |w| w % last.max(1));
+        &self.pools[i]
+    }
+
+    fn scheme(&self) -> Scheme {
+        match self.pools[0] {
+            Pool::Plain(_) => Scheme::HTTP,
+            Pool::Tls(_) => Scheme::HTTPS,
+        }
+    }
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -60,6 +89,7 @@ struct TransportKey {
 /// The pooled clients every route shares.
 pub struct HttpBackends {
     connect_timeout: Duration,
+    workers: usize,
     plain: Arc<Transport>,
     others: Mutex<HashMap<TransportKey, Arc<Transport>>>,
     next: AtomicUsize,
@@ -77,6 +107,14 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 ];
 
 pub fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
+    // One pass over the names is cheaper than eight hashed removals, and
+    // most messages carry none of these.
+    let present = headers
+        .keys()
+        .any(|k| HOP_BY_HOP.contains(k) || k == header::TRANSFER_ENCODING);
+    if !present {
+        return;
+    }
     // Headers named in Connection are hop-by-hop too.
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
@@ -104,12 +142,15 @@ fn client_builder(version: HttpVersion) -> hyper_util::client::legacy::Builder {
 }
 
 impl HttpBackends {
-    pub fn new(connect_timeout: Duration) -> Self {
-        let plain = Transport::Plain(
-            client_builder(HttpVersion::Http1).build(tcp_connector(connect_timeout)),
-        );
+    /// `workers`: how many request-serving threads get a pool of their own.
+    pub fn new(connect_timeout: Duration, workers: usize) -> Self {
+        let tcp = tcp_connector(connect_timeout);
+        let plain = Transport::new(workers, || {
+            Pool::Plain(client_builder(HttpVersion::Http1).build(tcp.clone()))
+        });
         HttpBackends {
             connect_timeout,
+            workers,
             plain: Arc::new(plain),
             others: Mutex::new(HashMap::new()),
             next: AtomicUsize::new(0),
@@ -136,10 +177,14 @@ impl HttpBackends {
         }
         let tcp = tcp_connector(self.connect_timeout);
         let transport = match tls {
-            None => Transport::Plain(client_builder(version).build(tcp)),
+            None => Transport::new(self.workers, || {
+                Pool::Plain(client_builder(version).build(tcp.clone()))
+            }),
             Some(settings) => {
                 let connector = tls::connector(settings, version, tcp)?;
-                Transport::Tls(client_builder(version).build(connector))
+                Transport::new(self.workers, || {
+                    Pool::Tls(client_builder(version).build(connector.clone()))
+                })
             }
         };
         let transport = Arc::new(transport);
@@ -181,41 +226,46 @@ pub async fn forward_to(
     mut req: Request<Body>,
     timeout: Option<Duration>,
 ) -> Result<Response<Incoming>, UpstreamError> {
-    {
-        let authority = target.target.to_string();
-        let path = req
-            .uri()
+    let Some(authority) = target.authority.clone() else {
+        let name = target.target.to_string();
+        return Err(UpstreamError::Protocol(
+            name,
+            "not a valid host:port".into(),
+        ));
+    };
+    let mut uri = http::uri::Parts::default();
+    uri.scheme = Some(target.transport.scheme());
+    uri.authority = Some(authority);
+    uri.path_and_query = Some(
+        req.uri()
             .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/");
-        let scheme = match *target.transport {
-            Transport::Plain(_) => "http",
-            Transport::Tls(_) => "https",
-        };
-        *req.uri_mut() = Uri::try_from(format!("{scheme}://{authority}{path}"))
-            .map_err(|e| UpstreamError::Protocol(authority.clone(), e.to_string()))?;
-        *req.version_mut() = http::Version::HTTP_11;
-        strip_hop_by_hop(req.headers_mut());
-        let call = async {
-            match &*target.transport {
-                Transport::Plain(c) => c.request(req).await,
-                Transport::Tls(c) => c.request(req).await,
-            }
-        };
-        let result = match timeout {
-            Some(t) => tokio::time::timeout(t, call)
-                .await
-                .map_err(|_| UpstreamError::Timeout(authority.clone(), t))?,
-            None => call.await,
-        };
-        result.map_err(|e| {
-            if e.is_connect() {
-                UpstreamError::Connect(authority.clone(), root_cause(&e))
-            } else {
-                UpstreamError::Protocol(authority.clone(), root_cause(&e))
-            }
-        })
-    }
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/")),
+    );
+    *req.uri_mut() = Uri::from_parts(uri)
+        .map_err(|e| UpstreamError::Protocol(target.target.to_string(), e.to_string()))?;
+    *req.version_mut() = http::Version::HTTP_11;
+    strip_hop_by_hop(req.headers_mut());
+    let call = async {
+        match target.transport.pool() {
+            Pool::Plain(c) => c.request(req).await,
+            Pool::Tls(c) => c.request(req).await,
+        }
+    };
+    let result = match timeout {
+        Some(t) => tokio::time::timeout(t, call)
+            .await
+            .map_err(|_| UpstreamError::Timeout(target.target.to_string(), t))?,
+        None => call.await,
+    };
+    result.map_err(|e| {
+        let name = target.target.to_string();
+        if e.is_connect() {
+            UpstreamError::Connect(name, root_cause(&e))
+        } else {
+            UpstreamError::Protocol(name, root_cause(&e))
+        }
+    })
 }
 
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {

@@ -36,6 +36,10 @@ pub struct Settings {
     /// Access log format: `text` (default) or `json`.
     #[serde(default)]
     pub access_log: AccessLogFormat,
+    /// Threads serving requests, each with its own connections and upstream
+    /// pools; default one per core. Read at start only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_threads: Option<std::num::NonZeroUsize>,
     /// Largest request body buffered for plugins; larger bodies get 413.
     #[serde(default)]
     pub max_body_bytes: Option<usize>,

@@ -4,6 +4,7 @@
 //! requests finish.
 
 pub mod tls;
+pub mod workers;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -14,7 +15,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 
 use crate::proxy::{self, Shared};
@@ -23,16 +24,30 @@ use crate::proxy::{self, Shared};
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_HEADER_BYTES: usize = 64 << 10;
 
-/// Bind every address first, so a port conflict fails start-up with its address.
-pub async fn bind_all(addrs: &[SocketAddr]) -> anyhow::Result<Vec<TcpListener>> {
+/// Bind every address first, so a port conflict fails start-up with its
+/// address. The sockets are std's so that each worker can register a clone
+/// with its own runtime.
+pub fn bind_all(addrs: &[SocketAddr]) -> anyhow::Result<Vec<std::net::TcpListener>> {
     let mut out = Vec::new();
     for addr in addrs {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
-        out.push(listener);
+        let bound = (|| {
+            let socket = match addr {
+                SocketAddr::V4(_) => TcpSocket::new_v4()?,
+                SocketAddr::V6(_) => TcpSocket::new_v6()?,
+            };
+            socket.set_reuseaddr(true)?;
+            socket.bind(*addr)?;
+            socket.listen(1024)?.into_std()
+        })();
+        out.push(bound.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?);
     }
     Ok(out)
+}
+
+/// A std socket registered with the current runtime.
+pub fn to_tokio(socket: std::net::TcpListener) -> std::io::Result<TcpListener> {
+    socket.set_nonblocking(true)?;
+    TcpListener::from_std(socket)
 }
 
 /// Serve one bound socket until `shutdown` flips, then drain its connections.
