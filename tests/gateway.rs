@@ -322,6 +322,10 @@ async fn validate_reports_file_line_path_and_suggestion() {
             "broken-header-match",
             ":5:25: binds[0].listeners[0].routes[0].matches[0].path: unknown variant `pathprefix`",
         ),
+        (
+            "broken-worker-threads",
+            ":2:11: config.workerThreads: invalid value: integer `0`, expected a nonzero usize",
+        ),
     ];
     for (name, expected) in cases {
         let out = process::wardgate(&["validate", "-c", &format!("{fixtures}/{name}.yaml")]);
@@ -463,6 +467,51 @@ async fn sigterm_drains_in_flight_requests() {
     gw.signal("TERM");
     let (status, _, body) = in_flight.await.unwrap();
     assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        gw.wait_exit(Duration::from_secs(10)),
+        "gateway did not exit after draining"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_threads_share_the_listener_and_all_drain_on_sigterm() {
+    let upstream = Upstream::start().await;
+    let mut gw = Gateway::start(&format!(
+        "config:\n  workerThreads: 3\nbinds:\n- port: 0\n  listeners:\n  - routes:\n    - backends: [{{host: \"{}\"}}]\n",
+        upstream.addr
+    ))
+    .await;
+    let threads: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", gw.pid()))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with("wardgate-worker"))
+        .collect();
+    assert_eq!(threads.len(), 3, "{threads:?}");
+    // One connection per request: whichever worker accepts it serves it.
+    let calls: Vec<_> = (0..24)
+        .map(|i| {
+            let url = gw.url(&format!("/w{i}"));
+            tokio::spawn(async move { get(&client(), &url).await })
+        })
+        .collect();
+    for call in calls {
+        let (status, _, body) = call.await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    // Slow requests on several connections, so on several workers: every one
+    // finishes after SIGTERM before the process exits.
+    let slow: Vec<_> = (0..6)
+        .map(|_| {
+            let url = gw.url("/sleep");
+            tokio::spawn(async move { get(&client(), &url).await })
+        })
+        .collect();
+    process::eventually(|| async { upstream.hits() == 30 }).await;
+    gw.signal("TERM");
+    for call in slow {
+        let (status, _, body) = call.await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
     assert!(
         gw.wait_exit(Duration::from_secs(10)),
         "gateway did not exit after draining"
