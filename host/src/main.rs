@@ -141,7 +141,7 @@ fn run(path: Option<PathBuf>) -> ExitCode {
     };
     init_tracing(config.config.access_log);
     // Requests are served on the workers' runtimes (listener::workers); this
-    // one runs the admin listener, reloads and signal handling.
+    // one accepts connections and runs the admin listener, reloads and signals.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("wardgate-main")
@@ -181,7 +181,7 @@ async fn serve(config: Config, path: Option<PathBuf>, loaded: reload::Stamp) -> 
     };
     let addrs: Vec<_> = gateway.binds.iter().map(|b| b.addr).collect();
     let sockets = listener::bind_all(&addrs)?;
-    let admin_socket = listener::to_tokio(listener::bind_all(&[gateway.admin_addr])?.remove(0))?;
+    let admin_socket = listener::bind_all(&[gateway.admin_addr])?.remove(0);
     for (bind, socket) in gateway.binds.iter().zip(&sockets) {
         let local = socket.local_addr()?;
         let scheme = if bind.tls.is_some() { "https" } else { "http" };
@@ -207,8 +207,19 @@ async fn serve(config: Config, path: Option<PathBuf>, loaded: reload::Stamp) -> 
         tokio::spawn(retry_until_loaded(shared.clone(), config));
     }
     let (stop_tx, stop_rx) = watch::channel(false);
-    let workers = Workers::start(workers, shared.clone(), &sockets, stop_rx.clone())?;
-    drop(sockets);
+    let (workers, dispatch) = Workers::start(workers, shared.clone())?;
+    // The acceptors hold the only handles to the workers: once they stop,
+    // the workers drain and end.
+    let dispatch = Arc::new(dispatch);
+    for (bind, socket) in sockets.into_iter().enumerate() {
+        tokio::spawn(listener::accept(
+            socket,
+            bind,
+            dispatch.clone(),
+            stop_rx.clone(),
+        ));
+    }
+    drop(dispatch);
     let admin = tokio::spawn(admin::serve(shared.clone(), admin_socket, stop_rx.clone()));
     if let Some(path) = path {
         tokio::spawn(reload::on_sighup(shared.clone(), path.clone()));

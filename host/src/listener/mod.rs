@@ -1,7 +1,8 @@
 //! Accepting connections: HTTP/1.1 and HTTP/2 (h2c prior knowledge too, or
-//! ALPN over TLS) on each bind, handing every request to
-//! [`crate::proxy::handle`]. Shutdown stops accepting and lets in-flight
-//! requests finish.
+//! ALPN over TLS) on each bind. One acceptor per bind hands each connection
+//! to the least busy worker ([`workers`]), which serves it to the end,
+//! passing every request to [`crate::proxy::handle`]. Shutdown stops
+//! accepting and lets in-flight requests finish.
 
 pub mod tls;
 pub mod workers;
@@ -15,19 +16,18 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::watch;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::{mpsc, watch};
 
 use crate::proxy::{self, Shared};
+use workers::{Accepted, Dispatch};
 
 /// Limits that protect the listener from slow or oversized clients.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_HEADER_BYTES: usize = 64 << 10;
 
-/// Bind every address first, so a port conflict fails start-up with its
-/// address. The sockets are std's so that each worker can register a clone
-/// with its own runtime.
-pub fn bind_all(addrs: &[SocketAddr]) -> anyhow::Result<Vec<std::net::TcpListener>> {
+/// Bind every address first, so a port conflict fails start-up with its address.
+pub fn bind_all(addrs: &[SocketAddr]) -> anyhow::Result<Vec<TcpListener>> {
     let mut out = Vec::new();
     for addr in addrs {
         let bound = (|| {
@@ -37,42 +37,25 @@ pub fn bind_all(addrs: &[SocketAddr]) -> anyhow::Result<Vec<std::net::TcpListene
             };
             socket.set_reuseaddr(true)?;
             socket.bind(*addr)?;
-            socket.listen(1024)?.into_std()
+            socket.listen(1024)
         })();
         out.push(bound.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?);
     }
     Ok(out)
 }
 
-/// A std socket registered with the current runtime.
-pub fn to_tokio(socket: std::net::TcpListener) -> std::io::Result<TcpListener> {
-    socket.set_nonblocking(true)?;
-    TcpListener::from_std(socket)
-}
-
-/// Serve one bound socket until `shutdown` flips, then drain its connections.
-/// `bind` is the index of this socket's entry in `binds`.
-pub async fn serve(
-    shared: Arc<Shared>,
+/// Accept on one bound socket until `shutdown` flips, handing each
+/// connection to a worker. `bind` is the socket's index in `binds`.
+pub async fn accept(
     listener: TcpListener,
     bind: usize,
+    workers: Arc<Dispatch>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let local = match listener.local_addr() {
         Ok(a) => a,
         Err(_) => return,
     };
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(MAX_HEADER_BYTES);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(MAX_HEADER_BYTES as u32);
-    let graceful = GracefulShutdown::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -86,50 +69,94 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let service = {
-                    let shared = shared.clone();
-                    service_fn(move |req| {
-                        let shared = shared.clone();
-                        async move { Ok::<_, Infallible>(proxy::handle(shared, bind, peer, req).await) }
-                    })
-                };
-                // The acceptor of the config current at accept time, so a
-                // reload that changes certificates applies to new connections.
-                let acceptor = shared.gateway.load().binds.get(bind).and_then(|b| b.tls.clone());
-                let Some(acceptor) = acceptor else {
-                    let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                    let conn = graceful.watch(conn);
-                    tokio::spawn(async move {
-                        if let Err(e) = conn.await {
-                            tracing::debug!(%peer, "connection ended: {e}");
-                        }
-                    });
-                    continue;
-                };
-                let builder = builder.clone();
-                let watcher = graceful.watcher();
-                tokio::spawn(async move {
-                    let handshake = tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream));
-                    let stream = match handshake.await {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, "TLS handshake failed: {e}");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                            return;
-                        }
-                    };
-                    let conn = builder.serve_connection(TokioIo::new(stream), service);
-                    if let Err(e) = watcher.watch(conn).await {
-                        tracing::debug!(%peer, "connection ended: {e}");
-                    }
-                });
+                // Leave this runtime's reactor; the worker registers it with its own.
+                match stream.into_std() {
+                    Ok(stream) => workers.hand_over(stream, peer, bind),
+                    Err(e) => tracing::warn!(%peer, "cannot hand the connection over: {e}"),
+                }
             }
             _ = shutdown.changed() => break,
         }
     }
-    drop(listener);
+}
+
+/// A worker's loop: serve every connection handed to it; once the acceptors
+/// are gone, drain them.
+pub async fn serve_connections(shared: Arc<Shared>, mut handed: mpsc::UnboundedReceiver<Accepted>) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_HEADER_BYTES);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(MAX_HEADER_BYTES as u32);
+    let graceful = GracefulShutdown::new();
+    while let Some(Accepted {
+        stream,
+        peer,
+        bind,
+        load,
+    }) = handed.recv().await
+    {
+        let stream = match TcpStream::from_std(stream) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(%peer, "cannot serve the connection: {e}");
+                continue;
+            }
+        };
+        let service = {
+            let shared = shared.clone();
+            service_fn(move |req| {
+                let shared = shared.clone();
+                async move { Ok::<_, Infallible>(proxy::handle(shared, bind, peer, req).await) }
+            })
+        };
+        // The acceptor of the config current at accept time, so a
+        // reload that changes certificates applies to new connections.
+        let acceptor = shared
+            .gateway
+            .load()
+            .binds
+            .get(bind)
+            .and_then(|b| b.tls.clone());
+        let Some(acceptor) = acceptor else {
+            let conn = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .into_owned();
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(%peer, "connection ended: {e}");
+                }
+                drop(load);
+            });
+            continue;
+        };
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let _load = load;
+            let handshake = tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream));
+            let stream = match handshake.await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, "TLS handshake failed: {e}");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!(%peer, "connection ended: {e}");
+            }
+        });
+    }
     graceful.shutdown().await;
 }

@@ -1,21 +1,27 @@
 //! Thread per core: each worker is one OS thread running a single-threaded
-//! tokio runtime that accepts on every bound socket and serves the
-//! connections it accepts from start to end. A request and the upstream
-//! connection it borrows (see [`crate::backend::http`], one pool per worker)
-//! live on the same thread, so forwarding never wakes another thread; with
-//! tokio's work-stealing runtime those cross-thread wake-ups cost more than
-//! the second core gave back (27k req/s with two workers, 30k with one).
+//! tokio runtime that serves the connections handed to it from start to
+//! end. A request and the upstream connection it borrows (see
+//! [`crate::backend::http`], one pool per worker) live on the same thread,
+//! so forwarding never wakes another thread; with tokio's work-stealing
+//! runtime those cross-thread wake-ups cost more than the second core gave.
 //!
-//! The process's other work (admin, reloads, signals) runs on the main
-//! runtime. Background tasks a request starts (an MCP target's supervisor,
-//! a streamed LLM answer) stay on the worker that started them.
+//! Connections go to the worker serving the fewest, so a burst of new
+//! connections (a load tool's, a client pool's) is spread evenly; two
+//! workers accepting on one socket would let whichever woke first take the
+//! whole burst.
+//!
+//! The process's other work (accepting, admin, reloads, signals) runs on the
+//! main runtime. Background tasks a request starts (an MCP target's
+//! supervisor, a streamed LLM answer) stay on the worker that started them.
 
 use std::cell::Cell;
+use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 
-use tokio::sync::{Barrier, watch};
+use tokio::sync::{Barrier, mpsc};
 
 use crate::proxy::Shared;
 
@@ -35,30 +41,74 @@ pub fn count(configured: Option<NonZeroUsize>) -> usize {
         .map_or(1, NonZeroUsize::get)
 }
 
+/// A connection on its way to a worker.
+pub struct Accepted {
+    pub stream: std::net::TcpStream,
+    pub peer: SocketAddr,
+    pub bind: usize,
+    /// Counts the connection against its worker until dropped.
+    pub load: Load,
+}
+
+/// One open connection on a worker.
+pub struct Load(Arc<AtomicUsize>);
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Where acceptors send connections. Dropping every handle (the acceptors
+/// end at shutdown) tells the workers to drain.
+pub struct Dispatch {
+    workers: Vec<(mpsc::UnboundedSender<Accepted>, Arc<AtomicUsize>)>,
+}
+
+impl Dispatch {
+    /// Give the connection to the worker with the fewest open connections.
+    pub fn hand_over(&self, stream: std::net::TcpStream, peer: SocketAddr, bind: usize) {
+        let Some((to, open)) = self
+            .workers
+            .iter()
+            .min_by_key(|(_, open)| open.load(Ordering::Relaxed))
+        else {
+            return;
+        };
+        open.fetch_add(1, Ordering::Relaxed);
+        let load = Load(open.clone());
+        if to
+            .send(Accepted {
+                stream,
+                peer,
+                bind,
+                load,
+            })
+            .is_err()
+        {
+            tracing::warn!(%peer, "no worker to serve the connection");
+        }
+    }
+}
+
 /// The running workers; [`Workers::join`] waits until every one has drained.
 pub struct Workers {
     threads: Vec<JoinHandle<()>>,
 }
 
 impl Workers {
-    /// Start `n` workers serving `sockets` (index = bind) until `shutdown` flips.
-    pub fn start(
-        n: usize,
-        shared: Arc<Shared>,
-        sockets: &[std::net::TcpListener],
-        shutdown: watch::Receiver<bool>,
-    ) -> anyhow::Result<Workers> {
+    /// Start `n` workers; connections reach them through the returned [`Dispatch`].
+    pub fn start(n: usize, shared: Arc<Shared>) -> anyhow::Result<(Workers, Dispatch)> {
         // A worker that has drained its own connections keeps running its
         // runtime until all have: a request on another worker may still be
         // waiting on a task (an MCP target's supervisor) that lives on it.
         let drained = Arc::new(Barrier::new(n));
         let mut threads = Vec::with_capacity(n);
+        let mut workers = Vec::with_capacity(n);
         for i in 0..n {
-            let sockets = sockets
-                .iter()
-                .map(|s| s.try_clone())
-                .collect::<std::io::Result<Vec<_>>>()?;
-            let (shared, shutdown, drained) = (shared.clone(), shutdown.clone(), drained.clone());
+            let (tx, rx) = mpsc::unbounded_channel();
+            workers.push((tx, Arc::new(AtomicUsize::new(0))));
+            let (shared, drained) = (shared.clone(), drained.clone());
             let thread = std::thread::Builder::new()
                 .name(format!("wardgate-worker-{i}"))
                 .spawn(move || {
@@ -68,27 +118,13 @@ impl Workers {
                         .build()
                         .expect("worker runtime");
                     runtime.block_on(async move {
-                        let mut serving = Vec::new();
-                        for (bind, socket) in sockets.into_iter().enumerate() {
-                            match super::to_tokio(socket) {
-                                Ok(l) => serving.push(tokio::spawn(super::serve(
-                                    shared.clone(),
-                                    l,
-                                    bind,
-                                    shutdown.clone(),
-                                ))),
-                                Err(e) => tracing::error!(worker = i, bind, "cannot accept: {e}"),
-                            }
-                        }
-                        for s in serving {
-                            let _ = s.await;
-                        }
+                        super::serve_connections(shared, rx).await;
                         drained.wait().await;
                     });
                 })?;
             threads.push(thread);
         }
-        Ok(Workers { threads })
+        Ok((Workers { threads }, Dispatch { workers }))
     }
 
     /// Wait for every worker to finish draining.
