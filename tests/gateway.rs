@@ -498,6 +498,20 @@ async fn worker_threads_share_the_listener_and_all_drain_on_sigterm() {
         let (status, _, body) = call.await.unwrap();
         assert_eq!(status, StatusCode::OK, "{body}");
     }
+    // The worker count is fixed at start: a reload that changes it is refused.
+    gw.rewrite_config(&format!(
+        "config:\n  workerThreads: 2\nbinds:\n- port: 0\n  listeners:\n  - routes:\n    - backends: [{{host: \"{}\"}}]\n",
+        upstream.addr
+    ));
+    let req = Request::post(gw.admin_url("/reload"))
+        .body(Full::default())
+        .unwrap();
+    let (status, _, body) = send(&client(), req).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body.contains("config.workerThreads changed (3 -> 2)"),
+        "{body}"
+    );
     // Slow requests on several connections, so on several workers: every one
     // finishes after SIGTERM before the process exits.
     let slow: Vec<_> = (0..6)

@@ -27,6 +27,19 @@ pub async fn reload(shared: Arc<Shared>, path: PathBuf) -> Result<(), String> {
         if old != new {
             return Err("binds changed; adding or moving ports needs a restart".into());
         }
+        // Workers are threads started once; their count cannot follow a reload.
+        let workers = |c: &Gateway| {
+            c.config
+                .config
+                .worker_threads
+                .map_or("one per core".to_string(), |n| n.to_string())
+        };
+        let (was, now) = (workers(&current), workers(&gateway));
+        if was != now {
+            return Err(format!(
+                "config.workerThreads changed ({was} -> {now}); the worker count is set at start and needs a restart"
+            ));
+        }
         Ok(gateway)
     })
     .await
