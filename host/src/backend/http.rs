@@ -1,7 +1,7 @@
 //! Forwarding to `host:port` upstreams over pooled clients: one plain
-//! HTTP/1.1 client shared by every route, and one client per distinct
-//! upstream TLS / HTTP-version setting, kept across reloads so their pools
-//! survive a config change.
+//! HTTP/1.1 transport shared by every route, and one per distinct upstream
+//! TLS / HTTP-version setting, kept across reloads so their pools survive a
+//! config change. Each transport holds a pool per worker thread.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
