@@ -64,6 +64,13 @@ async fn post(c: &Http, url: &str, body: &str) -> (StatusCode, http::HeaderMap, 
     .await
 }
 
+/// A route proxying everything to `upstream`, after `settings` (a `config:` block or "").
+fn proxy_to(upstream: std::net::SocketAddr, settings: &str) -> String {
+    format!(
+        "{settings}binds:\n- port: 0\n  listeners:\n  - routes:\n    - backends: [{{host: \"{upstream}\"}}]\n"
+    )
+}
+
 fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
 }
@@ -155,11 +162,7 @@ binds:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_prior_knowledge_clients_are_served() {
     let upstream = Upstream::start().await;
-    let gw = Gateway::start(&format!(
-        "binds:\n- port: 0\n  listeners:\n  - routes:\n    - backends: [{{host: \"{}\"}}]\n",
-        upstream.addr
-    ))
-    .await;
+    let gw = Gateway::start(&proxy_to(upstream.addr, "")).await;
     let h2: Http = Client::builder(TokioExecutor::new())
         .http2_only(true)
         .build_http();
@@ -456,11 +459,7 @@ binds:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_in_flight_requests() {
     let upstream = Upstream::start().await;
-    let mut gw = Gateway::start(&format!(
-        "binds:\n- port: 0\n  listeners:\n  - routes:\n    - backends: [{{host: \"{}\"}}]\n",
-        upstream.addr
-    ))
-    .await;
+    let mut gw = Gateway::start(&proxy_to(upstream.addr, "")).await;
     let url = gw.url("/sleep");
     let in_flight = tokio::spawn(async move { get(&client(), &url).await });
     process::eventually(|| async { upstream.hits() == 1 }).await;
@@ -476,11 +475,7 @@ async fn sigterm_drains_in_flight_requests() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_threads_share_the_listener_and_all_drain_on_sigterm() {
     let upstream = Upstream::start().await;
-    let mut gw = Gateway::start(&format!(
-        "config:\n  workerThreads: 3\nbinds:\n- port: 0\n  listeners:\n  - routes:\n    - backends: [{{host: \"{}\"}}]\n",
-        upstream.addr
-    ))
-    .await;
+    let mut gw = Gateway::start(&proxy_to(upstream.addr, "config:\n  workerThreads: 3\n")).await;
     let threads: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", gw.pid()))
         .unwrap()
         .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
@@ -499,10 +494,7 @@ async fn worker_threads_share_the_listener_and_all_drain_on_sigterm() {
         assert_eq!(status, StatusCode::OK, "{body}");
     }
     // The worker count is fixed at start: a reload that changes it is refused.
-    gw.rewrite_config(&format!(
-        "config:\n  workerThreads: 2\nbinds:\n- port: 0\n  listeners:\n  - routes:\n    - backends: [{{host: \"{}\"}}]\n",
-        upstream.addr
-    ));
+    gw.rewrite_config(&proxy_to(upstream.addr, "config:\n  workerThreads: 2\n"));
     let req = Request::post(gw.admin_url("/reload"))
         .body(Full::default())
         .unwrap();

@@ -180,8 +180,8 @@ async fn serve(config: Config, path: Option<PathBuf>, loaded: reload::Stamp) -> 
         Err(e) => return Err(e.into()),
     };
     let addrs: Vec<_> = gateway.binds.iter().map(|b| b.addr).collect();
-    let sockets = listener::bind_all(&addrs)?;
-    let admin_socket = listener::bind_all(&[gateway.admin_addr])?.remove(0);
+    let sockets = listener::bind_all(&addrs).await?;
+    let admin_socket = listener::bind_all(&[gateway.admin_addr]).await?.remove(0);
     for (bind, socket) in gateway.binds.iter().zip(&sockets) {
         let local = socket.local_addr()?;
         let scheme = if bind.tls.is_some() { "https" } else { "http" };

@@ -584,6 +584,8 @@ async fn send_with_retries(
 }
 
 /// Buffer a body up to `limit` bytes; too large is 413, a broken stream 400.
+// Not `Limited` + `collect` from http-body-util: that trips rustc's Send
+// inference for the connection future, and boxing it costs an allocation.
 async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, Deferred> {
     // Most bodies come in one frame: keep it as is and copy only from the second.
     let mut first: Option<Bytes> = None;

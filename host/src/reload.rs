@@ -28,16 +28,18 @@ pub async fn reload(shared: Arc<Shared>, path: PathBuf) -> Result<(), String> {
             return Err("binds changed; adding or moving ports needs a restart".into());
         }
         // Workers are threads started once; their count cannot follow a reload.
-        let workers = |c: &Gateway| {
-            c.config
-                .config
-                .worker_threads
-                .map_or("one per core".to_string(), |n| n.to_string())
-        };
-        let (was, now) = (workers(&current), workers(&gateway));
+        let (was, now) = (
+            current.config.config.worker_threads,
+            gateway.config.config.worker_threads,
+        );
         if was != now {
+            let show = |n: Option<std::num::NonZeroUsize>| {
+                n.map_or("one per core".to_string(), |n| n.to_string())
+            };
             return Err(format!(
-                "config.workerThreads changed ({was} -> {now}); the worker count is set at start and needs a restart"
+                "config.workerThreads changed ({} -> {}); the worker count is set at start and needs a restart",
+                show(was),
+                show(now)
             ));
         }
         Ok(gateway)
