@@ -476,12 +476,17 @@ async fn sigterm_drains_in_flight_requests() {
 async fn worker_threads_share_the_listener_and_all_drain_on_sigterm() {
     let upstream = Upstream::start().await;
     let mut gw = Gateway::start(&proxy_to(upstream.addr, "config:\n  workerThreads: 3\n")).await;
-    let threads: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", gw.pid()))
-        .unwrap()
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .filter(|name| name.starts_with("wardgate-worker"))
-        .collect();
-    assert_eq!(threads.len(), 3, "{threads:?}");
+    // The admin line that Gateway::start waits for comes before the workers
+    // start, so their threads may take a moment to appear.
+    let pid = gw.pid();
+    let workers = move || {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|name| name.starts_with("wardgate-worker"))
+            .count()
+    };
+    process::eventually(|| async { workers() == 3 }).await;
     // One connection per request: whichever worker accepts it serves it.
     let calls: Vec<_> = (0..24)
         .map(|i| {

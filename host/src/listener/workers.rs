@@ -103,20 +103,25 @@ impl Workers {
         // runtime until all have: a request on another worker may still be
         // waiting on a task (an MCP target's supervisor) that lives on it.
         let drained = Arc::new(Barrier::new(n));
+        // Start returns once every worker runs, so the listening line the
+        // gateway prints next is true of all of them.
+        let started = Arc::new(std::sync::Barrier::new(n + 1));
         let mut threads = Vec::with_capacity(n);
         let mut workers = Vec::with_capacity(n);
         for i in 0..n {
             let (tx, rx) = mpsc::unbounded_channel();
             workers.push((tx, Arc::new(AtomicUsize::new(0))));
-            let (shared, drained) = (shared.clone(), drained.clone());
+            // Built here so a failure is a start-up error, not a dead thread.
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| anyhow::anyhow!("worker {i}: cannot build its runtime: {e}"))?;
+            let (shared, drained, started) = (shared.clone(), drained.clone(), started.clone());
             let thread = std::thread::Builder::new()
                 .name(format!("wardgate-worker-{i}"))
                 .spawn(move || {
                     INDEX.with(|c| c.set(Some(i)));
-                    let runtime = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .expect("worker runtime");
+                    started.wait();
                     runtime.block_on(async move {
                         super::serve_connections(shared, rx).await;
                         drained.wait().await;
@@ -124,6 +129,7 @@ impl Workers {
                 })?;
             threads.push(thread);
         }
+        started.wait();
         Ok((Workers { threads }, Dispatch { workers }))
     }
 
