@@ -1,12 +1,18 @@
 //! Per-hook cost of the plugin runtime: `cargo bench -p wardgate-tests --bench policy`.
 //!
 //! - `call`: one hook call on an instance the request already holds.
-//! - `request/snapshot`: what a request pays by default: a fresh instance
-//!   from the post-configure snapshot, one hook call, teardown.
+//! - `request/snapshot`: what a request costs by default: a fresh instance
+//!   from the post-configure snapshot, one hook call, teardown, with the
+//!   making and teardown done at once (no runtime to defer them to).
+//! - `request-path/snapshot`: the same as the gateway runs it, on a tokio
+//!   worker: the request takes an instance made earlier and leaves its used
+//!   one; making the next and dropping the old run after the timed part, in
+//!   the idle moment that follows (`policy::prewarm`).
 //! - `request/reuse`: the same with a configured instance taken from and
 //!   returned to the idle list.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use wardgate::policy::bindings::{
@@ -56,6 +62,20 @@ config:
     - 'BEGIN RSA PRIVATE KEY'
 "#;
 
+// GUARD plus a rule with no longest match: the whole list goes to the
+// plugin's lazy-DFA `RegexSet`, not to its split scan (`prompt-guard::scan`).
+const GUARD_UNBOUNDED: &str = r#"
+name: prompt-guard
+config:
+  patterns:
+    - '(?i)ignore (all )?(previous|prior) instructions'
+    - '(?i)you are now (DAN|in developer mode)'
+    - '\b\d{3}-\d{2}-\d{4}\b'
+    - '(?i)BEGIN (RSA|EC|OPENSSH) PRIVATE KEY'
+    - 'AKIA[0-9A-Z]{16}'
+    - 'password=.*@'
+"#;
+
 /// Bench one plugin entry on hook `H` with `input`, which it must let
 /// through: per request in each isolation mode, and per call on a held
 /// instance (`with_call`).
@@ -81,6 +101,29 @@ fn bench_plugin<H: Hook>(
                 assert!(matches!(run.run::<H>(&mut req), Ok(Verdict::Continue)));
             })
         });
+        if isolation == "snapshot" {
+            let worker = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            group.bench_function("request-path/snapshot", |b| {
+                b.iter_custom(|iters| {
+                    let mut path = Duration::ZERO;
+                    for _ in 0..iters {
+                        worker.block_on(async {
+                            let start = Instant::now();
+                            let mut req = input.clone();
+                            let mut run = chain.start(ctx.clone());
+                            assert!(matches!(run.run::<H>(&mut req), Ok(Verdict::Continue)));
+                            drop(run);
+                            path += start.elapsed();
+                            // The worker's idle moment: the deferred chores run.
+                            tokio::task::yield_now().await;
+                        });
+                    }
+                    path
+                })
+            });
+        }
         if with_call && isolation == "snapshot" {
             let mut run = chain.start(ctx.clone());
             group.bench_function("call", |b| {
@@ -104,6 +147,7 @@ fn bench(c: &mut Criterion) {
         ),
         ("prompt-guard-4k", GUARD, 4096),
         ("prompt-guard-phrases-4k", GUARD_PHRASES, 4096),
+        ("prompt-guard-unbounded-4k", GUARD_UNBOUNDED, 4096),
     ];
     for (name, yaml, size) in cases {
         bench_plugin::<OnLlmRequest>(c, &engine, name, yaml, &prompt(size), true);

@@ -20,6 +20,7 @@ use super::epoch::{EpochTicker, deadline_ticks};
 use super::error::{LoadError, LoadErrorKind};
 use super::hooks;
 use super::instance::{InstanceSource, Live, PreparedPlugin};
+use super::prewarm::FreshInstances;
 use super::spec::{Isolation, PluginSource, PluginSpec};
 
 /// Linear memory kept mapped per slot between instances (see the pool config).
@@ -218,7 +219,14 @@ impl PolicyEngine {
             })
         })?;
         let instances = match seed {
-            None => InstanceSource::Snapshot(pre),
+            None => InstanceSource::Snapshot(FreshInstances::new(
+                pre,
+                self.engine.clone(),
+                label.clone(),
+                self.services.clone(),
+                spec.limits.cpu_ms,
+                self.ticker.clock().clone(),
+            )),
             Some(config_json) => InstanceSource::Reuse {
                 pre,
                 config_json,

@@ -2,8 +2,9 @@
 //!
 //! In `snapshot` isolation every request gets a fresh instance of the
 //! post-`configure` snapshot (pooled slot, copy-on-write memory image), so no
-//! state crosses requests. In `reuse` isolation configured instances go back
-//! to an idle list after the request. An instance that failed is never reused.
+//! state crosses requests; [`super::prewarm`] makes them ahead of time. In
+//! `reuse` isolation configured instances go back to an idle list after the
+//! request. An instance that failed is never reused.
 
 use std::sync::{Arc, Mutex};
 
@@ -16,10 +17,11 @@ use super::engine::new_store;
 use super::epoch::{EpochClock, deadline_ticks};
 use super::error::FailureKind;
 use super::hooks::ALL_EXPORTS;
+use super::prewarm::FreshInstances;
 use super::spec::{FailureMode, Limits};
 
 pub(crate) enum InstanceSource {
-    Snapshot(InstancePre<StoreState>),
+    Snapshot(Arc<FreshInstances>),
     Reuse {
         pre: InstancePre<StoreState>,
         config_json: String,
@@ -81,11 +83,7 @@ impl PreparedPlugin {
     pub(crate) fn acquire(&self) -> Result<Live, FailureKind> {
         let instantiate_failed = |e: wasmtime::Error| FailureKind::Instantiate(format!("{e:#}"));
         match &self.instances {
-            InstanceSource::Snapshot(pre) => {
-                let mut store = self.new_store();
-                let instance = pre.instantiate(&mut store).map_err(instantiate_failed)?;
-                Ok(Live { store, instance })
-            }
+            InstanceSource::Snapshot(fresh) => fresh.take(),
             InstanceSource::Reuse {
                 pre,
                 config_json,
@@ -115,8 +113,9 @@ impl PreparedPlugin {
 
     /// Hand a healthy instance back after the request.
     pub(crate) fn release(&self, live: Live) {
-        if let InstanceSource::Reuse { idle, .. } = &self.instances {
-            idle.lock().unwrap().push(live);
+        match &self.instances {
+            InstanceSource::Snapshot(fresh) => fresh.retire(live),
+            InstanceSource::Reuse { idle, .. } => idle.lock().unwrap().push(live),
         }
     }
 

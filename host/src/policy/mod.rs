@@ -3,6 +3,7 @@
 //! - [`engine`]: the shared wasmtime engine and loading a chain entry
 //!   (compile once, check contract and grants, configure, snapshot).
 //! - [`instance`]: instances per request (snapshot isolation or reuse).
+//! - [`prewarm`]: fresh instances made off the request path.
 //! - [`chain`]: running a route's chain through one hook for one request.
 //! - [`epoch`]: the clock behind each call's CPU limit (ticks only while
 //!   plugin code runs).
@@ -21,6 +22,7 @@ pub mod error;
 pub mod hooks;
 pub mod instance;
 pub mod metrics;
+pub mod prewarm;
 pub mod spec;
 
 pub use chain::{Chain, ChainRun, Decision, Outcome, Verdict};
