@@ -8,7 +8,9 @@
 //! Run: cargo bench -p wardgate --bench mcp [-- CALLS [each]]
 //! (`each` adds one route per plugin, to see where the chain's time goes;
 //! more routes interleaved also means colder caches for each. `PICK=0,1,3`
-//! runs only those cases, by their index in the table.)
+//! runs only those cases, by their index in the table. `BASELINE=path` also
+//! runs another wardgate binary with the same routes and interleaves its
+//! cases, for an A/B of two builds in one run.)
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -97,12 +99,7 @@ async fn main() {
         .spawn()
         .expect("target/py-mcp1 (scripts/setup-test-peers)");
     wait_port(calc_port);
-    let port = free_port();
-    let admin = free_port();
-    let config =
-        std::env::temp_dir().join(format!("wardgate-bench-mcp-{}.yaml", std::process::id()));
-    std::fs::write(
-        &config,
+    let config_for = |port: u16, admin: u16| {
         format!(
             r#"config: {{adminAddr: 127.0.0.1:{admin}}}
 binds:
@@ -146,18 +143,29 @@ binds:
       - {{name: rate-limit, config: {{limits: [{{requests: 1000000, per: second, key: tool}}]}}}}
       backends: [{{mcp: {{targets: [{{name: calc, mcp: {{host: 127.0.0.1, port: {calc_port}}}}}]}}}}]
 "#
-        ),
-    )
-    .unwrap();
-    let mut gw = Command::new(env!("CARGO_BIN_EXE_wardgate"))
-        .args(["run", "-c"])
-        .arg(&config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_port(port);
+        )
+    };
+    let start_gateway = |bin: &Path, tag: &str| {
+        let (port, admin) = (free_port(), free_port());
+        let config = std::env::temp_dir().join(format!(
+            "wardgate-bench-mcp-{}-{tag}.yaml",
+            std::process::id()
+        ));
+        std::fs::write(&config, config_for(port, admin)).unwrap();
+        let gw = Command::new(bin)
+            .args(["run", "-c"])
+            .arg(&config)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_port(port);
+        (gw, port, config)
+    };
+    let (gw, port, config) = start_gateway(Path::new(env!("CARGO_BIN_EXE_wardgate")), "this");
+    let baseline =
+        std::env::var_os("BASELINE").map(|bin| start_gateway(Path::new(&bin), "baseline"));
 
     let c: Http = Client::builder(TokioExecutor::new()).build_http();
     let urls = [
@@ -195,11 +203,24 @@ binds:
                 .collect()
         })
         .unwrap_or_default();
-    let urls = match (pick.is_empty(), each) {
-        (false, _) => &pick[..],
-        (true, true) => &urls[..],
-        (true, false) => &urls[..4],
+    let mut urls = match (pick.is_empty(), each) {
+        (false, _) => pick,
+        (true, true) => urls.to_vec(),
+        (true, false) => urls[..4].to_vec(),
     };
+    if let Some((_, base_port, _)) = &baseline {
+        let this = format!("127.0.0.1:{port}/");
+        let other: Vec<_> = urls
+            .iter()
+            .filter(|(_, url)| url.contains(&this))
+            .map(|(name, url)| {
+                let name: &str = Box::leak(format!("baseline: {}", name.trim()).into_boxed_str());
+                (name, url.replace(&this, &format!("127.0.0.1:{base_port}/")))
+            })
+            .collect();
+        urls.extend(other);
+    }
+    let urls = &urls[..];
     let mut sessions = Vec::new();
     for (_, url) in urls {
         sessions.push(session(&c, url).await);
@@ -230,19 +251,27 @@ binds:
     };
     let direct = p50_of("direct", &times).unwrap_or(0.0);
     let plain = p50_of("wardgate, no plugins", &times);
+    let base_plain = p50_of("baseline: wardgate, no plugins", &times);
     for (i, (name, _)) in urls.iter().enumerate() {
         let (p50, p99) = (pct(&mut times[i], 0.5), pct(&mut times[i], 0.99));
+        let plain = if name.starts_with("baseline:") {
+            base_plain
+        } else {
+            plain
+        };
         let over = plain
             .map(|p| format!("  over no plugins {:7.1} us", p50 - p))
             .unwrap_or_default();
         println!(
-            "{name:22} p50 {p50:8.1} us  p99 {p99:8.1} us  added p50 {:7.1} us{over}",
+            "{name:32} p50 {p50:8.1} us  p99 {p99:8.1} us  added p50 {:7.1} us{over}",
             p50 - direct
         );
     }
-    let _ = gw.kill();
-    let _ = gw.wait();
+    for (mut gw, _, config) in [Some((gw, port, config)), baseline].into_iter().flatten() {
+        let _ = gw.kill();
+        let _ = gw.wait();
+        let _ = std::fs::remove_file(config);
+    }
     let _ = calc.kill();
     let _ = calc.wait();
-    let _ = std::fs::remove_file(config);
 }

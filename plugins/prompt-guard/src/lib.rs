@@ -14,16 +14,17 @@
 //! split across chunks is masked whole.
 
 mod mask;
+mod scan;
 mod sets;
 
 use std::sync::Mutex;
 
-use regex::RegexSet;
 use wardgate_sdk::prelude::*;
 use wardgate_sdk::stream::HoldBack;
 
 use mask::Masker;
 pub use mask::Rule;
+use scan::Matcher;
 
 pub use sets::SetName;
 use sets::Sets;
@@ -92,8 +93,8 @@ fn default_threshold() -> f32 {
 }
 
 pub struct PromptGuard {
-    patterns: RegexSet,
-    response: RegexSet,
+    patterns: Matcher,
+    response: Matcher,
     sets: Sets,
     response_sets: Sets,
     mask: Masker,
@@ -168,8 +169,8 @@ impl Plugin for PromptGuard {
             regex::Regex::new(p)
                 .map_err(|e| ConfigError::new(format!("responsePatterns[{i}]"), e))?;
         }
-        let patterns = RegexSet::new(&patterns).map_err(|e| ConfigError::new("patterns", e))?;
-        let response = RegexSet::new(&response_patterns)
+        let patterns = Matcher::new(&patterns).map_err(|e| ConfigError::new("patterns", e))?;
+        let response = Matcher::new(&response_patterns)
             .map_err(|e| ConfigError::new("responsePatterns", e))?;
         let with = config
             .mask_with
