@@ -413,6 +413,43 @@ fn snapshot_isolation_keeps_one_request_from_seeing_another() {
 }
 
 #[test]
+fn prepared_fresh_instances_stay_isolated_and_never_starve_the_pool() {
+    // A pool of 16 slots and ten snapshot plugins: if every plugin kept its
+    // ready instances regardless, they alone would hold 20 slots and loading
+    // or requests would fail for want of one.
+    let engine = wardgate::policy::PolicyEngine::new(wardgate::policy::EngineOptions {
+        max_instances: 16,
+        max_memory_mib: 256,
+        code_cache: std::env::var_os("WARDGATE_CODE_CACHE").map(Into::into),
+    })
+    .unwrap();
+    let chains: Vec<Chain> = (0..10)
+        .map(|i| {
+            chain_of(vec![load(
+                &engine,
+                &format!("name: remember-{i}\nsource: '{{plugins}}/testbed.wasm'\ngrants: [counters]\nconfig: {{mode: remember}}"),
+            )])
+        })
+        .collect();
+    // As on a gateway worker: the chores run when the request's task yields.
+    let worker = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    worker.block_on(async {
+        for round in 0..5 {
+            for (i, chain) in chains.iter().enumerate() {
+                let verdict = run_http(chain, &format!("r{round}-{i}"), &format!("secret {round}"));
+                assert!(
+                    matches!(verdict, Ok(Verdict::Continue)),
+                    "round {round}, plugin {i}: {verdict:?}"
+                );
+                tokio::task::yield_now().await;
+            }
+        }
+    });
+}
+
+#[test]
 fn modifications_reach_the_next_plugin_and_the_caller() {
     let engine = engine();
     let masker = load(

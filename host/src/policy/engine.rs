@@ -20,7 +20,7 @@ use super::epoch::{EpochTicker, deadline_ticks};
 use super::error::{LoadError, LoadErrorKind};
 use super::hooks;
 use super::instance::{InstanceSource, Live, PreparedPlugin};
-use super::prewarm::FreshInstances;
+use super::prewarm::{FreshInstances, SlotBudget};
 use super::spec::{Isolation, PluginSource, PluginSpec};
 
 /// Linear memory kept mapped per slot between instances (see the pool config).
@@ -68,6 +68,8 @@ pub struct PolicyEngine {
     compiled: Mutex<HashMap<[u8; 32], Component>>,
     snapshots: Mutex<HashMap<SnapshotKey, Component>>,
     ticker: EpochTicker,
+    /// Pool slots fresh-instance queues may hold (a quarter of the pool).
+    prewarm_budget: Arc<SlotBudget>,
 }
 
 impl PolicyEngine {
@@ -115,6 +117,7 @@ impl PolicyEngine {
 
         Ok(PolicyEngine {
             ticker: EpochTicker::start(engine.clone()),
+            prewarm_budget: SlotBudget::new(options.max_instances as usize / 4),
             engine,
             linker,
             services: Arc::new(HostServices::new(counters)),
@@ -226,6 +229,7 @@ impl PolicyEngine {
                 self.services.clone(),
                 spec.limits.cpu_ms,
                 self.ticker.clock().clone(),
+                self.prewarm_budget.clone(),
             )),
             Some(config_json) => InstanceSource::Reuse {
                 pre,

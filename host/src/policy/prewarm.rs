@@ -16,7 +16,7 @@
 //! chore. Isolation is unchanged: every request gets an instance that ran
 //! no code since it was made from the snapshot.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use wasmtime::Engine;
@@ -36,6 +36,36 @@ const READY: usize = 2;
 /// its own.
 const MAX_RETIRED: usize = 8;
 
+/// Pool slots that ready and retired instances may hold across all plugins
+/// of an engine, so that many snapshot plugins never starve requests of
+/// slots: past it, requests make and drop their own instances.
+pub(crate) struct SlotBudget {
+    held: AtomicUsize,
+    limit: usize,
+}
+
+impl SlotBudget {
+    pub(crate) fn new(limit: usize) -> Arc<Self> {
+        Arc::new(SlotBudget {
+            held: AtomicUsize::new(0),
+            limit,
+        })
+    }
+
+    fn try_hold(&self) -> bool {
+        let held = self.held.fetch_add(1, Ordering::AcqRel);
+        if held >= self.limit {
+            self.held.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    fn release(&self, n: usize) {
+        self.held.fetch_sub(n, Ordering::AcqRel);
+    }
+}
+
 /// A snapshot plugin's source of never-used instances.
 pub(crate) struct FreshInstances {
     pre: InstancePre<StoreState>,
@@ -48,6 +78,8 @@ pub(crate) struct FreshInstances {
     retired: Mutex<Vec<Live>>,
     /// A tidy task is on its way.
     tidy_queued: AtomicBool,
+    /// Counts every instance in `ready` and `retired`.
+    budget: Arc<SlotBudget>,
 }
 
 impl FreshInstances {
@@ -59,6 +91,7 @@ impl FreshInstances {
         services: Arc<HostServices>,
         cpu_ms: u64,
         clock: Arc<EpochClock>,
+        budget: Arc<SlotBudget>,
     ) -> Arc<Self> {
         let fresh = Arc::new(FreshInstances {
             pre,
@@ -70,6 +103,7 @@ impl FreshInstances {
             ready: Mutex::new(Vec::with_capacity(READY)),
             retired: Mutex::new(Vec::with_capacity(MAX_RETIRED)),
             tidy_queued: AtomicBool::new(false),
+            budget,
         });
         fresh.tidy();
         fresh
@@ -79,7 +113,10 @@ impl FreshInstances {
     pub(crate) fn take(self: &Arc<Self>) -> Result<Live, FailureKind> {
         let ready = self.ready.lock().unwrap().pop();
         match ready {
-            Some(live) => Ok(live),
+            Some(live) => {
+                self.budget.release(1);
+                Ok(live)
+            }
             None => self.make(),
         }
     }
@@ -88,7 +125,7 @@ impl FreshInstances {
     pub(crate) fn retire(self: &Arc<Self>, live: Live) {
         let full = {
             let mut retired = self.retired.lock().unwrap();
-            if retired.len() < MAX_RETIRED {
+            if retired.len() < MAX_RETIRED && self.budget.try_hold() {
                 retired.push(live);
                 None
             } else {
@@ -120,13 +157,17 @@ impl FreshInstances {
         // (on another worker) queues the next tidy.
         self.tidy_queued.store(false, Ordering::Release);
         // Dropping a store resets its pool slot for the next instance.
-        drop(std::mem::take(&mut *self.retired.lock().unwrap()));
+        let retired = std::mem::take(&mut *self.retired.lock().unwrap());
+        let dropped = retired.len();
+        drop(retired);
+        self.budget.release(dropped);
         // Instantiating runs start functions: plugin code, under the CPU limit.
         let _ticking = self.clock.running();
-        while self.ready.lock().unwrap().len() < READY {
+        while self.ready.lock().unwrap().len() < READY && self.budget.try_hold() {
             match self.make() {
                 Ok(live) => self.ready.lock().unwrap().push(live),
                 Err(e) => {
+                    self.budget.release(1);
                     // The next request finds no ready instance, makes its
                     // own and reports the failure where it belongs.
                     tracing::debug!(plugin = %self.label.plugin, route = %self.label.route,
@@ -144,5 +185,14 @@ impl FreshInstances {
             .instantiate(&mut store)
             .map_err(|e| FailureKind::Instantiate(format!("{e:#}")))?;
         Ok(Live { store, instance })
+    }
+}
+
+impl Drop for FreshInstances {
+    fn drop(&mut self) {
+        // Instances still held go with this plugin (a reload replaced it).
+        let held = self.ready.get_mut().map_or(0, |r| r.len())
+            + self.retired.get_mut().map_or(0, |r| r.len());
+        self.budget.release(held);
     }
 }
