@@ -392,7 +392,10 @@ binds:
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert!(body.contains("not_ready"), "{body}");
     registry.restart();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    // The next retry (every 5 s) fetches, then compiles the component, its
+    // instrumented form and the snapshot with an empty cache: ~10 s alone,
+    // more with other tests sharing the two cores.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         let ready = client
             .get(gw.admin_url("/readyz").parse().unwrap())
