@@ -10,11 +10,15 @@
 //!
 //! Run: cargo bench -p wardgate --bench llm [-- REQUESTS]
 
+#[path = "gateway_process.rs"]
+mod gateway_process;
+
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use gateway_process::{Gateway, free_port};
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
@@ -137,14 +141,6 @@ fn start_fake() -> SocketAddr {
     addr
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn pct(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[((v.len() as f64 * p) as usize).min(v.len() - 1)]
@@ -192,28 +188,15 @@ async fn main() {
     let upstream = start_fake();
     let port = free_port();
     let admin = free_port();
-    let config =
-        std::env::temp_dir().join(format!("wardgate-bench-llm-{}.yaml", std::process::id()));
-    std::fs::write(
+    let config = format!(
+        "config: {{adminAddr: 127.0.0.1:{admin}}}\nbinds:\n- port: {port}\n  listeners:\n  - routes:\n    - name: raw\n      matches: [{{path: {{pathPrefix: /raw}}}}]\n      backends: [{{host: \"{upstream}\"}}]\n    - name: chat\n      policies: {{backendAuth: {{key: sk-bench}}}}\n      backends:\n      - ai: {{provider: {{anthropic: {{}}}}, hostOverride: \"{upstream}\"}}\n"
+    );
+    let gw = Gateway::start(
+        Path::new(env!("CARGO_BIN_EXE_wardgate")),
         &config,
-        format!(
-            "config: {{adminAddr: 127.0.0.1:{admin}}}\nbinds:\n- port: {port}\n  listeners:\n  - routes:\n    - name: raw\n      matches: [{{path: {{pathPrefix: /raw}}}}]\n      backends: [{{host: \"{upstream}\"}}]\n    - name: chat\n      policies: {{backendAuth: {{key: sk-bench}}}}\n      backends:\n      - ai: {{provider: {{anthropic: {{}}}}, hostOverride: \"{upstream}\"}}\n"
-        ),
-    )
-    .unwrap();
-    let mut gw = Command::new(env!("CARGO_BIN_EXE_wardgate"))
-        .args(["run", "-c"])
-        .arg(&config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "gateway did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        port,
+        "llm",
+    );
 
     let c: Http = Client::builder(TokioExecutor::new()).build_http();
     let msgs = serde_json::json!([{"role": "user", "content": "Summarize the report in three bullet points."}]);
@@ -308,7 +291,5 @@ async fn main() {
         g - d,
         gl - dl
     );
-    let _ = gw.kill();
-    let _ = gw.wait();
-    let _ = std::fs::remove_file(config);
+    drop(gw);
 }

@@ -12,33 +12,21 @@
 //! runs another wardgate binary with the same routes and interleaves its
 //! cases, for an A/B of two builds in one run.)
 
+#[path = "gateway_process.rs"]
+mod gateway_process;
+
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
+use gateway_process::{Gateway, free_port, wait_port};
 use http::Request;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 type Http = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "port {port} did not open");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 async fn post(c: &Http, url: &str, session: Option<&str>, body: &str) -> (Option<String>, String) {
     let mut req = Request::post(url)
@@ -147,25 +135,14 @@ binds:
     };
     let start_gateway = |bin: &Path, tag: &str| {
         let (port, admin) = (free_port(), free_port());
-        let config = std::env::temp_dir().join(format!(
-            "wardgate-bench-mcp-{}-{tag}.yaml",
-            std::process::id()
-        ));
-        std::fs::write(&config, config_for(port, admin)).unwrap();
-        let gw = Command::new(bin)
-            .args(["run", "-c"])
-            .arg(&config)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        wait_port(port);
-        (gw, port, config)
+        (
+            Gateway::start(bin, &config_for(port, admin), port, tag),
+            port,
+        )
     };
-    let (gw, port, config) = start_gateway(Path::new(env!("CARGO_BIN_EXE_wardgate")), "this");
+    let (gw, port) = start_gateway(Path::new(env!("CARGO_BIN_EXE_wardgate")), "mcp");
     let baseline =
-        std::env::var_os("BASELINE").map(|bin| start_gateway(Path::new(&bin), "baseline"));
+        std::env::var_os("BASELINE").map(|bin| start_gateway(Path::new(&bin), "mcp-baseline"));
 
     let c: Http = Client::builder(TokioExecutor::new()).build_http();
     let urls = [
@@ -208,7 +185,7 @@ binds:
         (true, true) => urls.to_vec(),
         (true, false) => urls[..4].to_vec(),
     };
-    if let Some((_, base_port, _)) = &baseline {
+    if let Some((_, base_port)) = &baseline {
         let this = format!("127.0.0.1:{port}/");
         let other: Vec<_> = urls
             .iter()
@@ -267,11 +244,7 @@ binds:
             p50 - direct
         );
     }
-    for (mut gw, _, config) in [Some((gw, port, config)), baseline].into_iter().flatten() {
-        let _ = gw.kill();
-        let _ = gw.wait();
-        let _ = std::fs::remove_file(config);
-    }
+    drop((gw, baseline));
     let _ = calc.kill();
     let _ = calc.wait();
 }

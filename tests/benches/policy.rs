@@ -62,20 +62,6 @@ config:
     - 'BEGIN RSA PRIVATE KEY'
 "#;
 
-// GUARD plus a rule with no longest match: the whole list goes to the
-// plugin's lazy-DFA `RegexSet`, not to its split scan (`prompt-guard::scan`).
-const GUARD_UNBOUNDED: &str = r#"
-name: prompt-guard
-config:
-  patterns:
-    - '(?i)ignore (all )?(previous|prior) instructions'
-    - '(?i)you are now (DAN|in developer mode)'
-    - '\b\d{3}-\d{2}-\d{4}\b'
-    - '(?i)BEGIN (RSA|EC|OPENSSH) PRIVATE KEY'
-    - 'AKIA[0-9A-Z]{16}'
-    - 'password=.*@'
-"#;
-
 /// Bench one plugin entry on hook `H` with `input`, which it must let
 /// through: per request in each isolation mode, and per call on a held
 /// instance (`with_call`).
@@ -139,6 +125,7 @@ fn bench_plugin<H: Hook>(
 
 fn bench(c: &mut Criterion) {
     let engine = engine();
+    let unbounded = format!("{GUARD}    - 'password=.*@'\n");
     let cases = [
         (
             "noop",
@@ -147,7 +134,9 @@ fn bench(c: &mut Criterion) {
         ),
         ("prompt-guard-4k", GUARD, 4096),
         ("prompt-guard-phrases-4k", GUARD_PHRASES, 4096),
-        ("prompt-guard-unbounded-4k", GUARD_UNBOUNDED, 4096),
+        // GUARD plus a rule with no longest match: the whole list goes to
+        // the plugin's lazy-DFA `RegexSet`, not to its split scan.
+        ("prompt-guard-unbounded-4k", unbounded.as_str(), 4096),
     ];
     for (name, yaml, size) in cases {
         bench_plugin::<OnLlmRequest>(c, &engine, name, yaml, &prompt(size), true);

@@ -222,15 +222,7 @@ impl PolicyEngine {
             })
         })?;
         let instances = match seed {
-            None => InstanceSource::Snapshot(FreshInstances::new(
-                pre,
-                self.engine.clone(),
-                label.clone(),
-                self.services.clone(),
-                spec.limits.cpu_ms,
-                self.ticker.clock().clone(),
-                self.prewarm_budget.clone(),
-            )),
+            None => InstanceSource::Snapshot(FreshInstances::new(pre, self.prewarm_budget.clone())),
             Some(config_json) => InstanceSource::Reuse {
                 pre,
                 config_json,
@@ -238,7 +230,7 @@ impl PolicyEngine {
             },
         };
 
-        Ok(PreparedPlugin {
+        let plugin = PreparedPlugin {
             label,
             source: source.to_string(),
             digest: source_digest
@@ -251,7 +243,11 @@ impl PolicyEngine {
             services: self.services.clone(),
             engine: self.engine.clone(),
             clock: self.ticker.clock().clone(),
-        })
+        };
+        // Snapshot plugins make their first fresh instances now, off the
+        // request path.
+        plugin.tidy();
+        Ok(plugin)
     }
 
     fn compile(&self, digest: [u8; 32], bytes: &[u8]) -> Result<Component, LoadErrorKind> {

@@ -21,7 +21,7 @@ use super::prewarm::FreshInstances;
 use super::spec::{FailureMode, Limits};
 
 pub(crate) enum InstanceSource {
-    Snapshot(Arc<FreshInstances>),
+    Snapshot(FreshInstances),
     Reuse {
         pre: InstancePre<StoreState>,
         config_json: String,
@@ -80,10 +80,19 @@ impl PreparedPlugin {
         )
     }
 
+    /// A new instance in a new store.
+    pub(crate) fn instantiate(&self, pre: &InstancePre<StoreState>) -> Result<Live, FailureKind> {
+        let mut store = self.new_store();
+        let instance = pre.instantiate(&mut store).map_err(instantiate_failed)?;
+        Ok(Live { store, instance })
+    }
+
     pub(crate) fn acquire(&self) -> Result<Live, FailureKind> {
-        let instantiate_failed = |e: wasmtime::Error| FailureKind::Instantiate(format!("{e:#}"));
         match &self.instances {
-            InstanceSource::Snapshot(fresh) => fresh.take(),
+            InstanceSource::Snapshot(fresh) => match fresh.take() {
+                Some(live) => Ok(live),
+                None => self.instantiate(&fresh.pre),
+            },
             InstanceSource::Reuse {
                 pre,
                 config_json,
@@ -92,8 +101,10 @@ impl PreparedPlugin {
                 if let Some(live) = idle.lock().unwrap().pop() {
                     return Ok(live);
                 }
-                let mut store = self.new_store();
-                let instance = pre.instantiate(&mut store).map_err(instantiate_failed)?;
+                let Live {
+                    mut store,
+                    instance,
+                } = self.instantiate(pre)?;
                 let plugin = Plugin::new(&mut store, &instance).map_err(instantiate_failed)?;
                 // The config was validated at load; a failure now is a fault.
                 match plugin
@@ -112,9 +123,9 @@ impl PreparedPlugin {
     }
 
     /// Hand a healthy instance back after the request.
-    pub(crate) fn release(&self, live: Live) {
+    pub(crate) fn release(self: &Arc<Self>, live: Live) {
         match &self.instances {
-            InstanceSource::Snapshot(fresh) => fresh.retire(live),
+            InstanceSource::Snapshot(fresh) => self.retire(fresh, live),
             InstanceSource::Reuse { idle, .. } => idle.lock().unwrap().push(live),
         }
     }
@@ -124,6 +135,10 @@ impl PreparedPlugin {
         live.store
             .set_epoch_deadline(deadline_ticks(self.limits.cpu_ms));
     }
+}
+
+fn instantiate_failed(e: wasmtime::Error) -> FailureKind {
+    FailureKind::Instantiate(format!("{e:#}"))
 }
 
 /// Name what went wrong from the error and what the store recorded.

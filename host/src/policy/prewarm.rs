@@ -19,14 +19,10 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use wasmtime::Engine;
 use wasmtime::component::InstancePre;
 
-use super::capabilities::{HostServices, PluginLabel, StoreState};
-use super::engine::new_store;
-use super::epoch::EpochClock;
-use super::error::FailureKind;
-use super::instance::Live;
+use super::capabilities::StoreState;
+use super::instance::{InstanceSource, Live, PreparedPlugin};
 
 /// Ready instances kept per loaded plugin: enough for a worker's request
 /// and the next one; each holds a pool slot.
@@ -66,14 +62,10 @@ impl SlotBudget {
     }
 }
 
-/// A snapshot plugin's source of never-used instances.
+/// A snapshot plugin's never-used instances, and the used ones waiting to
+/// be dropped. [`PreparedPlugin`] makes and tidies them.
 pub(crate) struct FreshInstances {
-    pre: InstancePre<StoreState>,
-    engine: Engine,
-    label: Arc<PluginLabel>,
-    services: Arc<HostServices>,
-    cpu_ms: u64,
-    clock: Arc<EpochClock>,
+    pub(crate) pre: InstancePre<StoreState>,
     ready: Mutex<Vec<Live>>,
     retired: Mutex<Vec<Live>>,
     /// A tidy task is on its way.
@@ -83,108 +75,32 @@ pub(crate) struct FreshInstances {
 }
 
 impl FreshInstances {
-    /// The first instances are made at once: loading is off the request path.
-    pub(crate) fn new(
-        pre: InstancePre<StoreState>,
-        engine: Engine,
-        label: Arc<PluginLabel>,
-        services: Arc<HostServices>,
-        cpu_ms: u64,
-        clock: Arc<EpochClock>,
-        budget: Arc<SlotBudget>,
-    ) -> Arc<Self> {
-        let fresh = Arc::new(FreshInstances {
+    pub(crate) fn new(pre: InstancePre<StoreState>, budget: Arc<SlotBudget>) -> Self {
+        FreshInstances {
             pre,
-            engine,
-            label,
-            services,
-            cpu_ms,
-            clock,
             ready: Mutex::new(Vec::with_capacity(READY)),
             retired: Mutex::new(Vec::with_capacity(MAX_RETIRED)),
             tidy_queued: AtomicBool::new(false),
             budget,
-        });
-        fresh.tidy();
-        fresh
-    }
-
-    /// A never-used instance: a ready one if there is, else made now.
-    pub(crate) fn take(self: &Arc<Self>) -> Result<Live, FailureKind> {
-        let ready = self.ready.lock().unwrap().pop();
-        match ready {
-            Some(live) => {
-                self.budget.release(1);
-                Ok(live)
-            }
-            None => self.make(),
         }
     }
 
-    /// Leave a used instance to be dropped later.
-    pub(crate) fn retire(self: &Arc<Self>, live: Live) {
-        let full = {
-            let mut retired = self.retired.lock().unwrap();
-            if retired.len() < MAX_RETIRED && self.budget.try_hold() {
-                retired.push(live);
-                None
-            } else {
-                Some(live)
-            }
-        };
-        drop(full); // outside the lock: dropping resets the slot
-        self.schedule_tidy();
+    /// A ready instance, if there is one.
+    pub(crate) fn take(&self) -> Option<Live> {
+        let live = self.ready.lock().unwrap().pop()?;
+        self.budget.release(1);
+        Some(live)
     }
 
-    /// Run [`FreshInstances::tidy`] once this thread's runtime gets to it;
-    /// with no runtime (tools, tests), now.
-    fn schedule_tidy(self: &Arc<Self>) {
-        if self.tidy_queued.swap(true, Ordering::AcqRel) {
-            return;
+    /// Keep a used instance to drop later; `Some` back when full.
+    fn keep_retired(&self, live: Live) -> Option<Live> {
+        let mut retired = self.retired.lock().unwrap();
+        if retired.len() < MAX_RETIRED && self.budget.try_hold() {
+            retired.push(live);
+            None
+        } else {
+            Some(live)
         }
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                let fresh = self.clone();
-                runtime.spawn(async move { fresh.tidy() });
-            }
-            Err(_) => self.tidy(),
-        }
-    }
-
-    /// Drop the retired instances and make ready ones up to [`READY`].
-    pub(crate) fn tidy(&self) {
-        // Cleared first: a request that retires an instance while this runs
-        // (on another worker) queues the next tidy.
-        self.tidy_queued.store(false, Ordering::Release);
-        // Dropping a store resets its pool slot for the next instance.
-        let retired = std::mem::take(&mut *self.retired.lock().unwrap());
-        let dropped = retired.len();
-        drop(retired);
-        self.budget.release(dropped);
-        // Instantiating runs start functions: plugin code, under the CPU limit.
-        let _ticking = self.clock.running();
-        while self.ready.lock().unwrap().len() < READY && self.budget.try_hold() {
-            match self.make() {
-                Ok(live) => self.ready.lock().unwrap().push(live),
-                Err(e) => {
-                    self.budget.release(1);
-                    // The next request finds no ready instance, makes its
-                    // own and reports the failure where it belongs.
-                    tracing::debug!(plugin = %self.label.plugin, route = %self.label.route,
-                        "could not make an instance ahead of time: {e}");
-                    return;
-                }
-            }
-        }
-    }
-
-    fn make(&self) -> Result<Live, FailureKind> {
-        let mut store = new_store(&self.engine, &self.label, &self.services, self.cpu_ms);
-        let instance = self
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| FailureKind::Instantiate(format!("{e:#}")))?;
-        Ok(Live { store, instance })
     }
 }
 
@@ -194,5 +110,54 @@ impl Drop for FreshInstances {
         let held = self.ready.get_mut().map_or(0, |r| r.len())
             + self.retired.get_mut().map_or(0, |r| r.len());
         self.budget.release(held);
+    }
+}
+
+impl PreparedPlugin {
+    /// Leave a used snapshot instance to be dropped later, and have the
+    /// worker tidy once the request's task yields.
+    pub(crate) fn retire(self: &Arc<Self>, fresh: &FreshInstances, live: Live) {
+        // Dropped outside the lock when full: dropping resets the slot.
+        drop(fresh.keep_retired(live));
+        if fresh.tidy_queued.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let plugin = self.clone();
+                runtime.spawn(async move { plugin.tidy() });
+            }
+            // No runtime (tools, tests): now.
+            Err(_) => self.tidy(),
+        }
+    }
+
+    /// Drop the retired instances and make ready ones up to [`READY`].
+    pub(crate) fn tidy(&self) {
+        let InstanceSource::Snapshot(fresh) = &self.instances else {
+            return;
+        };
+        // Cleared first: a request that retires an instance while this runs
+        // (on another worker) queues the next tidy.
+        fresh.tidy_queued.store(false, Ordering::Release);
+        let retired = std::mem::take(&mut *fresh.retired.lock().unwrap());
+        let dropped = retired.len();
+        drop(retired);
+        fresh.budget.release(dropped);
+        // Instantiating runs start functions: plugin code, under the CPU limit.
+        let _ticking = self.clock.running();
+        while fresh.ready.lock().unwrap().len() < READY && fresh.budget.try_hold() {
+            match self.instantiate(&fresh.pre) {
+                Ok(live) => fresh.ready.lock().unwrap().push(live),
+                Err(e) => {
+                    fresh.budget.release(1);
+                    // The next request finds no ready instance, makes its
+                    // own and reports the failure where it belongs.
+                    tracing::debug!(plugin = %self.label.plugin, route = %self.label.route,
+                        "could not make an instance ahead of time: {e}");
+                    return;
+                }
+            }
+        }
     }
 }
