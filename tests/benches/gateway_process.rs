@@ -13,6 +13,31 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// `PIN=1`: the gateway gets the first core to itself and everything else
+/// (this bench, its upstream) the others, as when the gateway runs on its
+/// own machine; without it all share every core and the upstream's work
+/// between requests leaves the gateway's caches cold.
+pub fn pinned() -> bool {
+    std::env::var_os("PIN").is_some_and(|v| v != "0")
+}
+
+/// With [`pinned`], move this process (every thread, and so the children it
+/// spawns later) off the gateway's core. Returns the machine's core count.
+pub fn pin_self_off_core_zero() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if !pinned() || cores < 2 {
+        return cores;
+    }
+    let status = Command::new("taskset")
+        .args(["-a", "-p", "-c", &format!("1-{}", cores - 1)])
+        .arg(std::process::id().to_string())
+        .stdout(Stdio::null())
+        .status()
+        .expect("taskset (util-linux)");
+    assert!(status.success(), "taskset failed");
+    cores
+}
+
 pub fn wait_port(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -34,7 +59,14 @@ impl Gateway {
         let path =
             std::env::temp_dir().join(format!("wardgate-bench-{tag}-{}.yaml", std::process::id()));
         std::fs::write(&path, config).unwrap();
-        let child = Command::new(bin)
+        let mut command = if pinned() {
+            let mut c = Command::new("taskset");
+            c.args(["-c", "0"]).arg(bin);
+            c
+        } else {
+            Command::new(bin)
+        };
+        let child = command
             .args(["run", "-c"])
             .arg(&path)
             .env("RUST_LOG", "warn")

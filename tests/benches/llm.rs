@@ -185,6 +185,7 @@ async fn main() {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(2000);
+    let cores = gateway_process::pin_self_off_core_zero();
     let upstream = start_fake();
     let port = free_port();
     let admin = free_port();
@@ -215,10 +216,12 @@ async fn main() {
     let raw_url = format!("http://127.0.0.1:{port}/raw/v1/messages");
 
     println!(
-        "machine: {} cores; {n} sequential requests per case, 1 connection",
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(0)
+        "machine: {cores} cores{}; {n} sequential requests per case, 1 connection",
+        if gateway_process::pinned() {
+            " (PIN: the gateway on core 0, the rest on the others)"
+        } else {
+            ""
+        }
     );
     for stream in [false, true] {
         let (db, gb) = (direct_body(stream), gw_body(stream));

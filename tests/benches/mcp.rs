@@ -10,7 +10,11 @@
 //! more routes interleaved also means colder caches for each. `PICK=0,1,3`
 //! runs only those cases, by their index in the table. `BASELINE=path` also
 //! runs another wardgate binary with the same routes and interleaves its
-//! cases, for an A/B of two builds in one run.)
+//! cases, for an A/B of two builds in one run. `UPSTREAM=everything` puts
+//! `@modelcontextprotocol/server-everything` (Node, Streamable HTTP; its
+//! `get-sum` tool) behind every case instead of FastMCP: answers ~4x faster,
+//! so less of the upstream's work between calls. `PIN=1` gives the gateway
+//! core 0 and the bench and upstream the others; see `gateway_process.rs`.)
 
 #[path = "gateway_process.rs"]
 mod gateway_process;
@@ -78,14 +82,29 @@ async fn main() {
         .find_map(|a| a.parse().ok())
         .unwrap_or(1000);
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let cores = gateway_process::pin_self_off_core_zero();
     let calc_port = free_port();
-    let mut calc = Command::new(root.join("target/py-mcp1/bin/python"))
-        .arg(root.join("tests/peers/fastmcp_server.py"))
-        .arg(calc_port.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("target/py-mcp1 (scripts/setup-test-peers)");
+    let everything = std::env::var("UPSTREAM").is_ok_and(|u| u == "everything");
+    let (mut calc, tool, sum) = if everything {
+        let child = Command::new(root.join("target/node/bin/node"))
+            .arg(root.join("target/node/node_modules/.bin/mcp-server-everything"))
+            .arg("streamableHttp")
+            .env("PORT", calc_port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("target/node (scripts/setup-test-peers)");
+        (child, "get-sum", "is 5.")
+    } else {
+        let child = Command::new(root.join("target/py-mcp1/bin/python"))
+            .arg(root.join("tests/peers/fastmcp_server.py"))
+            .arg(calc_port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("target/py-mcp1 (scripts/setup-test-peers)");
+        (child, "add", "\"5\"")
+    };
     wait_port(calc_port);
     let config_for = |port: u16, admin: u16| {
         format!(
@@ -100,7 +119,7 @@ binds:
     - name: chain
       matches: [{{path: {{pathPrefix: /chain}}}}]
       policies:
-        mcpAuthorization: {{rules: [{{allow: 'mcp.tool.name in ["add", "multiply"]'}}]}}
+        mcpAuthorization: {{rules: [{{allow: 'mcp.tool.name in ["{tool}", "multiply"]'}}]}}
       plugins:
       - {{name: prompt-guard, config: {{patterns: ["(?i)ignore previous instructions"]}}}}
       - {{name: rate-limit, config: {{limits: [{{requests: 1000000, per: second, key: tool}}]}}}}
@@ -108,7 +127,7 @@ binds:
     - name: five
       matches: [{{path: {{pathPrefix: /five}}}}]
       policies:
-        mcpAuthorization: {{rules: [{{allow: 'mcp.tool.name in ["add", "multiply"]'}}]}}
+        mcpAuthorization: {{rules: [{{allow: 'mcp.tool.name in ["{tool}", "multiply"]'}}]}}
       plugins:
       - {{name: tool-filter, config: {{tools: {{deny: ["*_admin"]}}}}}}
       - {{name: prompt-guard, config: {{patterns: ["(?i)ignore previous instructions"]}}}}
@@ -118,7 +137,7 @@ binds:
     - name: cel
       matches: [{{path: {{pathPrefix: /cel}}}}]
       policies:
-        mcpAuthorization: {{rules: [{{allow: 'mcp.tool.name in ["add", "multiply"]'}}]}}
+        mcpAuthorization: {{rules: [{{allow: 'mcp.tool.name in ["{tool}", "multiply"]'}}]}}
       backends: [{{mcp: {{targets: [{{name: calc, mcp: {{host: 127.0.0.1, port: {calc_port}}}}}]}}}}]
     - name: guard
       matches: [{{path: {{pathPrefix: /guard}}}}]
@@ -202,24 +221,33 @@ binds:
     for (_, url) in urls {
         sessions.push(session(&c, url).await);
     }
-    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add","arguments":{"a":2,"b":3}}}"#;
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{tool}","arguments":{{"a":2,"b":3}}}}}}"#
+    );
     let mut times = vec![Vec::new(); urls.len()];
     for round in 0..(n + 100) {
         for (i, (_, url)) in urls.iter().enumerate() {
             let start = Instant::now();
-            let (_, answer) = post(&c, url, Some(&sessions[i]), body).await;
+            let (_, answer) = post(&c, url, Some(&sessions[i]), &body).await;
             let us = start.elapsed().as_secs_f64() * 1e6;
-            assert!(answer.contains("\"5\""), "{}: {answer}", urls[i].0);
+            assert!(answer.contains(sum), "{}: {answer}", urls[i].0);
             if round >= 100 {
                 times[i].push(us);
             }
         }
     }
     println!(
-        "machine: {} cores; {n} sequential tools/call per case, 1 connection",
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(0)
+        "machine: {cores} cores{}; upstream {}; {n} sequential tools/call per case, 1 connection",
+        if gateway_process::pinned() {
+            " (PIN: the gateway on core 0, the rest on the others)"
+        } else {
+            ""
+        },
+        if everything {
+            "server-everything (Node)"
+        } else {
+            "FastMCP (Python)"
+        }
     );
     let p50_of = |name: &str, times: &[Vec<f64>]| {
         urls.iter()

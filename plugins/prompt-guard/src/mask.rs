@@ -115,6 +115,10 @@ impl Masker {
 
     /// Mask every string in a JSON document; None when nothing changed.
     pub fn apply_json(&self, json: &str) -> Option<String> {
+        if self.is_empty() {
+            // Nothing to mask: skip parsing what would come back unchanged.
+            return None;
+        }
         let mut v: serde_json::Value = serde_json::from_str(json).ok()?;
         let changed = wardgate_sdk::text::rewrite_json_strings(&mut v, &mut |s| {
             Ok::<_, std::convert::Infallible>(self.apply(s))
