@@ -94,10 +94,12 @@ struct CelAuthz {
     memo: Mutex<HashMap<String, Result<(), String>>>,
 }
 
-/// Memo entries kept before it starts over; keys are names from the
-/// federation's catalog (unknown ones never reach the plugin) and tokens'
-/// claims, so this bounds the memory a stream of distinct callers can take.
+/// Memo entries kept before it starts over, and the longest key kept: a
+/// client picks the model name and its token's claims, so these bound what
+/// a stream of distinct or oversized keys can take of the instance's memory
+/// (~1 MiB); longer keys are decided without the memo.
 const MEMO_ENTRIES: usize = 1024;
+const MEMO_KEY_BYTES: usize = 1024;
 
 const SCOPE_VARS: [(&str, Scope); 3] = [
     ("request", Scope::Http),
@@ -317,6 +319,9 @@ impl CelAuthz {
         // JSON, so no part's text can pass for a boundary between two.
         let claims = ctx.identity.as_deref().filter(|_| self.uses_jwt);
         let key = serde_json::to_string(&(parts, claims)).expect("strings serialize");
+        if key.len() > MEMO_KEY_BYTES {
+            return self.decide(ctx, name, make());
+        }
         if let Some(known) = self.memo.lock().unwrap().get(&key) {
             return known.clone();
         }
@@ -482,6 +487,14 @@ mod tests {
         }
         assert!(a.memo.lock().unwrap().len() <= MEMO_ENTRIES);
         assert!(allowed(&acme, "add") && !allowed(&evil, "add"));
+        // An oversized key is decided without being kept.
+        let big = ctx(Some(&format!(
+            r#"{{"org": "acme", "pad": "{}"}}"#,
+            "x".repeat(2000)
+        )));
+        a.memo.lock().unwrap().clear();
+        assert!(allowed(&big, "add") && allowed(&big, "add"));
+        assert!(a.memo.lock().unwrap().is_empty());
 
         // Rules that read `source` are evaluated for every request.
         let s =
