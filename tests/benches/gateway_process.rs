@@ -21,6 +21,15 @@ pub fn pinned() -> bool {
     std::env::var_os("PIN").is_some_and(|v| v != "0")
 }
 
+/// What the benches print after the core count.
+pub fn pin_note() -> &'static str {
+    if pinned() {
+        " (PIN: the gateway on core 0, the rest on the others)"
+    } else {
+        ""
+    }
+}
+
 /// With [`pinned`], move this process (every thread, and so the children it
 /// spawns later) off the gateway's core. Returns the machine's core count.
 pub fn pin_self_off_core_zero() -> usize {

@@ -217,11 +217,7 @@ async fn main() {
 
     println!(
         "machine: {cores} cores{}; {n} sequential requests per case, 1 connection",
-        if gateway_process::pinned() {
-            " (PIN: the gateway on core 0, the rest on the others)"
-        } else {
-            ""
-        }
+        gateway_process::pin_note()
     );
     for stream in [false, true] {
         let (db, gb) = (direct_body(stream), gw_body(stream));

@@ -85,26 +85,23 @@ async fn main() {
     let cores = gateway_process::pin_self_off_core_zero();
     let calc_port = free_port();
     let everything = std::env::var("UPSTREAM").is_ok_and(|u| u == "everything");
-    let (mut calc, tool, sum) = if everything {
-        let child = Command::new(root.join("target/node/bin/node"))
-            .arg(root.join("target/node/node_modules/.bin/mcp-server-everything"))
+    let (mut upstream, tool, sum) = if everything {
+        let mut c = Command::new(root.join("target/node/bin/node"));
+        c.arg(root.join("target/node/node_modules/.bin/mcp-server-everything"))
             .arg("streamableHttp")
-            .env("PORT", calc_port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("target/node (scripts/setup-test-peers)");
-        (child, "get-sum", "is 5.")
+            .env("PORT", calc_port.to_string());
+        (c, "get-sum", "is 5.")
     } else {
-        let child = Command::new(root.join("target/py-mcp1/bin/python"))
-            .arg(root.join("tests/peers/fastmcp_server.py"))
-            .arg(calc_port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("target/py-mcp1 (scripts/setup-test-peers)");
-        (child, "add", "\"5\"")
+        let mut c = Command::new(root.join("target/py-mcp1/bin/python"));
+        c.arg(root.join("tests/peers/fastmcp_server.py"))
+            .arg(calc_port.to_string());
+        (c, "add", "\"5\"")
     };
+    let mut calc = upstream
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the upstream MCP server (scripts/setup-test-peers)");
     wait_port(calc_port);
     let config_for = |port: u16, admin: u16| {
         format!(
@@ -238,11 +235,7 @@ binds:
     }
     println!(
         "machine: {cores} cores{}; upstream {}; {n} sequential tools/call per case, 1 connection",
-        if gateway_process::pinned() {
-            " (PIN: the gateway on core 0, the rest on the others)"
-        } else {
-            ""
-        },
+        gateway_process::pin_note(),
         if everything {
             "server-everything (Node)"
         } else {
