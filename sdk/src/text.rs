@@ -56,9 +56,101 @@ pub fn rewrite_json_strings<E>(
     }
 }
 
+/// Whether `test` holds for some string value in the JSON document `json`
+/// (object keys aside, as in [`rewrite_json_strings`]); `None` when `json`
+/// is not valid JSON. The document is walked, not built: nothing is
+/// allocated but unescaped copies of strings with escapes, so a policy can
+/// look before it parses a document it will most often leave alone.
+pub fn any_json_string(json: &str, test: &mut impl FnMut(&str) -> bool) -> Option<bool> {
+    use serde::de::DeserializeSeed;
+    let mut de = serde_json::Deserializer::from_str(json);
+    let found = Walk(test).deserialize(&mut de).ok()?;
+    de.end().ok()?;
+    Some(found)
+}
+
+/// One JSON value visited for [`any_json_string`]: true if a string in it passed.
+struct Walk<'f, F>(&'f mut F);
+
+impl<'de, F: FnMut(&str) -> bool> serde::de::DeserializeSeed<'de> for Walk<'_, F> {
+    type Value = bool;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, F: FnMut(&str) -> bool> serde::de::Visitor<'de> for Walk<'_, F> {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<bool, E> {
+        Ok((self.0)(s))
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_unit<E>(self) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
+        let mut found = false;
+        // The rest is still walked: an invalid document must say so.
+        while let Some(hit) = seq.next_element_seed(Walk(&mut *self.0))? {
+            found |= hit;
+        }
+        Ok(found)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+        let mut found = false;
+        while map.next_key::<serde::de::IgnoredAny>()?.is_some() {
+            found |= map.next_value_seed(Walk(&mut *self.0))?;
+        }
+        Ok(found)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn any_json_string_sees_values_not_keys_and_refuses_invalid_json() {
+        let has_at = &mut |s: &str| s.contains('@');
+        assert_eq!(
+            any_json_string(r#"{"to": ["x", {"mail": "a@b.c"}], "n": 1}"#, has_at),
+            Some(true)
+        );
+        assert_eq!(
+            any_json_string(r#"{"a@b": "x", "n": [1, null, true]}"#, has_at),
+            Some(false)
+        );
+        // Escapes are decoded before the test sees the string.
+        assert_eq!(any_json_string(r#"["a\u0040b"]"#, has_at), Some(true));
+        assert_eq!(any_json_string(r#""a@b""#, has_at), Some(true));
+        assert_eq!(any_json_string(r#"{"a": "x@y""#, has_at), None);
+        assert_eq!(any_json_string(r#"{"a": 1} trailing"#, has_at), None);
+        assert_eq!(any_json_string("plain a@b", has_at), None);
+    }
 
     #[test]
     fn luhn_accepts_test_cards_and_rejects_one_digit_off() {

@@ -188,6 +188,13 @@ impl PiiGuard {
 
     /// A JSON document anonymized: None when unchanged.
     fn scan_json_text(&self, json: &str) -> Result<Option<String>, Entity> {
+        // Most documents hold nothing: find that out without building them.
+        if !self.analyzer.needs_every_text()
+            && wardgate_sdk::text::any_json_string(json, &mut |s| self.analyzer.may_match(s))
+                == Some(false)
+        {
+            return Ok(None);
+        }
         let Ok(mut v) = serde_json::from_str::<Value>(json) else {
             return match self.scan(json) {
                 Scan::Blocked(e) => Err(e),

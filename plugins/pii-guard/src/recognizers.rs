@@ -127,6 +127,8 @@ struct Recognizer {
 /// Every enabled recognizer, compiled once at configure time.
 pub struct Analyzer {
     recognizers: Vec<Recognizer>,
+    /// PERSON is on (names may be any text): [`may_match`] cannot rule it out.
+    names: bool,
     /// Every recognizer's pattern as one automaton: a cheap first pass
     /// that says which recognizers can match a stretch at all.
     set: Regex,
@@ -213,10 +215,21 @@ impl Analyzer {
             each: recognizers.iter().map(|r| r.regex.create_cache()).collect(),
         });
         Ok(Analyzer {
+            names: recognizers.iter().any(|r| r.entity == Entity::PERSON),
             recognizers,
             set,
             scratch,
         })
+    }
+
+    /// False only if no recognizer can find anything in `text`.
+    pub fn may_match(&self, text: &str) -> bool {
+        !self.recognizers.is_empty() && (self.names || may_match(text.as_bytes()))
+    }
+
+    /// Whether [`Analyzer::may_match`] can rule nothing out (PERSON is on).
+    pub fn needs_every_text(&self) -> bool {
+        self.names
     }
 
     /// Every finding in `text` (overlaps included), scored.
@@ -227,7 +240,7 @@ impl Analyzer {
     /// plus a little, not one pass per entity.
     pub fn analyze(&self, text: &str) -> Vec<Finding> {
         let mut out = Vec::new();
-        if self.recognizers.is_empty() {
+        if self.recognizers.is_empty() || !self.may_match(text) {
             return out;
         }
         let mut scratch = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
@@ -329,6 +342,48 @@ impl Analyzer {
             });
         }
     }
+}
+
+/// Whether `text` has something that every pattern but PERSON's needs to
+/// match: an `@` (email), a `+` (international phone), eight digits (card,
+/// SSN, bank number, North American phone), two colons (IPv6), `://` or
+/// `www.` (URL), a dot before a letter or digit (host name, IPv4), two
+/// capitals before two digits (IBAN), or 14 letters and digits in a row
+/// (Bitcoin). Most strings in tool calls and answers have none; for them
+/// one pass over the bytes replaces the automata, whose code and caches
+/// are cold between requests.
+fn may_match(text: &[u8]) -> bool {
+    let (mut digits, mut colons, mut run) = (0, 0, 0);
+    for (i, &b) in text.iter().enumerate() {
+        let next = text.get(i + 1).copied().unwrap_or(b' ');
+        match b {
+            b'@' | b'+' => return true,
+            b'0'..=b'9' => digits += 1,
+            b':' => colons += 1,
+            b'.' if next.is_ascii_alphanumeric() => return true,
+            _ => {}
+        }
+        if b.is_ascii_alphanumeric() {
+            run += 1;
+        } else {
+            run = 0;
+        }
+        if digits >= 8 || colons >= 2 || run >= 14 {
+            return true;
+        }
+        if b.is_ascii_digit()
+            && i >= 3
+            && text[i - 1].is_ascii_digit()
+            && text[i - 2].is_ascii_uppercase()
+            && text[i - 3].is_ascii_uppercase()
+        {
+            return true;
+        }
+        if text[i..].starts_with(b"://") || text[i..].starts_with(b"www.") {
+            return true;
+        }
+    }
+    false
 }
 
 /// Presidio's validate/invalidate step for one match.
@@ -627,6 +682,66 @@ mod tests {
             has("ask alice smith", Entity::PERSON, "alice smith"),
             PERSON_SCORE
         );
+    }
+
+    /// The shortcut may only skip texts where no recognizer finds anything:
+    /// the corpus's samples and a sweep of short strings built from the
+    /// characters the patterns use, each analyzed in full.
+    #[test]
+    fn the_shortcut_skips_only_texts_without_findings() {
+        let mut every = Entity::ALL.to_vec();
+        every.retain(|e| *e != Entity::PERSON);
+        let a = Analyzer::new(&every, &[]).unwrap();
+        let full = |text: &str| {
+            let mut out = Vec::new();
+            a.search(
+                &mut a.scratch.lock().unwrap(),
+                text,
+                0,
+                text.len(),
+                &mut out,
+            );
+            out
+        };
+        let corpus = include_str!("../../../tests/fixtures/pii/corpus.jsonl");
+        let mut texts: Vec<String> = corpus
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["text"].as_str().unwrap().to_string()
+            })
+            .collect();
+        // Deterministic pseudo-random strings of 1-24 characters.
+        let alphabet = b"0123456789ABZabcwz.:@+-/ ()#";
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..200_000 {
+            let len = 1 + (next() % 24) as usize;
+            let text: String = (0..len)
+                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize] as char)
+                .collect();
+            texts.push(text);
+        }
+        let (mut skipped, mut found) = (0, 0);
+        for text in &texts {
+            let hits = full(text);
+            found += usize::from(!hits.is_empty());
+            if !may_match(text.as_bytes()) {
+                skipped += 1;
+                assert!(hits.is_empty(), "skipped {text:?}, which holds {hits:?}");
+            }
+        }
+        // Both sides were exercised.
+        assert!(
+            skipped > 10_000 && found > 1_000,
+            "skipped {skipped}, found {found}"
+        );
+        assert!(!may_match(b"The sum of 2 and 3 is 5."));
     }
 
     #[test]

@@ -141,6 +141,30 @@ fn mcp_arguments_and_results_are_masked_inside_json() {
     }
 }
 
+/// Documents are looked over before they are parsed; the look must see
+/// what the parse sees (escapes decoded, strings at any depth), and invalid
+/// JSON is still scanned as text (for what blocks: it cannot be rewritten).
+#[test]
+fn json_documents_without_candidates_pass_and_escaped_ones_are_found() {
+    let g = guard("{}");
+    assert_eq!(
+        g.scan_json_text(r#"{"a":2,"b":[true,null,"sum is 5."]}"#),
+        Ok(None)
+    );
+    let escaped = g.scan_json_text(r#"{"deep":[{"to":"bob\u0040example.com"}]}"#);
+    assert_eq!(
+        escaped
+            .unwrap()
+            .map(|t| serde_json::from_str::<Value>(&t).unwrap()),
+        Some(serde_json::json!({"deep": [{"to": "<EMAIL_ADDRESS>"}]}))
+    );
+    let g = guard(r#"{"entityActions": {"CREDIT_CARD": "BLOCK"}}"#);
+    assert_eq!(
+        g.scan_json_text("not json: card 4111-1111-1111-1111"),
+        Err(Entity::CREDIT_CARD)
+    );
+}
+
 /// Feed `text` as a stream of `size`-byte chunks, then the end; what the client gets.
 fn stream(g: &PiiGuard, text: &str, size: usize) -> String {
     let ctx = testing::context();
