@@ -288,30 +288,38 @@ async fn serve(
         if let Some(stop) = settle(verdict, &run.decisions, request_id, trace) {
             return stop;
         }
-        // Take back whatever the chain modified.
-        if view.path
-            != parts
-                .uri
-                .path_and_query()
-                .map(|p| p.as_str())
-                .unwrap_or("/")
-        {
-            match view.path.parse() {
-                Ok(uri) => parts.uri = uri,
-                Err(_) => {
-                    trace.error = Some(format!("plugin set invalid path '{}'", view.path));
-                    return error_response(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "plugin_error",
-                        "a plugin set an invalid path",
-                        request_id,
-                        &[("route", &route.name)],
-                    );
+        if run.modified::<OnHttpRequest>() {
+            // Take back whatever the chain modified.
+            if view.path
+                != parts
+                    .uri
+                    .path_and_query()
+                    .map(|p| p.as_str())
+                    .unwrap_or("/")
+            {
+                match view.path.parse() {
+                    Ok(uri) => parts.uri = uri,
+                    Err(_) => {
+                        trace.error = Some(format!("plugin set invalid path '{}'", view.path));
+                        return error_response(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "plugin_error",
+                            "a plugin set an invalid path",
+                            request_id,
+                            &[("route", &route.name)],
+                        );
+                    }
                 }
             }
+            parts.headers = from_wit_headers(&view.headers);
+            body = replace_body(
+                &mut parts.headers,
+                view.body.map(Bytes::from).unwrap_or_default(),
+            );
+        } else {
+            // Nothing changed: the original headers go on, not their copies.
+            body = replace_body(&mut parts.headers, bytes);
         }
-        parts.headers = from_wit_headers(&view.headers);
-        body = replace_body(&mut parts.headers, view.body);
     }
 
     if let Some(redirect) = &route.redirect {
@@ -448,9 +456,16 @@ async fn serve(
         if let Some(stop) = settle(verdict, &run.decisions, request_id, trace) {
             return stop;
         }
-        parts.status = StatusCode::from_u16(view.status).unwrap_or(parts.status);
-        parts.headers = from_wit_headers(&view.headers);
-        body = replace_body(&mut parts.headers, view.body);
+        if run.modified::<OnHttpResponse>() {
+            parts.status = StatusCode::from_u16(view.status).unwrap_or(parts.status);
+            parts.headers = from_wit_headers(&view.headers);
+            body = replace_body(
+                &mut parts.headers,
+                view.body.map(Bytes::from).unwrap_or_default(),
+            );
+        } else {
+            body = replace_body(&mut parts.headers, bytes);
+        }
     }
     if let Some(edits) = &route.response_headers {
         edits.apply(&mut parts.headers);
@@ -734,8 +749,7 @@ fn settle(
 }
 
 /// The body a plugin saw (maybe rewritten), with a Content-Length to match.
-fn replace_body(headers: &mut HeaderMap, body: Option<Vec<u8>>) -> Body {
-    let body = Bytes::from(body.unwrap_or_default());
+fn replace_body(headers: &mut HeaderMap, body: Bytes) -> Body {
     headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
     full(body)
 }
