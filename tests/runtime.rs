@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wardgate::policy::bindings::{
-    ChatMessage, ContentPart, HttpRequest, LlmRequest, McpRequest, Role,
+    BackendProtocol, ChatMessage, ContentPart, HttpRequest, LlmRequest, McpRequest, Role,
 };
 use wardgate::policy::hooks::{OnHttpRequest, OnLlmRequest, OnMcpRequest};
 use wardgate::policy::{Chain, FailureKind, LoadErrorKind, Outcome, Verdict};
-use wardgate_tests::{context, engine, http_request, load, spec};
+use wardgate_tests::{context, engine, http_request, load, load_on, spec};
 
 fn chat(text: &str) -> LlmRequest {
     LlmRequest {
@@ -284,7 +284,7 @@ fn wasi_gives_no_filesystem_network_environment_or_clock() {
 }
 
 fn load_err(yaml: &str) -> wardgate::policy::LoadError {
-    match engine().load(&spec(yaml), "route-7") {
+    match engine().load(&spec(yaml), "route-7", BackendProtocol::Http) {
         Ok(_) => panic!("expected a load error for {yaml}"),
         Err(e) => e,
     }
@@ -514,5 +514,33 @@ fn built_ins_declare_only_the_hooks_their_config_uses() {
         let guard = hooks("name: prompt-guard\nconfig: {patterns: ['x']}");
         assert!(guard.contains(Hooks::LLM_REQUEST | Hooks::MCP_REQUEST));
         assert!(!guard.intersects(Hooks::LLM_RESPONSE | Hooks::LLM_CHUNK));
+    }
+}
+
+/// A plugin learns its route's protocol from the host (`route.protocol`)
+/// while it configures, and each protocol keeps its own configured
+/// snapshot: prompt-guard scans raw bodies only where no typed hook sees
+/// the request, whatever was loaded before in the same engine.
+#[test]
+fn plugins_configure_for_their_routes_protocol() {
+    use wardgate::policy::bindings::Hooks;
+    let engine = engine();
+    for isolation in ["snapshot", "reuse"] {
+        let yaml =
+            format!("name: prompt-guard\nconfig: {{patterns: ['x']}}\nisolation: {isolation}");
+        for (protocol, raw) in [
+            (BackendProtocol::Http, true),
+            (BackendProtocol::Mcp, false),
+            (BackendProtocol::Llm, false),
+            (BackendProtocol::Http, true),
+        ] {
+            let guard = load_on(&engine, &yaml, protocol);
+            assert_eq!(
+                guard.implements(Hooks::HTTP_REQUEST),
+                raw,
+                "{isolation}, {protocol:?}"
+            );
+            assert!(guard.implements(Hooks::MCP_REQUEST | Hooks::LLM_REQUEST));
+        }
     }
 }

@@ -18,7 +18,7 @@ use crate::config::schema::{
 };
 use crate::config::sugar;
 use crate::listener::tls::{self, TlsAcceptor};
-use crate::policy::bindings::Hooks;
+use crate::policy::bindings::{BackendProtocol, Hooks};
 use crate::policy::{Chain, PolicyEngine};
 use crate::route::filters::HeaderEdits;
 use crate::route::{Matcher, RouteTable};
@@ -251,7 +251,7 @@ impl Gateway {
                             continue;
                         }
                         engine
-                            .load(spec, &name)
+                            .load(spec, &name, protocol_of(route))
                             .map_err(|e| BuildError::plugin(located(&at, origin), e))?;
                     }
                     let p = &route.policies;
@@ -400,6 +400,16 @@ fn mcp_backend(
         })
 }
 
+/// What the route's backend speaks, for plugins (`route.protocol`): an MCP
+/// or AI backend is the route's only one, so its first backend decides.
+fn protocol_of(route: &crate::config::schema::Route) -> BackendProtocol {
+    match route.backends.first().map(|b| &b.kind) {
+        Some(BackendKind::Mcp(_)) => BackendProtocol::Mcp,
+        Some(BackendKind::Ai(_)) => BackendProtocol::Llm,
+        _ => BackendProtocol::Http,
+    }
+}
+
 /// The route's `ai:` backend, if it has one; it must be the only backend.
 fn llm_backend(
     route: &crate::config::schema::Route,
@@ -467,7 +477,7 @@ fn build_route(
     let mut plugins = Vec::new();
     for (spec, origin) in &sugar::expand_located(listener, route) {
         let plugin = engine
-            .load(spec, name)
+            .load(spec, name, protocol_of(route))
             .map_err(|e| BuildError::plugin(located(at, origin), e))?;
         plugins.push(Arc::new(plugin));
     }

@@ -1,8 +1,37 @@
 //! Host capabilities. Each is granted per plugin by the route config; a
-//! plugin that uses one it was not granted is refused at load.
+//! plugin that uses one it was not granted is refused at load. [`route`]
+//! is not a capability: it only says where the plugin runs.
 //!
 //! Off wasm32 (native unit tests) they run locally: logs go to stderr, the
 //! clock is the system's, counters live in this process, metrics are dropped.
+
+/// The route the plugin is loaded on. Every plugin may ask (it is not a
+/// capability); the answer is fixed for the plugin's life, so `configure`
+/// may depend on it.
+pub mod route {
+    pub use crate::wit::wardgate::policy::route::BackendProtocol as Protocol;
+
+    /// What the route's backend speaks. `Mcp` and `Llm` routes call the
+    /// MCP or LLM hooks with each parsed message, besides the HTTP hooks
+    /// with the raw bytes. Off wasm32, `Http` unless a test says otherwise
+    /// ([`crate::testing::configure_on`]).
+    pub fn protocol() -> Protocol {
+        #[cfg(target_arch = "wasm32")]
+        return crate::wit::wardgate::policy::route::protocol();
+        #[cfg(not(target_arch = "wasm32"))]
+        return native::PROTOCOL.with(|p| p.get());
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) mod native {
+        use super::Protocol;
+        use std::cell::Cell;
+
+        thread_local! {
+            pub static PROTOCOL: Cell<Protocol> = const { Cell::new(Protocol::Http) };
+        }
+    }
+}
 
 /// Structured logging into the gateway's log, tagged with plugin and route.
 pub mod log {

@@ -25,7 +25,8 @@
 //! export_plugin!(NoWord);
 //! ```
 //!
-//! The host capabilities (logging, clock, counters, metrics) are in [`host`].
+//! The host capabilities (logging, clock, counters, metrics) and what the
+//! route is ([`host::route`]) are in [`host`].
 //! Off wasm32 they fall back to local implementations, so a plugin's logic can
 //! be unit-tested natively with `cargo test`.
 #![deny(missing_docs)]
@@ -64,7 +65,7 @@ pub use wit::wardgate::policy::types::{
 
 /// Everything a plugin usually needs, in one import.
 pub mod prelude {
-    pub use crate::host::{clock, counters, log, metrics};
+    pub use crate::host::{clock, counters, log, metrics, route};
     pub use crate::{
         ChatMessage, ConfigError, ContentPart, Denial, Header, Hooks, HttpRequest,
         HttpRequestAction, HttpRequestEdit, HttpResponse, HttpResponseAction, HttpResponseEdit,

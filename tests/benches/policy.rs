@@ -16,11 +16,12 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use wardgate::policy::bindings::{
-    ChatMessage, ContentPart, Header, HttpRequest, LlmRequest, McpRequest, McpResponse, Role,
+    BackendProtocol, ChatMessage, ContentPart, Header, HttpRequest, LlmRequest, McpRequest,
+    McpResponse, Role,
 };
 use wardgate::policy::hooks::{Hook, OnHttpRequest, OnLlmRequest, OnMcpRequest, OnMcpResponse};
 use wardgate::policy::{Chain, PolicyEngine, Verdict};
-use wardgate_tests::{context, engine, load};
+use wardgate_tests::{context, engine, load, load_on};
 
 fn prompt(bytes: usize) -> LlmRequest {
     let sentence =
@@ -224,7 +225,12 @@ fn bench_all_five(c: &mut Criterion) {
         "name: pii-guard\nconfig: {}",
         "name: rate-limit\nconfig: {limits: [{requests: 1000000000, per: second, key: tool}]}",
     ];
-    let chain = Chain::new(five.iter().map(|y| Arc::new(load(&engine, y))).collect());
+    // Loaded as on an MCP route, so each plugin takes the hooks it takes there.
+    let chain = Chain::new(
+        five.iter()
+            .map(|y| Arc::new(load_on(&engine, y, BackendProtocol::Mcp)))
+            .collect(),
+    );
     let none = Chain::new(Vec::new());
     let req = McpRequest {
         method: "tools/call".into(),

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 pub mod python;
 
-use wardgate::policy::bindings::{HttpRequest, RequestContext};
+use wardgate::policy::bindings::{BackendProtocol, HttpRequest, RequestContext};
 use wardgate::policy::{EngineOptions, PluginSpec, PolicyEngine, PreparedPlugin};
 
 /// Path of a test or example plugin component built by this crate's build script.
@@ -33,8 +33,13 @@ pub fn spec(yaml: &str) -> PluginSpec {
 }
 
 pub fn load(engine: &PolicyEngine, yaml: &str) -> PreparedPlugin {
+    load_on(engine, yaml, BackendProtocol::Http)
+}
+
+/// [`load`] on a route whose backend speaks `protocol`.
+pub fn load_on(engine: &PolicyEngine, yaml: &str, protocol: BackendProtocol) -> PreparedPlugin {
     engine
-        .load(&spec(yaml), "test-route")
+        .load(&spec(yaml), "test-route", protocol)
         .unwrap_or_else(|e| panic!("load failed: {e}"))
 }
 

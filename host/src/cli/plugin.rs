@@ -11,7 +11,7 @@ use super::samples::{self, Sample};
 use super::scaffold::{self, HookSet};
 use crate::distribution::oci;
 use crate::distribution::store::sha256_digest;
-use crate::policy::bindings::{Hooks, PluginInfo, RequestContext};
+use crate::policy::bindings::{BackendProtocol, Hooks, PluginInfo, RequestContext};
 use crate::policy::capabilities::Capability;
 use crate::policy::hooks::{OnHttpRequest, OnLlmRequest, OnMcpList, OnMcpRequest};
 use crate::policy::spec::OciReference;
@@ -296,8 +296,23 @@ fn test(path: &Path, config: &str, input: &Path) -> Result<(), String> {
         grants: Some(Capability::ALL.to_vec()),
         insecure: false,
     };
+    // Loaded as on a route of the samples' protocol; mixed samples, as on
+    // an HTTP route (whose plugins still get every hook here).
+    let protocol = match samples.first() {
+        Some(Sample::Mcp(_) | Sample::McpList(_))
+            if samples
+                .iter()
+                .all(|s| matches!(s, Sample::Mcp(_) | Sample::McpList(_))) =>
+        {
+            BackendProtocol::Mcp
+        }
+        Some(Sample::Llm(_)) if samples.iter().all(|s| matches!(s, Sample::Llm(_))) => {
+            BackendProtocol::Llm
+        }
+        _ => BackendProtocol::Http,
+    };
     let plugin = engine
-        .load(&spec, "plugin-test")
+        .load(&spec, "plugin-test", protocol)
         .map_err(|e| e.to_string())?;
     let chain = Chain::new(vec![Arc::new(plugin)]);
     let mut denied = 0;

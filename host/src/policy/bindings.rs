@@ -6,6 +6,7 @@ wasmtime::component::bindgen!({
     world: "plugin",
 });
 
+pub use self::wardgate::policy::route::BackendProtocol;
 pub use self::wardgate::policy::types::*;
 
 /// The export every plugin must have, with the contract version it speaks.

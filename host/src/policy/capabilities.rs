@@ -1,5 +1,6 @@
 //! What a plugin instance can reach: the per-store state and the host side of
-//! the `log`, `clock`, `counters` and `metrics` interfaces.
+//! the `log`, `clock`, `counters` and `metrics` interfaces (and of `route`,
+//! which every plugin may import).
 //!
 //! A capability is an import of the component. At load, the host compares the
 //! component's imports with the chain entry's `grants` and refuses a plugin
@@ -15,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::wardgate::policy::{clock, counters, log, metrics, types};
+use super::bindings::wardgate::policy::{clock, counters, log, metrics, route, types};
 use super::counters::{BucketSpec, CounterStore};
 use super::metrics::PluginMetrics;
 
@@ -82,6 +83,8 @@ impl HostServices {
 pub struct PluginLabel {
     pub plugin: String,
     pub route: String,
+    /// What the route's backend speaks, as `route.protocol` tells the plugin.
+    pub protocol: route::BackendProtocol,
     pub clock_granted: bool,
     pub memory_limit: usize,
 }
@@ -281,6 +284,12 @@ impl counters::Host for StoreState {
                 .counters
                 .take(&key, bucket_spec(spec), cost, true),
         )
+    }
+}
+
+impl route::Host for StoreState {
+    fn protocol(&mut self) -> route::BackendProtocol {
+        self.label.protocol
     }
 }
 

@@ -183,7 +183,7 @@ fn call<H: Hook>(
     let index = plugin.exports[H::INDEX]
         .as_ref()
         .expect("declared hooks have export indices");
-    let func = live.func(index);
+    let func = live.func(H::INDEX, index);
     // SAFETY: `exports[H::INDEX]` was type-checked with `H::typecheck` at load.
     match unsafe { H::call(func, &mut live.store, ctx, input) } {
         Ok(action) => Ok(action),

@@ -12,7 +12,7 @@ use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store,
 };
 
-use super::bindings::{self, HOOKS_EXPORT, Plugin};
+use super::bindings::{self, BackendProtocol, HOOKS_EXPORT, Plugin};
 use super::builtin;
 use super::capabilities::{Capability, HostServices, PluginLabel, StoreState};
 use super::counters::{CounterStore, LocalCounters};
@@ -54,8 +54,8 @@ impl Default for EngineOptions {
 /// Bumped when what a cached file holds changes meaning.
 const CODE_CACHE_FORMAT: &[u8] = b"wardgate-code-cache-1";
 
-/// (component digest, config digest).
-type SnapshotKey = ([u8; 32], [u8; 32]);
+/// (component digest, config digest, route protocol): what `configure` sees.
+type SnapshotKey = ([u8; 32], [u8; 32], &'static [u8]);
 
 /// The plugin runtime: one per process (tests make their own).
 pub struct PolicyEngine {
@@ -131,8 +131,14 @@ impl PolicyEngine {
         &self.services
     }
 
-    /// Load one chain entry for `route`: everything that can fail, fails here.
-    pub fn load(&self, spec: &PluginSpec, route: &str) -> Result<PreparedPlugin, LoadError> {
+    /// Load one chain entry for `route`, whose backend speaks `protocol`:
+    /// everything that can fail, fails here.
+    pub fn load(
+        &self,
+        spec: &PluginSpec,
+        route: &str,
+        protocol: BackendProtocol,
+    ) -> Result<PreparedPlugin, LoadError> {
         // Configure and snapshot run plugin code.
         let _ticking = self.ticker.clock().running();
         let err = |kind| LoadError {
@@ -168,6 +174,7 @@ impl PolicyEngine {
         let label = Arc::new(PluginLabel {
             plugin: spec.name.clone(),
             route: route.to_string(),
+            protocol,
             clock_granted: granted.contains(&Capability::Clock),
             memory_limit: (spec.limits.memory_mib as usize) << 20,
         });
@@ -180,15 +187,21 @@ impl PolicyEngine {
 
         let (pre, seed) = match spec.isolation() {
             Isolation::Snapshot => {
-                let key = (digest, config_digest);
+                let key = (digest, config_digest, protocol_tag(protocol));
                 let cached = self.snapshots.lock().unwrap().get(&key).cloned();
                 let snapshot = match cached {
                     Some(snapshot) => snapshot,
                     None => {
                         let snapshot = self
-                            .cached(&[b"snapshot", &digest[..], &config_digest[..]], || {
-                                self.snapshot(&bytes, &config_json, &label)
-                            })
+                            .cached(
+                                &[
+                                    b"snapshot",
+                                    &digest[..],
+                                    &config_digest[..],
+                                    protocol_tag(protocol),
+                                ],
+                                || self.snapshot(&bytes, &config_json, &label),
+                            )
                             .map_err(err)?;
                         self.snapshots.lock().unwrap().insert(key, snapshot.clone());
                         snapshot
@@ -226,7 +239,7 @@ impl PolicyEngine {
             Some(config_json) => InstanceSource::Reuse {
                 pre,
                 config_json,
-                idle: Mutex::new(vec![Live { store, instance }]),
+                idle: Mutex::new(vec![Live::new(store, instance)]),
             },
         };
 
@@ -283,6 +296,7 @@ impl PolicyEngine {
         let label = Arc::new(PluginLabel {
             plugin: "inspect".into(),
             route: "-".into(),
+            protocol: BackendProtocol::Http,
             clock_granted: true,
             memory_limit: 64 << 20,
         });
@@ -398,7 +412,13 @@ impl PolicyEngine {
                             .join(", "),
                     });
                 }
-            } else if !interface.starts_with("wasi:") && interface != "wardgate:policy/types" {
+            } else if ROUTE_INFO.contains(&interface) {
+                if version != "0.1.0" {
+                    return Err(LoadErrorKind::WrongContract {
+                        found: format!("wardgate:policy@{version}"),
+                    });
+                }
+            } else if !interface.starts_with("wasi:") {
                 // No other wardgate interface exists, and nothing else is ours to give.
                 return Err(LoadErrorKind::UnknownImport(name.to_string()));
             }
@@ -447,6 +467,17 @@ impl PolicyEngine {
         .map_err(|e| trapped("snapshot", e))?;
         Component::new(&self.engine, &snapshot)
             .map_err(|e| LoadErrorKind::Compile(format!("{e:#}")))
+    }
+}
+
+/// Contract interfaces every plugin may import: they grant nothing.
+const ROUTE_INFO: [&str; 2] = ["wardgate:policy/types", "wardgate:policy/route"];
+
+fn protocol_tag(protocol: BackendProtocol) -> &'static [u8] {
+    match protocol {
+        BackendProtocol::Http => b"http",
+        BackendProtocol::Mcp => b"mcp",
+        BackendProtocol::Llm => b"llm",
     }
 }
 

@@ -52,13 +52,27 @@ pub struct PreparedPlugin {
 pub(crate) struct Live {
     pub store: Store<StoreState>,
     pub instance: Instance,
+    /// Each hook's function once looked up: a lookup walks the instance's
+    /// tables, cold memory between requests on a reused instance.
+    funcs: [Option<Func>; ALL_EXPORTS.len()],
 }
 
 impl Live {
-    pub(crate) fn func(&mut self, index: &ComponentExportIndex) -> Func {
-        self.instance
-            .get_func(&mut self.store, index)
-            .expect("export index resolved at load")
+    pub(crate) fn new(store: Store<StoreState>, instance: Instance) -> Self {
+        Live {
+            store,
+            instance,
+            funcs: [None; ALL_EXPORTS.len()],
+        }
+    }
+
+    /// The function of hook number `hook`, exported at `index`.
+    pub(crate) fn func(&mut self, hook: usize, index: &ComponentExportIndex) -> Func {
+        *self.funcs[hook].get_or_insert_with(|| {
+            self.instance
+                .get_func(&mut self.store, index)
+                .expect("export index resolved at load")
+        })
     }
 }
 
@@ -84,7 +98,7 @@ impl PreparedPlugin {
     pub(crate) fn instantiate(&self, pre: &InstancePre<StoreState>) -> Result<Live, FailureKind> {
         let mut store = self.new_store();
         let instance = pre.instantiate(&mut store).map_err(instantiate_failed)?;
-        Ok(Live { store, instance })
+        Ok(Live::new(store, instance))
     }
 
     pub(crate) fn acquire(&self) -> Result<Live, FailureKind> {
@@ -104,6 +118,7 @@ impl PreparedPlugin {
                 let Live {
                     mut store,
                     instance,
+                    ..
                 } = self.instantiate(pre)?;
                 let plugin = Plugin::new(&mut store, &instance).map_err(instantiate_failed)?;
                 // The config was validated at load; a failure now is a fault.
@@ -111,7 +126,7 @@ impl PreparedPlugin {
                     .wardgate_policy_hooks()
                     .call_configure(&mut store, config_json)
                 {
-                    Ok(Ok(())) => Ok(Live { store, instance }),
+                    Ok(Ok(())) => Ok(Live::new(store, instance)),
                     Ok(Err(e)) => Err(FailureKind::Instantiate(format!(
                         "configure: {}: {}",
                         e.field, e.message

@@ -3,8 +3,11 @@
 //! prompt-injection heuristics; see `sets`), and answers whose text
 //! matches any response pattern or set.
 //!
-//! Looks at LLM messages, MCP tool arguments and buffered HTTP bodies on
-//! the way in; at LLM answers, whole or streamed, on the way out. A
+//! Looks at LLM messages and MCP tool arguments on LLM and MCP routes, and
+//! at buffered HTTP bodies on other routes, on the way in; at LLM answers,
+//! whole or streamed, and MCP results on the way out. Where the host parses
+//! the protocol, rules apply to the content it finds (decoded, without the
+//! JSON-RPC or API envelope), so the raw body is not scanned again. A
 //! streamed answer is checked chunk by chunk on the text already sent plus
 //! the new chunk, so a phrase split across two chunks is still caught.
 //!
@@ -103,6 +106,8 @@ pub struct PromptGuard {
     held: Mutex<HoldBack>,
     status: u16,
     message: String,
+    /// The route has no typed view of requests: scan raw HTTP bodies.
+    raw_bodies: bool,
 }
 
 impl PromptGuard {
@@ -141,7 +146,7 @@ impl Plugin for PromptGuard {
 
     fn active_hooks(&self) -> Hooks {
         let mut hooks = Hooks::empty();
-        if self.checks_requests() {
+        if self.checks_requests() && self.raw_bodies {
             hooks |= Hooks::HTTP_REQUEST;
         }
         if self.checks_requests() || !self.mask.is_empty() {
@@ -217,6 +222,7 @@ impl Plugin for PromptGuard {
             held: Mutex::default(),
             status: config.status,
             message: config.message.unwrap_or_else(|| DEFAULT_MESSAGE.into()),
+            raw_bodies: route::protocol() == route::Protocol::Http,
         })
     }
 
@@ -349,6 +355,27 @@ mod tests {
             }],
             tools: vec![],
             stream: false,
+        }
+    }
+
+    /// Raw bodies are scanned only where the host has no typed view: on
+    /// MCP and LLM routes the typed hooks see the same text, decoded.
+    #[test]
+    fn raw_bodies_are_scanned_on_http_routes_only() {
+        let config = r#"{"patterns": ["(?i)ignore previous"]}"#;
+        let on = |p| {
+            testing::configure_on::<PromptGuard>(config, p)
+                .unwrap()
+                .active_hooks()
+        };
+        assert!(on(route::Protocol::Http).contains(Hooks::HTTP_REQUEST | Hooks::MCP_REQUEST));
+        for typed in [route::Protocol::Mcp, route::Protocol::Llm] {
+            let hooks = on(typed);
+            assert!(!hooks.contains(Hooks::HTTP_REQUEST), "{hooks:?}");
+            assert!(
+                hooks.contains(Hooks::MCP_REQUEST | Hooks::LLM_REQUEST),
+                "{hooks:?}"
+            );
         }
     }
 
