@@ -24,7 +24,7 @@ use crate::backend::http::{Body, BoxError, HttpBackends, UpstreamError};
 use crate::backend::llm::{self, LlmRequestIn, LlmTrace};
 use crate::backend::mcp::{self, McpRequestIn, McpTrace};
 use crate::gateway::{Gateway, RouteRuntime};
-use crate::policy::bindings::{self, Denial, RequestContext};
+use crate::policy::bindings::{self, Denial, Hooks, RequestContext};
 use crate::policy::hooks::{OnHttpRequest, OnHttpResponse};
 use crate::policy::{Decision, PluginFailure, PolicyEngine, Verdict};
 use crate::route::{Matcher, filters};
@@ -265,60 +265,66 @@ async fn serve(
             Ok(b) => b,
             Err(response) => return response(request_id),
         };
-        let mut view = bindings::HttpRequest {
-            method: parts.method.to_string(),
-            path: parts
-                .uri
-                .path_and_query()
-                .map(|p| p.as_str())
-                .unwrap_or("/")
-                .to_string(),
-            headers: to_wit_headers(&parts.headers),
-            body: Some(bytes.to_vec()),
-        };
-        let verdict = run.run::<OnHttpRequest>(&mut view);
-        if route.mcp.is_some()
-            && let Ok(Verdict::Deny { plugin, denial }) = &verdict
-        {
-            // MCP clients read errors as JSON-RPC, not as HTTP statuses.
-            trace.decisions = run.decisions.clone();
-            trace.error = Some(format!("denied by {plugin}"));
-            return mcp::denied_before_dispatch(&bytes, denial);
-        }
-        if let Some(stop) = settle(verdict, &run.decisions, request_id, trace) {
-            return stop;
-        }
-        if run.modified::<OnHttpRequest>() {
-            // Take back whatever the chain modified.
-            if view.path
-                != parts
+        if !run.wants(Hooks::HTTP_REQUEST) {
+            // Buffered for the MCP or LLM handling only: no plugin looks at
+            // the raw request, so no copy of it is made.
+            body = replace_body(&mut parts.headers, bytes);
+        } else {
+            let mut view = bindings::HttpRequest {
+                method: parts.method.to_string(),
+                path: parts
                     .uri
                     .path_and_query()
                     .map(|p| p.as_str())
                     .unwrap_or("/")
+                    .to_string(),
+                headers: to_wit_headers(&parts.headers),
+                body: Some(bytes.to_vec()),
+            };
+            let verdict = run.run::<OnHttpRequest>(&mut view);
+            if route.mcp.is_some()
+                && let Ok(Verdict::Deny { plugin, denial }) = &verdict
             {
-                match view.path.parse() {
-                    Ok(uri) => parts.uri = uri,
-                    Err(_) => {
-                        trace.error = Some(format!("plugin set invalid path '{}'", view.path));
-                        return error_response(
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            "plugin_error",
-                            "a plugin set an invalid path",
-                            request_id,
-                            &[("route", &route.name)],
-                        );
+                // MCP clients read errors as JSON-RPC, not as HTTP statuses.
+                trace.decisions = run.decisions.clone();
+                trace.error = Some(format!("denied by {plugin}"));
+                return mcp::denied_before_dispatch(&bytes, denial);
+            }
+            if let Some(stop) = settle(verdict, &run.decisions, request_id, trace) {
+                return stop;
+            }
+            if run.modified::<OnHttpRequest>() {
+                // Take back whatever the chain modified.
+                if view.path
+                    != parts
+                        .uri
+                        .path_and_query()
+                        .map(|p| p.as_str())
+                        .unwrap_or("/")
+                {
+                    match view.path.parse() {
+                        Ok(uri) => parts.uri = uri,
+                        Err(_) => {
+                            trace.error = Some(format!("plugin set invalid path '{}'", view.path));
+                            return error_response(
+                                StatusCode::INTERNAL_SERVER_ERROR,
+                                "plugin_error",
+                                "a plugin set an invalid path",
+                                request_id,
+                                &[("route", &route.name)],
+                            );
+                        }
                     }
                 }
+                parts.headers = from_wit_headers(&view.headers);
+                body = replace_body(
+                    &mut parts.headers,
+                    view.body.map(Bytes::from).unwrap_or_default(),
+                );
+            } else {
+                // Nothing changed: the original headers go on, not their copies.
+                body = replace_body(&mut parts.headers, bytes);
             }
-            parts.headers = from_wit_headers(&view.headers);
-            body = replace_body(
-                &mut parts.headers,
-                view.body.map(Bytes::from).unwrap_or_default(),
-            );
-        } else {
-            // Nothing changed: the original headers go on, not their copies.
-            body = replace_body(&mut parts.headers, bytes);
         }
     }
 
