@@ -26,7 +26,7 @@ use crate::backend::mcp::{self, McpRequestIn, McpTrace};
 use crate::gateway::{Gateway, RouteRuntime};
 use crate::policy::bindings::{self, Denial, Hooks, RequestContext};
 use crate::policy::hooks::{OnHttpRequest, OnHttpResponse};
-use crate::policy::{Decision, PluginFailure, PolicyEngine, Verdict};
+use crate::policy::{ChainRun, Decision, PluginFailure, PolicyEngine, Verdict};
 use crate::route::{Matcher, filters};
 use crate::telemetry::access_log::{self, AccessRecord};
 use crate::telemetry::metrics::{LlmMetrics, RequestMetrics};
@@ -265,67 +265,16 @@ async fn serve(
             Ok(b) => b,
             Err(response) => return response(request_id),
         };
-        if !run.wants(Hooks::HTTP_REQUEST) {
+        body = if run.wants(Hooks::HTTP_REQUEST) {
+            match request_hook(&mut run, &mut parts, bytes, &route, request_id, trace) {
+                Ok(body) => body,
+                Err(stop) => return stop,
+            }
+        } else {
             // Buffered for the MCP or LLM handling only: no plugin looks at
             // the raw request, so no copy of it is made.
-            body = replace_body(&mut parts.headers, bytes);
-        } else {
-            let mut view = bindings::HttpRequest {
-                method: parts.method.to_string(),
-                path: parts
-                    .uri
-                    .path_and_query()
-                    .map(|p| p.as_str())
-                    .unwrap_or("/")
-                    .to_string(),
-                headers: to_wit_headers(&parts.headers),
-                body: Some(bytes.to_vec()),
-            };
-            let verdict = run.run::<OnHttpRequest>(&mut view);
-            if route.mcp.is_some()
-                && let Ok(Verdict::Deny { plugin, denial }) = &verdict
-            {
-                // MCP clients read errors as JSON-RPC, not as HTTP statuses.
-                trace.decisions = run.decisions.clone();
-                trace.error = Some(format!("denied by {plugin}"));
-                return mcp::denied_before_dispatch(&bytes, denial);
-            }
-            if let Some(stop) = settle(verdict, &run.decisions, request_id, trace) {
-                return stop;
-            }
-            if run.modified::<OnHttpRequest>() {
-                // Take back whatever the chain modified.
-                if view.path
-                    != parts
-                        .uri
-                        .path_and_query()
-                        .map(|p| p.as_str())
-                        .unwrap_or("/")
-                {
-                    match view.path.parse() {
-                        Ok(uri) => parts.uri = uri,
-                        Err(_) => {
-                            trace.error = Some(format!("plugin set invalid path '{}'", view.path));
-                            return error_response(
-                                StatusCode::INTERNAL_SERVER_ERROR,
-                                "plugin_error",
-                                "a plugin set an invalid path",
-                                request_id,
-                                &[("route", &route.name)],
-                            );
-                        }
-                    }
-                }
-                parts.headers = from_wit_headers(&view.headers);
-                body = replace_body(
-                    &mut parts.headers,
-                    view.body.map(Bytes::from).unwrap_or_default(),
-                );
-            } else {
-                // Nothing changed: the original headers go on, not their copies.
-                body = replace_body(&mut parts.headers, bytes);
-            }
-        }
+            replace_body(&mut parts.headers, bytes)
+        };
     }
 
     if let Some(redirect) = &route.redirect {
@@ -752,6 +701,69 @@ fn settle(
         }
         Err(failure) => Some(plugin_failure(failure, request_id, trace)),
     }
+}
+
+/// The chain's HTTP request hook over the buffered request: the body to
+/// send on (with whatever the chain modified taken back), or the response
+/// that ends the request (a denial, a failure, an invalid path).
+fn request_hook(
+    run: &mut ChainRun,
+    parts: &mut http::request::Parts,
+    bytes: Bytes,
+    route: &RouteRuntime,
+    request_id: &str,
+    trace: &mut Trace,
+) -> Result<Body, Response<Body>> {
+    let path_and_query = |parts: &http::request::Parts| {
+        parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
+            .to_string()
+    };
+    let mut view = bindings::HttpRequest {
+        method: parts.method.to_string(),
+        path: path_and_query(parts),
+        headers: to_wit_headers(&parts.headers),
+        body: Some(bytes.to_vec()),
+    };
+    let verdict = run.run::<OnHttpRequest>(&mut view);
+    if route.mcp.is_some()
+        && let Ok(Verdict::Deny { plugin, denial }) = &verdict
+    {
+        // MCP clients read errors as JSON-RPC, not as HTTP statuses.
+        trace.decisions = run.decisions.clone();
+        trace.error = Some(format!("denied by {plugin}"));
+        return Err(mcp::denied_before_dispatch(&bytes, denial));
+    }
+    if let Some(stop) = settle(verdict, &run.decisions, request_id, trace) {
+        return Err(stop);
+    }
+    if !run.modified::<OnHttpRequest>() {
+        // Nothing changed: the original headers go on, not their copies.
+        return Ok(replace_body(&mut parts.headers, bytes));
+    }
+    if view.path != path_and_query(parts) {
+        match view.path.parse() {
+            Ok(uri) => parts.uri = uri,
+            Err(_) => {
+                trace.error = Some(format!("plugin set invalid path '{}'", view.path));
+                return Err(error_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "plugin_error",
+                    "a plugin set an invalid path",
+                    request_id,
+                    &[("route", &route.name)],
+                ));
+            }
+        }
+    }
+    parts.headers = from_wit_headers(&view.headers);
+    Ok(replace_body(
+        &mut parts.headers,
+        view.body.map(Bytes::from).unwrap_or_default(),
+    ))
 }
 
 /// The body a plugin saw (maybe rewritten), with a Content-Length to match.
