@@ -298,18 +298,13 @@ fn test(path: &Path, config: &str, input: &Path) -> Result<(), String> {
     };
     // Loaded as on a route of the samples' protocol; mixed samples, as on
     // an HTTP route (whose plugins still get every hook here).
-    let protocol = match samples.first() {
-        Some(Sample::Mcp(_) | Sample::McpList(_))
-            if samples
-                .iter()
-                .all(|s| matches!(s, Sample::Mcp(_) | Sample::McpList(_))) =>
-        {
-            BackendProtocol::Mcp
-        }
-        Some(Sample::Llm(_)) if samples.iter().all(|s| matches!(s, Sample::Llm(_))) => {
-            BackendProtocol::Llm
-        }
-        _ => BackendProtocol::Http,
+    let all = |kind: fn(&Sample) -> bool| !samples.is_empty() && samples.iter().all(kind);
+    let protocol = if all(|s| matches!(s, Sample::Mcp(_) | Sample::McpList(_))) {
+        BackendProtocol::Mcp
+    } else if all(|s| matches!(s, Sample::Llm(_))) {
+        BackendProtocol::Llm
+    } else {
+        BackendProtocol::Http
     };
     let plugin = engine
         .load(&spec, "plugin-test", protocol)

@@ -395,13 +395,15 @@ impl PolicyEngine {
                 return Err(LoadErrorKind::UnknownImport(name.to_string()));
             }
             let (interface, version) = name.split_once('@').unwrap_or((name, ""));
-            if let Some(cap) = Capability::ALL.iter().find(|c| c.interface() == interface) {
-                if version != "0.1.0" {
-                    return Err(LoadErrorKind::WrongContract {
-                        found: format!("wardgate:policy@{version}"),
-                    });
-                }
-                if !granted.contains(cap) {
+            let capability = Capability::ALL.iter().find(|c| c.interface() == interface);
+            let free = FREE_INTERFACES.contains(&interface);
+            if (capability.is_some() || free) && version != "0.1.0" {
+                return Err(LoadErrorKind::WrongContract {
+                    found: format!("wardgate:policy@{version}"),
+                });
+            }
+            match capability {
+                Some(cap) if !granted.contains(cap) => {
                     return Err(LoadErrorKind::NotGranted {
                         capability: cap.name(),
                         interface: name.to_string(),
@@ -412,15 +414,10 @@ impl PolicyEngine {
                             .join(", "),
                     });
                 }
-            } else if ROUTE_INFO.contains(&interface) {
-                if version != "0.1.0" {
-                    return Err(LoadErrorKind::WrongContract {
-                        found: format!("wardgate:policy@{version}"),
-                    });
-                }
-            } else if !interface.starts_with("wasi:") {
+                Some(_) => {}
+                None if free || interface.starts_with("wasi:") => {}
                 // No other wardgate interface exists, and nothing else is ours to give.
-                return Err(LoadErrorKind::UnknownImport(name.to_string()));
+                None => return Err(LoadErrorKind::UnknownImport(name.to_string())),
             }
         }
         Ok(())
@@ -471,7 +468,7 @@ impl PolicyEngine {
 }
 
 /// Contract interfaces every plugin may import: they grant nothing.
-const ROUTE_INFO: [&str; 2] = ["wardgate:policy/types", "wardgate:policy/route"];
+const FREE_INTERFACES: [&str; 2] = ["wardgate:policy/types", "wardgate:policy/route"];
 
 fn protocol_tag(protocol: BackendProtocol) -> &'static [u8] {
     match protocol {

@@ -240,7 +240,7 @@ impl Analyzer {
     /// plus a little, not one pass per entity.
     pub fn analyze(&self, text: &str) -> Vec<Finding> {
         let mut out = Vec::new();
-        if self.recognizers.is_empty() || !self.may_match(text) {
+        if !self.may_match(text) {
             return out;
         }
         let mut scratch = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
