@@ -258,6 +258,18 @@ binds:
     assert_eq!(status, StatusCode::OK);
     assert_eq!(json(&body)["body"], "select 1");
     assert!(gw.log_contains("prompt-guard:on-http-request=deny").await);
+
+    // Each hook call is counted by outcome and timed, per route and plugin.
+    let (_, _, metrics) = get(&c, &gw.admin_url("/metrics")).await;
+    let labels = r#"route="guarded",plugin="prompt-guard",hook="http-request""#;
+    for line in [
+        format!("wardgate_hook_calls_total{{{labels},outcome=\"deny\"}} 1"),
+        format!("wardgate_hook_calls_total{{{labels},outcome=\"continue\"}} 1"),
+        format!("wardgate_hook_duration_seconds_count{{{labels}}} 2"),
+        format!("wardgate_hook_duration_seconds_bucket{{{labels},le=\"+Inf\"}} 2"),
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -65,6 +65,7 @@ impl Capability {
 pub struct HostServices {
     pub counters: Arc<dyn CounterStore>,
     pub metrics: PluginMetrics,
+    pub hook_stats: super::hook_stats::HookStatsRegistry,
     started: Instant,
 }
 
@@ -73,6 +74,7 @@ impl HostServices {
         HostServices {
             counters,
             metrics: PluginMetrics::default(),
+            hook_stats: Default::default(),
             started: Instant::now(),
         }
     }

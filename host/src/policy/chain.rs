@@ -6,6 +6,7 @@
 //! crosses into another request.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::bindings::{Denial, RequestContext};
 use super::error::{FailureKind, PluginFailure};
@@ -109,7 +110,9 @@ impl ChainRun {
             if !plugin.implements(H::FLAG) {
                 continue;
             }
+            let started = Instant::now();
             let result = call::<H>(plugin, &mut self.live[i], &self.ctx, input);
+            let took = started.elapsed();
             let outcome = match result {
                 Ok(Action::Continue) => Outcome::Continue,
                 Ok(Action::Modify(edit)) => {
@@ -117,7 +120,7 @@ impl ChainRun {
                     Outcome::Modify
                 }
                 Ok(Action::Deny(denial)) => {
-                    record(&mut self.decisions, plugin, H::NAME, Outcome::Deny);
+                    record::<H>(&mut self.decisions, plugin, Outcome::Deny, took);
                     return Ok(Verdict::Deny {
                         plugin: plugin.name().to_string(),
                         denial,
@@ -129,11 +132,11 @@ impl ChainRun {
                             request_id = %self.ctx.request_id, "plugin failed and is skipped (failureMode: open): {kind}");
                         Outcome::FailedOpen(kind)
                     } else {
-                        record(
+                        record::<H>(
                             &mut self.decisions,
                             plugin,
-                            H::NAME,
                             Outcome::Failed(kind.clone()),
+                            took,
                         );
                         return Err(PluginFailure {
                             route: self.ctx.route.clone(),
@@ -144,21 +147,23 @@ impl ChainRun {
                     }
                 }
             };
-            record(&mut self.decisions, plugin, H::NAME, outcome);
+            record::<H>(&mut self.decisions, plugin, outcome, took);
         }
         Ok(Verdict::Continue)
     }
 }
 
-fn record(
+/// For the access log (this request's decisions) and `/metrics` (all of them).
+fn record<H: Hook>(
     decisions: &mut Vec<Decision>,
     plugin: &PreparedPlugin,
-    hook: &'static str,
     outcome: Outcome,
+    took: std::time::Duration,
 ) {
+    plugin.stats.record(H::INDEX, &outcome, took);
     decisions.push(Decision {
         plugin: plugin.name().to_string(),
-        hook,
+        hook: H::NAME,
         outcome,
     });
 }

@@ -256,6 +256,7 @@ impl PolicyEngine {
             services: self.services.clone(),
             engine: self.engine.clone(),
             clock: self.ticker.clock().clone(),
+            stats: self.services.hook_stats.get(route, &spec.name),
         };
         // Snapshot plugins make their first fresh instances now, off the
         // request path.

@@ -46,6 +46,8 @@ pub struct PreparedPlugin {
     pub(crate) engine: Engine,
     /// Ticks while this plugin's code runs (see [`super::epoch`]).
     pub(crate) clock: Arc<EpochClock>,
+    /// Its hooks' outcomes and durations on `/metrics`.
+    pub(crate) stats: Arc<super::hook_stats::HookStats>,
 }
 
 /// An instance serving one request.

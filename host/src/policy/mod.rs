@@ -19,6 +19,7 @@ pub mod counters;
 pub mod engine;
 pub mod epoch;
 pub mod error;
+pub mod hook_stats;
 pub mod hooks;
 pub mod instance;
 pub mod metrics;
