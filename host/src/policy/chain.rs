@@ -75,6 +75,25 @@ pub enum Outcome {
     Failed(FailureKind),
 }
 
+impl Outcome {
+    /// Every outcome's name, in [`Outcome::index`] order.
+    pub const NAMES: [&'static str; 5] = ["continue", "modify", "deny", "failed-open", "failed"];
+
+    pub fn index(&self) -> usize {
+        match self {
+            Outcome::Continue => 0,
+            Outcome::Modify => 1,
+            Outcome::Deny => 2,
+            Outcome::FailedOpen(_) => 3,
+            Outcome::Failed(_) => 4,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        Self::NAMES[self.index()]
+    }
+}
+
 /// One request's pass through a chain.
 pub struct ChainRun {
     plugins: Arc<[Arc<PreparedPlugin>]>,

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::chain::Outcome;
 use super::hooks::ALL_EXPORTS;
-use crate::telemetry::metrics::escape;
+use crate::telemetry::metrics::{escape, render_histogram};
 
 /// Upper bounds in seconds: hook calls take microseconds, so these start far
 /// below the request histogram's.
@@ -21,23 +21,14 @@ const BUCKETS: [f64; 14] = [
     0.01, 0.025, 0.05, 0.1,
 ];
 
-const OUTCOMES: [&str; 5] = ["continue", "modify", "deny", "failed_open", "failed"];
-
-fn outcome_index(outcome: &Outcome) -> usize {
-    match outcome {
-        Outcome::Continue => 0,
-        Outcome::Modify => 1,
-        Outcome::Deny => 2,
-        Outcome::FailedOpen(_) => 3,
-        Outcome::Failed(_) => 4,
-    }
-}
+const CALLS: &str = "wardgate_hook_calls_total";
+const DURATION: &str = "wardgate_hook_duration_seconds";
 
 #[derive(Default)]
 struct HookCounters {
-    outcomes: [AtomicU64; OUTCOMES.len()],
-    /// Calls per bucket (not cumulative; summed when rendered), the last
-    /// slot for calls above every bound.
+    outcomes: [AtomicU64; Outcome::NAMES.len()],
+    /// Calls per bucket (not cumulative, so a call touches one; summed when
+    /// rendered), the last slot for calls above every bound.
     buckets: [AtomicU64; BUCKETS.len() + 1],
     nanos: AtomicU64,
 }
@@ -51,7 +42,7 @@ pub struct HookStats {
 impl HookStats {
     pub fn record(&self, hook: usize, outcome: &Outcome, took: Duration) {
         let h = &self.hooks[hook];
-        h.outcomes[outcome_index(outcome)].fetch_add(1, Ordering::Relaxed);
+        h.outcomes[outcome.index()].fetch_add(1, Ordering::Relaxed);
         let secs = took.as_secs_f64();
         let bucket = BUCKETS
             .iter()
@@ -79,70 +70,48 @@ impl HookStatsRegistry {
             .clone()
     }
 
+    /// Both families in one pass over the hooks that were called.
     pub fn render(&self, out: &mut String) {
+        let mut calls = format!(
+            "# HELP {CALLS} Plugin hook calls, by route, plugin, hook and outcome.\n\
+             # TYPE {CALLS} counter\n"
+        );
+        let mut durations = format!(
+            "# HELP {DURATION} Time in one plugin hook call (instance, call, result), by route, plugin and hook.\n\
+             # TYPE {DURATION} histogram\n"
+        );
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        let calls = "wardgate_hook_calls_total";
-        let _ = writeln!(
-            out,
-            "# HELP {calls} Plugin hook calls, by route, plugin, hook and outcome."
-        );
-        let _ = writeln!(out, "# TYPE {calls} counter");
         for ((route, plugin), stats) in entries.iter() {
             for (hook, h) in ALL_EXPORTS.iter().zip(&stats.hooks) {
-                for (outcome, n) in OUTCOMES.iter().zip(&h.outcomes) {
-                    let n = n.load(Ordering::Relaxed);
-                    if n > 0 {
-                        let _ = writeln!(
-                            out,
-                            "{calls}{{route=\"{}\",plugin=\"{}\",hook=\"{}\",outcome=\"{outcome}\"}} {n}",
-                            escape(route),
-                            escape(plugin),
-                            hook_label(hook),
-                        );
-                    }
-                }
-            }
-        }
-        let name = "wardgate_hook_duration_seconds";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Time in one plugin hook call (instance, call, result), by route, plugin and hook."
-        );
-        let _ = writeln!(out, "# TYPE {name} histogram");
-        for ((route, plugin), stats) in entries.iter() {
-            for (hook, h) in ALL_EXPORTS.iter().zip(&stats.hooks) {
-                let counts: Vec<u64> = h
-                    .buckets
-                    .iter()
-                    .map(|b| b.load(Ordering::Relaxed))
-                    .collect();
+                let counts = h.buckets.each_ref().map(|b| b.load(Ordering::Relaxed));
                 let total: u64 = counts.iter().sum();
                 if total == 0 {
                     continue;
                 }
+                // `on-mcp-request` is `mcp-request`, as the config and logs name hooks.
+                let hook = hook.strip_prefix("on-").unwrap_or(hook);
                 let labels = format!(
-                    "route=\"{}\",plugin=\"{}\",hook=\"{}\"",
+                    "route=\"{}\",plugin=\"{}\",hook=\"{hook}\"",
                     escape(route),
-                    escape(plugin),
-                    hook_label(hook)
+                    escape(plugin)
                 );
-                let mut below = 0;
-                for (bound, n) in BUCKETS.iter().zip(&counts) {
-                    below += n;
-                    let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {below}");
+                for (outcome, n) in Outcome::NAMES.iter().zip(&h.outcomes) {
+                    let n = n.load(Ordering::Relaxed);
+                    if n > 0 {
+                        let _ = writeln!(calls, "{CALLS}{{{labels},outcome=\"{outcome}\"}} {n}");
+                    }
                 }
-                let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {total}");
+                let cumulative = BUCKETS.iter().zip(&counts).scan(0, |below, (bound, n)| {
+                    *below += n;
+                    Some((*bound, *below))
+                });
                 let sum = h.nanos.load(Ordering::Relaxed) as f64 / 1e9;
-                let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
-                let _ = writeln!(out, "{name}_count{{{labels}}} {total}");
+                render_histogram(&mut durations, DURATION, &labels, cumulative, total, sum);
             }
         }
+        out.push_str(&calls);
+        out.push_str(&durations);
     }
-}
-
-/// `on-mcp-request` → `mcp-request`, as the config and logs name hooks.
-fn hook_label(export: &str) -> &str {
-    export.strip_prefix("on-").unwrap_or(export)
 }
 
 #[cfg(test)]

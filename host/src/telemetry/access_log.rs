@@ -23,11 +23,8 @@ fn decisions(list: &[Decision]) -> String {
     list.iter()
         .map(|d| {
             let outcome = match &d.outcome {
-                Outcome::Continue => "continue".to_string(),
-                Outcome::Modify => "modify".to_string(),
-                Outcome::Deny => "deny".to_string(),
-                Outcome::FailedOpen(k) => format!("failed-open({k})"),
-                Outcome::Failed(k) => format!("failed({k})"),
+                Outcome::FailedOpen(k) | Outcome::Failed(k) => format!("{}({k})", d.outcome.name()),
+                other => other.name().to_string(),
             };
             format!("{}:{}={outcome}", d.plugin, d.hook)
         })

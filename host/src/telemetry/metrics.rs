@@ -32,18 +32,33 @@ impl Histogram {
 
     /// The `_bucket`, `_sum` and `_count` lines; `labels` is `k="v",...` (may be empty).
     pub fn render(&self, out: &mut String, name: &str, labels: &str) {
-        let sep = if labels.is_empty() { "" } else { "," };
-        for (bound, n) in BUCKETS.iter().zip(self.counts) {
-            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {n}");
-        }
-        let _ = writeln!(
+        render_histogram(
             out,
-            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}",
-            self.count
+            name,
+            labels,
+            BUCKETS.iter().copied().zip(self.counts),
+            self.count,
+            self.sum,
         );
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum);
-        let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count);
     }
+}
+
+/// A histogram's lines from its `(upper bound, calls at or below it)` pairs.
+pub fn render_histogram(
+    out: &mut String,
+    name: &str,
+    labels: &str,
+    cumulative: impl IntoIterator<Item = (f64, u64)>,
+    count: u64,
+    sum: f64,
+) {
+    let sep = if labels.is_empty() { "" } else { "," };
+    for (bound, n) in cumulative {
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {n}");
+    }
+    let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
+    let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+    let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
 }
 
 /// Escape a Prometheus label value.
