@@ -10,7 +10,7 @@ No internet here, so no real provider; this one answers deterministically:
 - a tool result in the last turn -> "The tool said: " + its content.
 Streams send one word per event. `--fail STATUS` answers every request with
 that error. `--key` makes the API key mandatory. GET /_requests lists what
-was received (path, headers, body), for the tests' assertions.
+was received (path, headers, body, the caller's port), for the tests' assertions.
 
 Usage: llm_provider.py --flavor openai|anthropic [--port 0] [--key K] [--fail 429]
 Prints "listening on PORT" once ready.
@@ -135,7 +135,9 @@ class Handler(BaseHTTPRequestHandler):
     def record(self, raw):
         with LOCK:
             RECEIVED.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
-                             "body": json.loads(raw) if raw else None})
+                             "body": json.loads(raw) if raw else None,
+                             # The caller's port: which connection the request came on.
+                             "peer": self.client_address[1]})
 
     def do_POST(self):
         raw = self.body()

@@ -59,7 +59,7 @@ impl FakeProvider {
         format!("127.0.0.1:{}", self.port)
     }
 
-    /// What the fake received so far: `[{path, headers, body}]`.
+    /// What the fake received so far: `[{path, headers, body, peer}]`.
     pub async fn requests(&self) -> Vec<serde_json::Value> {
         let (_, _, body) = get(
             &client(),
@@ -365,6 +365,68 @@ async fn streamed_answers_pass_the_response_guard_even_when_split_across_chunks(
         )
         .await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
+    }
+}
+
+/// A streamed answer's last event comes before the end of the provider's
+/// body (the chunked terminator, here 20 ms later). The gateway ends the
+/// client's answer at the last event and still reads the provider's body to
+/// its end, so the next call reuses the connection instead of opening a new
+/// one (with TLS, a handshake before its first byte).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_answers_leave_the_provider_connection_for_the_next_call() {
+    let args = ["--chunk-delay-ms", "20"];
+    let openai = FakeProvider::start("openai", "fake-openai", &args);
+    let anthropic = FakeProvider::start("anthropic", "fake-anthropic", &args);
+    // One worker: its upstream pool is the one every call goes through.
+    let gw = Gateway::start(&format!(
+        r#"
+config:
+  workerThreads: 1
+binds:
+- port: 0
+  listeners:
+  - routes:
+    - name: same
+      matches: [{{path: {{pathPrefix: /same}}}}]
+      backends: [{{ai: {{provider: {{openAI: {{}}}}, hostOverride: "{}"}}}}]
+    - name: translated
+      matches: [{{path: {{pathPrefix: /translated}}}}]
+      backends: [{{ai: {{provider: {{anthropic: {{}}}}, hostOverride: "{}"}}}}]
+"#,
+        openai.addr(),
+        anthropic.addr()
+    ))
+    .await;
+    for (prefix, provider) in [("same", &openai), ("translated", &anthropic)] {
+        let url = gw.url(&format!("/{prefix}/v1/chat/completions"));
+        for _ in 0..3 {
+            let started = std::time::Instant::now();
+            let (status, _, body) = post(
+                &url,
+                serde_json::json!({"model": "m", "stream": true, "max_tokens": 50,
+                    "messages": [{"role": "user", "content": "say: one two"}]}),
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            assert!(body.contains("data: [DONE]"), "{prefix}: {body}");
+            // Four events (role, two words, finish) 20 ms apart, then the
+            // terminator: the client's answer ends without waiting for it.
+            assert!(started.elapsed() < std::time::Duration::from_secs(5));
+            // Time for the terminator to arrive and the drain to finish.
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
+        let peers: std::collections::BTreeSet<u64> = provider
+            .requests()
+            .await
+            .iter()
+            .map(|r| r["peer"].as_u64().unwrap())
+            .collect();
+        assert_eq!(
+            peers.len(),
+            1,
+            "{prefix}: three streamed calls should share one provider connection, came on {peers:?}"
+        );
     }
 }
 

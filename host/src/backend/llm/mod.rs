@@ -682,6 +682,8 @@ fn relay_body(
         let mut decoder = SseDecoder::default();
         let mut events = Vec::new();
         let mut out = BytesMut::new();
+        // The provider's end marker came before the end of its body.
+        let mut drain = false;
         loop {
             let frame = match tokio::time::timeout(idle, upstream.frame()).await {
                 Err(_) => {
@@ -726,9 +728,15 @@ fn relay_body(
                 break;
             }
             if relay.finished() {
+                // At the provider's end marker the rest of its body is
+                // drained below; stopped mid-answer by a plugin, the body
+                // is dropped unread, which cancels the provider's call.
+                drain = relay.provider_done();
                 break;
             }
         }
+        // The client's answer is complete: end it now.
+        drop(tx);
         let model = if relay.model().is_empty() {
             "-"
         } else {
@@ -742,8 +750,32 @@ fn relay_body(
             usage.map(|u| (u.input, u.output, u.cached_input)),
         );
         tracing::debug!(route = %route, provider = %provider.name, ?usage, "stream ended");
+        if drain {
+            // Read the provider's body to its end (the terminator of its
+            // last chunk comes after its last event) so that the connection
+            // goes back to the pool. Dropped unread, it would be closed, and
+            // the next call would pay a new connection, and with TLS a
+            // handshake, before its first byte.
+            drain_rest(upstream, idle.min(Duration::from_secs(5))).await;
+        }
     });
     crate::backend::sse::channel_body(rx)
+}
+
+/// Read what is left of a provider's body, briefly and only a little:
+/// a provider still talking after its last event is not waited for.
+async fn drain_rest(mut body: Incoming, within: Duration) {
+    const MAX_BYTES: usize = 64 << 10;
+    let drain = async {
+        let mut read = 0;
+        while let Some(Ok(frame)) = body.frame().await {
+            read += frame.data_ref().map_or(0, |d| d.len());
+            if read > MAX_BYTES {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(within, drain).await;
 }
 
 /// Why no provider gave an answer.

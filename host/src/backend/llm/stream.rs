@@ -85,6 +85,9 @@ pub struct StreamRelay {
     finish: Option<String>,
     started: bool,
     finished: bool,
+    /// Finished with an error event of ours (a plugin stopped the answer,
+    /// or the provider broke off), not at the provider's end marker.
+    failed: bool,
     // Writing OpenAI chunks: provider block index → tool_calls index.
     tool_slots: Vec<u64>,
     // Writing Anthropic events: the open block and the next index.
@@ -112,6 +115,7 @@ impl StreamRelay {
             finish: None,
             started: false,
             finished: false,
+            failed: false,
             tool_slots: Vec::new(),
             open_block: None,
             next_block: 0,
@@ -129,6 +133,12 @@ impl StreamRelay {
 
     pub fn finished(&self) -> bool {
         self.finished
+    }
+
+    /// The provider's end marker came and the client's stream ended with
+    /// it: what is left of the provider's body is only its terminator.
+    pub fn provider_done(&self) -> bool {
+        self.finished && !self.failed
     }
 
     /// Relay one upstream event, appending what goes to the client to `out`.
@@ -233,6 +243,7 @@ impl StreamRelay {
     /// End the client's stream with an error event in its format.
     pub fn fail(&mut self, out: &mut BytesMut, kind: Option<&str>, message: &str) {
         self.finished = true;
+        self.failed = true;
         match self.to {
             Flavor::OpenAi => {
                 let err = json!({"error": {"message": message,
@@ -782,6 +793,10 @@ mod tests {
         ] {
             let (out, relay) = run_guarded(from, to, false, input, &mut HoldBack::default());
             assert!(relay.finished(), "{out}");
+            assert!(
+                relay.provider_done(),
+                "ended at the provider's marker: {out}"
+            );
             assert_eq!(client_text(&out), want, "{from:?} -> {to:?}: {out}");
             // The held text comes before the text's end in the written stream.
             let text_at = out.find(want).unwrap();
@@ -906,12 +921,43 @@ mod tests {
 
     #[test]
     fn a_stream_cut_short_ends_with_an_error_event() {
-        let (out, _) = run(
+        let (out, relay) = run(
             Flavor::Anthropic,
             Flavor::OpenAi,
             false,
             &ANTHROPIC_TOOL_STREAM[..600],
         );
         assert!(out.contains("ended early"), "{out}");
+        assert!(!relay.provider_done());
+    }
+
+    /// Stops the answer at its first text.
+    struct StopAtText;
+
+    impl ChunkGuard for StopAtText {
+        fn text(&mut self, _: &str) -> TextVerdict {
+            TextVerdict::Stop("no".into())
+        }
+        fn text_end(&mut self) -> TextVerdict {
+            TextVerdict::Keep
+        }
+        fn done(&mut self, _: Option<TokenUsage>) -> Option<String> {
+            None
+        }
+    }
+
+    #[test]
+    fn an_answer_stopped_by_a_plugin_is_finished_but_not_done_by_the_provider() {
+        // Not done: the gateway drops the provider's body to cancel the call
+        // rather than reading the rest of the answer.
+        let (out, relay) = run_guarded(
+            Flavor::Anthropic,
+            Flavor::OpenAi,
+            false,
+            ANTHROPIC_TOOL_STREAM,
+            &mut StopAtText,
+        );
+        assert!(relay.finished(), "{out}");
+        assert!(!relay.provider_done(), "{out}");
     }
 }
