@@ -12,6 +12,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderName};
 use http::uri::{PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
+use http_body_util::BodyExt;
 use http_body_util::combinators::BoxBody;
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
@@ -266,6 +267,25 @@ pub async fn forward_to(
             UpstreamError::Protocol(name, root_cause(&e))
         }
     })
+}
+
+/// Read what is left of an upstream body whose useful part was already
+/// read (a stream's last event, a JSON-RPC response), so that the
+/// connection goes back to the pool: dropped unread, hyper closes it and the
+/// next call pays a new connection. Bounded in time and bytes: an upstream
+/// still talking is not waited for.
+pub async fn finish_reading(mut body: Incoming, within: Duration) {
+    const MAX_BYTES: usize = 64 << 10;
+    let drain = async {
+        let mut read = 0;
+        while let Some(Ok(frame)) = body.frame().await {
+            read += frame.data_ref().map_or(0, |d| d.len());
+            if read > MAX_BYTES {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(within, drain).await;
 }
 
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {

@@ -751,31 +751,13 @@ fn relay_body(
         );
         tracing::debug!(route = %route, provider = %provider.name, ?usage, "stream ended");
         if drain {
-            // Read the provider's body to its end (the terminator of its
-            // last chunk comes after its last event) so that the connection
-            // goes back to the pool. Dropped unread, it would be closed, and
-            // the next call would pay a new connection, and with TLS a
-            // handshake, before its first byte.
-            drain_rest(upstream, idle.min(Duration::from_secs(5))).await;
+            // The terminator of the provider's last chunk comes after its
+            // last event; without it the connection (with TLS, a
+            // handshake) would be lost for the next call.
+            crate::backend::http::finish_reading(upstream, idle.min(Duration::from_secs(5))).await;
         }
     });
     crate::backend::sse::channel_body(rx)
-}
-
-/// Read what is left of a provider's body, briefly and only a little:
-/// a provider still talking after its last event is not waited for.
-async fn drain_rest(mut body: Incoming, within: Duration) {
-    const MAX_BYTES: usize = 64 << 10;
-    let drain = async {
-        let mut read = 0;
-        while let Some(Ok(frame)) = body.frame().await {
-            read += frame.data_ref().map_or(0, |d| d.len());
-            if read > MAX_BYTES {
-                break;
-            }
-        }
-    };
-    let _ = tokio::time::timeout(within, drain).await;
 }
 
 /// Why no provider gave an answer.

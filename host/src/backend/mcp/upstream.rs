@@ -912,12 +912,8 @@ async fn http_post(
                 continue;
             }
             if v.get("id").and_then(Value::as_u64) == Some(want) {
-                // Read the stream to its end off the call's path, so the
-                // connection goes back to the pool instead of being closed.
-                tokio::spawn(async move {
-                    let drain = async { while let Some(Ok(_)) = body.frame().await {} };
-                    let _ = tokio::time::timeout(CALL_TIMEOUT, drain).await;
-                });
+                // The rest of the stream is read off the call's path.
+                tokio::spawn(crate::backend::http::finish_reading(body, CALL_TIMEOUT));
                 return Ok((session, Some(v)));
             }
         }
