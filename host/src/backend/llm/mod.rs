@@ -682,8 +682,6 @@ fn relay_body(
         let mut decoder = SseDecoder::default();
         let mut events = Vec::new();
         let mut out = BytesMut::new();
-        // The provider's end marker came before the end of its body.
-        let mut drain = false;
         loop {
             let frame = match tokio::time::timeout(idle, upstream.frame()).await {
                 Err(_) => {
@@ -728,10 +726,6 @@ fn relay_body(
                 break;
             }
             if relay.finished() {
-                // At the provider's end marker the rest of its body is
-                // drained below; stopped mid-answer by a plugin, the body
-                // is dropped unread, which cancels the provider's call.
-                drain = relay.provider_done();
                 break;
             }
         }
@@ -750,10 +744,12 @@ fn relay_body(
             usage.map(|u| (u.input, u.output, u.cached_input)),
         );
         tracing::debug!(route = %route, provider = %provider.name, ?usage, "stream ended");
-        if drain {
+        if relay.provider_done() {
             // The terminator of the provider's last chunk comes after its
             // last event; without it the connection (with TLS, a
-            // handshake) would be lost for the next call.
+            // handshake) would be lost for the next call. An answer stopped
+            // mid-way (a plugin's verdict, a broken stream) is dropped
+            // unread instead, which cancels the provider's call.
             crate::backend::http::finish_reading(upstream, idle.min(Duration::from_secs(5))).await;
         }
     });
