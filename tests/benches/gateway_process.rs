@@ -47,6 +47,41 @@ pub fn pin_self_off_core_zero() -> usize {
     cores
 }
 
+/// The share of the machine's CPU time the hypervisor gave to others
+/// (`steal` in /proc/stat) since [`CpuSteal::start`]: on these shared VMs it
+/// moves every latency, so the benches print it next to their numbers.
+pub struct CpuSteal([u64; 2]);
+
+impl CpuSteal {
+    pub fn start() -> Self {
+        CpuSteal(Self::read())
+    }
+
+    /// (total jiffies, steal jiffies) over all cores.
+    fn read() -> [u64; 2] {
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let fields: Vec<u64> = stat
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .skip(1)
+            .map(|f| f.parse().unwrap_or(0))
+            .collect();
+        // user nice system idle iowait irq softirq steal (guest time is in user)
+        let total = fields.iter().take(8).sum();
+        [total, fields.get(7).copied().unwrap_or(0)]
+    }
+
+    /// "steal 3.1 %" since start, for the benches' headers.
+    pub fn note(&self) -> String {
+        let now = Self::read();
+        let total = now[0].saturating_sub(self.0[0]).max(1);
+        let steal = now[1].saturating_sub(self.0[1]);
+        format!("steal {:.1} %", 100.0 * steal as f64 / total as f64)
+    }
+}
+
 pub fn wait_port(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {

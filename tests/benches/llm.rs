@@ -219,6 +219,7 @@ async fn main() {
         "machine: {cores} cores{}; {n} sequential requests per case, 1 connection",
         gateway_process::pin_note()
     );
+    let steal = gateway_process::CpuSteal::start();
     for stream in [false, true] {
         let (db, gb) = (direct_body(stream), gw_body(stream));
         for _ in 0..200 {
@@ -299,5 +300,6 @@ async fn main() {
         "",
         rl - dl
     );
+    println!("{}, during the requests", steal.note());
     drop(gw);
 }

@@ -222,6 +222,7 @@ binds:
         r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{tool}","arguments":{{"a":2,"b":3}}}}}}"#
     );
     let mut times = vec![Vec::new(); urls.len()];
+    let steal = gateway_process::CpuSteal::start();
     for round in 0..(n + 100) {
         // Each round starts one case further on, so every case takes every
         // place in the order equally often: with a fixed order the same
@@ -239,8 +240,9 @@ binds:
         }
     }
     println!(
-        "machine: {cores} cores{}; upstream {}; {n} sequential tools/call per case, 1 connection",
+        "machine: {cores} cores{}, {} during the calls; upstream {}; {n} sequential tools/call per case, 1 connection",
         gateway_process::pin_note(),
+        steal.note(),
         if everything {
             "server-everything (Node)"
         } else {
