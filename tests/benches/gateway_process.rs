@@ -82,6 +82,53 @@ impl CpuSteal {
     }
 }
 
+/// The round trip of one byte between two threads on two cores over a
+/// socket pair, each after 200 µs asleep, p50 in µs: what waking an idle
+/// peer on the other core costs on this machine right now. Every proxied
+/// request wakes its peers a few times, so this is the context for the
+/// benches' end-to-end latencies (on these VMs it moves by the hour).
+pub fn wake_round_trip_us() -> f64 {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    // New threads, so the caller's own affinity stays as it was.
+    fn on_core(core: usize) {
+        let me = std::fs::read_link("/proc/thread-self").unwrap();
+        let tid = me.file_name().unwrap().to_owned();
+        let _ = Command::new("taskset")
+            .args(["-p", "-c", &core.to_string()])
+            .arg(tid)
+            .stdout(Stdio::null())
+            .status();
+    }
+    let (mut near, mut far) = UnixStream::pair().unwrap();
+    let rounds = 2000;
+    let echo = std::thread::spawn(move || {
+        on_core(1);
+        let mut b = [0u8; 1];
+        for _ in 0..rounds {
+            far.read_exact(&mut b).unwrap();
+            far.write_all(&b).unwrap();
+        }
+    });
+    let probe = std::thread::spawn(move || {
+        on_core(0);
+        let mut times = Vec::with_capacity(rounds);
+        let mut b = [0u8; 1];
+        for _ in 0..rounds {
+            std::thread::sleep(Duration::from_micros(200));
+            let start = Instant::now();
+            near.write_all(&b).unwrap();
+            near.read_exact(&mut b).unwrap();
+            times.push(start.elapsed().as_secs_f64() * 1e6);
+        }
+        times
+    });
+    let mut times = probe.join().unwrap();
+    echo.join().unwrap();
+    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    times[rounds / 2]
+}
+
 pub fn wait_port(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {

@@ -300,6 +300,10 @@ async fn main() {
         "",
         rl - dl
     );
-    println!("{}, during the requests", steal.note());
+    println!(
+        "{} during the requests; wake-up round trip {:.0} us",
+        steal.note(),
+        gateway_process::wake_round_trip_us()
+    );
     drop(gw);
 }

@@ -240,9 +240,10 @@ binds:
         }
     }
     println!(
-        "machine: {cores} cores{}, {} during the calls; upstream {}; {n} sequential tools/call per case, 1 connection",
+        "machine: {cores} cores{}, {} during the calls, wake-up round trip {:.0} us; upstream {}; {n} sequential tools/call per case, 1 connection",
         gateway_process::pin_note(),
         steal.note(),
+        gateway_process::wake_round_trip_us(),
         if everything {
             "server-everything (Node)"
         } else {
