@@ -413,6 +413,38 @@ fn snapshot_isolation_keeps_one_request_from_seeing_another() {
 }
 
 #[test]
+fn reuse_instances_beyond_the_first_start_from_the_configured_snapshot() {
+    // Configure runs when the snapshot is made (not at all when it comes
+    // from the code cache); instances made later, when more requests hold
+    // one at once, must not configure again on the request's path.
+    let engine = engine();
+    let counter = load(
+        &engine,
+        "name: counter\nsource: '{plugins}/testbed.wasm'\ngrants: [counters]\nconfig: {mode: counter}\nisolation: reuse",
+    );
+    let chain = chain_of(vec![counter]);
+    let configures = || {
+        engine
+            .services()
+            .counters
+            .increment("testbed-configures", 0, 60_000)
+            .value
+    };
+    let at_load = configures();
+    assert!(at_load <= 1, "configured {at_load} times at load");
+    // Three requests in flight at once hold three instances.
+    let mut runs: Vec<_> = (0..3)
+        .map(|i| chain.start(context(&format!("h{i}"))))
+        .collect();
+    for (i, run) in runs.iter_mut().enumerate() {
+        let verdict = run.run::<OnHttpRequest>(&mut http_request("/v1/x", ""));
+        assert_eq!(denied_body(verdict.unwrap()), (i + 1).to_string());
+    }
+    drop(runs);
+    assert_eq!(configures(), at_load, "new instances ran configure");
+}
+
+#[test]
 fn prepared_fresh_instances_stay_isolated_and_never_starve_the_pool() {
     // A pool of 16 slots and ten snapshot plugins: if every plugin kept its
     // ready instances regardless, they alone would hold 20 slots and loading

@@ -185,31 +185,37 @@ impl PolicyEngine {
         };
         let config_digest: [u8; 32] = Sha256::digest(config_json.as_bytes()).into();
 
-        let (pre, seed) = match spec.isolation() {
-            Isolation::Snapshot => {
-                let key = (digest, config_digest, protocol_tag(protocol));
-                let cached = self.snapshots.lock().unwrap().get(&key).cloned();
-                let snapshot = match cached {
-                    Some(snapshot) => snapshot,
-                    None => {
-                        let snapshot = self
-                            .cached(
-                                &[
-                                    b"snapshot",
-                                    &digest[..],
-                                    &config_digest[..],
-                                    protocol_tag(protocol),
-                                ],
-                                || self.snapshot(&bytes, &config_json, &label),
-                            )
-                            .map_err(err)?;
-                        self.snapshots.lock().unwrap().insert(key, snapshot.clone());
-                        snapshot
-                    }
-                };
-                (self.pre(&snapshot).map_err(err)?, None)
+        // Both isolations start instances from the configured snapshot:
+        // configure can take milliseconds (prompt-guard minimizes DFAs), and
+        // a reuse plugin makes a new instance whenever more requests hold
+        // one at once than ever before, on the request's worker. If a plugin
+        // cannot be snapshotted, reuse falls back to configuring each new
+        // instance (`seed`), which also reports a bad config precisely.
+        let key = (digest, config_digest, protocol_tag(protocol));
+        let snapshot = || -> Result<Component, LoadErrorKind> {
+            if let Some(snapshot) = self.snapshots.lock().unwrap().get(&key) {
+                return Ok(snapshot.clone());
             }
-            Isolation::Reuse => (self.pre(&component).map_err(err)?, Some(config_json)),
+            let snapshot = self.cached(
+                &[
+                    b"snapshot",
+                    &digest[..],
+                    &config_digest[..],
+                    protocol_tag(protocol),
+                ],
+                || self.snapshot(&bytes, &config_json, &label),
+            )?;
+            self.snapshots.lock().unwrap().insert(key, snapshot.clone());
+            Ok(snapshot)
+        };
+        let isolation = spec.isolation();
+        let (pre, seed) = match (isolation, snapshot()) {
+            (_, Ok(snapshot)) => (self.pre(&snapshot).map_err(err)?, None),
+            (Isolation::Snapshot, Err(e)) => return Err(err(e)),
+            (Isolation::Reuse, Err(e)) => {
+                tracing::debug!(route, plugin = %spec.name, "no snapshot ({e}); each new instance is configured");
+                (self.pre(&component).map_err(err)?, Some(config_json))
+            }
         };
 
         // One instance to learn the hooks and check their signatures; in
@@ -234,11 +240,13 @@ impl PolicyEngine {
                 error: e,
             })
         })?;
-        let instances = match seed {
-            None => InstanceSource::Snapshot(FreshInstances::new(pre, self.prewarm_budget.clone())),
-            Some(config_json) => InstanceSource::Reuse {
+        let instances = match isolation {
+            Isolation::Snapshot => {
+                InstanceSource::Snapshot(FreshInstances::new(pre, self.prewarm_budget.clone()))
+            }
+            Isolation::Reuse => InstanceSource::Reuse {
                 pre,
-                config_json,
+                config_json: seed,
                 idle: Mutex::new(vec![Live::new(store, instance)]),
             },
         };

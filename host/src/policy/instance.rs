@@ -23,8 +23,10 @@ use super::spec::{FailureMode, Limits};
 pub(crate) enum InstanceSource {
     Snapshot(FreshInstances),
     Reuse {
+        /// The configured snapshot's; or, for a plugin that could not be
+        /// snapshotted, the original's, with the config for each new one.
         pre: InstancePre<StoreState>,
-        config_json: String,
+        config_json: Option<String>,
         idle: Mutex<Vec<Live>>,
     },
 }
@@ -117,6 +119,9 @@ impl PreparedPlugin {
                 if let Some(live) = idle.lock().unwrap().pop() {
                     return Ok(live);
                 }
+                let Some(config_json) = config_json else {
+                    return self.instantiate(pre);
+                };
                 let Live {
                     mut store,
                     instance,

@@ -5,7 +5,8 @@
 //! - `loop`: spin forever.
 //! - `memory`: allocate until the host says no.
 //! - `remember`: deny if it still holds a previous request's body.
-//! - `counter`: count requests in the host's counter store (needs `counters`).
+//! - `counter`: count requests in the host's counter store (needs `counters`),
+//!   and each `configure` under `testbed-configures`.
 //! - `modify`: rewrite the prompt and the MCP arguments.
 //! - `configure-panic`: panic in `configure`.
 
@@ -50,6 +51,9 @@ impl Plugin for Testbed {
         }
         if c.mode == "configure-panic" {
             panic!("configure exploded");
+        }
+        if c.mode == "counter" {
+            counters::increment("testbed-configures", 1, 60_000);
         }
         Ok(Testbed { mode: c.mode })
     }
