@@ -445,6 +445,47 @@ fn reuse_instances_beyond_the_first_start_from_the_configured_snapshot() {
 }
 
 #[test]
+fn requests_waiting_on_the_upstream_hold_only_the_instances_they_still_need() {
+    // A pool of 16 slots and 40 requests in flight at once (each waiting on
+    // its upstream): a plugin with request hooks only hands its instance
+    // back once the request's hooks are over, so one instance serves all.
+    let engine = wardgate::policy::PolicyEngine::new(wardgate::policy::EngineOptions {
+        max_instances: 16,
+        max_memory_mib: 256,
+        code_cache: std::env::var_os("WARDGATE_CODE_CACHE").map(Into::into),
+    })
+    .unwrap();
+    let noop = load(
+        &engine,
+        "name: noop\nsource: '{plugins}/testbed.wasm'\ngrants: [counters]\nconfig: {mode: noop}\nisolation: reuse",
+    );
+    let chain = chain_of(vec![noop]);
+    let in_flight = |release: bool| {
+        let mut runs = Vec::new();
+        for i in 0..40 {
+            let mut run = chain.start(context(&format!("f{i}")));
+            let verdict = run.run::<OnHttpRequest>(&mut http_request("/v1/x", "hi"));
+            if release {
+                run.request_phase_done();
+            }
+            runs.push(run);
+            if !matches!(verdict, Ok(Verdict::Continue)) {
+                return Err(format!("request {i}: {verdict:?}"));
+            }
+        }
+        Ok(())
+    };
+    in_flight(true).unwrap();
+    // Holding every instance to the end runs the pool dry: proof the check
+    // above can fail.
+    let held = in_flight(false).unwrap_err();
+    assert!(
+        held.contains("instantiate") || held.contains("Instantiate"),
+        "{held}"
+    );
+}
+
+#[test]
 fn prepared_fresh_instances_stay_isolated_and_never_starve_the_pool() {
     // A pool of 16 slots and ten snapshot plugins: if every plugin kept its
     // ready instances regardless, they alone would hold 20 slots and loading

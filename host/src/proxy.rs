@@ -362,6 +362,7 @@ async fn serve(
             &[("route", &route.name)],
         );
     }
+    run.request_phase_done();
     let sent = send_upstream(shared.clone(), route.clone(), parts, body, gateway.max_body).await;
     let (response, upstream) = match sent {
         Ok(ok) => ok,

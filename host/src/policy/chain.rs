@@ -122,6 +122,29 @@ impl ChainRun {
         self.plugins.iter().any(|p| p.implements(hook))
     }
 
+    /// The request's own hooks are over (the upstream is next): hand back
+    /// the instances of plugins that have nothing to do with the answer, so
+    /// a request waiting on a slow upstream holds only the instances it
+    /// still needs (under load that is the difference between one instance
+    /// per worker and one per request in flight, and the instance pool
+    /// running dry). A request hook called after this (a batch's next call)
+    /// takes an instance again.
+    pub fn request_phase_done(&mut self) {
+        use super::bindings::Hooks;
+        let answer_hooks = Hooks::HTTP_RESPONSE
+            | Hooks::LLM_RESPONSE
+            | Hooks::LLM_CHUNK
+            | Hooks::MCP_RESPONSE
+            | Hooks::MCP_LIST;
+        for (plugin, slot) in self.plugins.iter().zip(self.live.iter_mut()) {
+            if !plugin.info.hooks.intersects(answer_hooks)
+                && let Some(live) = slot.take()
+            {
+                plugin.release(live);
+            }
+        }
+    }
+
     /// Run hook `H` through every plugin that implements it, in order.
     /// Modifications apply to `input` before the next plugin sees it.
     pub fn run<H: Hook>(&mut self, input: &mut H::Input) -> Result<Verdict, PluginFailure> {

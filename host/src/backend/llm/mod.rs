@@ -362,6 +362,7 @@ async fn chat(
         }
         edited = run.modified::<OnLlmRequest>();
     }
+    run.request_phase_done();
 
     let attempt = |p: &Provider| {
         let mut out = if p.flavor == from {

@@ -965,6 +965,7 @@ async fn dispatch(
             params["arguments"] = args;
         }
     }
+    run.request_phase_done();
     params[key] = Value::String(upstream_name);
     if target
         .ready(std::time::Duration::from_secs(10))
