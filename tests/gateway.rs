@@ -542,6 +542,62 @@ async fn worker_threads_share_the_listener_and_all_drain_on_sigterm() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_waiting_on_the_upstream_hold_only_the_plugin_instances_they_need() {
+    let upstream = Upstream::start().await;
+    // Four instance slots for the whole gateway; each route's plugin keeps
+    // one idle instance from load, so two are left for bursts.
+    let config = |slots: u32| {
+        format!(
+            "config:\n  pluginInstances: {slots}\nbinds:\n- port: 0\n  listeners:\n  - routes:\n    - name: asks\n      matches: [{{path: {{pathPrefix: /asks}}}}]\n      plugins:\n      - {{name: asks-guard, source: prompt-guard, config: {{patterns: [forbidden]}}}}\n      backends: [{{host: \"{0}\"}}]\n    - name: answers\n      matches: [{{path: {{pathPrefix: /answers}}}}]\n      plugins:\n      - {{name: answers-guard, source: prompt-guard, config: {{patterns: [forbidden], responsePatterns: [forbidden]}}}}\n      backends: [{{host: \"{0}\"}}]\n",
+            upstream.addr
+        )
+    };
+    let gw = Gateway::start(&config(4)).await;
+    let burst = |path: &'static str| {
+        (0..8)
+            .map(|_| {
+                let url = gw.url(path);
+                tokio::spawn(async move { post(&client(), &url, "hello").await })
+            })
+            .collect::<Vec<_>>()
+    };
+    // A plugin with request hooks only hands its instance back before the
+    // request waits on the upstream (one second here): all eight pass.
+    for call in burst("/asks/sleep") {
+        let (status, _, body) = call.await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    // One that also checks answers holds its instance until the answer:
+    // the pool runs dry and the requests beyond it fail closed, naming the
+    // plugin (proof that the burst above did need the early hand-back).
+    let mut refused = 0;
+    for call in burst("/answers/sleep") {
+        let (status, _, body) = call.await.unwrap();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            assert!(body.contains("answers-guard"), "{body}");
+            refused += 1;
+        } else {
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+    }
+    assert!(
+        refused >= 5,
+        "only {refused} of 8 refused with 3 slots free"
+    );
+    // The pool is sized at start: a reload that changes it is refused.
+    gw.rewrite_config(&config(8));
+    let req = Request::post(gw.admin_url("/reload"))
+        .body(Full::default())
+        .unwrap();
+    let (status, _, body) = send(&client(), req).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body.contains("config.pluginInstances changed (4 -> 8)"),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_the_embedded_default_config() {
     let gw = Gateway::start_default().await;
     let c = client();

@@ -11,7 +11,8 @@ use tracing_subscriber::EnvFilter;
 
 use wardgate::backend::http::HttpBackends;
 use wardgate::cli::plugin::PluginCommand;
-use wardgate::config::{self, Config, schema::AccessLogFormat};
+use wardgate::config::schema::{AccessLogFormat, Settings};
+use wardgate::config::{self, Config};
 use wardgate::gateway::Gateway;
 use wardgate::listener::workers::Workers;
 use wardgate::policy::{EngineOptions, PolicyEngine};
@@ -87,7 +88,7 @@ fn validate(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let engine = match PolicyEngine::new(engine_options()) {
+    let engine = match PolicyEngine::new(engine_options(&config.config)) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("error: cannot start the plugin runtime: {e:#}");
@@ -109,10 +110,14 @@ fn validate(path: &Path) -> ExitCode {
     }
 }
 
-fn engine_options() -> EngineOptions {
+fn engine_options(settings: &Settings) -> EngineOptions {
+    let defaults = EngineOptions::default();
     EngineOptions {
         code_cache: Some(wardgate::distribution::cache_dir().join("compiled")),
-        ..Default::default()
+        max_instances: settings
+            .plugin_instances
+            .map_or(defaults.max_instances, |n| n.get()),
+        ..defaults
     }
 }
 
@@ -158,7 +163,7 @@ fn run(path: Option<PathBuf>) -> ExitCode {
 }
 
 async fn serve(config: Config, path: Option<PathBuf>, loaded: reload::Stamp) -> anyhow::Result<()> {
-    let engine = Arc::new(PolicyEngine::new(engine_options())?);
+    let engine = Arc::new(PolicyEngine::new(engine_options(&config.config))?);
     let workers = listener::workers::count(config.config.worker_threads);
     let backends = Arc::new(HttpBackends::new(Duration::from_secs(10), workers));
     let built = {

@@ -11,6 +11,34 @@ use crate::config;
 use crate::gateway::Gateway;
 use crate::proxy::Shared;
 
+/// Worker threads and the plugin instance pool are made once, at start.
+fn fixed_at_start(
+    was: &config::schema::Settings,
+    now: &config::schema::Settings,
+) -> Result<(), String> {
+    if was.worker_threads != now.worker_threads {
+        let show = |n: Option<std::num::NonZeroUsize>| {
+            n.map_or("one per core".to_string(), |n| n.to_string())
+        };
+        return Err(format!(
+            "config.workerThreads changed ({} -> {}); the worker count is set at start and needs a restart",
+            show(was.worker_threads),
+            show(now.worker_threads)
+        ));
+    }
+    if was.plugin_instances != now.plugin_instances {
+        let show = |n: Option<std::num::NonZeroU32>| {
+            n.map_or("the default".to_string(), |n| n.to_string())
+        };
+        return Err(format!(
+            "config.pluginInstances changed ({} -> {}); the instance pool is set at start and needs a restart",
+            show(was.plugin_instances),
+            show(now.plugin_instances)
+        ));
+    }
+    Ok(())
+}
+
 /// Rebuild from `path` and swap it in.
 pub async fn reload(shared: Arc<Shared>, path: PathBuf) -> Result<(), String> {
     // One reload at a time: two racing builds could swap in the older file.
@@ -19,28 +47,16 @@ pub async fn reload(shared: Arc<Shared>, path: PathBuf) -> Result<(), String> {
     let file = path.clone();
     let built = tokio::task::spawn_blocking(move || -> Result<Gateway, String> {
         let config = config::load_file(&file).map_err(|e| e.to_string())?;
+        let current = builder.gateway.load_full();
+        // Settings fixed at start are checked before any plugin loads: the
+        // build would otherwise compete for the instance pool in vain.
+        fixed_at_start(&current.config.config, &config.config)?;
         let gateway = Gateway::build(config, &builder.engine, &builder.backends)
             .map_err(|e| e.to_string())?;
-        let current = builder.gateway.load();
         let old: Vec<_> = current.binds.iter().map(|b| b.addr).collect();
         let new: Vec<_> = gateway.binds.iter().map(|b| b.addr).collect();
         if old != new {
             return Err("binds changed; adding or moving ports needs a restart".into());
-        }
-        // Workers are threads started once; their count cannot follow a reload.
-        let (was, now) = (
-            current.config.config.worker_threads,
-            gateway.config.config.worker_threads,
-        );
-        if was != now {
-            let show = |n: Option<std::num::NonZeroUsize>| {
-                n.map_or("one per core".to_string(), |n| n.to_string())
-            };
-            return Err(format!(
-                "config.workerThreads changed ({} -> {}); the worker count is set at start and needs a restart",
-                show(was),
-                show(now)
-            ));
         }
         Ok(gateway)
     })

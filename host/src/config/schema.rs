@@ -40,6 +40,11 @@ pub struct Settings {
     /// pools; default one per core. Read at start only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker_threads: Option<std::num::NonZeroUsize>,
+    /// Plugin instances alive at once, across every route (the runtime's
+    /// pool of slots); default 1000. A request holds one per plugin that
+    /// looks at its answer while it waits on the upstream. Read at start only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin_instances: Option<std::num::NonZeroU32>,
     /// Largest request body buffered for plugins; larger bodies get 413.
     #[serde(default)]
     pub max_body_bytes: Option<usize>,

@@ -194,7 +194,7 @@ impl Drop for Abandon {
         tracing::debug!(target = %self.target.name, id = self.id, "telling the target a call was cancelled");
         match &*self.conn {
             Conn::Piped { tx, pending, .. } => {
-                pending.lock().unwrap().remove(&self.id);
+                pending.take(self.id);
                 // A full pipe means a stalled target: it gets no cancellation.
                 let _ = tx.try_send(msg.to_string());
             }
@@ -383,11 +383,11 @@ impl Target {
     ) -> Result<Value, RpcError> {
         match conn {
             Conn::Piped { tx, pending, .. } => {
-                let (reply_tx, reply_rx) = oneshot::channel();
-                pending.lock().unwrap().insert(id, reply_tx);
+                let down = || RpcError::internal(format!("target {} is down", self.name));
+                let reply_rx = pending.wait_for(id).ok_or_else(down)?;
                 if tx.send(msg.to_string()).await.is_err() {
-                    pending.lock().unwrap().remove(&id);
-                    return Err(RpcError::internal(format!("target {} is down", self.name)));
+                    pending.take(id);
+                    return Err(down());
                 }
                 reply_rx
                     .await
@@ -638,7 +638,7 @@ fn spawn_stdio(
     let stdout = child.stdout.take().expect("piped");
     let stderr = child.stderr.take().expect("piped");
     let (tx, mut rx) = mpsc::channel::<String>(64);
-    let pending: Pending = Arc::default();
+    let pending = Pending::default();
     tokio::spawn(async move {
         while let Some(line) = rx.recv().await {
             if stdin.write_all(line.as_bytes()).await.is_err()
@@ -669,7 +669,7 @@ fn spawn_stdio(
             on_message(msg, &reader_pending, &relay, &reply_tx).await;
         }
         // Fail whatever was waiting: the process is gone.
-        reader_pending.lock().unwrap().clear();
+        reader_pending.close();
     });
     let child = Arc::new(tokio::sync::Mutex::new(child));
     let exited = {
@@ -689,7 +689,43 @@ fn spawn_stdio(
     ))
 }
 
-type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>>;
+/// Calls waiting for their answer on a piped channel. Closed when the
+/// channel's reader ends: a call registered after that (it took the
+/// connection just before the process died) fails at once instead of
+/// waiting for an answer that cannot come.
+#[derive(Clone, Default)]
+struct Pending(Arc<Mutex<PendingCalls>>);
+
+#[derive(Default)]
+struct PendingCalls {
+    waiting: HashMap<u64, oneshot::Sender<Value>>,
+    closed: bool,
+}
+
+impl Pending {
+    /// Where call `id`'s answer will arrive; `None` once the channel is gone.
+    fn wait_for(&self, id: u64) -> Option<oneshot::Receiver<Value>> {
+        let mut calls = self.0.lock().unwrap();
+        if calls.closed {
+            return None;
+        }
+        let (tx, rx) = oneshot::channel();
+        calls.waiting.insert(id, tx);
+        Some(rx)
+    }
+
+    /// Stop waiting for `id`; its sender, if the answer has not come.
+    fn take(&self, id: u64) -> Option<oneshot::Sender<Value>> {
+        self.0.lock().unwrap().waiting.remove(&id)
+    }
+
+    /// The channel is gone: fail every waiting call, and any later one.
+    fn close(&self) {
+        let mut calls = self.0.lock().unwrap();
+        calls.closed = true;
+        calls.waiting.clear();
+    }
+}
 
 /// A message from a piped target: the answer to one of our calls, or the
 /// server's own (answered here if it is a ping, else relayed to clients).
@@ -697,10 +733,7 @@ async fn on_message(msg: Value, pending: &Pending, relay: &Relay, reply: &mpsc::
     let id = msg.get("id").cloned();
     match (msg.get("method"), id) {
         (None, Some(id)) => {
-            if let Some(tx) = id
-                .as_u64()
-                .and_then(|id| pending.lock().unwrap().remove(&id))
-            {
+            if let Some(tx) = id.as_u64().and_then(|id| pending.take(id)) {
                 let _ = tx.send(msg);
             }
         }
@@ -772,7 +805,7 @@ async fn open_sse(
         ),
     };
     let (tx, mut rx) = mpsc::channel::<String>(64);
-    let pending: Pending = Arc::default();
+    let pending = Pending::default();
     let writer_backend = backend.clone();
     let target = name.to_string();
     tokio::spawn(async move {
@@ -808,7 +841,7 @@ async fn open_sse(
                 backlog = handle(&mut events);
             }
         }
-        reader_pending.lock().unwrap().clear();
+        reader_pending.close();
     });
     Ok((
         Conn::Piped {
@@ -924,6 +957,18 @@ async fn http_post(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_call_registered_after_its_channel_closed_fails_at_once() {
+        let pending = Pending::default();
+        let early = pending.wait_for(1).expect("open channel");
+        // The process died: its reader closes the calls it was answering...
+        pending.close();
+        assert!(early.await.is_err(), "a waiting call is failed");
+        // ...and one that took the connection a moment too late gets no
+        // place to wait (it used to wait out the 60 s call timeout).
+        assert!(pending.wait_for(2).is_none());
+    }
 
     fn relay_with(
         calls: &[(u64, Option<Value>)],
