@@ -64,6 +64,15 @@ async fn post(c: &Http, url: &str, body: &str) -> (StatusCode, http::HeaderMap, 
     .await
 }
 
+/// `POST /reload` on the admin port: its status and body.
+async fn admin_reload(c: &Http, gw: &Gateway) -> (StatusCode, String) {
+    let req = Request::post(gw.admin_url("/reload"))
+        .body(Full::default())
+        .unwrap();
+    let (status, _, body) = send(c, req).await;
+    (status, body)
+}
+
 /// A route proxying everything to `upstream`, after `settings` (a `config:` block or "").
 fn proxy_to(upstream: std::net::SocketAddr, settings: &str) -> String {
     format!(
@@ -391,10 +400,7 @@ async fn file_changes_and_admin_reload_apply_the_new_config() {
     process::eventually(|| async { get(&c, &gw.url("/")).await.2 == "two-longer" }).await;
 
     gw.rewrite_config("binds:\n- port: 0\n  listeners:\n  - routes:\n    - policies: {directResponse: {body: three, staus: 201}}\n");
-    let req = Request::post(gw.admin_url("/reload"))
-        .body(Full::default())
-        .unwrap();
-    let (status, _, body) = send(&c, req).await;
+    let (status, body) = admin_reload(&c, &gw).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert!(
         body.contains("unknown field `staus`") && body.contains("did you mean `status`?"),
@@ -446,10 +452,7 @@ binds:
     let c = client();
     for version in 1..=3 {
         gw.rewrite_config(&config(version));
-        let req = Request::post(gw.admin_url("/reload"))
-            .body(Full::default())
-            .unwrap();
-        let (status, _, body) = send(&c, req).await;
+        let (status, body) = admin_reload(&c, &gw).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -512,10 +515,7 @@ async fn worker_threads_share_the_listener_and_all_drain_on_sigterm() {
     }
     // The worker count is fixed at start: a reload that changes it is refused.
     gw.rewrite_config(&proxy_to(upstream.addr, "config:\n  workerThreads: 2\n"));
-    let req = Request::post(gw.admin_url("/reload"))
-        .body(Full::default())
-        .unwrap();
-    let (status, _, body) = send(&client(), req).await;
+    let (status, body) = admin_reload(&client(), &gw).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert!(
         body.contains("config.workerThreads changed (3 -> 2)"),
@@ -586,10 +586,7 @@ async fn requests_waiting_on_the_upstream_hold_only_the_plugin_instances_they_ne
     );
     // The pool is sized at start: a reload that changes it is refused.
     gw.rewrite_config(&config(8));
-    let req = Request::post(gw.admin_url("/reload"))
-        .body(Full::default())
-        .unwrap();
-    let (status, _, body) = send(&client(), req).await;
+    let (status, body) = admin_reload(&client(), &gw).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert!(
         body.contains("config.pluginInstances changed (4 -> 8)"),

@@ -11,7 +11,7 @@ use wardgate::policy::bindings::{
 };
 use wardgate::policy::hooks::{OnHttpRequest, OnLlmRequest, OnMcpRequest};
 use wardgate::policy::{Chain, FailureKind, LoadErrorKind, Outcome, Verdict};
-use wardgate_tests::{context, engine, http_request, load, load_on, spec};
+use wardgate_tests::{context, engine, engine_with_slots, http_request, load, load_on, spec};
 
 fn chat(text: &str) -> LlmRequest {
     LlmRequest {
@@ -449,12 +449,7 @@ fn requests_waiting_on_the_upstream_hold_only_the_instances_they_still_need() {
     // A pool of 16 slots and 40 requests in flight at once (each waiting on
     // its upstream): a plugin with request hooks only hands its instance
     // back once the request's hooks are over, so one instance serves all.
-    let engine = wardgate::policy::PolicyEngine::new(wardgate::policy::EngineOptions {
-        max_instances: 16,
-        max_memory_mib: 256,
-        code_cache: std::env::var_os("WARDGATE_CODE_CACHE").map(Into::into),
-    })
-    .unwrap();
+    let engine = engine_with_slots(16);
     let noop = load(
         &engine,
         "name: noop\nsource: '{plugins}/testbed.wasm'\ngrants: [counters]\nconfig: {mode: noop}\nisolation: reuse",
@@ -490,12 +485,7 @@ fn prepared_fresh_instances_stay_isolated_and_never_starve_the_pool() {
     // A pool of 16 slots and ten snapshot plugins: if every plugin kept its
     // ready instances regardless, they alone would hold 20 slots and loading
     // or requests would fail for want of one.
-    let engine = wardgate::policy::PolicyEngine::new(wardgate::policy::EngineOptions {
-        max_instances: 16,
-        max_memory_mib: 256,
-        code_cache: std::env::var_os("WARDGATE_CODE_CACHE").map(Into::into),
-    })
-    .unwrap();
+    let engine = engine_with_slots(16);
     let chains: Vec<Chain> = (0..10)
         .map(|i| {
             chain_of(vec![load(

@@ -16,27 +16,39 @@ fn fixed_at_start(
     was: &config::schema::Settings,
     now: &config::schema::Settings,
 ) -> Result<(), String> {
-    if was.worker_threads != now.worker_threads {
-        let show = |n: Option<std::num::NonZeroUsize>| {
-            n.map_or("one per core".to_string(), |n| n.to_string())
-        };
-        return Err(format!(
-            "config.workerThreads changed ({} -> {}); the worker count is set at start and needs a restart",
-            show(was.worker_threads),
-            show(now.worker_threads)
-        ));
+    unchanged(
+        "workerThreads",
+        "the worker count",
+        "one per core",
+        was.worker_threads,
+        now.worker_threads,
+    )?;
+    unchanged(
+        "pluginInstances",
+        "the instance pool",
+        "the default",
+        was.plugin_instances,
+        now.plugin_instances,
+    )
+}
+
+/// A refusal naming `config.<key>` if it differs (unset shows as `default`).
+fn unchanged<T: PartialEq + std::fmt::Display>(
+    key: &str,
+    what: &str,
+    default: &str,
+    was: Option<T>,
+    now: Option<T>,
+) -> Result<(), String> {
+    if was == now {
+        return Ok(());
     }
-    if was.plugin_instances != now.plugin_instances {
-        let show = |n: Option<std::num::NonZeroU32>| {
-            n.map_or("the default".to_string(), |n| n.to_string())
-        };
-        return Err(format!(
-            "config.pluginInstances changed ({} -> {}); the instance pool is set at start and needs a restart",
-            show(was.plugin_instances),
-            show(now.plugin_instances)
-        ));
-    }
-    Ok(())
+    let show = |n: Option<T>| n.map_or(default.to_string(), |n| n.to_string());
+    Err(format!(
+        "config.{key} changed ({} -> {}); {what} is set at start and needs a restart",
+        show(was),
+        show(now)
+    ))
 }
 
 /// Rebuild from `path` and swap it in.

@@ -17,8 +17,13 @@ pub fn plugin_path(name: &str) -> PathBuf {
 /// compiled plugins between runs (a bench run otherwise spends its first
 /// minute compiling).
 pub fn engine() -> PolicyEngine {
+    engine_with_slots(64)
+}
+
+/// [`engine`] with a pool of `max_instances` slots, for tests that run it dry.
+pub fn engine_with_slots(max_instances: u32) -> PolicyEngine {
     PolicyEngine::new(EngineOptions {
-        max_instances: 64,
+        max_instances,
         max_memory_mib: 256,
         code_cache: std::env::var_os("WARDGATE_CODE_CACHE").map(Into::into),
     })

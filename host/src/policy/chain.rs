@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use super::bindings::{Denial, RequestContext};
 use super::error::{FailureKind, PluginFailure};
-use super::hooks::{Action, Hook};
+use super::hooks::{Action, Hook, answer_hooks};
 use super::instance::{Live, PreparedPlugin, classify};
 use super::spec::FailureMode;
 
@@ -130,14 +130,9 @@ impl ChainRun {
     /// running dry). A request hook called after this (a batch's next call)
     /// takes an instance again.
     pub fn request_phase_done(&mut self) {
-        use super::bindings::Hooks;
-        let answer_hooks = Hooks::HTTP_RESPONSE
-            | Hooks::LLM_RESPONSE
-            | Hooks::LLM_CHUNK
-            | Hooks::MCP_RESPONSE
-            | Hooks::MCP_LIST;
+        let answer = answer_hooks();
         for (plugin, slot) in self.plugins.iter().zip(self.live.iter_mut()) {
-            if !plugin.info.hooks.intersects(answer_hooks)
+            if !plugin.info.hooks.intersects(answer)
                 && let Some(live) = slot.take()
             {
                 plugin.release(live);

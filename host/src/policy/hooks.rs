@@ -62,6 +62,16 @@ pub const ALL_EXPORTS: [&str; 8] = [
     "on-mcp-response",
 ];
 
+/// The hooks that see the answer: a plugin with none of them is done with
+/// a request once the request's own hooks have run.
+pub fn answer_hooks() -> Hooks {
+    Hooks::HTTP_RESPONSE
+        | Hooks::LLM_RESPONSE
+        | Hooks::LLM_CHUNK
+        | Hooks::MCP_RESPONSE
+        | Hooks::MCP_LIST
+}
+
 macro_rules! hook {
     ($hook:ident, $flag:ident, $index:literal, $input:ty, $action:ident, $edit:ty, $apply:expr) => {
         pub struct $hook;
