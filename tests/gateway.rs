@@ -322,6 +322,33 @@ binds:
     }
 }
 
+#[test]
+fn every_example_config_validates() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/configs");
+    // The secrets the examples read from the environment.
+    let keys =
+        ["OPENAI_API_KEY", "ANTHROPIC_API_KEY", "PII_HASH_KEY"].map(|k| (k, "x".to_string()));
+    let mut checked = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let out = process::wardgate_env(&["validate", "-c", path.to_str().unwrap()], &keys);
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            checked.push(path.file_name().unwrap().to_string_lossy().into_owned());
+        }
+    }
+    checked.sort();
+    assert_eq!(
+        checked,
+        ["jwt-gateway.yaml", "llm-gateway.yaml", "mcp-gateway.yaml"]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validate_reports_file_line_path_and_suggestion() {
     let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/config");
