@@ -24,6 +24,7 @@ mod ratelimit;
 #[path = "gateway/tls.rs"]
 mod tls;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -320,6 +321,118 @@ binds:
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(json(&body)["body"], "x");
     }
+}
+
+/// An HTTP/1.1 upstream over raw sockets that counts its connections and,
+/// by path, ends them the ways real servers do: `/idle-close` answers and
+/// then closes (a keep-alive timeout), `/bye` answers with
+/// `Connection: close`, `/chunked` streams its body in chunks, `/slow`
+/// answers after 100 ms.
+struct RawUpstream {
+    addr: std::net::SocketAddr,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl RawUpstream {
+    async fn start() -> RawUpstream {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    loop {
+                        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                            let mut chunk = [0u8; 4096];
+                            match conn.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                            continue;
+                        };
+                        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                        buf.drain(..end + 4);
+                        let path = head.split(' ').nth(1).unwrap_or("/").to_string();
+                        let answer: &[u8] = match path.as_str() {
+                            "/bye" => b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 3\r\n\r\nbye",
+                            "/chunked" => b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\none\r\n3\r\ntwo\r\n0\r\n\r\n",
+                            _ => b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+                        };
+                        if path == "/slow" {
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        if conn.write_all(answer).await.is_err() {
+                            return;
+                        }
+                        if path == "/bye" || path == "/idle-close" {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        RawUpstream { addr, accepted }
+    }
+
+    fn connections(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_connections_are_reused_until_the_upstream_ends_them() {
+    let upstream = RawUpstream::start().await;
+    let gw = Gateway::start(&proxy_to(upstream.addr, "config:\n  workerThreads: 1\n")).await;
+    let c = client();
+    let ok = |(status, _, body): (StatusCode, http::HeaderMap, String)| {
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    };
+    // Sequential requests share one upstream connection, whatever the
+    // body's framing.
+    for path in ["/a", "/chunked", "/b", "/chunked", "/c"] {
+        ok(get(&c, &gw.url(path)).await);
+    }
+    assert_eq!(ok(get(&c, &gw.url("/chunked")).await), "onetwo");
+    assert_eq!(upstream.connections(), 1);
+    // The upstream closes an idle connection: the next request gets a
+    // new one and does not fail.
+    ok(get(&c, &gw.url("/idle-close")).await);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    for _ in 0..3 {
+        assert_eq!(ok(get(&c, &gw.url("/d")).await), "ok");
+    }
+    assert_eq!(upstream.connections(), 2);
+    // `Connection: close` is honoured (and not passed on to the client).
+    let (status, headers, body) = get(&c, &gw.url("/bye")).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "bye"));
+    assert!(
+        headers.get(http::header::CONNECTION).is_none(),
+        "{headers:?}"
+    );
+    ok(get(&c, &gw.url("/e")).await);
+    assert_eq!(upstream.connections(), 3);
+    // Concurrent requests each take a connection of their own, and all of
+    // them are idle again afterwards: a second burst opens none.
+    let burst = || {
+        let c = c.clone();
+        let url = gw.url("/slow");
+        async move {
+            let all = (0..8).map(|_| get(&c, &url));
+            for r in futures_util::future::join_all(all).await {
+                assert_eq!(r.0, StatusCode::OK);
+            }
+        }
+    };
+    burst().await;
+    // The one idle connection and seven new ones.
+    assert_eq!(upstream.connections(), 3 + 7);
+    burst().await;
+    assert_eq!(upstream.connections(), 3 + 7);
 }
 
 #[test]

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::auth::jwks::Fetcher;
 use crate::auth::jwt::JwtAuth;
+use crate::backend::h1pool::HostConns;
 use crate::backend::http::{HttpBackends, Transport};
 use crate::backend::llm::LlmBackend;
 use crate::backend::mcp::McpBackend;
@@ -106,21 +107,29 @@ pub struct RouteRuntime {
 #[derive(Clone)]
 pub struct WeightedBackend {
     pub target: HostPort,
+    /// `target` as text, for logs and error bodies.
+    pub name: Arc<str>,
     pub weight: u32,
     pub transport: Arc<Transport>,
     /// `target` as a URI authority, parsed once rather than per request;
     /// `None` if it is not one (forwarding then fails with a 502 naming it).
     pub authority: Option<http::uri::Authority>,
+    /// This host's HTTP/1.1 connections, when the transport keeps its own.
+    pub http1: Option<Arc<HostConns>>,
 }
 
 impl WeightedBackend {
     pub fn new(target: HostPort, weight: u32, transport: Arc<Transport>) -> Self {
-        let authority = target.to_string().parse().ok();
+        let name: Arc<str> = target.to_string().into();
+        let authority: Option<http::uri::Authority> = name.parse().ok();
+        let http1 = authority.as_ref().and_then(|a| transport.host(a));
         WeightedBackend {
             target,
+            name,
             weight,
             transport,
             authority,
+            http1,
         }
     }
 }

@@ -20,7 +20,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 
 use crate::auth::jwt::{self, Outcome as JwtOutcome};
-use crate::backend::http::{Body, BoxError, HttpBackends, UpstreamError};
+use crate::backend::http::{Body, BoxError, HttpBackends, UpstreamBody, UpstreamError};
 use crate::backend::llm::{self, LlmRequestIn, LlmTrace};
 use crate::backend::mcp::{self, McpRequestIn, McpTrace};
 use crate::gateway::{Gateway, RouteRuntime};
@@ -73,12 +73,37 @@ impl Shared {
         }
     }
 
-    fn request_id(&self) -> String {
-        format!(
-            "{:016x}{:08x}",
-            self.id_prefix,
-            self.next_id.fetch_add(1, Ordering::Relaxed)
-        )
+    /// 24 hex digits: this process's prefix, then a counter.
+    fn request_id(&self) -> HeaderValue {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut id = [0u8; 24];
+        for (i, b) in id[..16].iter_mut().enumerate() {
+            *b = HEX[(self.id_prefix >> (60 - 4 * i) & 0xf) as usize];
+        }
+        for (i, b) in id[16..].iter_mut().enumerate() {
+            *b = HEX[(n >> (28 - 4 * i) & 0xf) as usize];
+        }
+        HeaderValue::from_bytes(&id).expect("hex digits are a valid header value")
+    }
+}
+
+/// The client end of a connection, with the text every request from it
+/// needs made once.
+pub struct Peer {
+    pub addr: SocketAddr,
+    /// The client's IP, as `X-Forwarded-For` carries it.
+    forwarded_for: HeaderValue,
+}
+
+impl Peer {
+    pub fn new(addr: SocketAddr) -> Self {
+        let forwarded_for = HeaderValue::from_str(&addr.ip().to_string())
+            .expect("an IP address is a valid header value");
+        Peer {
+            addr,
+            forwarded_for,
+        }
     }
 }
 
@@ -86,7 +111,7 @@ impl Shared {
 #[derive(Default)]
 struct Trace {
     route: String,
-    upstream: Option<String>,
+    upstream: Option<Arc<str>>,
     decisions: Vec<Decision>,
     error: Option<String>,
 }
@@ -102,7 +127,7 @@ const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub async fn handle(
     shared: Arc<Shared>,
     bind: usize,
-    client: SocketAddr,
+    peer: Arc<Peer>,
     req: Request<Incoming>,
 ) -> Response<Body> {
     let started = Instant::now();
@@ -110,10 +135,10 @@ pub async fn handle(
     let request_id = req
         .headers()
         .get(&X_REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128)
-        .map(str::to_string)
+        .filter(|v| v.to_str().is_ok_and(|v| !v.is_empty() && v.len() <= 128))
+        .cloned()
         .unwrap_or_else(|| shared.request_id());
+    let client = peer.addr;
     // Cheap clones (shared bytes), for the access log.
     let method = req.method().clone();
     let uri = req.uri().clone();
@@ -123,20 +148,21 @@ pub async fn handle(
         shared.clone(),
         gateway,
         bind,
-        client,
+        peer,
         req,
         request_id.clone(),
         &mut trace,
     )
     .await;
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert(X_REQUEST_ID, v);
-    }
+    response
+        .headers_mut()
+        .insert(X_REQUEST_ID, request_id.clone());
+    let request_id = request_id.to_str().unwrap_or_default();
     let status = response.status().as_u16();
     let duration = started.elapsed();
     shared.metrics.record(&trace.route, status, duration);
     access_log::log(&AccessRecord {
-        request_id: &request_id,
+        request_id,
         client,
         method: method.as_str(),
         path: uri.path(),
@@ -156,12 +182,14 @@ async fn serve(
     shared: Arc<Shared>,
     gateway: Arc<Gateway>,
     bind: usize,
-    client: SocketAddr,
+    peer: Arc<Peer>,
     req: Request<Incoming>,
-    request_id: String,
+    request_id_header: HeaderValue,
     trace: &mut Trace,
 ) -> Response<Body> {
-    let request_id = request_id.as_str();
+    // Checked visible ASCII when made or taken from the client.
+    let request_id = request_id_header.to_str().unwrap_or_default();
+    let client = peer.addr;
     if !shared.ready.load(Ordering::Acquire) {
         trace.error = Some("not ready".into());
         return error_response(
@@ -251,11 +279,21 @@ async fn serve(
         // The token was for the gateway; upstreams get it only by passthrough.
         parts.headers.remove(http::header::AUTHORIZATION);
     }
-    let ctx = RequestContext {
-        route: route.name.clone(),
-        client_address: client.to_string(),
-        identity,
-        request_id: request_id.to_string(),
+    let ctx = if route.chain.plugins().is_empty() {
+        // Nothing reads it: spare the copies.
+        RequestContext {
+            route: String::new(),
+            client_address: String::new(),
+            identity: None,
+            request_id: String::new(),
+        }
+    } else {
+        RequestContext {
+            route: route.name.clone(),
+            client_address: client.to_string(),
+            identity,
+            request_id: request_id.to_string(),
+        }
     };
     let mut run = route.chain.start(ctx);
     let mut body: Body = body.map_err(box_err).boxed();
@@ -309,10 +347,10 @@ async fn serve(
             &[("route", &route.name)],
         );
     }
-    if let Ok(v) = HeaderValue::from_str(request_id) {
-        parts.headers.insert(X_REQUEST_ID, v);
-    }
-    append_forwarded_for(&mut parts.headers, client);
+    parts
+        .headers
+        .insert(X_REQUEST_ID, request_id_header.clone());
+    append_forwarded_for(&mut parts.headers, &peer);
 
     if let Some(llm) = route.llm.clone() {
         let body = match read_body(body, gateway.max_body).await {
@@ -332,7 +370,7 @@ async fn serve(
         // Boxed: inline, these large futures would make every request's
         // future (moved into hyper's dispatcher per request) as large.
         let response = Box::pin(llm::serve(shared.clone(), llm, input, &mut llm_trace)).await;
-        trace.upstream = llm_trace.upstream;
+        trace.upstream = llm_trace.upstream.map(Arc::from);
         trace.error = llm_trace
             .error
             .or(llm_trace.denied_by.map(|p| format!("denied by {p}")));
@@ -347,7 +385,7 @@ async fn serve(
         let mut mcp_trace = McpTrace::default();
         let input = McpRequestIn { parts, body, run };
         let response = Box::pin(mcp::serve(mcp, input, &mut mcp_trace)).await;
-        trace.upstream = mcp_trace.summary;
+        trace.upstream = mcp_trace.summary.map(Arc::from);
         trace.error = mcp_trace.error;
         trace.decisions = mcp_trace.decisions;
         return response;
@@ -454,7 +492,7 @@ async fn serve(
 type Deferred = Box<dyn FnOnce(&str) -> Response<Body> + Send>;
 
 enum Failed {
-    Upstream(UpstreamError, String),
+    Upstream(UpstreamError, Arc<str>),
     Body(Deferred),
 }
 
@@ -481,7 +519,7 @@ async fn send_upstream(
     parts: http::request::Parts,
     body: Body,
     max_body: usize,
-) -> Result<(Response<Incoming>, String), Failed> {
+) -> Result<(Response<UpstreamBody>, Arc<str>), Failed> {
     let timeout = match (route.request_timeout, route.backend_timeout) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
@@ -491,7 +529,7 @@ async fn send_upstream(
             .backends
             .pick(&route.backends)
             .expect("route has backends");
-        let upstream = backend.target.to_string();
+        let upstream = backend.name.clone();
         return match shared
             .backends
             .forward(backend, Request::from_parts(parts, body), timeout)
@@ -517,7 +555,7 @@ async fn send_with_retries(
     body: Body,
     max_body: usize,
     timeout: Option<std::time::Duration>,
-) -> Result<(Response<Incoming>, String), Failed> {
+) -> Result<(Response<UpstreamBody>, Arc<str>), Failed> {
     let bytes = read_body(body, max_body).await.map_err(Failed::Body)?;
     let safe = idempotent(&parts.method);
     let mut delay = retry
@@ -530,7 +568,7 @@ async fn send_with_retries(
             .backends
             .pick(&route.backends)
             .expect("route has backends");
-        let upstream = backend.target.to_string();
+        let upstream = backend.name.clone();
         let mut req = Request::new(full(bytes.clone()));
         *req.method_mut() = parts.method.clone();
         *req.uri_mut() = parts.uri.clone();
@@ -631,14 +669,14 @@ fn from_wit_headers(headers: &[bindings::Header]) -> HeaderMap {
     map
 }
 
-fn append_forwarded_for(headers: &mut HeaderMap, client: SocketAddr) {
-    let name = HeaderName::from_static("x-forwarded-for");
-    let value = match headers.get(&name).and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {}", client.ip()),
-        None => client.ip().to_string(),
+fn append_forwarded_for(headers: &mut HeaderMap, peer: &Peer) {
+    const NAME: HeaderName = HeaderName::from_static("x-forwarded-for");
+    let value = match headers.get(&NAME).and_then(|v| v.to_str().ok()) {
+        Some(prev) => HeaderValue::from_str(&format!("{prev}, {}", peer.addr.ip())),
+        None => Ok(peer.forwarded_for.clone()),
     };
-    if let Ok(v) = HeaderValue::from_str(&value) {
-        headers.insert(name, v);
+    if let Ok(v) = value {
+        headers.insert(NAME, v);
     }
 }
 
@@ -847,7 +885,7 @@ mod tests {
     fn a_request_future_stays_small() {
         fn size<F, Fut>(_: F) -> usize
         where
-            F: FnOnce(Arc<Shared>, usize, SocketAddr, Request<Incoming>) -> Fut,
+            F: FnOnce(Arc<Shared>, usize, Arc<Peer>, Request<Incoming>) -> Fut,
         {
             std::mem::size_of::<Fut>()
         }

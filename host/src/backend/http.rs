@@ -10,16 +10,17 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderName};
-use http::uri::{PathAndQuery, Scheme};
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
 use http_body_util::BodyExt;
 use http_body_util::combinators::BoxBody;
-use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
+pub use super::h1pool::UpstreamBody;
+use super::h1pool::{H1Connector, HostConns, SendError};
 use super::tls;
 use crate::config::schema::{BackendTls, HttpVersion};
 use crate::gateway::WeightedBackend;
@@ -47,34 +48,43 @@ impl UpstreamError {
     }
 }
 
-/// How to reach a backend: which clients (and so which pools) and scheme.
-pub struct Transport {
-    /// One client, so one connection pool, per worker and a last one for
-    /// every other thread: a worker's requests then reuse connections whose
-    /// tasks run on its own runtime (see [`crate::listener::workers`]).
-    pools: Box<[Pool]>,
+/// How to reach a backend: its connections and scheme.
+pub enum Transport {
+    /// HTTP/1.1 (plain, or TLS offering only it): this crate's own pool.
+    Http1(H1Connector),
+    /// HTTP/2, or TLS that may negotiate it: hyper-util's multiplexing
+    /// client, one per worker and a last one for every other thread, so a
+    /// worker's requests reuse connections whose tasks run on its own
+    /// runtime (see [`crate::listener::workers`]).
+    Multiplexed(Box<[Pool]>),
 }
 
-enum Pool {
+pub enum Pool {
     Plain(Client<HttpConnector, Body>),
     Tls(Client<HttpsConnector<HttpConnector>, Body>),
 }
 
 impl Transport {
-    fn new(workers: usize, make: impl Fn() -> Pool) -> Transport {
-        Transport {
-            pools: (0..=workers).map(|_| make()).collect(),
+    fn multiplexed(workers: usize, make: impl Fn() -> Pool) -> Transport {
+        Transport::Multiplexed((0..=workers).map(|_| make()).collect())
+    }
+
+    /// The idle lists of one upstream host, for HTTP/1.1 transports.
+    pub fn host(&self, authority: &Authority) -> Option<Arc<HostConns>> {
+        match self {
+            Transport::Http1(c) => Some(c.host(authority)),
+            Transport::Multiplexed(_) => None,
         }
     }
 
-    fn pool(&self) -> &Pool {
-        let last = self.pools.len() - 1;
+    fn pool(pools: &[Pool]) -> &Pool {
+        let last = pools.len() - 1;
         let i = crate::listener::workers::index().map_or(last, |w| w % last.max(1));
-        &self.pools[i]
+        &pools[i]
     }
 
-    fn scheme(&self) -> Scheme {
-        match self.pools[0] {
+    fn scheme(pools: &[Pool]) -> Scheme {
+        match pools[0] {
             Pool::Plain(_) => Scheme::HTTP,
             Pool::Tls(_) => Scheme::HTTPS,
         }
@@ -108,26 +118,41 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 ];
 
 pub fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
-    // One pass over the names is cheaper than eight hashed removals, and
-    // most messages carry none of these.
-    let present = headers
-        .keys()
-        .any(|k| HOP_BY_HOP.contains(k) || k == header::TRANSFER_ENCODING);
-    if !present {
+    // One pass over the names finds which are present; most messages carry
+    // none, or only `Connection: keep-alive`, and each removal hashes.
+    let mut present = 0u16;
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+            present |= 1 << i;
+        } else if name == header::TRANSFER_ENCODING {
+            present |= 1 << HOP_BY_HOP.len();
+        }
+    }
+    if present == 0 {
         return;
     }
-    // Headers named in Connection are hop-by-hop too.
+    // Headers named in Connection are hop-by-hop too (keep-alive and close
+    // are options, not names).
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .map(str::trim)
+        .filter(|n| !n.eq_ignore_ascii_case("keep-alive") && !n.eq_ignore_ascii_case("close"))
+        .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
         .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+    for name in &named {
         headers.remove(name);
     }
-    headers.remove(header::TRANSFER_ENCODING);
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
+        }
+    }
+    if present & (1 << HOP_BY_HOP.len()) != 0 {
+        headers.remove(header::TRANSFER_ENCODING);
+    }
 }
 
 fn client_builder(version: HttpVersion) -> hyper_util::client::legacy::Builder {
@@ -145,10 +170,11 @@ fn client_builder(version: HttpVersion) -> hyper_util::client::legacy::Builder {
 impl HttpBackends {
     /// `workers`: how many request-serving threads get a pool of their own.
     pub fn new(connect_timeout: Duration, workers: usize) -> Self {
-        let tcp = tcp_connector(connect_timeout);
-        let plain = Transport::new(workers, || {
-            Pool::Plain(client_builder(HttpVersion::Http1).build(tcp.clone()))
-        });
+        let plain = Transport::Http1(H1Connector::new(
+            tcp_connector(connect_timeout),
+            Scheme::HTTP,
+            workers + 1,
+        ));
         HttpBackends {
             connect_timeout,
             workers,
@@ -178,14 +204,18 @@ impl HttpBackends {
         }
         let tcp = tcp_connector(self.connect_timeout);
         let transport = match tls {
-            None => Transport::new(self.workers, || {
+            None => Transport::multiplexed(self.workers, || {
                 Pool::Plain(client_builder(version).build(tcp.clone()))
             }),
             Some(settings) => {
                 let connector = tls::connector(settings, version, tcp)?;
-                Transport::new(self.workers, || {
-                    Pool::Tls(client_builder(version).build(connector.clone()))
-                })
+                if version == HttpVersion::Http1 {
+                    Transport::Http1(H1Connector::new(connector, Scheme::HTTPS, self.workers + 1))
+                } else {
+                    Transport::multiplexed(self.workers, || {
+                        Pool::Tls(client_builder(version).build(connector.clone()))
+                    })
+                }
             }
         };
         let transport = Arc::new(transport);
@@ -216,7 +246,7 @@ impl HttpBackends {
         target: &WeightedBackend,
         req: Request<Body>,
         timeout: Option<Duration>,
-    ) -> Result<Response<Incoming>, UpstreamError> {
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
         forward_to(target, req, timeout).await
     }
 }
@@ -226,7 +256,7 @@ pub async fn forward_to(
     target: &WeightedBackend,
     mut req: Request<Body>,
     timeout: Option<Duration>,
-) -> Result<Response<Incoming>, UpstreamError> {
+) -> Result<Response<UpstreamBody>, UpstreamError> {
     let Some(authority) = target.authority.clone() else {
         let name = target.target.to_string();
         return Err(UpstreamError::Protocol(
@@ -234,39 +264,57 @@ pub async fn forward_to(
             "not a valid host:port".into(),
         ));
     };
-    let mut uri = http::uri::Parts::default();
-    uri.scheme = Some(target.transport.scheme());
-    uri.authority = Some(authority);
-    uri.path_and_query = Some(
-        req.uri()
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/")),
-    );
-    *req.uri_mut() = Uri::from_parts(uri)
-        .map_err(|e| UpstreamError::Protocol(target.target.to_string(), e.to_string()))?;
-    *req.version_mut() = http::Version::HTTP_11;
     strip_hop_by_hop(req.headers_mut());
     let call = async {
-        match target.transport.pool() {
-            Pool::Plain(c) => c.request(req).await,
-            Pool::Tls(c) => c.request(req).await,
+        match (&*target.transport, &target.http1) {
+            // Boxed, as hyper-util boxes its own: a smaller future for every request to move.
+            (_, Some(conns)) => Box::pin(conns.send(req)).await.map_err(|e| match e {
+                SendError::Connect(e) => {
+                    UpstreamError::Connect(target.target.to_string(), root_cause(&*e))
+                }
+                SendError::Exchange(e) => {
+                    UpstreamError::Protocol(target.target.to_string(), root_cause(&e))
+                }
+            }),
+            (Transport::Multiplexed(pools), None) => {
+                let mut uri = http::uri::Parts::default();
+                uri.scheme = Some(Transport::scheme(pools));
+                uri.authority = Some(authority);
+                uri.path_and_query = Some(
+                    req.uri()
+                        .path_and_query()
+                        .cloned()
+                        .unwrap_or_else(|| PathAndQuery::from_static("/")),
+                );
+                *req.uri_mut() = Uri::from_parts(uri).map_err(|e| {
+                    UpstreamError::Protocol(target.target.to_string(), e.to_string())
+                })?;
+                *req.version_mut() = http::Version::HTTP_11;
+                let sent = match Transport::pool(pools) {
+                    Pool::Plain(c) => c.request(req).await,
+                    Pool::Tls(c) => c.request(req).await,
+                };
+                sent.map(|r| r.map(UpstreamBody::from)).map_err(|e| {
+                    let name = target.target.to_string();
+                    if e.is_connect() {
+                        UpstreamError::Connect(name, root_cause(&e))
+                    } else {
+                        UpstreamError::Protocol(name, root_cause(&e))
+                    }
+                })
+            }
+            (Transport::Http1(_), None) => Err(UpstreamError::Protocol(
+                target.target.to_string(),
+                "no connections for this host".into(),
+            )),
         }
     };
-    let result = match timeout {
+    match timeout {
         Some(t) => tokio::time::timeout(t, call)
             .await
             .map_err(|_| UpstreamError::Timeout(target.target.to_string(), t))?,
         None => call.await,
-    };
-    result.map_err(|e| {
-        let name = target.target.to_string();
-        if e.is_connect() {
-            UpstreamError::Connect(name, root_cause(&e))
-        } else {
-            UpstreamError::Protocol(name, root_cause(&e))
-        }
-    })
+    }
 }
 
 /// Read what is left of an upstream body whose useful part was already
@@ -274,7 +322,7 @@ pub async fn forward_to(
 /// connection goes back to the pool: dropped unread, hyper closes it and the
 /// next call pays a new connection. Bounded in time and bytes: an upstream
 /// still talking is not waited for.
-pub async fn finish_reading(mut body: Incoming, within: Duration) {
+pub async fn finish_reading(mut body: UpstreamBody, within: Duration) {
     const MAX_BYTES: usize = 64 << 10;
     let drain = async {
         let mut read = 0;

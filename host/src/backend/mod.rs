@@ -1,6 +1,7 @@
 //! Where a route's traffic goes: plain and TLS HTTP upstreams ([`http`],
 //! [`tls`]). MCP and LLM backends come with their own modules.
 
+pub mod h1pool;
 pub mod http;
 pub mod llm;
 pub mod mcp;

@@ -104,9 +104,11 @@ pub async fn serve_connections(shared: Arc<Shared>, mut handed: mpsc::UnboundedR
         };
         let service = {
             let shared = shared.clone();
+            let client = Arc::new(proxy::Peer::new(peer));
             service_fn(move |req| {
                 let shared = shared.clone();
-                async move { Ok::<_, Infallible>(proxy::handle(shared, bind, peer, req).await) }
+                let client = client.clone();
+                async move { Ok::<_, Infallible>(proxy::handle(shared, bind, client, req).await) }
             })
         };
         // The acceptor of the config current at accept time, so a

@@ -8,8 +8,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::backend::http::UpstreamBody;
 use http::{Request, Response};
-use hyper::body::Incoming;
 
 use super::SendFailure;
 use super::api::Api;
@@ -122,7 +122,7 @@ impl Failover {
         candidates: &[(usize, Arc<Provider>)],
         timeout: Option<Duration>,
         build: impl Fn(&Provider) -> Request<Body>,
-    ) -> Result<(Arc<Provider>, Response<Incoming>), SendFailure> {
+    ) -> Result<(Arc<Provider>, Response<UpstreamBody>), SendFailure> {
         self.budget.request();
         let attempts = self.attempts.max(1);
         let mut pause = self.backoff;

@@ -17,11 +17,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::backend::http::UpstreamBody;
 use bytes::{Bytes, BytesMut};
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use serde_json::{Map, Value};
 
 use self::api::{Api, Flavor};
@@ -557,7 +557,7 @@ fn settle(
 }
 
 /// Read a whole body, allowing at most `idle` between two reads.
-async fn read_idle(mut body: Incoming, limit: usize, idle: Duration) -> Result<Bytes, String> {
+async fn read_idle(mut body: UpstreamBody, limit: usize, idle: Duration) -> Result<Bytes, String> {
     let mut buf = BytesMut::new();
     loop {
         match tokio::time::timeout(idle, body.frame()).await {
@@ -671,7 +671,7 @@ impl ChunkGuard for StreamGuard {
 /// they come, so each chunk leaves as soon as it is read.
 fn relay_body(
     shared: Arc<Shared>,
-    mut upstream: Incoming,
+    mut upstream: UpstreamBody,
     mut relay: StreamRelay,
     mut guard: StreamGuard,
     idle: Duration,
@@ -762,7 +762,7 @@ pub enum SendFailure {
     /// The last attempt failed before an answer.
     Upstream(UpstreamError, String),
     /// The last provider answered with an error status (429/5xx).
-    Status(Arc<Provider>, Response<Incoming>),
+    Status(Arc<Provider>, Response<UpstreamBody>),
 }
 
 impl SendFailure {

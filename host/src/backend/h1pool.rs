@@ -1,0 +1,340 @@
+//! HTTP/1.1 upstream connections, kept per upstream host and per worker.
+//!
+//! hyper-util's pooled client costs, per request, a hashed lookup of the
+//! pool key, a connect future built and dropped unused, and (for any
+//! response with a body) a spawned task that waits for the connection to be
+//! free again. Here a backend holds its host's idle lists directly (looked
+//! up once, when the config is built), and the response body hands its
+//! connection back as it ends. HTTP/2 and TLS that may negotiate it stay on
+//! hyper-util's client, which multiplexes.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::HOST;
+use http::uri::{Authority, Scheme};
+use http::{HeaderValue, Method, Request, Response, Uri};
+use hyper::body::{Frame, Incoming, SizeHint};
+use hyper::client::conn::http1::{self, SendRequest};
+use tower_service::Service;
+
+use super::http::{Body, BoxError};
+
+/// Idle connections older than this are closed rather than reused.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// Idle connections kept per host and worker; more are closed.
+const MAX_IDLE: usize = 256;
+/// Pooled connections tried for one request before a new one is opened
+/// (each failed only because its upstream had closed it while idle).
+const STALE_TRIES: usize = 4;
+
+/// A connection's byte stream, whatever the connector (TCP, TLS) made.
+pub trait Io: hyper::rt::Read + hyper::rt::Write + Unpin + Send {}
+impl<T: hyper::rt::Read + hyper::rt::Write + Unpin + Send> Io for T {}
+
+type Connecting = Pin<Box<dyn Future<Output = Result<Box<dyn Io>, BoxError>> + Send>>;
+type Connect = Arc<dyn Fn(Uri) -> Connecting + Send + Sync>;
+
+/// Opens connections for one transport (plain TCP, or TLS offering only
+/// HTTP/1.1) and interns the per-host idle lists, so that a reloaded config
+/// finds its hosts' warm connections.
+pub struct H1Connector {
+    connect: Connect,
+    scheme: Scheme,
+    slots: usize,
+    hosts: Mutex<HashMap<Authority, Arc<HostConns>>>,
+}
+
+impl H1Connector {
+    /// `slots`: one idle list per worker, plus one for every other thread.
+    pub fn new<C>(connector: C, scheme: Scheme, slots: usize) -> Self
+    where
+        C: Service<Uri> + Clone + Send + Sync + 'static,
+        C::Response: Io + 'static,
+        C::Error: Into<BoxError>,
+        C::Future: Send + 'static,
+    {
+        let connect: Connect = Arc::new(move |uri| {
+            let mut connector = connector.clone();
+            Box::pin(async move {
+                let io = connector.call(uri).await.map_err(Into::into)?;
+                Ok(Box::new(io) as Box<dyn Io>)
+            })
+        });
+        H1Connector {
+            connect,
+            scheme,
+            slots,
+            hosts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn host(&self, authority: &Authority) -> Arc<HostConns> {
+        let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
+        hosts
+            .entry(authority.clone())
+            .or_insert_with(|| Arc::new(HostConns::new(self, authority)))
+            .clone()
+    }
+}
+
+/// Connections to one `host:port`.
+pub struct HostConns {
+    connect: Connect,
+    address: Uri,
+    /// Sent when a request carries no Host (an HTTP/2 client's request).
+    host_header: Option<HeaderValue>,
+    idle: Box<[Mutex<VecDeque<IdleConn>>]>,
+}
+
+struct IdleConn {
+    sender: SendRequest<Body>,
+    since: Instant,
+}
+
+/// Why a request got no response.
+pub enum SendError {
+    /// No connection could be opened; nothing was sent.
+    Connect(BoxError),
+    /// The exchange failed once the request was on its way.
+    Exchange(hyper::Error),
+}
+
+impl HostConns {
+    fn new(connector: &H1Connector, authority: &Authority) -> Self {
+        let address = Uri::builder()
+            .scheme(connector.scheme.clone())
+            .authority(authority.clone())
+            .path_and_query("/")
+            .build()
+            .expect("scheme and authority make a URI");
+        let default_port = if connector.scheme == Scheme::HTTPS {
+            443
+        } else {
+            80
+        };
+        let host = match authority.port_u16() {
+            Some(port) if port != default_port => authority.as_str(),
+            _ => authority.host(),
+        };
+        HostConns {
+            connect: connector.connect.clone(),
+            address,
+            host_header: HeaderValue::from_str(host).ok(),
+            idle: (0..connector.slots)
+                .map(|_| Mutex::new(VecDeque::new()))
+                .collect(),
+        }
+    }
+
+    fn slot(&self) -> usize {
+        let last = self.idle.len() - 1;
+        crate::listener::workers::index().map_or(last, |w| w % last.max(1))
+    }
+
+    /// Send `req` on an idle connection of this worker, else a new one.
+    pub async fn send(
+        self: &Arc<Self>,
+        mut req: Request<Body>,
+    ) -> Result<Response<UpstreamBody>, SendError> {
+        self.prepare(&mut req);
+        let slot = self.slot();
+        let mut stale = 0;
+        loop {
+            let idle = if stale < STALE_TRIES {
+                self.take_idle(slot)
+            } else {
+                None
+            };
+            let (mut sender, fresh) = match idle {
+                Some(sender) => (sender, false),
+                // Boxed: rare, and it would make every request's future larger.
+                _ => (
+                    Box::pin(self.open()).await.map_err(SendError::Connect)?,
+                    true,
+                ),
+            };
+            if let Err(e) = sender.ready().await {
+                if fresh {
+                    return Err(SendError::Exchange(e));
+                }
+                stale += 1;
+                continue;
+            }
+            match sender.try_send_request(req).await {
+                Ok(resp) => return Ok(self.returning(resp, sender, slot)),
+                Err(mut e) => match e.take_message() {
+                    // Not sent: the upstream had closed this idle
+                    // connection. The next one gets the request.
+                    Some(back) if !fresh => {
+                        req = back;
+                        stale += 1;
+                    }
+                    _ => return Err(SendError::Exchange(e.into_error())),
+                },
+            }
+        }
+    }
+
+    /// What hyper-util's client does to a request for an HTTP/1.1 upstream:
+    /// origin-form target, and a Host when the client sent none.
+    fn prepare(&self, req: &mut Request<Body>) {
+        if req.method() == Method::CONNECT {
+            if let Some(authority) = self.address.authority() {
+                *req.uri_mut() = Uri::from(authority.clone());
+            }
+        } else if req.uri().scheme().is_some() || req.uri().authority().is_some() {
+            let target = req
+                .uri()
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+            *req.uri_mut() = Uri::from(target);
+        }
+        *req.version_mut() = http::Version::HTTP_11;
+        if let Some(host) = &self.host_header {
+            req.headers_mut()
+                .entry(HOST)
+                .or_insert_with(|| host.clone());
+        }
+    }
+
+    fn take_idle(&self, slot: usize) -> Option<SendRequest<Body>> {
+        let mut idle = self.idle[slot].lock().unwrap_or_else(|p| p.into_inner());
+        while let Some(conn) = idle.pop_back() {
+            if !conn.sender.is_closed() {
+                return Some(conn.sender);
+            }
+        }
+        None
+    }
+
+    fn give_back(&self, sender: SendRequest<Body>, slot: usize) {
+        if sender.is_closed() {
+            return;
+        }
+        let now = Instant::now();
+        let mut idle = self.idle[slot].lock().unwrap_or_else(|p| p.into_inner());
+        // Oldest first: drop what sat unused too long (the upstream is
+        // likely to close it soon anyway), and keep the list bounded.
+        while idle
+            .front()
+            .is_some_and(|c| now.duration_since(c.since) > IDLE_TIMEOUT)
+        {
+            idle.pop_front();
+        }
+        if idle.len() < MAX_IDLE {
+            idle.push_back(IdleConn { sender, since: now });
+        }
+    }
+
+    async fn open(&self) -> Result<SendRequest<Body>, BoxError> {
+        let io = (self.connect)(self.address.clone()).await?;
+        let (sender, conn) = http1::Builder::new().handshake(io).await?;
+        // On the caller's runtime: a worker's connections are driven by that
+        // worker, which is the one that reuses them.
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!("upstream connection ended: {e}");
+            }
+        });
+        Ok(sender)
+    }
+
+    fn returning(
+        self: &Arc<Self>,
+        resp: Response<Incoming>,
+        sender: SendRequest<Body>,
+        slot: usize,
+    ) -> Response<UpstreamBody> {
+        resp.map(|body| {
+            let mut body = UpstreamBody {
+                inner: body,
+                home: Some(Home {
+                    conns: self.clone(),
+                    sender,
+                    slot,
+                }),
+            };
+            body.home_if_done();
+            body
+        })
+    }
+}
+
+/// Where a connection goes back to once its response has been read.
+struct Home {
+    conns: Arc<HostConns>,
+    sender: SendRequest<Body>,
+    slot: usize,
+}
+
+/// An upstream response body. Read to its end, it returns its connection
+/// to the idle list; dropped earlier, the connection is closed (hyper
+/// cannot reuse a connection with unread response bytes).
+pub struct UpstreamBody {
+    inner: Incoming,
+    home: Option<Home>,
+}
+
+impl From<Incoming> for UpstreamBody {
+    /// A body whose connection some other pool looks after.
+    fn from(inner: Incoming) -> Self {
+        UpstreamBody { inner, home: None }
+    }
+}
+
+impl UpstreamBody {
+    fn home_if_done(&mut self) {
+        if hyper::body::Body::is_end_stream(&self.inner)
+            && let Some(home) = self.home.take()
+        {
+            home.conns.give_back(home.sender, home.slot);
+        }
+    }
+}
+
+impl hyper::body::Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(_))) => self.home_if_done(),
+            Poll::Ready(None) => {
+                if let Some(home) = self.home.take() {
+                    home.conns.give_back(home.sender, home.slot);
+                }
+            }
+            // A broken exchange: its connection is not reused.
+            Poll::Ready(Some(Err(_))) => self.home = None,
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for UpstreamBody {
+    fn drop(&mut self) {
+        // A reader that stops at `is_end_stream` (hyper's server does) never
+        // polls for the end itself.
+        self.home_if_done();
+    }
+}
