@@ -166,6 +166,7 @@ async fn serve(config: Config, path: Option<PathBuf>, loaded: reload::Stamp) -> 
     let engine = Arc::new(PolicyEngine::new(engine_options(&config.config))?);
     let workers = listener::workers::count(config.config.worker_threads);
     let backends = Arc::new(HttpBackends::new(Duration::from_secs(10), workers));
+    backends.sweep_idle(Duration::from_secs(30));
     let built = {
         let engine = engine.clone();
         let backends = backends.clone();

@@ -47,6 +47,7 @@ pub struct H1Connector {
     connect: Connect,
     scheme: Scheme,
     slots: usize,
+    idle_timeout: Duration,
     hosts: Mutex<HashMap<Authority, Arc<HostConns>>>,
 }
 
@@ -70,7 +71,23 @@ impl H1Connector {
             connect,
             scheme,
             slots,
+            idle_timeout: IDLE_TIMEOUT,
             hosts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Close idle connections past [`IDLE_TIMEOUT`], and forget hosts no
+    /// config uses any more (with their idle connections). Give-backs expire
+    /// their own list; this reaches the lists nobody touches again.
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
+        hosts.retain(|_, conns| Arc::strong_count(conns) > 1);
+        for conns in hosts.values() {
+            for slot in conns.idle.iter() {
+                let mut idle = slot.lock().unwrap_or_else(|p| p.into_inner());
+                expire(&mut idle, now, conns.idle_timeout);
+            }
         }
     }
 
@@ -89,6 +106,7 @@ pub struct HostConns {
     address: Uri,
     /// Sent when a request carries no Host (an HTTP/2 client's request).
     host_header: Option<HeaderValue>,
+    idle_timeout: Duration,
     idle: Box<[Mutex<VecDeque<IdleConn>>]>,
 }
 
@@ -126,6 +144,7 @@ impl HostConns {
             connect: connector.connect.clone(),
             address,
             host_header: HeaderValue::from_str(host).ok(),
+            idle_timeout: connector.idle_timeout,
             idle: (0..connector.slots)
                 .map(|_| Mutex::new(VecDeque::new()))
                 .collect(),
@@ -220,14 +239,7 @@ impl HostConns {
         }
         let now = Instant::now();
         let mut idle = self.idle[slot].lock().unwrap_or_else(|p| p.into_inner());
-        // Oldest first: drop what sat unused too long (the upstream is
-        // likely to close it soon anyway), and keep the list bounded.
-        while idle
-            .front()
-            .is_some_and(|c| now.duration_since(c.since) > IDLE_TIMEOUT)
-        {
-            idle.pop_front();
-        }
+        expire(&mut idle, now, self.idle_timeout);
         if idle.len() < MAX_IDLE {
             idle.push_back(IdleConn { sender, since: now });
         }
@@ -264,6 +276,17 @@ impl HostConns {
             body.home_if_done();
             body
         })
+    }
+}
+
+/// Drop, oldest first, what sat unused too long (the upstream is likely to
+/// close it soon anyway).
+fn expire(idle: &mut VecDeque<IdleConn>, now: Instant, timeout: Duration) {
+    while idle
+        .front()
+        .is_some_and(|c| now.duration_since(c.since) > timeout)
+    {
+        idle.pop_front();
     }
 }
 
@@ -336,5 +359,97 @@ impl Drop for UpstreamBody {
         // A reader that stops at `is_end_stream` (hyper's server does) never
         // polls for the end itself.
         self.home_if_done();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// An upstream that answers every request on a connection with `ok`
+    /// and reports when a connection ends.
+    async fn upstream() -> (
+        std::net::SocketAddr,
+        tokio::sync::mpsc::UnboundedReceiver<()>,
+    ) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (ended, ends) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let ended = ended.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = conn.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if conn.write_all(answer).await.is_err() {
+                            break;
+                        }
+                    }
+                    let _ = ended.send(());
+                });
+            }
+        });
+        (addr, ends)
+    }
+
+    fn connector(idle_timeout: Duration) -> H1Connector {
+        let mut tcp = hyper_util::client::legacy::connect::HttpConnector::new();
+        tcp.enforce_http(false);
+        let mut c = H1Connector::new(tcp, Scheme::HTTP, 1);
+        c.idle_timeout = idle_timeout;
+        c
+    }
+
+    async fn get(conns: &Arc<HostConns>) {
+        let req = Request::get("/")
+            .body(crate::proxy::full(Bytes::new()))
+            .unwrap();
+        let resp = conns.send(req).await.ok().expect("upstream answers");
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"ok");
+    }
+
+    fn idle(conns: &HostConns) -> usize {
+        conns.idle[0].lock().unwrap().len()
+    }
+
+    #[tokio::test]
+    async fn idle_connections_expire_and_unused_hosts_are_forgotten() {
+        let (addr, mut ends) = upstream().await;
+        let authority: Authority = addr.to_string().parse().unwrap();
+        let pool = connector(Duration::from_millis(50));
+        let conns = pool.host(&authority);
+        get(&conns).await;
+        get(&conns).await;
+        assert_eq!(idle(&conns), 1, "one connection, back in the list");
+
+        // Within the timeout a sweep keeps it; past it the sweep closes it.
+        pool.sweep();
+        assert_eq!(idle(&conns), 1);
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        pool.sweep();
+        assert_eq!(idle(&conns), 0);
+        tokio::time::timeout(Duration::from_secs(5), ends.recv())
+            .await
+            .expect("the upstream sees the connection end");
+
+        // A host the config no longer names goes, with its connections.
+        let pool = connector(Duration::from_secs(60));
+        let conns = pool.host(&authority);
+        get(&conns).await;
+        pool.sweep();
+        assert_eq!(idle(&conns), 1, "a host in use keeps its connections");
+        drop(conns);
+        pool.sweep();
+        assert!(pool.hosts.lock().unwrap().is_empty());
+        tokio::time::timeout(Duration::from_secs(5), ends.recv())
+            .await
+            .expect("the forgotten host's connection ends");
     }
 }

@@ -223,6 +223,34 @@ impl HttpBackends {
         Ok(transport)
     }
 
+    /// Expire idle HTTP/1.1 connections every `every`, for as long as these
+    /// clients exist.
+    pub fn sweep_idle(self: &Arc<Self>, every: Duration) {
+        let clients = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(clients) = clients.upgrade() else {
+                    return;
+                };
+                let others: Vec<_> = clients
+                    .others
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .values()
+                    .cloned()
+                    .collect();
+                for transport in std::iter::once(&clients.plain).chain(&others) {
+                    if let Transport::Http1(connector) = &**transport {
+                        connector.sweep();
+                    }
+                }
+            }
+        });
+    }
+
     /// Weighted round robin over the route's backends.
     pub fn pick<'a>(&self, backends: &'a [WeightedBackend]) -> Option<&'a WeightedBackend> {
         let total: u64 = backends.iter().map(|b| b.weight as u64).sum();
