@@ -91,6 +91,7 @@ impl H1Connector {
         }
     }
 
+    /// The connections of `authority`, made on first use.
     pub fn host(&self, authority: &Authority) -> Arc<HostConns> {
         let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
         hosts
