@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use crate::auth::jwks::Fetcher;
 use crate::auth::jwt::JwtAuth;
-use crate::backend::h1pool::HostConns;
-use crate::backend::http::{HttpBackends, Transport};
+use crate::backend::http::{HttpBackends, Transport, Upstream};
 use crate::backend::llm::LlmBackend;
 use crate::backend::mcp::McpBackend;
 use crate::backend::mcp::session::Sealer;
@@ -110,26 +109,20 @@ pub struct WeightedBackend {
     /// `target` as text, for logs and error bodies.
     pub name: Arc<str>,
     pub weight: u32,
-    pub transport: Arc<Transport>,
-    /// `target` as a URI authority, parsed once rather than per request;
-    /// `None` if it is not one (forwarding then fails with a 502 naming it).
-    pub authority: Option<http::uri::Authority>,
-    /// This host's HTTP/1.1 connections, when the transport keeps its own.
-    pub http1: Option<Arc<HostConns>>,
+    /// How to reach `target`, settled once rather than per request; `None`
+    /// if it is not a URI authority (forwarding then fails with a 502 naming it).
+    pub upstream: Option<Upstream>,
 }
 
 impl WeightedBackend {
-    pub fn new(target: HostPort, weight: u32, transport: Arc<Transport>) -> Self {
+    pub fn new(target: HostPort, weight: u32, transport: &Transport) -> Self {
         let name: Arc<str> = target.to_string().into();
-        let authority: Option<http::uri::Authority> = name.parse().ok();
-        let http1 = authority.as_ref().and_then(|a| transport.host(a));
+        let upstream = name.parse().ok().map(|a| transport.upstream(a));
         WeightedBackend {
             target,
             name,
             weight,
-            transport,
-            authority,
-            http1,
+            upstream,
         }
     }
 }
@@ -504,7 +497,7 @@ fn build_route(
             backends.push(WeightedBackend::new(
                 target.clone(),
                 backend.weight,
-                transport.clone(),
+                &transport,
             ));
         }
     }

@@ -279,23 +279,12 @@ async fn serve(
         // The token was for the gateway; upstreams get it only by passthrough.
         parts.headers.remove(http::header::AUTHORIZATION);
     }
-    let ctx = if route.chain.plugins().is_empty() {
-        // Nothing reads it: spare the copies.
-        RequestContext {
-            route: String::new(),
-            client_address: String::new(),
-            identity: None,
-            request_id: String::new(),
-        }
-    } else {
-        RequestContext {
-            route: route.name.clone(),
-            client_address: client.to_string(),
-            identity,
-            request_id: request_id.to_string(),
-        }
-    };
-    let mut run = route.chain.start(ctx);
+    let mut run = route.chain.start_with(|| RequestContext {
+        route: route.name.clone(),
+        client_address: client.to_string(),
+        identity,
+        request_id: request_id.to_string(),
+    });
     let mut body: Body = body.map_err(box_err).boxed();
 
     if route.buffer_request {

@@ -314,11 +314,15 @@ impl From<Incoming> for UpstreamBody {
 }
 
 impl UpstreamBody {
-    fn home_if_done(&mut self) {
-        if hyper::body::Body::is_end_stream(&self.inner)
-            && let Some(home) = self.home.take()
-        {
+    fn go_home(&mut self) {
+        if let Some(home) = self.home.take() {
             home.conns.give_back(home.sender, home.slot);
+        }
+    }
+
+    fn home_if_done(&mut self) {
+        if hyper::body::Body::is_end_stream(&self.inner) {
+            self.go_home();
         }
     }
 }
@@ -334,11 +338,7 @@ impl hyper::body::Body for UpstreamBody {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(_))) => self.home_if_done(),
-            Poll::Ready(None) => {
-                if let Some(home) = self.home.take() {
-                    home.conns.give_back(home.sender, home.slot);
-                }
-            }
+            Poll::Ready(None) => self.go_home(),
             // A broken exchange: its connection is not reused.
             Poll::Ready(Some(Err(_))) => self.home = None,
             Poll::Pending => {}

@@ -56,7 +56,19 @@ pub enum Transport {
     /// client, one per worker and a last one for every other thread, so a
     /// worker's requests reuse connections whose tasks run on its own
     /// runtime (see [`crate::listener::workers`]).
-    Multiplexed(Box<[Pool]>),
+    Multiplexed(Arc<[Pool]>),
+}
+
+/// How one backend reaches its `host:port`, settled when the config is built.
+#[derive(Clone)]
+pub enum Upstream {
+    /// HTTP/1.1: the host's own idle connections.
+    Http1(Arc<HostConns>),
+    /// hyper-util's clients, which find the host from the request's URI.
+    Multiplexed {
+        pools: Arc<[Pool]>,
+        authority: Authority,
+    },
 }
 
 pub enum Pool {
@@ -66,14 +78,17 @@ pub enum Pool {
 
 impl Transport {
     fn multiplexed(workers: usize, make: impl Fn() -> Pool) -> Transport {
-        Transport::Multiplexed((0..=workers).map(|_| make()).collect())
+        Transport::Multiplexed((0..=workers).map(|_| make()).collect::<Vec<_>>().into())
     }
 
-    /// The idle lists of one upstream host, for HTTP/1.1 transports.
-    pub fn host(&self, authority: &Authority) -> Option<Arc<HostConns>> {
+    /// How a backend at `authority` is reached over this transport.
+    pub fn upstream(&self, authority: Authority) -> Upstream {
         match self {
-            Transport::Http1(c) => Some(c.host(authority)),
-            Transport::Multiplexed(_) => None,
+            Transport::Http1(c) => Upstream::Http1(c.host(&authority)),
+            Transport::Multiplexed(pools) => Upstream::Multiplexed {
+                pools: pools.clone(),
+                authority,
+            },
         }
     }
 
@@ -285,62 +300,52 @@ pub async fn forward_to(
     mut req: Request<Body>,
     timeout: Option<Duration>,
 ) -> Result<Response<UpstreamBody>, UpstreamError> {
-    let Some(authority) = target.authority.clone() else {
-        let name = target.target.to_string();
+    let name = || target.name.to_string();
+    let Some(upstream) = &target.upstream else {
         return Err(UpstreamError::Protocol(
-            name,
+            name(),
             "not a valid host:port".into(),
         ));
     };
     strip_hop_by_hop(req.headers_mut());
     let call = async {
-        match (&*target.transport, &target.http1) {
+        match upstream {
             // Boxed, as hyper-util boxes its own: a smaller future for every request to move.
-            (_, Some(conns)) => Box::pin(conns.send(req)).await.map_err(|e| match e {
-                SendError::Connect(e) => {
-                    UpstreamError::Connect(target.target.to_string(), root_cause(&*e))
-                }
-                SendError::Exchange(e) => {
-                    UpstreamError::Protocol(target.target.to_string(), root_cause(&e))
-                }
+            Upstream::Http1(conns) => Box::pin(conns.send(req)).await.map_err(|e| match e {
+                SendError::Connect(e) => UpstreamError::Connect(name(), root_cause(&*e)),
+                SendError::Exchange(e) => UpstreamError::Protocol(name(), root_cause(&e)),
             }),
-            (Transport::Multiplexed(pools), None) => {
+            Upstream::Multiplexed { pools, authority } => {
                 let mut uri = http::uri::Parts::default();
                 uri.scheme = Some(Transport::scheme(pools));
-                uri.authority = Some(authority);
+                uri.authority = Some(authority.clone());
                 uri.path_and_query = Some(
                     req.uri()
                         .path_and_query()
                         .cloned()
                         .unwrap_or_else(|| PathAndQuery::from_static("/")),
                 );
-                *req.uri_mut() = Uri::from_parts(uri).map_err(|e| {
-                    UpstreamError::Protocol(target.target.to_string(), e.to_string())
-                })?;
+                *req.uri_mut() = Uri::from_parts(uri)
+                    .map_err(|e| UpstreamError::Protocol(name(), e.to_string()))?;
                 *req.version_mut() = http::Version::HTTP_11;
                 let sent = match Transport::pool(pools) {
                     Pool::Plain(c) => c.request(req).await,
                     Pool::Tls(c) => c.request(req).await,
                 };
                 sent.map(|r| r.map(UpstreamBody::from)).map_err(|e| {
-                    let name = target.target.to_string();
                     if e.is_connect() {
-                        UpstreamError::Connect(name, root_cause(&e))
+                        UpstreamError::Connect(name(), root_cause(&e))
                     } else {
-                        UpstreamError::Protocol(name, root_cause(&e))
+                        UpstreamError::Protocol(name(), root_cause(&e))
                     }
                 })
             }
-            (Transport::Http1(_), None) => Err(UpstreamError::Protocol(
-                target.target.to_string(),
-                "no connections for this host".into(),
-            )),
         }
     };
     match timeout {
         Some(t) => tokio::time::timeout(t, call)
             .await
-            .map_err(|_| UpstreamError::Timeout(target.target.to_string(), t))?,
+            .map_err(|_| UpstreamError::Timeout(name(), t))?,
         None => call.await,
     }
 }

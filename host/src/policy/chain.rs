@@ -38,6 +38,22 @@ impl Chain {
 
     /// Start running this chain for one request.
     pub fn start(&self, ctx: RequestContext) -> ChainRun {
+        self.start_with(|| ctx)
+    }
+
+    /// [`Chain::start`], making the context only if some plugin will read
+    /// it: a request on a route without plugins spares its copies.
+    pub fn start_with(&self, ctx: impl FnOnce() -> RequestContext) -> ChainRun {
+        let ctx = if self.plugins.is_empty() {
+            RequestContext {
+                route: String::new(),
+                client_address: String::new(),
+                identity: None,
+                request_id: String::new(),
+            }
+        } else {
+            ctx()
+        };
         ChainRun {
             plugins: self.plugins.clone(),
             ctx,

@@ -168,7 +168,7 @@ impl Provider {
             name: named.name.clone(),
             family,
             flavor,
-            upstream: WeightedBackend::new(at.target, 1, transport),
+            upstream: WeightedBackend::new(at.target, 1, &transport),
             base_path: at.base_path,
             path_override: named.path_override.clone(),
             model: params.model.clone(),

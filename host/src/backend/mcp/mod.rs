@@ -114,7 +114,7 @@ impl McpBackend {
                     let transport = clients
                         .transport(tls.then(Default::default).as_ref(), HttpVersion::default())
                         .map_err(|e| (format!("{at}.{field}"), e))?;
-                    let backend = WeightedBackend::new(target, 1, transport);
+                    let backend = WeightedBackend::new(target, 1, &transport);
                     if legacy {
                         Reach::Sse { backend, path }
                     } else {
