@@ -356,11 +356,34 @@ impl RawUpstream {
                         };
                         let head = String::from_utf8_lossy(&buf[..end]).into_owned();
                         buf.drain(..end + 4);
+                        // A request body is read and dropped.
+                        let length = head
+                            .lines()
+                            .filter_map(|l| l.split_once(':'))
+                            .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
+                            .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        while buf.len() < length {
+                            let mut chunk = [0u8; 4096];
+                            match conn.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        buf.drain(..length);
                         let path = head.split(' ').nth(1).unwrap_or("/").to_string();
                         let answer: &[u8] = match path.as_str() {
                             "/bye" => b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 3\r\n\r\nbye",
                             "/chunked" => b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\none\r\n3\r\ntwo\r\n0\r\n\r\n",
                             _ => b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+                        };
+                        // The answer to a HEAD is the head alone.
+                        let answer = match head.starts_with("HEAD ") {
+                            true => {
+                                &answer[..answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap()
+                                    + 4]
+                            }
+                            false => answer,
                         };
                         if path == "/slow" {
                             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -433,6 +456,19 @@ async fn upstream_connections_are_reused_until_the_upstream_ends_them() {
     assert_eq!(upstream.connections(), 3 + 7);
     burst().await;
     assert_eq!(upstream.connections(), 3 + 7);
+    // Bodiless GETs and HEADs are exchanged by the gateway itself; requests
+    // with a body go through hyper's client, on connections of its own that
+    // are reused the same way.
+    for _ in 0..3 {
+        assert_eq!(ok(post(&c, &gw.url("/p"), "payload").await), "ok");
+    }
+    assert_eq!(upstream.connections(), 3 + 7 + 1);
+    let head = Request::head(gw.url("/h")).body(Full::default()).unwrap();
+    let (status, headers, body) = send(&c, head).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, ""));
+    assert_eq!(headers[http::header::CONTENT_LENGTH], "2");
+    assert_eq!(ok(get(&c, &gw.url("/after-head")).await), "ok");
+    assert_eq!(upstream.connections(), 3 + 7 + 1, "HEAD and GET reused");
 }
 
 #[test]

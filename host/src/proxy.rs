@@ -414,7 +414,7 @@ async fn serve(
     trace.upstream = Some(upstream.clone());
     let (mut parts, body) = response.into_parts();
     crate::backend::http::strip_hop_by_hop(&mut parts.headers);
-    let mut body: Body = body.map_err(box_err).boxed();
+    let mut body: Body = body.boxed();
 
     if route.buffer_response {
         let bytes = match read_body(body, gateway.max_body).await {

@@ -7,6 +7,10 @@
 //! up once, when the config is built), and the response body hands its
 //! connection back as it ends. HTTP/2 and TLS that may negotiate it stay on
 //! hyper-util's client, which multiplexes.
+//!
+//! Bodiless GETs and HEADs skip hyper's client altogether: they are written
+//! and their answers read in the request's own task ([`super::h1wire`]), on
+//! connections of their own.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -23,6 +27,7 @@ use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::{self, SendRequest};
 use tower_service::Service;
 
+use super::h1wire::{self, Framing};
 use super::http::{Body, BoxError};
 
 /// Idle connections older than this are closed rather than reused.
@@ -34,8 +39,10 @@ const MAX_IDLE: usize = 256;
 const STALE_TRIES: usize = 4;
 
 /// A connection's byte stream, whatever the connector (TCP, TLS) made.
-pub trait Io: hyper::rt::Read + hyper::rt::Write + Unpin + Send {}
-impl<T: hyper::rt::Read + hyper::rt::Write + Unpin + Send> Io for T {}
+/// `Sync` because an [`h1wire`] answer's body holds its connection and
+/// bodies are boxed as `Sync`.
+pub trait Io: hyper::rt::Read + hyper::rt::Write + Unpin + Send + Sync {}
+impl<T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + Sync> Io for T {}
 
 type Connecting = Pin<Box<dyn Future<Output = Result<Box<dyn Io>, BoxError>> + Send>>;
 type Connect = Arc<dyn Fn(Uri) -> Connecting + Send + Sync>;
@@ -88,6 +95,10 @@ impl H1Connector {
                 let mut idle = slot.lock().unwrap_or_else(|p| p.into_inner());
                 expire(&mut idle, now, conns.idle_timeout);
             }
+            for slot in conns.wire_idle.iter() {
+                let mut idle = slot.lock().unwrap_or_else(|p| p.into_inner());
+                expire(&mut idle, now, conns.idle_timeout);
+            }
         }
     }
 
@@ -108,11 +119,16 @@ pub struct HostConns {
     /// Sent when a request carries no Host (an HTTP/2 client's request).
     host_header: Option<HeaderValue>,
     idle_timeout: Duration,
-    idle: Box<[Mutex<VecDeque<IdleConn>>]>,
+    /// Connections hyper's client drives, one list per worker.
+    idle: IdleLists<SendRequest<Body>>,
+    /// Connections for [`h1wire`] exchanges, one list per worker.
+    wire_idle: IdleLists<h1wire::Conn>,
 }
 
-struct IdleConn {
-    sender: SendRequest<Body>,
+type IdleLists<C> = Box<[Mutex<VecDeque<Idle<C>>>]>;
+
+struct Idle<C> {
+    conn: C,
     since: Instant,
 }
 
@@ -121,7 +137,7 @@ pub enum SendError {
     /// No connection could be opened; nothing was sent.
     Connect(BoxError),
     /// The exchange failed once the request was on its way.
-    Exchange(hyper::Error),
+    Exchange(BoxError),
 }
 
 impl HostConns {
@@ -149,6 +165,9 @@ impl HostConns {
             idle: (0..connector.slots)
                 .map(|_| Mutex::new(VecDeque::new()))
                 .collect(),
+            wire_idle: (0..connector.slots)
+                .map(|_| Mutex::new(VecDeque::new()))
+                .collect(),
         }
     }
 
@@ -164,6 +183,9 @@ impl HostConns {
     ) -> Result<Response<UpstreamBody>, SendError> {
         self.prepare(&mut req);
         let slot = self.slot();
+        if h1wire::suits(&req) {
+            return self.send_on_wire(&req, slot).await;
+        }
         let mut stale = 0;
         loop {
             let idle = if stale < STALE_TRIES {
@@ -181,7 +203,7 @@ impl HostConns {
             };
             if let Err(e) = sender.ready().await {
                 if fresh {
-                    return Err(SendError::Exchange(e));
+                    return Err(SendError::Exchange(e.into()));
                 }
                 stale += 1;
                 continue;
@@ -195,8 +217,52 @@ impl HostConns {
                         req = back;
                         stale += 1;
                     }
-                    _ => return Err(SendError::Exchange(e.into_error())),
+                    _ => return Err(SendError::Exchange(e.into_error().into())),
                 },
+            }
+        }
+    }
+
+    /// A bodiless GET or HEAD, written and answered in this task. A pooled
+    /// connection found closed before any answer gets the request again on
+    /// the next one (these methods are safe to repeat).
+    async fn send_on_wire(
+        self: &Arc<Self>,
+        req: &Request<Body>,
+        slot: usize,
+    ) -> Result<Response<UpstreamBody>, SendError> {
+        let head = h1wire::encode_head(req);
+        let head_request = req.method() == Method::HEAD;
+        let mut stale = 0;
+        loop {
+            let idle = if stale < STALE_TRIES {
+                self.take_wire_idle(slot)
+            } else {
+                None
+            };
+            let (mut conn, fresh) = match idle {
+                Some(conn) => (conn, false),
+                None => {
+                    let io = self.connect().await.map_err(SendError::Connect)?;
+                    (h1wire::Conn::new(io), true)
+                }
+            };
+            match conn.exchange(&head, head_request).await {
+                Ok(answer) => {
+                    let mut body = UpstreamBody(Kind::Wire {
+                        conn: Some(conn),
+                        framing: answer.framing,
+                        reusable: answer.reusable,
+                        conns: self.clone(),
+                        slot,
+                    });
+                    body.home_if_done();
+                    return Ok(Response::from_parts(answer.head, body));
+                }
+                Err(h1wire::Failure::Closed(_)) if !fresh => stale += 1,
+                Err(h1wire::Failure::Closed(e) | h1wire::Failure::Broken(e)) => {
+                    return Err(SendError::Exchange(e));
+                }
             }
         }
     }
@@ -226,9 +292,21 @@ impl HostConns {
 
     fn take_idle(&self, slot: usize) -> Option<SendRequest<Body>> {
         let mut idle = self.idle[slot].lock().unwrap_or_else(|p| p.into_inner());
-        while let Some(conn) = idle.pop_back() {
-            if !conn.sender.is_closed() {
-                return Some(conn.sender);
+        while let Some(idle) = idle.pop_back() {
+            if !idle.conn.is_closed() {
+                return Some(idle.conn);
+            }
+        }
+        None
+    }
+
+    fn take_wire_idle(&self, slot: usize) -> Option<h1wire::Conn> {
+        let mut idle = self.wire_idle[slot]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        while let Some(mut idle) = idle.pop_back() {
+            if idle.conn.is_open() {
+                return Some(idle.conn);
             }
         }
         None
@@ -238,16 +316,19 @@ impl HostConns {
         if sender.is_closed() {
             return;
         }
-        let now = Instant::now();
-        let mut idle = self.idle[slot].lock().unwrap_or_else(|p| p.into_inner());
-        expire(&mut idle, now, self.idle_timeout);
-        if idle.len() < MAX_IDLE {
-            idle.push_back(IdleConn { sender, since: now });
-        }
+        put_back(&self.idle[slot], sender, self.idle_timeout);
+    }
+
+    fn give_back_wire(&self, conn: h1wire::Conn, slot: usize) {
+        put_back(&self.wire_idle[slot], conn, self.idle_timeout);
+    }
+
+    fn connect(&self) -> Connecting {
+        (self.connect)(self.address.clone())
     }
 
     async fn open(&self) -> Result<SendRequest<Body>, BoxError> {
-        let io = (self.connect)(self.address.clone()).await?;
+        let io = self.connect().await?;
         let (sender, conn) = http1::Builder::new().handshake(io).await?;
         // On the caller's runtime: a worker's connections are driven by that
         // worker, which is the one that reuses them.
@@ -266,23 +347,34 @@ impl HostConns {
         slot: usize,
     ) -> Response<UpstreamBody> {
         resp.map(|body| {
-            let mut body = UpstreamBody {
-                inner: body,
+            let mut body = UpstreamBody(Kind::Hyper {
+                body,
                 home: Some(Home {
                     conns: self.clone(),
                     sender,
                     slot,
                 }),
-            };
+            });
             body.home_if_done();
             body
         })
     }
 }
 
+/// Return a connection to its idle list, first dropping what sat there
+/// past `timeout`.
+fn put_back<C>(list: &Mutex<VecDeque<Idle<C>>>, conn: C, timeout: Duration) {
+    let now = Instant::now();
+    let mut idle = list.lock().unwrap_or_else(|p| p.into_inner());
+    expire(&mut idle, now, timeout);
+    if idle.len() < MAX_IDLE {
+        idle.push_back(Idle { conn, since: now });
+    }
+}
+
 /// Drop, oldest first, what sat unused too long (the upstream is likely to
 /// close it soon anyway).
-fn expire(idle: &mut VecDeque<IdleConn>, now: Instant, timeout: Duration) {
+fn expire<C>(idle: &mut VecDeque<Idle<C>>, now: Instant, timeout: Duration) {
     while idle
         .front()
         .is_some_and(|c| now.duration_since(c.since) > timeout)
@@ -299,59 +391,111 @@ struct Home {
 }
 
 /// An upstream response body. Read to its end, it returns its connection
-/// to the idle list; dropped earlier, the connection is closed (hyper
-/// cannot reuse a connection with unread response bytes).
-pub struct UpstreamBody {
-    inner: Incoming,
-    home: Option<Home>,
+/// to the idle list; dropped earlier, the connection is closed (it cannot
+/// be reused with unread response bytes).
+pub struct UpstreamBody(Kind);
+
+enum Kind {
+    /// Read by hyper's client; `home` is where its connection goes back.
+    Hyper { body: Incoming, home: Option<Home> },
+    /// Read here, off the connection itself (an [`h1wire`] exchange).
+    Wire {
+        conn: Option<h1wire::Conn>,
+        framing: Framing,
+        reusable: bool,
+        conns: Arc<HostConns>,
+        slot: usize,
+    },
 }
 
 impl From<Incoming> for UpstreamBody {
     /// A body whose connection some other pool looks after.
-    fn from(inner: Incoming) -> Self {
-        UpstreamBody { inner, home: None }
+    fn from(body: Incoming) -> Self {
+        UpstreamBody(Kind::Hyper { body, home: None })
     }
 }
 
 impl UpstreamBody {
     fn go_home(&mut self) {
-        if let Some(home) = self.home.take() {
-            home.conns.give_back(home.sender, home.slot);
+        match &mut self.0 {
+            Kind::Hyper { home, .. } => {
+                if let Some(home) = home.take() {
+                    home.conns.give_back(home.sender, home.slot);
+                }
+            }
+            Kind::Wire {
+                conn,
+                reusable,
+                conns,
+                slot,
+                ..
+            } => {
+                if let Some(conn) = conn.take().filter(|c| *reusable && c.is_clean()) {
+                    conns.give_back_wire(conn, *slot);
+                }
+            }
         }
     }
 
     fn home_if_done(&mut self) {
-        if hyper::body::Body::is_end_stream(&self.inner) {
+        if hyper::body::Body::is_end_stream(self) {
             self.go_home();
+        }
+    }
+
+    /// A broken exchange: its connection is not reused.
+    fn disown(&mut self) {
+        match &mut self.0 {
+            Kind::Hyper { home, .. } => *home = None,
+            Kind::Wire { conn, .. } => *conn = None,
         }
     }
 }
 
 impl hyper::body::Body for UpstreamBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = match &mut self.0 {
+            Kind::Hyper { body, .. } => Pin::new(body)
+                .poll_frame(cx)
+                .map(|f| f.map(|f| f.map_err(BoxError::from))),
+            Kind::Wire {
+                conn: Some(conn),
+                framing,
+                ..
+            } => conn.poll_body(framing, cx),
+            Kind::Wire { conn: None, .. } => Poll::Ready(None),
+        };
         match &polled {
             Poll::Ready(Some(Ok(_))) => self.home_if_done(),
             Poll::Ready(None) => self.go_home(),
-            // A broken exchange: its connection is not reused.
-            Poll::Ready(Some(Err(_))) => self.home = None,
+            Poll::Ready(Some(Err(_))) => self.disown(),
             Poll::Pending => {}
         }
         polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        match &self.0 {
+            Kind::Hyper { body, .. } => body.is_end_stream(),
+            Kind::Wire { framing, .. } => *framing == Framing::Done,
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match &self.0 {
+            Kind::Hyper { body, .. } => body.size_hint(),
+            Kind::Wire { framing, .. } => match framing {
+                Framing::Length(n) => SizeHint::with_exact(*n),
+                Framing::Done => SizeHint::with_exact(0),
+                _ => SizeHint::default(),
+            },
+        }
     }
 }
 
@@ -416,8 +560,9 @@ mod tests {
         assert_eq!(&body[..], b"ok");
     }
 
+    /// Idle connections of both kinds (the test's GETs use wire ones).
     fn idle(conns: &HostConns) -> usize {
-        conns.idle[0].lock().unwrap().len()
+        conns.idle[0].lock().unwrap().len() + conns.wire_idle[0].lock().unwrap().len()
     }
 
     #[tokio::test]

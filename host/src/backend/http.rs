@@ -313,7 +313,7 @@ pub async fn forward_to(
             // Boxed, as hyper-util boxes its own: a smaller future for every request to move.
             Upstream::Http1(conns) => Box::pin(conns.send(req)).await.map_err(|e| match e {
                 SendError::Connect(e) => UpstreamError::Connect(name(), root_cause(&*e)),
-                SendError::Exchange(e) => UpstreamError::Protocol(name(), root_cause(&e)),
+                SendError::Exchange(e) => UpstreamError::Protocol(name(), root_cause(&*e)),
             }),
             Upstream::Multiplexed { pools, authority } => {
                 let mut uri = http::uri::Parts::default();

@@ -2,6 +2,7 @@
 //! [`tls`]). MCP and LLM backends come with their own modules.
 
 pub mod h1pool;
+pub mod h1wire;
 pub mod http;
 pub mod llm;
 pub mod mcp;

@@ -290,7 +290,7 @@ async fn passthrough(
             trace.upstream = Some(provider.name.clone());
             let (mut parts, body) = resp.into_parts();
             crate::backend::http::strip_hop_by_hop(&mut parts.headers);
-            let mut resp = Response::from_parts(parts, body.map_err(box_err).boxed());
+            let mut resp = Response::from_parts(parts, body.boxed());
             resp.headers_mut().insert(
                 "x-wardgate-provider",
                 HeaderValue::from_str(&provider.name).unwrap_or(HeaderValue::from_static("-")),
@@ -299,10 +299,6 @@ async fn passthrough(
         }
         Err(failed) => failed.into_response(client, trace).await,
     }
-}
-
-fn box_err(e: hyper::Error) -> crate::backend::http::BoxError {
-    Box::new(e)
 }
 
 async fn chat(
