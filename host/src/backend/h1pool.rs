@@ -177,6 +177,7 @@ impl HostConns {
     }
 
     /// Send `req` on an idle connection of this worker, else a new one.
+    /// Its hop-by-hop headers must be stripped already.
     pub async fn send(
         self: &Arc<Self>,
         mut req: Request<Body>,

@@ -352,7 +352,7 @@ pub async fn forward_to(
 
 /// Read what is left of an upstream body whose useful part was already
 /// read (a stream's last event, a JSON-RPC response), so that the
-/// connection goes back to the pool: dropped unread, hyper closes it and the
+/// connection goes back to the pool: dropped unread, it is closed and the
 /// next call pays a new connection. Bounded in time and bytes: an upstream
 /// still talking is not waited for.
 pub async fn finish_reading(mut body: UpstreamBody, within: Duration) {
