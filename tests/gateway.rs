@@ -661,6 +661,47 @@ async fn sigterm_drains_in_flight_requests() {
         gw.wait_exit(Duration::from_secs(10)),
         "gateway did not exit after draining"
     );
+    // Log lines still waiting for the background writer are written before exit.
+    assert!(
+        gw.log()
+            .contains("path=\"/sleep\" route=\"listener0/route0\" status=200"),
+        "{}",
+        gw.log()
+    );
+}
+
+/// A log reader that stops reading (a stuck log shipper) must not stop the
+/// traffic. The pipe fills after a few hundred lines; when workers wrote
+/// their lines themselves they then blocked in write(2) and every request
+/// behind them waited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_keep_flowing_when_nobody_reads_the_log() {
+    let upstream = Upstream::start().await;
+    let (gw, stderr) = Gateway::start_piping_stderr(&proxy_to(upstream.addr, "")).await;
+    let c = client();
+    // ~250 bytes of access log each: 3,000 requests are ~12 pipes' worth.
+    for i in 0..3000 {
+        let answer = tokio::time::timeout(Duration::from_secs(5), get(&c, &gw.url("/ok"))).await;
+        let (status, _, body) = answer.unwrap_or_else(|_| panic!("request {i} stalled"));
+        assert_eq!(status, StatusCode::OK, "request {i}: {body}");
+    }
+    // Once someone reads again, the lines that waited come through.
+    let lines = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .filter(|l| l.contains(" access: ") && l.contains("path=\"/ok\""))
+            .take(1000)
+            .count()
+    });
+    let lines = tokio::time::timeout(Duration::from_secs(10), lines).await;
+    assert_eq!(lines.expect("the waiting lines never came").unwrap(), 1000);
+    let (_, _, metrics) = get(&c, &gw.admin_url("/metrics")).await;
+    assert!(
+        metrics.contains("\nwardgate_log_lines_dropped_total 0\n"),
+        "3,000 lines fit the backlog: {metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

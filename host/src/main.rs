@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use tokio::sync::watch;
+use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
 
 use wardgate::backend::http::HttpBackends;
@@ -17,6 +18,7 @@ use wardgate::gateway::Gateway;
 use wardgate::listener::workers::Workers;
 use wardgate::policy::{EngineOptions, PolicyEngine};
 use wardgate::proxy::Shared;
+use wardgate::telemetry::log_output;
 use wardgate::{admin, listener, reload};
 
 // glibc's malloc took a sixth of the proxy's user time under load; mimalloc's
@@ -121,18 +123,22 @@ fn engine_options(settings: &Settings) -> EngineOptions {
     }
 }
 
-fn init_tracing(format: AccessLogFormat) {
+/// Logs go to stderr through a background writer; the returned guard writes
+/// out what is still waiting when dropped, so keep it until exit.
+fn init_tracing(format: AccessLogFormat) -> WorkerGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     use std::io::IsTerminal;
+    let (writer, guard) = log_output::stderr();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(true)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     let _ = match format {
         AccessLogFormat::Json => builder.json().flatten_event(true).try_init(),
         AccessLogFormat::Text => builder.try_init(),
     };
+    guard
 }
 
 fn run(path: Option<PathBuf>) -> ExitCode {
@@ -144,7 +150,7 @@ fn run(path: Option<PathBuf>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    init_tracing(config.config.access_log);
+    let log_guard = init_tracing(config.config.access_log);
     // Requests are served on the workers' runtimes (listener::workers); this
     // one accepts connections and runs the admin listener, reloads and signals.
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -153,7 +159,9 @@ fn run(path: Option<PathBuf>) -> ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    match runtime.block_on(serve(config, path, loaded)) {
+    let served = runtime.block_on(serve(config, path, loaded));
+    drop(log_guard);
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -179,7 +179,8 @@ binds:
     assert!(output > 10, "{line}");
     let (_, _, dump) = get(&client(), &gw.admin_url("/config_dump")).await;
     assert!(!dump.contains("sk-openai-test") && !dump.contains("sk-ant-test"));
-    assert!(!gw.log().contains("sk-openai-test") && !gw.log().contains("sk-ant-test"));
+    let log = gw.settled_log().await;
+    assert!(!log.contains("sk-openai-test") && !log.contains("sk-ant-test"));
     let _ = std::fs::remove_file(key_file);
 }
 

@@ -241,8 +241,8 @@ binds:
     );
     // The access log names method, target, tool and session.
     assert!(
-        gw.log()
-            .contains("mcp tools/call target=calc name=calc_add session="),
+        gw.wait_for_log("mcp tools/call target=calc name=calc_add session=")
+            .await,
         "{}",
         gw.log()
     );
@@ -354,7 +354,10 @@ binds:
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    assert!(gw.log().contains("MCP target process exited; restarting"));
+    assert!(
+        gw.wait_for_log("MCP target process exited; restarting")
+            .await
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

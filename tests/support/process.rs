@@ -8,7 +8,7 @@ use std::convert::Infallible;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, ChildStderr, Command, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -73,22 +73,40 @@ impl Gateway {
 
     /// Start with `yaml` and extra environment variables.
     pub async fn start_env(yaml: &str, envs: &[(&str, String)]) -> Gateway {
-        let yaml = with_ephemeral_admin(yaml);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path =
-            std::env::temp_dir().join(format!("wardgate-test-{}-{n}.yaml", std::process::id()));
-        std::fs::write(&path, yaml).unwrap();
-        Self::spawn(Some(path), n, envs)
+        let (path, n) = Self::write_config(yaml);
+        Self::spawn(Some(path), n, envs, None)
     }
 
     /// Start with no config file: the embedded default.
     pub async fn start_default() -> Gateway {
-        Self::spawn(None, NEXT.fetch_add(1, Ordering::Relaxed), &[])
+        Self::spawn(None, NEXT.fetch_add(1, Ordering::Relaxed), &[], None)
     }
 
-    fn spawn(config: Option<PathBuf>, n: usize, envs: &[(&str, String)]) -> Gateway {
+    /// Start with `yaml`, its stderr a pipe that the caller reads, or not.
+    pub async fn start_piping_stderr(yaml: &str) -> (Gateway, ChildStderr) {
+        let (path, n) = Self::write_config(yaml);
+        let mut gw = Self::spawn(Some(path), n, &[], Some(Stdio::piped()));
+        let stderr = gw.child.stderr.take().unwrap();
+        (gw, stderr)
+    }
+
+    fn write_config(yaml: &str) -> (PathBuf, usize) {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("wardgate-test-{}-{n}.yaml", std::process::id()));
+        std::fs::write(&path, with_ephemeral_admin(yaml)).unwrap();
+        (path, n)
+    }
+
+    fn spawn(
+        config: Option<PathBuf>,
+        n: usize,
+        envs: &[(&str, String)],
+        stderr: Option<Stdio>,
+    ) -> Gateway {
         let log =
             std::env::temp_dir().join(format!("wardgate-test-{}-{n}.log", std::process::id()));
+        let stderr = stderr.unwrap_or_else(|| std::fs::File::create(&log).unwrap().into());
         let mut cmd = Command::new(BIN);
         cmd.arg("run");
         if let Some(c) = &config {
@@ -101,7 +119,7 @@ impl Gateway {
         let mut child = cmd
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
+            .stderr(stderr)
             .spawn()
             .expect("spawn wardgate");
         let stdout = child.stdout.take().unwrap();
@@ -166,6 +184,21 @@ impl Gateway {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The log once it has stopped growing: lines reach the file within
+    /// tens of milliseconds (the gateway writes them in batches), so a check
+    /// that something is *absent* reads this rather than `log()`.
+    pub async fn settled_log(&self) -> String {
+        let mut last = self.log();
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let now = self.log();
+            if now == last {
+                return now;
+            }
+            last = now;
+        }
     }
 
     /// The access log is written after the response: wait for it.

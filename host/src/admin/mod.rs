@@ -103,6 +103,7 @@ async fn route<B>(shared: Arc<Shared>, req: Request<B>) -> Response<Body> {
             shared.llm_metrics.render(&mut out);
             shared.engine.services().hook_stats.render(&mut out);
             out.push_str(&shared.engine.services().metrics.render());
+            crate::telemetry::log_output::render_metrics(&mut out);
             let mut resp = Response::new(full(Bytes::from(out)));
             resp.headers_mut().insert(
                 CONTENT_TYPE,

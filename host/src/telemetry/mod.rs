@@ -1,5 +1,6 @@
-//! What the gateway tells operators: one access log line per request and
-//! Prometheus metrics.
+//! What the gateway tells operators: one access log line per request,
+//! written off the request path, and Prometheus metrics.
 
 pub mod access_log;
+pub mod log_output;
 pub mod metrics;
