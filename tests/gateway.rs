@@ -670,6 +670,43 @@ async fn sigterm_drains_in_flight_requests() {
     );
 }
 
+/// `accessLog: json`: one JSON object per request, its id the one the client
+/// got back, fields named as in the text format.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_json_access_log_has_one_object_per_request() {
+    let upstream = Upstream::start().await;
+    let gw = Gateway::start(&proxy_to(upstream.addr, "config:\n  accessLog: json\n")).await;
+    let c = client();
+    let (status, headers, _) = get(&c, &gw.url("/ok?q=1")).await;
+    assert_eq!(status, StatusCode::OK);
+    let id = headers["x-request-id"].to_str().unwrap().to_string();
+    assert!(gw.wait_for_log(&id).await, "{}", gw.log());
+    let line = gw
+        .log()
+        .lines()
+        .find(|l| l.contains(&id))
+        .unwrap()
+        .to_string();
+    let entry = json(&line);
+    assert_eq!(entry["target"], "access", "{line}");
+    assert_eq!(entry["request_id"], id.as_str(), "{line}");
+    assert_eq!(entry["method"], "GET", "{line}");
+    // The query is left out: tokens and keys travel in queries too.
+    assert_eq!(entry["path"], "/ok", "{line}");
+    assert_eq!(entry["route"], "listener0/route0", "{line}");
+    assert_eq!(entry["status"], 200, "{line}");
+    assert_eq!(entry["upstream"], upstream.addr.to_string(), "{line}");
+    assert!(
+        entry["duration_ms"]
+            .as_str()
+            .unwrap()
+            .parse::<f64>()
+            .unwrap()
+            > 0.0,
+        "{line}"
+    );
+}
+
 /// A log reader that stops reading (a stuck log shipper) must not stop the
 /// traffic. The pipe fills after a few hundred lines; when workers wrote
 /// their lines themselves they then blocked in write(2) and every request
