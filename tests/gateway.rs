@@ -185,6 +185,77 @@ async fn http2_prior_knowledge_clients_are_served() {
     assert_eq!(json(&String::from_utf8_lossy(&body))["path"], "/h2");
 }
 
+/// `maxHeaderBytes` and `headerReadTimeout`: an oversized request head gets
+/// 431 over HTTP/1.1 and h2c, a client that does not finish its head in time
+/// is disconnected, and the gateway serves on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_and_slow_request_heads_are_refused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = Upstream::start().await;
+    let gw = Gateway::start(&proxy_to(
+        upstream.addr,
+        "config:\n  maxHeaderBytes: 8192\n  headerReadTimeout: 300ms\n",
+    ))
+    .await;
+    let with_header = |bytes: usize| {
+        Request::get(gw.url("/head"))
+            .header("x-filler", "x".repeat(bytes))
+            .body(Full::default())
+            .unwrap()
+    };
+    let h1 = client();
+    let h2: Http = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    for (name, c) in [("HTTP/1.1", &h1), ("h2c", &h2)] {
+        let (status, _, body) = send(c, with_header(6000)).await;
+        assert_eq!(status, StatusCode::OK, "{name}, 6000-byte header: {body}");
+        let (status, _, _) = send(c, with_header(9000)).await;
+        assert_eq!(
+            status,
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "{name}, 9000-byte header"
+        );
+    }
+
+    // Half a request head, then silence: closed once the timeout passes.
+    let mut slow = tokio::net::TcpStream::connect(("127.0.0.1", gw.ports[0]))
+        .await
+        .unwrap();
+    slow.write_all(b"GET /head HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut rest)).await;
+    assert!(
+        matches!(read, Ok(Ok(_))),
+        "the slow client was not disconnected: {read:?}"
+    );
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(250) && waited < Duration::from_secs(3),
+        "disconnected after {waited:?}, not after ~300ms"
+    );
+
+    let (status, _, _) = get(&h1, &gw.url("/after")).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // A reload raises the limit for connections opened after it.
+    gw.rewrite_config(&proxy_to(
+        upstream.addr,
+        "config:\n  maxHeaderBytes: 16384\n",
+    ));
+    let (status, body) = admin_reload(&h1, &gw).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _, body) = send(&client(), with_header(9000)).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "9000-byte header after the reload: {body}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_failures_and_client_errors_have_precise_statuses() {
     let upstream = Upstream::start().await;

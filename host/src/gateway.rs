@@ -25,6 +25,8 @@ use crate::route::{Matcher, RouteTable};
 
 pub const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:15000";
 pub const DEFAULT_MAX_BODY: usize = 8 << 20;
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 << 10;
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a config could not become a running gateway.
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +63,16 @@ pub struct Gateway {
     pub binds: Vec<BindRuntime>,
     pub admin_addr: SocketAddr,
     pub max_body: usize,
+    pub client_limits: ClientLimits,
     pub access_log: AccessLogFormat,
+}
+
+/// What protects the listeners from slow or oversized clients; read for
+/// each new connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientLimits {
+    pub max_header_bytes: usize,
+    pub header_read_timeout: Duration,
 }
 
 pub struct BindRuntime {
@@ -223,6 +234,16 @@ impl Gateway {
         Ok(Gateway {
             admin_addr,
             max_body: config.config.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY),
+            client_limits: ClientLimits {
+                max_header_bytes: config
+                    .config
+                    .max_header_bytes
+                    .map_or(DEFAULT_MAX_HEADER_BYTES, |b| b.0),
+                header_read_timeout: config
+                    .config
+                    .header_read_timeout
+                    .map_or(DEFAULT_HEADER_READ_TIMEOUT, |d| d.0),
+            },
             access_log: config.config.access_log,
             binds,
             config,

@@ -48,6 +48,19 @@ pub struct Settings {
     /// Largest request body buffered for plugins; larger bodies get 413.
     #[serde(default)]
     pub max_body_bytes: Option<usize>,
+    /// Largest request head (request line and headers) a client may send;
+    /// larger ones get 431. Default 64 KiB; applies to connections opened
+    /// after a reload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_header_bytes: Option<HeaderBytes>,
+    /// How long a client may take to send a request head (and, on HTTPS,
+    /// its TLS handshake) before the connection is closed. Default 10s.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "longer_than_zero"
+    )]
+    pub header_read_timeout: Option<DurationStr>,
     /// MCP sessions: `key` seals session ids so any replica with it resumes them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<SessionSettings>,
@@ -237,6 +250,51 @@ impl TryFrom<String> for DurationStr {
 impl From<DurationStr> for String {
     fn from(d: DurationStr) -> String {
         format!("{}ms", d.0.as_millis())
+    }
+}
+
+/// A duration a client is given: 0 would refuse every client.
+fn longer_than_zero<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<DurationStr>, D::Error> {
+    let duration = DurationStr::deserialize(d)?;
+    if duration.0.is_zero() {
+        return Err(serde::de::Error::custom(
+            "must be longer than 0: clients need time to send a request head",
+        ));
+    }
+    Ok(Some(duration))
+}
+
+/// A request-head size limit, in bytes: at least 8 KiB (less would refuse
+/// ordinary browsers' heads) and at most 16 MiB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "u64", into = "u64")]
+pub struct HeaderBytes(pub usize);
+
+impl HeaderBytes {
+    pub const MIN: u64 = 8 << 10;
+    pub const MAX: u64 = 16 << 20;
+}
+
+impl TryFrom<u64> for HeaderBytes {
+    type Error = String;
+    fn try_from(n: u64) -> Result<Self, String> {
+        if (Self::MIN..=Self::MAX).contains(&n) {
+            Ok(HeaderBytes(n as usize))
+        } else {
+            Err(format!(
+                "{n} bytes is out of range: use {} (8 KiB) to {} (16 MiB)",
+                Self::MIN,
+                Self::MAX
+            ))
+        }
+    }
+}
+
+impl From<HeaderBytes> for u64 {
+    fn from(b: HeaderBytes) -> u64 {
+        b.0 as u64
     }
 }
 

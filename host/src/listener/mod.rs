@@ -19,12 +19,9 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
+use crate::gateway::ClientLimits;
 use crate::proxy::{self, Shared};
 use workers::{Accepted, Dispatch};
-
-/// Limits that protect the listener from slow or oversized clients.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-const MAX_HEADER_BYTES: usize = 64 << 10;
 
 /// Bind every address first, so a port conflict fails start-up with its address.
 pub async fn bind_all(addrs: &[SocketAddr]) -> anyhow::Result<Vec<TcpListener>> {
@@ -77,16 +74,8 @@ pub async fn accept(
 /// A worker's loop: serve every connection handed to it; once the acceptors
 /// are gone, drain them.
 pub async fn serve_connections(shared: Arc<Shared>, mut handed: mpsc::UnboundedReceiver<Accepted>) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(MAX_HEADER_BYTES);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(MAX_HEADER_BYTES as u32);
+    let mut limits = shared.gateway.load().client_limits;
+    let mut builder = connection_builder(limits);
     let graceful = GracefulShutdown::new();
     while let Some(Accepted {
         stream,
@@ -111,14 +100,15 @@ pub async fn serve_connections(shared: Arc<Shared>, mut handed: mpsc::UnboundedR
                 async move { Ok::<_, Infallible>(proxy::handle(shared, bind, client, req).await) }
             })
         };
-        // The acceptor of the config current at accept time, so a
-        // reload that changes certificates applies to new connections.
-        let acceptor = shared
-            .gateway
-            .load()
-            .binds
-            .get(bind)
-            .and_then(|b| b.tls.clone());
+        // The acceptor and limits of the config current at accept time, so
+        // a reload that changes them applies to new connections.
+        let gateway = shared.gateway.load();
+        if gateway.client_limits != limits {
+            limits = gateway.client_limits;
+            builder = connection_builder(limits);
+        }
+        let acceptor = gateway.binds.get(bind).and_then(|b| b.tls.clone());
+        drop(gateway);
         let Some(acceptor) = acceptor else {
             let conn = builder
                 .serve_connection(TokioIo::new(stream), service)
@@ -136,7 +126,8 @@ pub async fn serve_connections(shared: Arc<Shared>, mut handed: mpsc::UnboundedR
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _load = load;
-            let handshake = tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream));
+            let handshake =
+                tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream));
             let stream = match handshake.await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
@@ -155,4 +146,21 @@ pub async fn serve_connections(shared: Arc<Shared>, mut handed: mpsc::UnboundedR
         });
     }
     graceful.shutdown().await;
+}
+
+/// How connections are served under `limits`: a head larger than
+/// `max_header_bytes` gets 431 (HTTP/1.1 and HTTP/2), one not complete
+/// within `header_read_timeout` a closed connection.
+fn connection_builder(limits: ClientLimits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(limits.max_header_bytes as u32);
+    builder
 }
