@@ -307,28 +307,22 @@ mod tests {
         assert!(e.message.contains("invalid regex"), "{e}");
         let routes =
             "binds:\n- port: 3000\n  listeners:\n  - routes:\n    - backends: [{host: 'a:1'}]\n";
-        let e = parse(
-            "c.yaml",
-            &format!("config:\n  maxHeaderBytes: 100\n{routes}"),
-        )
-        .unwrap_err();
-        assert_eq!(
-            (e.line, e.path.as_str()),
-            (Some(2), "config.maxHeaderBytes"),
-            "{e}"
-        );
-        assert!(e.message.contains("use 8192 (8 KiB) to"), "{e}");
-        let e = parse(
-            "c.yaml",
-            &format!("config:\n  headerReadTimeout: 0ms\n{routes}"),
-        )
-        .unwrap_err();
-        assert_eq!(
-            (e.line, e.path.as_str()),
-            (Some(2), "config.headerReadTimeout"),
-            "{e}"
-        );
-        assert!(e.message.contains("must be longer than 0"), "{e}");
+        for (setting, path, needle) in [
+            (
+                "maxHeaderBytes: 100",
+                "config.maxHeaderBytes",
+                "use 8192 (8 KiB) to",
+            ),
+            (
+                "headerReadTimeout: 0ms",
+                "config.headerReadTimeout",
+                "must be longer than 0",
+            ),
+        ] {
+            let e = parse("c.yaml", &format!("config:\n  {setting}\n{routes}")).unwrap_err();
+            assert_eq!((e.line, e.path.as_str()), (Some(2), path), "{e}");
+            assert!(e.message.contains(needle), "{e}");
+        }
         let ok = parse(
             "c.yaml",
             &format!("config:\n  maxHeaderBytes: 8192\n  headerReadTimeout: 1s\n{routes}"),
