@@ -20,13 +20,13 @@ use tracing_appender::non_blocking::{ErrorCounter, NonBlocking, NonBlockingBuild
 
 /// How long the writer thread lets lines gather after writing a batch; about
 /// the longest a line waits before it reaches stderr.
-pub const GATHER: Duration = Duration::from_millis(10);
+const GATHER: Duration = Duration::from_millis(10);
 
 /// Lines that may wait for stderr before new ones are dropped: ~4 MB of
 /// text, a third of a second of access log at this machine's full load. The
 /// queue's slots are allocated up front, so a longer backlog costs idle
 /// memory (64k lines measured 1.9 MB more RSS).
-pub const BACKLOG_LINES: usize = 16 * 1024;
+const BACKLOG_LINES: usize = 16 * 1024;
 
 static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
 
@@ -43,7 +43,7 @@ pub fn stderr() -> (NonBlocking, WorkerGuard) {
 }
 
 /// Lines dropped since start because stderr did not keep up.
-pub fn dropped_lines() -> usize {
+fn dropped_lines() -> usize {
     DROPPED.get().map_or(0, ErrorCounter::dropped_lines)
 }
 
