@@ -3,6 +3,8 @@
 
 #[path = "gateway/authoring.rs"]
 mod authoring;
+#[path = "gateway/cors.rs"]
+mod cors;
 #[path = "gateway/jwt.rs"]
 mod jwt;
 #[path = "gateway/llm.rs"]
@@ -572,7 +574,12 @@ fn every_example_config_validates() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validate_reports_file_line_path_and_suggestion() {
     let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/config");
-    for name in ["mcp-federation", "mcp-authorization", "header-match"] {
+    for name in [
+        "mcp-federation",
+        "mcp-authorization",
+        "header-match",
+        "mcp-cors",
+    ] {
         let out = process::wardgate(&["validate", "-c", &format!("{fixtures}/{name}.yaml")]);
         assert!(
             out.status.success(),
@@ -592,6 +599,10 @@ async fn validate_reports_file_line_path_and_suggestion() {
         (
             "broken-header-match",
             ":5:25: binds[0].listeners[0].routes[0].matches[0].path: unknown variant `pathprefix`",
+        ),
+        (
+            "broken-mcp-cors",
+            ":7:59: binds[0].listeners[0].routes[0].policies.cors.allowOrigins[1]: 'localhost:6274' is not an origin: write scheme://host[:port]",
         ),
         (
             "broken-worker-threads",

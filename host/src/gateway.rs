@@ -20,6 +20,7 @@ use crate::config::sugar;
 use crate::listener::tls::{self, TlsAcceptor};
 use crate::policy::bindings::{BackendProtocol, Hooks};
 use crate::policy::{Chain, PolicyEngine};
+use crate::route::cors::CorsPolicy;
 use crate::route::filters::HeaderEdits;
 use crate::route::{Matcher, RouteTable};
 
@@ -96,7 +97,9 @@ pub struct RouteRuntime {
     /// Buffer the response body: some plugin reads it.
     pub buffer_response: bool,
     pub request_headers: Option<HeaderEdits>,
+    /// Applied to every answer the route gives, errors included.
     pub response_headers: Option<HeaderEdits>,
+    pub cors: Option<CorsPolicy>,
     pub rewrite: Option<UrlRewrite>,
     pub redirect: Option<RequestRedirect>,
     pub direct: Option<DirectResponse>,
@@ -283,13 +286,6 @@ impl Gateway {
                         .transport(p.backend_tls.as_ref(), version)
                         .map_err(|e| BuildError::new(format!("{at}.policies.backendTLS"), e))?;
                     jwt_auth(p, &at)?;
-                    for (present, key) in [(p.cors.is_some(), "cors")] {
-                        if present {
-                            notes.push(format!(
-                                "{at}.policies.{key}: not enforced by this build yet"
-                            ));
-                        }
-                    }
                     llm_backend(route, &clients, &at)?;
                     mcp_backend(route, &clients, &checking, &name, &at)?;
                 }
@@ -488,15 +484,6 @@ fn build_route(
 ) -> Result<RouteRuntime, BuildError> {
     let err = BuildError::new;
     let p = &route.policies;
-    let unsupported = [(p.cors.is_some(), "cors")];
-    if let Some((_, key)) = unsupported.iter().find(|(present, _)| *present) {
-        // Refusing beats silently serving without an authentication policy.
-        return Err(err(
-            format!("{at}.policies.{key}"),
-            format!("{key} is not supported by this build yet"),
-        ));
-    }
-
     let mut plugins = Vec::new();
     for (spec, origin) in &sugar::expand_located(listener, route) {
         let plugin = engine
@@ -539,6 +526,7 @@ fn build_route(
         chain,
         request_headers: edits(&p.request_header_modifier, "requestHeaderModifier")?,
         response_headers: edits(&p.response_header_modifier, "responseHeaderModifier")?,
+        cors: p.cors.as_ref().map(CorsPolicy::from_config),
         rewrite: p.url_rewrite.clone(),
         redirect: p.request_redirect.clone(),
         direct: p.direct_response.clone(),

@@ -1,8 +1,9 @@
 //! One request's path through the gateway, in order:
 //!
-//! listener (by Host) → route (most specific match) → plugin chain on the
-//! request → redirect / direct response → header edits and rewrites →
-//! backend → plugin chain on the response → response header edits.
+//! listener (by Host) → route (most specific match) → CORS preflight →
+//! authentication → plugin chain on the request → redirect / direct response
+//! → header edits and rewrites → backend → plugin chain on the response →
+//! CORS and response header edits (on every answer of the route).
 //!
 //! Every step can end the request; each ending is a response with a status
 //! that says who failed (client 4xx, plugin 5xx naming it, upstream 502/504).
@@ -27,6 +28,7 @@ use crate::gateway::{Gateway, RouteRuntime};
 use crate::policy::bindings::{self, Denial, Hooks, RequestContext};
 use crate::policy::hooks::{OnHttpRequest, OnHttpResponse};
 use crate::policy::{ChainRun, Decision, PluginFailure, PolicyEngine, Verdict};
+use crate::route::cors::{self, CorsCheck};
 use crate::route::{Matcher, filters};
 use crate::telemetry::access_log::{self, AccessRecord};
 use crate::telemetry::metrics::{LlmMetrics, RequestMetrics};
@@ -189,7 +191,6 @@ async fn serve(
 ) -> Response<Body> {
     // Checked visible ASCII when made or taken from the client.
     let request_id = request_id_header.to_str().unwrap_or_default();
-    let client = peer.addr;
     if !shared.ready.load(Ordering::Acquire) {
         trace.error = Some("not ready".into());
         return error_response(
@@ -241,9 +242,70 @@ async fn serve(
         );
     };
     let (route, matched): (Arc<RouteRuntime>, Matcher) = (route.clone(), matched.clone());
-    let matched = &matched;
     trace.route = route.name.clone();
 
+    let cors = match &route.cors {
+        Some(policy) => policy.check(req.method(), req.headers()),
+        None => CorsCheck::Pass,
+    };
+    let mut response = match cors {
+        CorsCheck::Preflight(headers) => {
+            let mut resp = Response::new(full(Bytes::new()));
+            *resp.headers_mut() = headers;
+            resp
+        }
+        CorsCheck::Allow(headers) => {
+            let mut resp = serve_route(
+                shared,
+                gateway,
+                &route,
+                &matched,
+                peer,
+                req,
+                host,
+                request_id_header,
+                trace,
+            )
+            .await;
+            cors::decorate(resp.headers_mut(), headers);
+            resp
+        }
+        CorsCheck::Pass => {
+            serve_route(
+                shared,
+                gateway,
+                &route,
+                &matched,
+                peer,
+                req,
+                host,
+                request_id_header,
+                trace,
+            )
+            .await
+        }
+    };
+    if let Some(edits) = &route.response_headers {
+        edits.apply(response.headers_mut());
+    }
+    response
+}
+
+/// A request on its route, from authentication to the upstream's answer.
+#[allow(clippy::too_many_arguments)]
+async fn serve_route(
+    shared: Arc<Shared>,
+    gateway: Arc<Gateway>,
+    route: &Arc<RouteRuntime>,
+    matched: &Matcher,
+    peer: Arc<Peer>,
+    req: Request<Incoming>,
+    host: Option<String>,
+    request_id_header: HeaderValue,
+    trace: &mut Trace,
+) -> Response<Body> {
+    let request_id = request_id_header.to_str().unwrap_or_default();
+    let client = peer.addr;
     let (mut parts, body) = req.into_parts();
     let identity = match &route.jwt {
         None => None,
@@ -293,7 +355,7 @@ async fn serve(
             Err(response) => return response(request_id),
         };
         body = if run.wants(Hooks::HTTP_REQUEST) {
-            match request_hook(&mut run, &mut parts, bytes, &route, request_id, trace) {
+            match request_hook(&mut run, &mut parts, bytes, route, request_id, trace) {
                 Ok(body) => body,
                 Err(stop) => return stop,
             }
@@ -315,9 +377,6 @@ async fn serve(
     if let Some(direct) = &route.direct {
         let mut resp = Response::new(full(Bytes::from(direct.body.clone())));
         *resp.status_mut() = StatusCode::from_u16(direct.status).unwrap_or(StatusCode::OK);
-        if let Some(edits) = &route.response_headers {
-            edits.apply(resp.headers_mut());
-        }
         return resp;
     }
 
@@ -372,7 +431,16 @@ async fn serve(
             Err(response) => return response(request_id),
         };
         let mut mcp_trace = McpTrace::default();
-        let input = McpRequestIn { parts, body, run };
+        let origin_trusted = route
+            .cors
+            .as_ref()
+            .is_some_and(|c| c.admits(&parts.headers));
+        let input = McpRequestIn {
+            parts,
+            body,
+            run,
+            origin_trusted,
+        };
         let response = Box::pin(mcp::serve(mcp, input, &mut mcp_trace)).await;
         trace.upstream = mcp_trace.summary.map(Arc::from);
         trace.error = mcp_trace.error;
@@ -449,9 +517,6 @@ async fn serve(
         } else {
             body = replace_body(&mut parts.headers, bytes);
         }
-    }
-    if let Some(edits) = &route.response_headers {
-        edits.apply(&mut parts.headers);
     }
     // A small body with a known length usually arrived with the head: read it
     // now so head and body leave in one write instead of two.

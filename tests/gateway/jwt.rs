@@ -11,9 +11,9 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 
 use super::process::{Gateway, Upstream};
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/jwt");
-const ISSUER: &str = "https://issuer.test";
-const AUDIENCE: &str = "wardgate-tests";
+pub(super) const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/jwt");
+pub(super) const ISSUER: &str = "https://issuer.test";
+pub(super) const AUDIENCE: &str = "wardgate-tests";
 
 fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(format!("{FIXTURES}/{name}")).unwrap()
@@ -27,7 +27,7 @@ fn now() -> i64 {
 }
 
 /// A token signed with fixture key `key` (`rsa1`, `ec1`, ...) under `kid`.
-fn token(key: &str, kid: &str, claims: serde_json::Value) -> String {
+pub(super) fn token(key: &str, kid: &str, claims: serde_json::Value) -> String {
     let pem = fixture(&format!("{key}.key"));
     let (alg, encoding) = if key.starts_with("ec") {
         (Algorithm::ES256, EncodingKey::from_ec_pem(&pem).unwrap())
@@ -39,7 +39,7 @@ fn token(key: &str, kid: &str, claims: serde_json::Value) -> String {
     encode(&header, &claims, &encoding).unwrap()
 }
 
-fn claims() -> serde_json::Value {
+pub(super) fn claims() -> serde_json::Value {
     serde_json::json!({
         "iss": ISSUER, "aud": AUDIENCE, "sub": "alice", "org": "acme",
         "exp": now() + 600, "nbf": now() - 10, "iat": now(),

@@ -282,6 +282,122 @@ binds:
     );
 }
 
+/// What a browser-based client (MCP Inspector, a web agent) goes through:
+/// a preflight, then calls whose answers it may read, session id included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_clients_get_cors_and_header_edits_on_mcp_answers() {
+    let calc = FastMcp::start();
+    let gw = Gateway::start(&format!(
+        r#"
+binds:
+- port: 0
+  listeners:
+  - routes:
+    - policies:
+        cors:
+          allowOrigins: ['https://inspector.example.com']
+          allowMethods: [GET, POST, DELETE]
+          allowHeaders: [content-type, mcp-session-id, mcp-protocol-version]
+          exposeHeaders: [mcp-session-id]
+        responseHeaderModifier: {{set: {{x-served-by: wardgate}}}}
+      backends:
+      - mcp:
+          targets:
+          - {{name: calc, mcp: {{host: "http://127.0.0.1:{port}/mcp"}}}}
+"#,
+        port = calc.port
+    ))
+    .await;
+    // Not a loopback origin: admitted past the DNS-rebinding check because
+    // the route's `cors` allows it.
+    let inspector = "https://inspector.example.com";
+    let url = gw.url("/mcp");
+    let (status, h, _) = send(
+        &client(),
+        Request::options(url.as_str())
+            .header("origin", inspector)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "content-type,mcp-protocol-version",
+            )
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(h["access-control-allow-origin"], inspector);
+    assert_eq!(
+        h["access-control-allow-headers"],
+        "content-type, mcp-session-id, mcp-protocol-version"
+    );
+    assert_eq!(h["x-served-by"], "wardgate");
+
+    let post = |body: &'static str, session: Option<&str>| {
+        let mut req = Request::post(url.as_str())
+            .header("origin", inspector)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream");
+        if let Some(s) = session {
+            req = req.header("mcp-session-id", s);
+        }
+        req.body(Full::new(Bytes::from_static(body.as_bytes())))
+            .unwrap()
+    };
+    let (status, h, body) = send(
+        &client(),
+        post(
+            r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"browser","version":"1"}}}"#,
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(h["access-control-allow-origin"], inspector);
+    assert_eq!(h["access-control-expose-headers"], "mcp-session-id");
+    assert_eq!(h["x-served-by"], "wardgate");
+    let session = h["mcp-session-id"].to_str().unwrap().to_string();
+    let (status, h, body) = send(
+        &client(),
+        post(
+            r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"add","arguments":{"a":2,"b":3}}}"#,
+            Some(&session),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains(r#""text":"5""#), "{body}");
+    assert_eq!(h["access-control-allow-origin"], inspector);
+    assert_eq!(h["x-served-by"], "wardgate");
+    // Another page is refused by that check, and gets no CORS headers.
+    let (status, h, body) = send(
+        &client(),
+        Request::post(url.as_str())
+            .header("origin", "https://evil.example.com")
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-session-id", &session)
+            .body(Full::new(Bytes::from_static(
+                br#"{"jsonrpc":"2.0","id":9,"method":"ping"}"#,
+            )))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(h.get("access-control-allow-origin").is_none(), "{h:?}");
+    // A JSON-RPC error the gateway itself gives is marked as well.
+    let (status, h, _) = send(
+        &client(),
+        post(
+            r#"{"jsonrpc":"2.0","id":3,"method":"ping"}"#,
+            Some("no-such-session"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(h["access-control-allow-origin"], inspector);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_stdio_target_leaves_the_others_working_and_comes_back() {
     let calc = FastMcp::start();

@@ -331,6 +331,71 @@ mod tests {
     }
 
     #[test]
+    fn bad_cors_entries_are_located() {
+        let route = |cors: &str| {
+            format!(
+                "binds:\n- port: 3000\n  listeners:\n  - routes:\n    - policies:\n        cors:\n{cors}      backends: [{{host: 'a:1'}}]\n"
+            )
+        };
+        let at = "binds[0].listeners[0].routes[0].policies.cors";
+        for (cors, path, needle) in [
+            (
+                "          allowOrigins: [https://ok.example.com, example.com]\n",
+                "allowOrigins[1]",
+                "'example.com' is not an origin: write scheme://host[:port]",
+            ),
+            (
+                "          allowOrigins: ['https://app.example.com/']\n",
+                "allowOrigins[0]",
+                "is not an origin",
+            ),
+            (
+                "          allowOrigins: ['null']\n",
+                "allowOrigins[0]",
+                "'null' is not an origin",
+            ),
+            (
+                "          allowOrigins: ['ftp://files.example.com']\n",
+                "allowOrigins[0]",
+                "with http or https",
+            ),
+            (
+                "          allowOrigins: ['*']\n          allowHeaders: [content-type, 'x bad']\n",
+                "allowHeaders[1]",
+                "'x bad' is not a header name",
+            ),
+            (
+                "          allowOrigins: ['*']\n          allowMethods: ['GE T']\n",
+                "allowMethods[0]",
+                "'GE T' is not an HTTP method",
+            ),
+            (
+                "          allowOrigins: ['*']\n          maxAge: 10 minutes\n",
+                "maxAge",
+                "invalid duration",
+            ),
+            (
+                "          allowOrigin: ['*']\n",
+                "allowOrigin",
+                "did you mean `allowOrigins`?",
+            ),
+        ] {
+            let e = parse("c.yaml", &route(cors)).unwrap_err();
+            let line = 6 + cors.lines().count() as u64;
+            assert_eq!(e.path, format!("{at}.{path}"), "{e}");
+            assert_eq!(e.line, Some(line), "{e}");
+            assert!(e.message.contains(needle), "{e}");
+        }
+        let ok = parse(
+            "c.yaml",
+            &route(
+                "          allowOrigins: ['https://*.example.com', 'http://localhost:6274', 'http://[::1]:8080']\n          allowHeaders: ['*']\n          allowMethods: [GET, POST, DELETE]\n          maxAge: 1h\n",
+            ),
+        );
+        assert!(ok.is_ok(), "{:?}", ok.err());
+    }
+
+    #[test]
     fn env_substitution() {
         // No environment sets this name.
         let name = "WARDGATE_TEST_UPSTREAM_PORT";

@@ -626,21 +626,148 @@ pub struct AiPolicy {
     pub model_aliases: Option<BTreeMap<String, String>>,
 }
 
+/// `cors`: which browser origins may read the route's answers
+/// (applied by `route::cors`). `"*"` in a list means any.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Cors {
     #[serde(default)]
-    pub allow_origins: Vec<String>,
+    pub allow_origins: Vec<CorsOrigin>,
     #[serde(default)]
-    pub allow_headers: Vec<String>,
+    pub allow_headers: Vec<HeaderToken>,
     #[serde(default)]
-    pub allow_methods: Vec<String>,
+    pub allow_methods: Vec<MethodToken>,
     #[serde(default)]
-    pub expose_headers: Vec<String>,
+    pub expose_headers: Vec<HeaderToken>,
     #[serde(default)]
     pub allow_credentials: bool,
     #[serde(default)]
     pub max_age: Option<DurationStr>,
+}
+
+/// An origin as browsers send it: `scheme://host[:port]`, the port filled in
+/// from the scheme when absent, the host in lower case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub https: bool,
+    pub host: String,
+    pub port: u16,
+}
+
+impl Origin {
+    /// `wildcards` lets the host hold `*` (allowed origins do; a request's
+    /// origin does not). `None` for anything else, `null` included.
+    pub fn parse(text: &str, wildcards: bool) -> Option<Origin> {
+        let (scheme, rest) = text.split_once("://")?;
+        let https = if scheme.eq_ignore_ascii_case("https") {
+            true
+        } else if scheme.eq_ignore_ascii_case("http") {
+            false
+        } else {
+            return None;
+        };
+        let (host, port) = match rest.rsplit_once(':') {
+            // An IPv6 literal: `[::1]` or `[::1]:8080`.
+            Some((host, port)) if !port.ends_with(']') => (host, Some(port)),
+            _ => (rest, None),
+        };
+        let port = match port {
+            None => Some(if https { 443 } else { 80 }),
+            Some(p) if p.bytes().all(|b| b.is_ascii_digit()) => p.parse().ok().filter(|&p| p != 0),
+            Some(_) => None,
+        }?;
+        let host_chars = |c: char| {
+            c.is_ascii_alphanumeric()
+                || matches!(c, '.' | '-' | '_' | '[' | ']' | ':')
+                || (wildcards && c == '*')
+        };
+        let bracketed = host.starts_with('[') && host.ends_with(']');
+        if host.is_empty() || !host.chars().all(host_chars) || (host.contains(':') && !bracketed) {
+            return None;
+        }
+        Some(Origin {
+            https,
+            host: host.to_ascii_lowercase(),
+            port,
+        })
+    }
+}
+
+/// One entry of `cors.allowOrigins`: `*`, or an origin whose host may hold
+/// `*` wildcards (`https://*.example.com`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct CorsOrigin {
+    pub text: String,
+    /// `None` for `*`.
+    pub origin: Option<Origin>,
+}
+
+impl TryFrom<String> for CorsOrigin {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        if text == "*" {
+            return Ok(CorsOrigin { text, origin: None });
+        }
+        match Origin::parse(&text, true) {
+            Some(origin) => Ok(CorsOrigin {
+                text,
+                origin: Some(origin),
+            }),
+            None => Err(format!(
+                "'{text}' is not an origin: write scheme://host[:port] with http or https and no path \
+                 (e.g. https://app.example.com, https://*.example.com), or \"*\" for any"
+            )),
+        }
+    }
+}
+
+impl From<CorsOrigin> for String {
+    fn from(o: CorsOrigin) -> String {
+        o.text
+    }
+}
+
+/// A header name in `cors.allowHeaders` or `cors.exposeHeaders`, or `*`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct HeaderToken(pub String);
+
+impl TryFrom<String> for HeaderToken {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        match http::HeaderName::from_bytes(s.as_bytes()) {
+            Ok(_) => Ok(HeaderToken(s)),
+            Err(_) => Err(format!("'{s}' is not a header name")),
+        }
+    }
+}
+
+impl From<HeaderToken> for String {
+    fn from(t: HeaderToken) -> String {
+        t.0
+    }
+}
+
+/// A method in `cors.allowMethods` (`GET`, `POST`, ...), or `*`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct MethodToken(pub String);
+
+impl TryFrom<String> for MethodToken {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        match http::Method::from_bytes(s.as_bytes()) {
+            Ok(_) if !s.is_empty() => Ok(MethodToken(s)),
+            _ => Err(format!("'{s}' is not an HTTP method")),
+        }
+    }
+}
+
+impl From<MethodToken> for String {
+    fn from(t: MethodToken) -> String {
+        t.0
+    }
 }
 
 // ---- backends ---------------------------------------------------------

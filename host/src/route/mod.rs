@@ -5,6 +5,7 @@
 //! then more header matches, then more query matches; ties go to the route
 //! listed first.
 
+pub mod cors;
 pub mod filters;
 
 use http::{HeaderMap, Method};

@@ -172,6 +172,9 @@ pub struct McpRequestIn {
     pub parts: http::request::Parts,
     pub body: Bytes,
     pub run: ChainRun,
+    /// The route's `cors` allows the request's `Origin`: as good as listed
+    /// in `allowedOrigins`.
+    pub origin_trusted: bool,
 }
 
 /// What the access log learns: method, target, tool, session.
@@ -199,13 +202,18 @@ pub async fn serve(
     input: McpRequestIn,
     trace: &mut McpTrace,
 ) -> Response<Body> {
-    let McpRequestIn { parts, body, run } = input;
+    let McpRequestIn {
+        parts,
+        body,
+        run,
+        origin_trusted,
+    } = input;
     let session = parts
         .headers
         .get(SESSION_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    if !mcp.origin_allowed(&parts.headers) {
+    if !origin_trusted && !mcp.origin_allowed(&parts.headers) {
         // A browser page from elsewhere (DNS rebinding): refuse before anything runs.
         trace.error = Some("origin not allowed".into());
         return rpc_failure(
@@ -213,7 +221,7 @@ pub async fn serve(
             Value::Null,
             RpcError::new(
                 INVALID_REQUEST,
-                "Origin not allowed (add it to the mcp backend's allowedOrigins)",
+                "Origin not allowed (add it to the mcp backend's allowedOrigins or the route's cors)",
             ),
         );
     }

@@ -1,0 +1,198 @@
+//! `cors` in the running gateway: preflights answered before authentication
+//! and never forwarded, and the headers on every answer a route gives (the
+//! upstream's, a 401, a 502), together with `responseHeaderModifier`.
+
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::Full;
+
+use super::jwt::{AUDIENCE, FIXTURES, ISSUER, claims, token};
+use super::process::{Gateway, Upstream};
+use super::{client, send};
+
+const APP: &str = "https://app.example.com";
+
+async fn request(
+    gw: &Gateway,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, HeaderMap, String) {
+    let mut req = Request::builder().method(method).uri(gw.url(path));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    send(&client(), req.body(Full::default()).unwrap()).await
+}
+
+fn header(h: &HeaderMap, name: &str) -> Option<String> {
+    h.get(name).map(|v| v.to_str().unwrap().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preflights_are_answered_before_authentication_and_every_answer_is_marked() {
+    let upstream = Upstream::start().await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let down = closed.local_addr().unwrap();
+    drop(closed);
+    let gw = Gateway::start(&format!(
+        r#"
+binds:
+- port: 0
+  listeners:
+  - routes:
+    - name: api
+      matches: [{{path: {{pathPrefix: /api}}}}]
+      policies:
+        cors:
+          allowOrigins: ['{APP}', 'https://*.tools.example.com']
+          allowMethods: [GET, POST]
+          allowHeaders: [authorization, content-type]
+          exposeHeaders: [www-authenticate, x-request-id]
+          allowCredentials: true
+          maxAge: 10m
+        jwtAuth: {{issuer: '{ISSUER}', audiences: [{AUDIENCE}], jwks: {{file: '{FIXTURES}/rsa1.pub.pem'}}}}
+        responseHeaderModifier: {{set: {{x-route: api}}}}
+      backends: [{{host: "{up}"}}]
+    - name: open
+      matches: [{{path: {{pathPrefix: /open}}}}]
+      policies: {{cors: {{allowOrigins: ['*'], allowMethods: ['*'], allowHeaders: ['*']}}}}
+      backends: [{{host: "{up}"}}]
+    - name: down
+      matches: [{{path: {{pathPrefix: /down}}}}]
+      policies: {{cors: {{allowOrigins: ['*']}}}}
+      backends: [{{host: "{down}"}}]
+    - name: plain
+      backends: [{{host: "{up}"}}]
+"#,
+        up = upstream.addr,
+    ))
+    .await;
+    let preflight = |origin: &'static str| {
+        [
+            ("origin", origin),
+            ("access-control-request-method", "POST"),
+            (
+                "access-control-request-headers",
+                "authorization, content-type",
+            ),
+        ]
+    };
+
+    // A preflight carries no token: answered here, not refused, not forwarded.
+    let (status, h, body) = request(&gw, "OPTIONS", "/api/tools", &preflight(APP)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(header(&h, "access-control-allow-origin").unwrap(), APP);
+    assert_eq!(
+        header(&h, "access-control-allow-credentials").unwrap(),
+        "true"
+    );
+    assert_eq!(
+        header(&h, "access-control-allow-methods").unwrap(),
+        "GET, POST"
+    );
+    assert_eq!(
+        header(&h, "access-control-allow-headers").unwrap(),
+        "authorization, content-type"
+    );
+    assert_eq!(header(&h, "access-control-max-age").unwrap(), "600");
+    assert_eq!(header(&h, "x-route").unwrap(), "api");
+    assert!(body.is_empty(), "{body}");
+
+    // From an origin not listed: a bare 200, which the browser takes as no.
+    let (status, h, _) = request(
+        &gw,
+        "OPTIONS",
+        "/api/tools",
+        &preflight("https://evil.example"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(header(&h, "access-control-allow-origin").is_none(), "{h:?}");
+    assert!(
+        header(&h, "access-control-allow-methods").is_none(),
+        "{h:?}"
+    );
+    assert_eq!(upstream.hits(), 0, "no preflight reaches the upstream");
+
+    // The 401 is readable by the page, challenge included.
+    let tools = "https://a.tools.example.com";
+    let (status, h, _) = request(&gw, "GET", "/api/tools", &[("origin", tools)]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(header(&h, "access-control-allow-origin").unwrap(), tools);
+    assert!(header(&h, "www-authenticate").is_some(), "{h:?}");
+    assert_eq!(
+        header(&h, "access-control-expose-headers").unwrap(),
+        "www-authenticate, x-request-id"
+    );
+    assert_eq!(header(&h, "x-route").unwrap(), "api");
+
+    // Authenticated: the upstream's answer, marked for the allowed origin only.
+    let bearer = format!("Bearer {}", token("rsa1", "r1", claims()));
+    let (status, h, body) = request(
+        &gw,
+        "GET",
+        "/api/tools",
+        &[("origin", APP), ("authorization", &bearer)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(header(&h, "access-control-allow-origin").unwrap(), APP);
+    assert!(h.get_all("vary").iter().any(|v| v == "origin"), "{h:?}");
+    assert_eq!(upstream.hits(), 1);
+    for origin in ["https://evil.example", "http://app.example.com", "null"] {
+        let (status, h, _) = request(
+            &gw,
+            "GET",
+            "/api/tools",
+            &[("origin", origin), ("authorization", &bearer)],
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            header(&h, "access-control-allow-origin").is_none(),
+            "{origin}: {h:?}"
+        );
+        assert_eq!(header(&h, "x-route").unwrap(), "api");
+    }
+    let (_, h, _) = request(&gw, "GET", "/api/tools", &[("authorization", &bearer)]).await;
+    assert!(
+        header(&h, "access-control-allow-origin").is_none(),
+        "no Origin, no CORS: {h:?}"
+    );
+
+    // Wildcards: any origin, and whatever the preflight asks for.
+    let (status, h, _) = request(
+        &gw,
+        "OPTIONS",
+        "/open",
+        &[
+            ("origin", "https://anyone.example"),
+            ("access-control-request-method", "DELETE"),
+            ("access-control-request-headers", "x-custom"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(header(&h, "access-control-allow-origin").unwrap(), "*");
+    assert_eq!(
+        header(&h, "access-control-allow-methods").unwrap(),
+        "DELETE"
+    );
+    assert_eq!(
+        header(&h, "access-control-allow-headers").unwrap(),
+        "x-custom"
+    );
+
+    // The gateway's own error answers are readable too.
+    let (status, h, body) = request(&gw, "GET", "/down", &[("origin", APP)]).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_eq!(header(&h, "access-control-allow-origin").unwrap(), "*");
+
+    // Without `cors` an OPTIONS request is the upstream's business.
+    let hits = upstream.hits();
+    let (status, h, body) = request(&gw, "OPTIONS", "/elsewhere", &preflight(APP)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains(r#""method":"OPTIONS""#), "{body}");
+    assert!(header(&h, "access-control-allow-origin").is_none(), "{h:?}");
+    assert_eq!(upstream.hits(), hits + 1);
+}
