@@ -258,6 +258,95 @@ async fn oversized_and_slow_request_heads_are_refused() {
     );
 }
 
+/// `idleTimeout`: an HTTP/2 connection is closed once it has carried no
+/// request for that long, but never while a request is open on it; one that
+/// sends nothing after its preface is closed too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_http2_connections_are_closed_and_busy_ones_kept() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = Upstream::start().await;
+    let gw = Gateway::start(&proxy_to(upstream.addr, "config:\n  idleTimeout: 300ms\n")).await;
+    let connect = || tokio::net::TcpStream::connect(("127.0.0.1", gw.ports[0]));
+
+    let io = hyper_util::rt::TokioIo::new(connect().await.unwrap());
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+        .await
+        .unwrap();
+    let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let _ = conn.await;
+        let _ = closed_tx.send(Instant::now());
+    });
+    // The upstream takes a second to answer /sleep: three idle timeouts.
+    let req = Request::get(gw.url("/sleep"))
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let resp = sender
+        .send_request(req)
+        .await
+        .expect("answered on the open connection");
+    assert_eq!(resp.status(), StatusCode::OK);
+    resp.into_body().collect().await.unwrap();
+    let answered = Instant::now();
+    // Two requests in a row reuse it.
+    let req = Request::get(gw.url("/again"))
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    assert_eq!(
+        sender.send_request(req).await.unwrap().status(),
+        StatusCode::OK
+    );
+    let closed = tokio::time::timeout(Duration::from_secs(5), closed_rx)
+        .await
+        .expect("the idle connection was not closed")
+        .unwrap();
+    let quiet = closed - answered;
+    assert!(
+        quiet >= Duration::from_millis(250) && quiet < Duration::from_secs(3),
+        "closed {quiet:?} after its last answer"
+    );
+
+    // The preface and settings, then nothing.
+    let mut silent = connect().await.unwrap();
+    silent
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    let opened = Instant::now();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), silent.read_to_end(&mut rest)).await;
+    assert!(
+        matches!(read, Ok(Ok(_))),
+        "the silent connection stayed open: {read:?}"
+    );
+    assert!(
+        opened.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        opened.elapsed()
+    );
+
+    // HTTP/1.1 keep-alive is left to headerReadTimeout (10s by default):
+    // the same socket still serves after more than two idle timeouts.
+    let mut h1 = connect().await.unwrap();
+    for path in ["/one", "/two"] {
+        h1.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        while !answer.ends_with(b"}") {
+            let mut buf = [0u8; 4096];
+            let n = tokio::time::timeout(Duration::from_secs(5), h1.read(&mut buf))
+                .await
+                .expect("an answer")
+                .unwrap();
+            assert!(n > 0, "{path}: the HTTP/1.1 connection was closed");
+            answer.extend_from_slice(&buf[..n]);
+        }
+        assert!(answer.starts_with(b"HTTP/1.1 200"), "{path}");
+        tokio::time::sleep(Duration::from_millis(800)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_failures_and_client_errors_have_precise_statuses() {
     let upstream = Upstream::start().await;

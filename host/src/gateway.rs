@@ -28,6 +28,7 @@ pub const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:15000";
 pub const DEFAULT_MAX_BODY: usize = 8 << 20;
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 << 10;
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Why a config could not become a running gateway.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +75,9 @@ pub struct Gateway {
 pub struct ClientLimits {
     pub max_header_bytes: usize,
     pub header_read_timeout: Duration,
+    /// An HTTP/2 connection with no request open this long is closed
+    /// (HTTP/1.1 between requests: `header_read_timeout`).
+    pub idle_timeout: Duration,
 }
 
 pub struct BindRuntime {
@@ -246,6 +250,10 @@ impl Gateway {
                     .config
                     .header_read_timeout
                     .map_or(DEFAULT_HEADER_READ_TIMEOUT, |d| d.0),
+                idle_timeout: config
+                    .config
+                    .idle_timeout
+                    .map_or(DEFAULT_IDLE_TIMEOUT, |d| d.0),
             },
             access_log: config.config.access_log,
             binds,

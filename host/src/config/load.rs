@@ -318,6 +318,11 @@ mod tests {
                 "config.headerReadTimeout",
                 "must be longer than 0",
             ),
+            (
+                "idleTimeout: 0s",
+                "config.idleTimeout",
+                "must be longer than 0",
+            ),
         ] {
             let e = parse("c.yaml", &format!("config:\n  {setting}\n{routes}")).unwrap_err();
             assert_eq!((e.line, e.path.as_str()), (Some(2), path), "{e}");

@@ -61,6 +61,15 @@ pub struct Settings {
         deserialize_with = "longer_than_zero"
     )]
     pub header_read_timeout: Option<DurationStr>,
+    /// How long an HTTP/2 client connection may carry no request before it
+    /// is closed (HTTP/1.1 ones idle between requests close after
+    /// `headerReadTimeout`). Default 60s.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "longer_than_zero"
+    )]
+    pub idle_timeout: Option<DurationStr>,
     /// MCP sessions: `key` seals session ids so any replica with it resumes them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<SessionSettings>,

@@ -4,6 +4,7 @@
 //! passing every request to [`crate::proxy::handle`]. Shutdown stops
 //! accepting and lets in-flight requests finish.
 
+mod idle;
 pub mod tls;
 pub mod workers;
 
@@ -12,6 +13,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::Request;
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -21,6 +24,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::gateway::ClientLimits;
 use crate::proxy::{self, Shared};
+use idle::Activity;
 use workers::{Accepted, Dispatch};
 
 /// Bind every address first, so a port conflict fails start-up with its address.
@@ -91,13 +95,22 @@ pub async fn serve_connections(shared: Arc<Shared>, mut handed: mpsc::UnboundedR
                 continue;
             }
         };
+        let activity = Activity::new();
         let service = {
             let shared = shared.clone();
             let client = Arc::new(proxy::Peer::new(peer));
-            service_fn(move |req| {
+            let activity = activity.clone();
+            service_fn(move |req: Request<Incoming>| {
                 let shared = shared.clone();
                 let client = client.clone();
-                async move { Ok::<_, Infallible>(proxy::handle(shared, bind, client, req).await) }
+                let in_flight = activity.begin(req.version());
+                async move {
+                    let response = proxy::handle(shared, bind, client, req).await;
+                    Ok::<_, Infallible>(match in_flight {
+                        None => response,
+                        Some(request) => response.map(|body| idle::track(body, request)),
+                    })
+                }
             })
         };
         // The acceptor and limits of the config current at accept time, so
@@ -115,8 +128,13 @@ pub async fn serve_connections(shared: Arc<Shared>, mut handed: mpsc::UnboundedR
                 .into_owned();
             let conn = graceful.watch(conn);
             tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!(%peer, "connection ended: {e}");
+                tokio::select! {
+                    ended = conn => if let Err(e) = ended {
+                        tracing::debug!(%peer, "connection ended: {e}");
+                    },
+                    () = activity.idle_for(limits.idle_timeout) => {
+                        tracing::debug!(%peer, "closing a connection idle for {:?}", limits.idle_timeout);
+                    }
                 }
                 drop(load);
             });
@@ -139,9 +157,14 @@ pub async fn serve_connections(shared: Arc<Shared>, mut handed: mpsc::UnboundedR
                     return;
                 }
             };
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = watcher.watch(conn).await {
-                tracing::debug!(%peer, "connection ended: {e}");
+            let conn = watcher.watch(builder.serve_connection(TokioIo::new(stream), service));
+            tokio::select! {
+                ended = conn => if let Err(e) = ended {
+                    tracing::debug!(%peer, "connection ended: {e}");
+                },
+                () = activity.idle_for(limits.idle_timeout) => {
+                    tracing::debug!(%peer, "closing a connection idle for {:?}", limits.idle_timeout);
+                }
             }
         });
     }
