@@ -775,6 +775,20 @@ fn protected_resource<B>(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    // Browser clients discover the authorization server from here too.
+    match route
+        .cors
+        .as_ref()
+        .map(|c| c.check(req.method(), req.headers()))
+    {
+        Some(CorsCheck::Preflight(headers)) => {
+            let mut answer = Response::new(full(Bytes::new()));
+            *answer.headers_mut() = headers;
+            return Some(answer);
+        }
+        Some(CorsCheck::Allow(headers)) => cors::decorate(resp.headers_mut(), headers),
+        Some(CorsCheck::Pass) | None => {}
+    }
     Some(resp)
 }
 

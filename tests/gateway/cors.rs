@@ -196,3 +196,73 @@ binds:
     assert!(header(&h, "access-control-allow-origin").is_none(), "{h:?}");
     assert_eq!(upstream.hits(), hits + 1);
 }
+
+/// A browser MCP client's sign-in discovery: the 401's challenge and the
+/// protected-resource metadata it points to are both readable cross-origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_finds_the_authorization_server_of_an_mcp_route() {
+    let gw = Gateway::start(&format!(
+        r#"
+binds:
+- port: 0
+  listeners:
+  - routes:
+    - name: tools
+      matches: [{{path: {{pathPrefix: /mcp}}}}]
+      policies:
+        cors: {{allowOrigins: ['{APP}'], allowHeaders: ['*'], exposeHeaders: [www-authenticate, mcp-session-id]}}
+        jwtAuth: {{issuer: '{ISSUER}', audiences: [{AUDIENCE}], jwks: {{file: '{FIXTURES}/jwks-1.json'}}}}
+      backends: [{{mcp: {{targets: [{{name: t, mcp: {{host: 127.0.0.1, port: 9}}}}]}}}}]
+"#
+    ))
+    .await;
+    let (status, h, _) = request(
+        &gw,
+        "OPTIONS",
+        "/mcp",
+        &[
+            ("origin", APP),
+            ("access-control-request-method", "POST"),
+            (
+                "access-control-request-headers",
+                "authorization, content-type",
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(header(&h, "access-control-allow-origin").unwrap(), APP);
+    assert_eq!(
+        header(&h, "access-control-allow-headers").unwrap(),
+        "authorization, content-type"
+    );
+
+    let (status, h, _) = request(&gw, "POST", "/mcp", &[("origin", APP)]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(header(&h, "access-control-allow-origin").unwrap(), APP);
+    assert!(
+        header(&h, "access-control-expose-headers")
+            .unwrap()
+            .contains("www-authenticate")
+    );
+    let challenge = header(&h, "www-authenticate").unwrap();
+    assert!(challenge.contains("resource_metadata="), "{challenge}");
+
+    let metadata = "/.well-known/oauth-protected-resource/mcp";
+    let (status, h, _) = request(
+        &gw,
+        "OPTIONS",
+        metadata,
+        &[("origin", APP), ("access-control-request-method", "GET")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(header(&h, "access-control-allow-origin").unwrap(), APP);
+    let (status, h, body) = request(&gw, "GET", metadata, &[("origin", APP)]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(header(&h, "access-control-allow-origin").unwrap(), APP);
+    let meta: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(meta["authorization_servers"], serde_json::json!([ISSUER]));
+    let (_, h, _) = request(&gw, "GET", metadata, &[("origin", "https://evil.example")]).await;
+    assert!(header(&h, "access-control-allow-origin").is_none(), "{h:?}");
+}
