@@ -249,12 +249,8 @@ async fn serve(
         None => CorsCheck::Pass,
     };
     let mut response = match cors {
-        CorsCheck::Preflight(headers) => {
-            let mut resp = Response::new(full(Bytes::new()));
-            *resp.headers_mut() = headers;
-            resp
-        }
-        CorsCheck::Allow(headers) => {
+        CorsCheck::Preflight(headers) => preflight_answer(headers),
+        check => {
             let mut resp = serve_route(
                 shared,
                 gateway,
@@ -267,22 +263,10 @@ async fn serve(
                 trace,
             )
             .await;
-            cors::decorate(resp.headers_mut(), headers);
+            if let CorsCheck::Allow(headers) = check {
+                cors::decorate(resp.headers_mut(), headers);
+            }
             resp
-        }
-        CorsCheck::Pass => {
-            serve_route(
-                shared,
-                gateway,
-                &route,
-                &matched,
-                peer,
-                req,
-                host,
-                request_id_header,
-                trace,
-            )
-            .await
         }
     };
     if let Some(edits) = &route.response_headers {
@@ -781,15 +765,18 @@ fn protected_resource<B>(
         .as_ref()
         .map(|c| c.check(req.method(), req.headers()))
     {
-        Some(CorsCheck::Preflight(headers)) => {
-            let mut answer = Response::new(full(Bytes::new()));
-            *answer.headers_mut() = headers;
-            return Some(answer);
-        }
+        Some(CorsCheck::Preflight(headers)) => return Some(preflight_answer(headers)),
         Some(CorsCheck::Allow(headers)) => cors::decorate(resp.headers_mut(), headers),
         Some(CorsCheck::Pass) | None => {}
     }
     Some(resp)
+}
+
+/// The gateway's answer to a CORS preflight: 200, no body.
+fn preflight_answer(headers: HeaderMap) -> Response<Body> {
+    let mut answer = Response::new(full(Bytes::new()));
+    *answer.headers_mut() = headers;
+    answer
 }
 
 /// Record what the chain decided; `Some` is the response that ends the request.
