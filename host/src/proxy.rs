@@ -251,6 +251,7 @@ async fn serve(
     let mut response = match cors {
         CorsCheck::Preflight(headers) => preflight_answer(headers),
         check => {
+            let cors_allowed = matches!(check, CorsCheck::Allow(_));
             let mut resp = serve_route(
                 shared,
                 gateway,
@@ -260,6 +261,7 @@ async fn serve(
                 req,
                 host,
                 request_id_header,
+                cors_allowed,
                 trace,
             )
             .await;
@@ -286,6 +288,8 @@ async fn serve_route(
     req: Request<Incoming>,
     host: Option<String>,
     request_id_header: HeaderValue,
+    // The route's `cors` allows the request's `Origin`.
+    cors_allowed: bool,
     trace: &mut Trace,
 ) -> Response<Body> {
     let request_id = request_id_header.to_str().unwrap_or_default();
@@ -415,15 +419,11 @@ async fn serve_route(
             Err(response) => return response(request_id),
         };
         let mut mcp_trace = McpTrace::default();
-        let origin_trusted = route
-            .cors
-            .as_ref()
-            .is_some_and(|c| c.admits(&parts.headers));
         let input = McpRequestIn {
             parts,
             body,
             run,
-            origin_trusted,
+            origin_trusted: cors_allowed,
         };
         let response = Box::pin(mcp::serve(mcp, input, &mut mcp_trace)).await;
         trace.upstream = mcp_trace.summary.map(Arc::from);

@@ -10,6 +10,7 @@ pub mod workers;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +23,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
+use crate::backend::http::BoxError;
 use crate::gateway::ClientLimits;
 use crate::proxy::{self, Shared};
 use idle::Activity;
@@ -128,14 +130,7 @@ pub async fn serve_connections(shared: Arc<Shared>, mut handed: mpsc::UnboundedR
                 .into_owned();
             let conn = graceful.watch(conn);
             tokio::spawn(async move {
-                tokio::select! {
-                    ended = conn => if let Err(e) = ended {
-                        tracing::debug!(%peer, "connection ended: {e}");
-                    },
-                    () = activity.idle_for(limits.idle_timeout) => {
-                        tracing::debug!(%peer, "closing a connection idle for {:?}", limits.idle_timeout);
-                    }
-                }
+                until_idle(Box::pin(conn), activity, limits.idle_timeout, peer).await;
                 drop(load);
             });
             continue;
@@ -158,17 +153,32 @@ pub async fn serve_connections(shared: Arc<Shared>, mut handed: mpsc::UnboundedR
                 }
             };
             let conn = watcher.watch(builder.serve_connection(TokioIo::new(stream), service));
-            tokio::select! {
-                ended = conn => if let Err(e) = ended {
-                    tracing::debug!(%peer, "connection ended: {e}");
-                },
-                () = activity.idle_for(limits.idle_timeout) => {
-                    tracing::debug!(%peer, "closing a connection idle for {:?}", limits.idle_timeout);
-                }
-            }
+            until_idle(Box::pin(conn), activity, limits.idle_timeout, peer).await;
         });
     }
     graceful.shutdown().await;
+}
+
+/// A served connection, its type erased where it is made: passed on
+/// generically, hyper's connection futures trip rustc's `Send` inference.
+type Served<'a> = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send + 'a>>;
+
+/// Serve `conn` until it ends, or drop it (closing the socket) once it has
+/// carried no request for `timeout`: nothing is in flight then.
+async fn until_idle(
+    conn: Served<'_>,
+    activity: Arc<Activity>,
+    timeout: Duration,
+    peer: SocketAddr,
+) {
+    tokio::select! {
+        ended = conn => if let Err(e) = ended {
+            tracing::debug!(%peer, "connection ended: {e}");
+        },
+        () = activity.idle_for(timeout) => {
+            tracing::debug!(%peer, "closing a connection idle for {timeout:?}");
+        }
+    }
 }
 
 /// How connections are served under `limits`: a head larger than

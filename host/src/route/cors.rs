@@ -152,12 +152,6 @@ impl CorsPolicy {
         CorsCheck::Preflight(answer)
     }
 
-    /// The request comes from a page on an origin this policy allows (the
-    /// MCP backend's DNS-rebinding check trusts those too).
-    pub fn admits(&self, request: &HeaderMap) -> bool {
-        request.get(ORIGIN).is_some_and(|o| self.allows(o))
-    }
-
     fn allows(&self, origin: &HeaderValue) -> bool {
         if self.any_origin {
             return true;
