@@ -5,6 +5,8 @@
 mod authoring;
 #[path = "gateway/cors.rs"]
 mod cors;
+#[path = "gateway/credentials.rs"]
+mod credentials;
 #[path = "gateway/jwt.rs"]
 mod jwt;
 #[path = "gateway/llm.rs"]
@@ -668,6 +670,8 @@ async fn validate_reports_file_line_path_and_suggestion() {
         "mcp-authorization",
         "header-match",
         "mcp-cors",
+        "apikey-hashed",
+        "basic-authentication",
     ] {
         let out = process::wardgate(&["validate", "-c", &format!("{fixtures}/{name}.yaml")]);
         assert!(
@@ -692,6 +696,14 @@ async fn validate_reports_file_line_path_and_suggestion() {
         (
             "broken-mcp-cors",
             ":7:59: binds[0].listeners[0].routes[0].policies.cors.allowOrigins[1]: 'localhost:6274' is not an origin: write scheme://host[:port]",
+        ),
+        (
+            "broken-apikey-hashed",
+            ":11:13: binds[0].listeners[0].routes[0].policies.apiKey.keys[0]: `sha256:` must be followed by 64 hex digits",
+        ),
+        (
+            "broken-basic-authentication",
+            ":13:17: binds[0].listeners[0].routes[0].policies.basicAuth.mode: unknown variant `optinal`",
         ),
         (
             "broken-worker-threads",

@@ -6,6 +6,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::auth::api_key::ApiKeyAuth;
+use crate::auth::basic::BasicAuth;
 use crate::auth::jwks::Fetcher;
 use crate::auth::jwt::JwtAuth;
 use crate::backend::http::{HttpBackends, Transport, Upstream};
@@ -113,6 +115,10 @@ pub struct RouteRuntime {
     pub backends: Vec<WeightedBackend>,
     /// `jwtAuth`: verify the bearer token before the plugin chain.
     pub jwt: Option<Arc<JwtAuth>>,
+    /// `basicAuth`: users and passwords from htpasswd text.
+    pub basic: Option<Arc<BasicAuth>>,
+    /// `apiKey`: the caller presents one of the route's keys.
+    pub api_key: Option<Arc<ApiKeyAuth>>,
     /// `backendAuth: passthrough`: forward the client's token upstream.
     pub forward_token: bool,
     /// An `ai:` backend: the route is an LLM gateway.
@@ -294,6 +300,8 @@ impl Gateway {
                         .transport(p.backend_tls.as_ref(), version)
                         .map_err(|e| BuildError::new(format!("{at}.policies.backendTLS"), e))?;
                     jwt_auth(p, &at)?;
+                    basic_auth(p, &at)?;
+                    api_key_auth(p, &at)?;
                     llm_backend(route, &clients, &at)?;
                     mcp_backend(route, &clients, &checking, &name, &at)?;
                 }
@@ -380,6 +388,39 @@ fn jwt_auth(
     JwtAuth::from_config(config, &fetcher)
         .map(|j| Some(Arc::new(j)))
         .map_err(|e| BuildError::new(path, e))
+}
+
+fn basic_auth(
+    p: &crate::config::schema::Policies,
+    at: &str,
+) -> Result<Option<Arc<BasicAuth>>, BuildError> {
+    let Some(config) = &p.basic_auth else {
+        return Ok(None);
+    };
+    let path = format!("{at}.policies.basicAuth");
+    let text = match (&config.htpasswd, &config.htpasswd_file) {
+        (Some(source), None) => crate::backend::llm::provider::resolve_secret(source, None),
+        (None, Some(file)) => std::fs::read_to_string(file)
+            .map_err(|e| format!("cannot read htpasswd file {file}: {e}")),
+        (Some(_), Some(_)) => Err("give `htpasswd` or `htpasswdFile`, not both".into()),
+        (None, None) => Err("needs `htpasswd` (text or `{file: path}`) or `htpasswdFile`".into()),
+    }
+    .map_err(|e| BuildError::new(path.clone(), e))?;
+    BasicAuth::from_config(config, &text)
+        .map(|b| Some(Arc::new(b)))
+        .map_err(|e| BuildError::new(path, e))
+}
+
+fn api_key_auth(
+    p: &crate::config::schema::Policies,
+    at: &str,
+) -> Result<Option<Arc<ApiKeyAuth>>, BuildError> {
+    let Some(config) = &p.api_key else {
+        return Ok(None);
+    };
+    ApiKeyAuth::from_config(config)
+        .map(|a| Some(Arc::new(a)))
+        .map_err(|e| BuildError::new(format!("{at}.policies.apiKey"), e))
 }
 
 /// The route's `mcp:` backend, if it has one; it must be the only backend.
@@ -520,6 +561,8 @@ fn build_route(
     let llm = llm_backend(route, clients, at)?;
     let mcp = mcp_backend(route, clients, sealer, name, at)?;
     let jwt = jwt_auth(p, at)?;
+    let basic = basic_auth(p, at)?;
+    let api_key = api_key_auth(p, at)?;
     let edits = |m: &Option<crate::config::schema::HeaderModifier>, key: &str| {
         m.as_ref()
             .map(HeaderEdits::from_config)
@@ -551,6 +594,8 @@ fn build_route(
         retry: p.retry.clone(),
         backends,
         jwt,
+        basic,
+        api_key,
         forward_token: matches!(
             p.backend_auth,
             Some(crate::config::schema::BackendAuth::Passthrough(_))

@@ -20,7 +20,7 @@ use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 
-use crate::auth::jwt::{self, Outcome as JwtOutcome};
+use crate::auth::{Outcome, jwt};
 use crate::backend::http::{Body, BoxError, HttpBackends, UpstreamBody, UpstreamError};
 use crate::backend::llm::{self, LlmRequestIn, LlmTrace};
 use crate::backend::mcp::{self, McpRequestIn, McpTrace};
@@ -295,40 +295,18 @@ async fn serve_route(
     let request_id = request_id_header.to_str().unwrap_or_default();
     let client = peer.addr;
     let (mut parts, body) = req.into_parts();
-    let identity = match &route.jwt {
-        None => None,
-        Some(jwt) => match Box::pin(jwt.check(&parts.headers)).await {
-            JwtOutcome::Verified(claims) => Some(claims.to_string()),
-            JwtOutcome::Anonymous => None,
-            JwtOutcome::Rejected(reason) => {
-                trace.error = Some(format!("jwt: {reason}"));
-                let mut resp = error_response(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthenticated",
-                    &format!("authentication failed: {reason}"),
-                    request_id,
-                    &[("route", &route.name)],
-                );
-                // MCP clients find the authorization server from here (RFC 9728).
-                let metadata = route.mcp.as_ref().map(|_| {
-                    format!(
-                        "{}{PROTECTED_RESOURCE_PATH}{}",
-                        origin(parts.uri.scheme_str(), &parts.headers, host.as_deref()),
-                        parts.uri.path()
-                    )
-                });
-                if let Ok(v) = HeaderValue::from_str(&jwt::challenge(&reason, metadata.as_deref()))
-                {
-                    resp.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
-                }
-                return resp;
-            }
-        },
+    let identity = match Box::pin(authenticate(
+        route,
+        &mut parts,
+        host.as_deref(),
+        request_id,
+        trace,
+    ))
+    .await
+    {
+        Ok(identity) => identity,
+        Err(refusal) => return refusal,
     };
-    if route.jwt.is_some() && !route.forward_token {
-        // The token was for the gateway; upstreams get it only by passthrough.
-        parts.headers.remove(http::header::AUTHORIZATION);
-    }
     let mut run = route.chain.start_with(|| RequestContext {
         route: route.name.clone(),
         client_address: client.to_string(),
@@ -731,6 +709,75 @@ fn origin(scheme: Option<&str>, headers: &http::HeaderMap, host: Option<&str>) -
         })
         .unwrap_or("http");
     format!("{scheme}://{}", host.unwrap_or("localhost"))
+}
+
+/// The route's authentication policies in agentgateway's order: `jwtAuth`,
+/// `basicAuth`, `apiKey`. Each takes its own credential out of the request
+/// once verified; the first verified gives the identity (as JSON) that
+/// plugins see. A refusal is the 401 to send.
+async fn authenticate(
+    route: &RouteRuntime,
+    parts: &mut http::request::Parts,
+    host: Option<&str>,
+    request_id: &str,
+    trace: &mut Trace,
+) -> Result<Option<String>, Response<Body>> {
+    let mut identity = None;
+    let mut refuse = |policy: &str, reason: String, challenge: Option<String>| {
+        trace.error = Some(format!("{policy}: {reason}"));
+        let mut resp = error_response(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            &format!("authentication failed: {reason}"),
+            request_id,
+            &[("route", &route.name), ("policy", policy)],
+        );
+        if let Some(v) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            resp.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
+        }
+        resp
+    };
+    if let Some(auth) = &route.jwt {
+        match auth.check(&parts.headers).await {
+            Outcome::Verified(claims) => identity = Some(claims),
+            Outcome::Anonymous => {}
+            Outcome::Rejected(reason) => {
+                // MCP clients find the authorization server from here (RFC 9728).
+                let metadata = route.mcp.as_ref().map(|_| {
+                    format!(
+                        "{}{PROTECTED_RESOURCE_PATH}{}",
+                        origin(parts.uri.scheme_str(), &parts.headers, host),
+                        parts.uri.path()
+                    )
+                });
+                let challenge = jwt::challenge(&reason, metadata.as_deref());
+                return Err(refuse("jwtAuth", reason, Some(challenge)));
+            }
+        }
+        if !route.forward_token {
+            // The token was for the gateway; upstreams get it only by passthrough.
+            parts.headers.remove(http::header::AUTHORIZATION);
+        }
+    }
+    if let Some(auth) = &route.basic {
+        match auth.check(parts).await {
+            Outcome::Verified(user) => identity = identity.or(Some(user)),
+            Outcome::Anonymous => {}
+            Outcome::Rejected(reason) => {
+                return Err(refuse("basicAuth", reason, Some(auth.challenge())));
+            }
+        }
+    }
+    if let Some(auth) = &route.api_key {
+        match auth.check(parts).await {
+            Outcome::Verified(metadata) => identity = identity.or(Some(metadata)),
+            Outcome::Anonymous => {}
+            Outcome::Rejected(reason) => {
+                return Err(refuse("apiKey", reason, auth.challenge()));
+            }
+        }
+    }
+    Ok(identity.map(|v| v.to_string()))
 }
 
 /// RFC 9728 metadata for an MCP route that authenticates with `jwtAuth`:

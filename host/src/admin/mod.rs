@@ -126,8 +126,10 @@ fn text(status: StatusCode, body: &'static str) -> Response<Body> {
 
 /// Values under keys that name secrets never leave the process.
 pub fn redact(value: &mut serde_json::Value) {
-    const SECRET_KEYS: [&str; 8] = [
+    const SECRET_KEYS: [&str; 10] = [
         "key",
+        "keyhash",
+        "htpasswd",
         "apikey",
         "password",
         "secret",

@@ -13,6 +13,7 @@ use jsonwebtoken::dangerous::insecure_decode_claims;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Validation, decode, decode_header};
 
+use super::Outcome;
 use super::jwks::{Fetcher, KeySource};
 use crate::config::schema::{JwtAuth as JwtConfig, JwtMode};
 
@@ -28,17 +29,6 @@ struct Provider {
     issuer: String,
     audiences: Vec<String>,
     keys: KeySource,
-}
-
-/// What authentication decided for one request.
-#[derive(Debug)]
-pub enum Outcome {
-    /// A valid token: its claims.
-    Verified(serde_json::Value),
-    /// No token (or, in permissive mode, a bad one): go on without identity.
-    Anonymous,
-    /// Answer 401 with this reason.
-    Rejected(String),
 }
 
 impl JwtAuth {

@@ -75,6 +75,14 @@ pub fn resolve(config: &mut Config) {
                     }
                 }
                 let p = &mut route.policies;
+                if let Some(basic) = &mut p.basic_auth {
+                    if let Some(SecretSource::File { file }) = &mut basic.htpasswd {
+                        fix(file);
+                    }
+                    if let Some(file) = &mut basic.htpasswd_file {
+                        fix(file);
+                    }
+                }
                 if let Some(jwt) = &mut p.jwt_auth {
                     if let Some(Jwks::File(f)) = &mut jwt.jwks {
                         fix(f);

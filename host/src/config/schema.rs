@@ -377,6 +377,10 @@ pub struct Policies {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwt_auth: Option<JwtAuth>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<ApiKeyAuth>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic_auth: Option<BasicAuth>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend_auth: Option<BackendAuth>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub local_rate_limit: Option<Vec<LocalRateLimit>>,
@@ -582,6 +586,169 @@ pub enum JwtMode {
     Strict,
     Optional,
     Permissive,
+}
+
+/// How strictly `apiKey` and `basicAuth` ask for credentials.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum AuthMode {
+    /// A valid credential is required (the default here; agentgateway's
+    /// default is `optional`, but a missing `mode` must not open a route).
+    #[default]
+    Strict,
+    /// No credential passes without identity; a wrong one is refused.
+    Optional,
+    /// Nothing is refused; a valid credential still gives an identity.
+    Permissive,
+}
+
+/// `apiKey`: callers present one of these keys.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ApiKeyAuth {
+    pub keys: Vec<ApiKeyEntry>,
+    #[serde(default)]
+    pub mode: AuthMode,
+    /// Where the key is read from; default `Authorization: Bearer <key>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<CredentialLocation>,
+}
+
+/// One accepted key: exactly one of `key` (the key itself) or `keyHash`
+/// (`sha256:<hex>` or a bcrypt hash), with optional `metadata` that becomes
+/// the caller's identity.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(try_from = "RawApiKeyEntry", into = "RawApiKeyEntry")]
+pub struct ApiKeyEntry {
+    pub secret: StoredKey,
+    pub metadata: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoredKey {
+    Plain(String),
+    Sha256([u8; 32]),
+    /// A bcrypt hash (`$2a$`, `$2b$`, `$2y$`), checked as it is written.
+    Bcrypt(String),
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawApiKeyEntry {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    key_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    metadata: Option<serde_json::Value>,
+}
+
+impl TryFrom<RawApiKeyEntry> for ApiKeyEntry {
+    type Error = String;
+    fn try_from(raw: RawApiKeyEntry) -> Result<Self, String> {
+        let secret = match (raw.key, raw.key_hash) {
+            (Some(key), None) if key.is_empty() => return Err("`key` is empty".into()),
+            (Some(key), None) => StoredKey::Plain(key),
+            (None, Some(hash)) => StoredKey::parse_hash(&hash)?,
+            (Some(_), Some(_)) => return Err("give `key` or `keyHash`, not both".into()),
+            (None, None) => return Err("an entry needs `key` or `keyHash`".into()),
+        };
+        if let Some(m) = &raw.metadata
+            && !m.is_object()
+        {
+            return Err("`metadata` must be a map (it becomes the caller's identity)".into());
+        }
+        Ok(ApiKeyEntry {
+            secret,
+            metadata: raw.metadata,
+        })
+    }
+}
+
+impl From<ApiKeyEntry> for RawApiKeyEntry {
+    fn from(e: ApiKeyEntry) -> Self {
+        let (key, key_hash) = match e.secret {
+            StoredKey::Plain(k) => (Some(k), None),
+            StoredKey::Sha256(d) => (None, Some(format!("sha256:{}", hex_lower(&d)))),
+            StoredKey::Bcrypt(h) => (None, Some(h)),
+        };
+        RawApiKeyEntry {
+            key,
+            key_hash,
+            metadata: e.metadata,
+        }
+    }
+}
+
+impl StoredKey {
+    fn parse_hash(text: &str) -> Result<StoredKey, String> {
+        if let Some(hex) = text.strip_prefix("sha256:") {
+            let bytes: Option<Vec<u8>> = (hex.len() == 64)
+                .then(|| {
+                    (0..32)
+                        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
+                        .collect()
+                })
+                .flatten();
+            return bytes
+                .and_then(|b| b.try_into().ok())
+                .map(StoredKey::Sha256)
+                .ok_or_else(|| {
+                    "`sha256:` must be followed by 64 hex digits \
+                     (printf '%s' KEY | sha256sum)"
+                        .into()
+                });
+        }
+        if ["$2a$", "$2b$", "$2y$"].iter().any(|p| text.starts_with(p)) {
+            return text
+                .parse::<bcrypt::HashParts>()
+                .map(|_| StoredKey::Bcrypt(text.to_string()))
+                .map_err(|e| format!("not a valid bcrypt hash: {e}"));
+        }
+        Err("`keyHash` must be `sha256:<hex>` or a bcrypt hash ($2a$, $2b$, $2y$)".into())
+    }
+}
+
+fn hex_lower(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `basicAuth`: users and password hashes in htpasswd format.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BasicAuth {
+    /// The htpasswd text inline, or `{file: path}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub htpasswd: Option<SecretSource>,
+    /// A path to an htpasswd file (agentgateway's earlier spelling).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub htpasswd_file: Option<String>,
+    /// Shown by browsers in the login prompt; default `Restricted`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub realm: Option<String>,
+    #[serde(default)]
+    pub mode: AuthMode,
+    /// Where the credentials are read; default `Authorization: Basic ...`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_location: Option<CredentialLocation>,
+}
+
+/// Where a request carries its credential.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub enum CredentialLocation {
+    /// A header, its value after `prefix` (matched without regard to case).
+    Header {
+        name: HeaderToken,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        prefix: Option<String>,
+    },
+    QueryParameter {
+        name: String,
+    },
+    Cookie {
+        name: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

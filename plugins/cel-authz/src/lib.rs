@@ -84,7 +84,8 @@ struct CelAuthz {
     /// them is most of what a fresh context costs.
     root: Context<'static, 'static>,
     /// Whether any rule reads `jwt` / `source`: unread ones are not built.
-    uses_jwt: bool,
+    /// Which of [`IDENTITY_NAMES`] the rules read.
+    identity_names: Vec<&'static str>,
     uses_source: bool,
     /// Decisions already made in the `mcp` and `llm` scopes, keyed by all a
     /// rule can read there (see [`CelAuthz::decide_once`]). CEL has no
@@ -100,6 +101,12 @@ struct CelAuthz {
 /// (~1 MiB); longer keys are decided without the memo.
 const MEMO_ENTRIES: usize = 1024;
 const MEMO_KEY_BYTES: usize = 1024;
+
+/// Names of the caller's verified identity, one per authentication policy
+/// (JWT claims, an API key's metadata, `{username}`), as agentgateway's CEL
+/// spells them. A request has one identity, so a rule may read whichever
+/// name fits its route.
+const IDENTITY_NAMES: [&str; 3] = ["jwt", "apiKey", "basicAuth"];
 
 const SCOPE_VARS: [(&str, Scope); 3] = [
     ("request", Scope::Http),
@@ -174,7 +181,10 @@ impl Plugin for CelAuthz {
         };
         Ok(CelAuthz {
             scope: c.scope,
-            uses_jwt: uses("jwt"),
+            identity_names: IDENTITY_NAMES
+                .into_iter()
+                .filter(|name| uses(name))
+                .collect(),
             uses_source: uses("source"),
             has_allow: rules.iter().any(|r| r.effect == Effect::Allow),
             rules,
@@ -317,7 +327,10 @@ impl CelAuthz {
             return self.decide(ctx, name, make());
         }
         // JSON, so no part's text can pass for a boundary between two.
-        let claims = ctx.identity.as_deref().filter(|_| self.uses_jwt);
+        let claims = ctx
+            .identity
+            .as_deref()
+            .filter(|_| !self.identity_names.is_empty());
         let key = serde_json::to_string(&(parts, claims)).expect("strings serialize");
         if key.len() > MEMO_KEY_BYTES {
             return self.decide(ctx, name, make());
@@ -347,13 +360,15 @@ impl CelAuthz {
                 .add_variable(var, v)
                 .map_err(|e| format!("cannot bind `{var}`: {e}"))
         };
-        if self.uses_jwt {
-            let jwt = ctx
+        if !self.identity_names.is_empty() {
+            let identity = ctx
                 .identity
                 .as_deref()
                 .and_then(|j| serde_json::from_str::<serde_json::Value>(j).ok())
                 .unwrap_or_else(|| json!({}));
-            bind(&mut context, "jwt", jwt)?;
+            for name in &self.identity_names {
+                bind(&mut context, name, identity.clone())?;
+            }
         }
         if self.uses_source {
             bind(&mut context, "source", source(&ctx.client_address))?;
@@ -530,6 +545,33 @@ mod tests {
             a.on_http_request(&ctx(None), req()),
             HttpRequestAction::Deny(_)
         ));
+    }
+
+    #[test]
+    fn api_key_and_basic_auth_callers_are_read_under_their_own_names() {
+        let a = authz(
+            r#"{"rules": [{"allow": "apiKey.group == \"sales\" || basicAuth.username == \"ann\""}]}"#,
+        );
+        let req = || HttpRequest {
+            method: "GET".into(),
+            path: "/x".into(),
+            headers: vec![],
+            body: None,
+        };
+        for (identity, allowed) in [
+            (Some(r#"{"group": "sales"}"#), true),
+            (Some(r#"{"username": "ann"}"#), true),
+            (Some(r#"{"group": "ops"}"#), false),
+            (Some(r#"{"username": "ben"}"#), false),
+            (None, false),
+        ] {
+            let got = a.on_http_request(&ctx(identity), req());
+            assert_eq!(
+                matches!(got, HttpRequestAction::Continue),
+                allowed,
+                "{identity:?}"
+            );
+        }
     }
 
     #[test]
