@@ -719,6 +719,33 @@ async fn validate_reports_file_line_path_and_suggestion() {
             "{name}: {stderr}"
         );
     }
+    // Errors found while the gateway is built are placed at their key too.
+    let dir = std::env::temp_dir().join(format!("wardgate-validate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let head = "binds:\n- port: 3000\n  listeners:\n  - routes:\n    - policies: {directResponse: {body: x}}\n";
+    for (name, route, expected) in [
+        (
+            "plugin",
+            "    - plugins:\n      - name: rate-limit\n        config: {limits: [{requests: 2, per: fortnight}]}\n      backends: [{host: 'a:1'}]\n",
+            ":7:9: binds[0].listeners[0].routes[1].plugins[0]: ",
+        ),
+        (
+            "htpasswd",
+            "    - backends: [{host: 'a:1'}]\n      policies:\n        basicAuth: {htpasswdFile: missing.htpasswd}\n",
+            ":8:9: binds[0].listeners[0].routes[1].policies.basicAuth: cannot read htpasswd file",
+        ),
+    ] {
+        let file = dir.join(format!("{name}.yaml"));
+        std::fs::write(&file, format!("{head}{route}")).unwrap();
+        let out = process::wardgate(&["validate", "-c", file.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(
+            stderr.contains(&format!("{}{expected}", file.display())),
+            "{name}: {stderr}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
     let out = process::wardgate(&[
         "validate",
         "-c",

@@ -14,6 +14,7 @@ use crate::backend::http::{HttpBackends, Transport, Upstream};
 use crate::backend::llm::LlmBackend;
 use crate::backend::mcp::McpBackend;
 use crate::backend::mcp::session::Sealer;
+use crate::config::locate::Source;
 use crate::config::schema::{
     AccessLogFormat, BackendKind, Bind, Config, DirectResponse, HostPort, Protocol,
     RequestRedirect, UrlRewrite,
@@ -33,11 +34,13 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Why a config could not become a running gateway.
-#[derive(Debug, thiserror::Error)]
-#[error("{path}: {message}")]
+#[derive(Debug)]
 pub struct BuildError {
     pub path: String,
     pub message: String,
+    /// `file:line:column` of `path`, and the lines leading to it, when the
+    /// config came from a file.
+    pub location: Option<(String, String)>,
     /// The config is fine but something it needs could not be fetched yet
     /// (a registry is down): worth trying again rather than giving up.
     pub retryable: bool,
@@ -48,8 +51,20 @@ impl BuildError {
         BuildError {
             path,
             message,
+            location: None,
             retryable: false,
         }
+    }
+
+    /// Place the error in the file `source` was read from.
+    fn locate(mut self, source: Option<&Source>) -> Self {
+        if let Some(source) = source
+            && let Some((line, column)) = source.position(&self.path)
+        {
+            let at = format!("{}:{line}:{column}", source.file);
+            self.location = Some((at, source.snippet(line)));
+        }
+        self
     }
 
     fn plugin(path: String, e: crate::policy::LoadError) -> Self {
@@ -57,9 +72,21 @@ impl BuildError {
             path,
             retryable: matches!(e.kind, crate::policy::LoadErrorKind::Fetch { .. }),
             message: e.to_string(),
+            location: None,
         }
     }
 }
+
+impl std::fmt::Display for BuildError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.location {
+            Some((at, snippet)) => write!(f, "{at}: {}: {}\n{snippet}", self.path, self.message),
+            None => write!(f, "{}: {}", self.path, self.message),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {}
 
 pub struct Gateway {
     /// The config this was built from, for `/config_dump`.
@@ -155,6 +182,15 @@ impl Gateway {
     /// Build the running gateway: loads (and snapshots) every plugin, so this
     /// runs off the request path, and any failure leaves the old config serving.
     pub fn build(
+        config: Config,
+        engine: &PolicyEngine,
+        clients: &HttpBackends,
+    ) -> Result<Gateway, BuildError> {
+        let source = config.source.clone();
+        Self::build_unlocated(config, engine, clients).map_err(|e| e.locate(source.as_deref()))
+    }
+
+    fn build_unlocated(
         config: Config,
         engine: &PolicyEngine,
         clients: &HttpBackends,
@@ -272,6 +308,10 @@ impl Gateway {
     /// exists). Features this build parses but does not serve yet come back
     /// as notes; `run` refuses them.
     pub fn check(config: &Config, engine: &PolicyEngine) -> Result<Vec<String>, BuildError> {
+        Self::check_unlocated(config, engine).map_err(|e| e.locate(config.source.as_deref()))
+    }
+
+    fn check_unlocated(config: &Config, engine: &PolicyEngine) -> Result<Vec<String>, BuildError> {
         // A configured key is checked; without one, checking needs no real key.
         let checking = session_sealer(config)?.unwrap_or_else(|| Arc::new(Sealer::new(&[0; 32])));
         let mut notes = Vec::new();

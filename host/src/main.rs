@@ -105,6 +105,10 @@ fn validate(path: &Path) -> ExitCode {
             println!("{}: config is valid", path.display());
             ExitCode::SUCCESS
         }
+        Err(e) if e.location.is_some() => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("error: {}: {e}", path.display());
             ExitCode::FAILURE

@@ -86,6 +86,10 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
             snippet: location.map(|l| snippet(&text, l.line())),
         }
     })?;
+    let mut config = config;
+    config.source = Some(std::sync::Arc::new(super::locate::Source::index(
+        file, &text,
+    )));
     check(file, &config)?;
     Ok(config)
 }
@@ -101,7 +105,7 @@ fn strip_location(rendered: &str) -> String {
     }
 }
 
-fn snippet(text: &str, line: u64) -> String {
+pub(super) fn snippet(text: &str, line: u64) -> String {
     let line = line as usize;
     text.lines()
         .enumerate()

@@ -1,8 +1,9 @@
 //! Configuration: the YAML schema ([`schema`]), reading it with precise
-//! errors ([`load`]), relative paths ([`paths`]) and policy sugar ([`sugar`]). [`crate::gateway`] turns a
+//! errors ([`load`]) and positions for the errors found later ([`locate`]), relative paths ([`paths`]) and policy sugar ([`sugar`]). [`crate::gateway`] turns a
 //! checked config into the immutable snapshot that serves requests.
 
 pub mod load;
+pub mod locate;
 pub mod paths;
 pub mod schema;
 pub mod sugar;

@@ -25,6 +25,9 @@ pub struct Config {
     /// keys, CA and JWKS files, plugin files) are relative to this.
     #[serde(skip)]
     pub base_dir: Option<std::path::PathBuf>,
+    /// The file this was read from, to place errors found after parsing.
+    #[serde(skip)]
+    pub source: Option<std::sync::Arc<super::locate::Source>>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
