@@ -357,6 +357,13 @@ async fn upstream_failures_and_client_errors_have_precise_statuses() {
         .unwrap()
         .local_addr()
         .unwrap();
+    // A port whose accept queue is full (backlog 0, one connection waiting
+    // unaccepted): the kernel drops new SYNs, so connecting hangs.
+    let hanging = tokio::net::TcpSocket::new_v4().unwrap();
+    hanging.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let hanging = hanging.listen(0).unwrap();
+    let hanging_addr = hanging.local_addr().unwrap();
+    let _queued = std::net::TcpStream::connect(hanging_addr).unwrap();
     let gw = Gateway::start(&format!(
         r#"
 config:
@@ -368,6 +375,14 @@ binds:
     - name: refused
       matches: [{{path: {{pathPrefix: /refused}}}}]
       backends: [{{host: "{closed}"}}]
+    - name: unreachable
+      matches: [{{path: {{pathPrefix: /unreachable}}}}]
+      policies: {{tcp: {{connectTimeout: 300ms}}}}
+      backends: [{{host: "{hanging_addr}"}}]
+    - name: failover
+      matches: [{{path: {{pathPrefix: /failover}}}}]
+      policies: {{tcp: {{connectTimeout: 200ms}}, retry: {{attempts: 2}}}}
+      backends: [{{host: "{hanging_addr}"}}, {{host: "{up}"}}]
     - name: slow
       matches: [{{path: {{pathPrefix: /slow}}}}]
       policies: {{timeout: {{backendRequestTimeout: 300ms}}}}
@@ -392,6 +407,42 @@ binds:
         (Some("upstream_unavailable"), Some("refused"))
     );
     assert_eq!(e["backend"], closed.to_string());
+
+    // `tcp.connectTimeout`: a connection that is not established in time
+    // answers 504, and nothing having been sent, goes to the next backend.
+    for method in ["GET", "POST"] {
+        let started = Instant::now();
+        let req = Request::builder()
+            .method(method)
+            .uri(gw.url("/unreachable"))
+            .body(Full::default())
+            .unwrap();
+        let (status, _, body) = send(&c, req).await;
+        assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{method}: {body}");
+        let e = &json(&body)["error"];
+        assert_eq!(e["type"], "upstream_timeout", "{body}");
+        assert_eq!(e["route"], "unreachable");
+        assert_eq!(e["backend"], hanging_addr.to_string());
+        assert!(
+            e["message"]
+                .as_str()
+                .unwrap()
+                .contains("tcp.connectTimeout"),
+            "{body}"
+        );
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(250) && waited < Duration::from_secs(2),
+            "{method}: {waited:?}"
+        );
+    }
+    for _ in 0..6 {
+        let req = Request::post(gw.url("/failover"))
+            .body(Full::from("x"))
+            .unwrap();
+        let (status, _, body) = send(&c, req).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
 
     let started = Instant::now();
     let (status, _, body) = get(&c, &gw.url("/slow/sleep")).await;

@@ -337,7 +337,7 @@ impl Gateway {
                     let p = &route.policies;
                     let version = p.http.as_ref().map(|h| h.version).unwrap_or_default();
                     clients
-                        .transport(p.backend_tls.as_ref(), version)
+                        .transport(p.backend_tls.as_ref(), version, connect_timeout(p, &at)?)
                         .map_err(|e| BuildError::new(format!("{at}.policies.backendTLS"), e))?;
                     jwt_auth(p, &at)?;
                     basic_auth(p, &at)?;
@@ -430,6 +430,20 @@ fn jwt_auth(
         .map_err(|e| BuildError::new(path, e))
 }
 
+/// The route's `tcp.connectTimeout`, which must be above zero.
+fn connect_timeout(
+    p: &crate::config::schema::Policies,
+    at: &str,
+) -> Result<Option<Duration>, BuildError> {
+    match p.connect_timeout() {
+        Some(d) if d.is_zero() => Err(BuildError::new(
+            format!("{at}.policies.tcp.connectTimeout"),
+            "must be above zero".into(),
+        )),
+        other => Ok(other),
+    }
+}
+
 fn basic_auth(
     p: &crate::config::schema::Policies,
     at: &str,
@@ -501,7 +515,8 @@ fn mcp_backend(
             "an mcp backend must be the route's only backend; list several servers under `mcp.targets`".into(),
         ));
     }
-    McpBackend::build(config, clients, sealer.clone(), name)
+    let connect_timeout = connect_timeout(&route.policies, at)?;
+    McpBackend::build(config, clients, sealer.clone(), name, connect_timeout)
         .map(|b| Some(Arc::new(b)))
         .map_err(|(field, message)| {
             BuildError::new(format!("{at}.backends[{i}].mcp.{field}"), message)
@@ -542,24 +557,16 @@ fn llm_backend(
             "an ai backend must be the route's only backend; list several providers under `ai.groups` for failover".into(),
         ));
     }
-    let p = &route.policies;
-    LlmBackend::build(
-        config,
-        p.backend_auth.as_ref(),
-        p.backend_tls.as_ref(),
-        p.ai.as_ref(),
-        p.retry.as_ref(),
-        clients,
-        None,
-    )
-    .map(|b| Some(Arc::new(b)))
-    .map_err(|(field, message)| {
-        let path = match field.strip_prefix(crate::backend::llm::ROUTE_PREFIX) {
-            Some(route_field) => format!("{at}.{route_field}"),
-            None => format!("{at}.backends[{i}].ai.{field}"),
-        };
-        BuildError::new(path, message)
-    })
+    connect_timeout(&route.policies, at)?;
+    LlmBackend::build(config, &route.policies, clients, None)
+        .map(|b| Some(Arc::new(b)))
+        .map_err(|(field, message)| {
+            let path = match field.strip_prefix(crate::backend::llm::ROUTE_PREFIX) {
+                Some(route_field) => format!("{at}.{route_field}"),
+                None => format!("{at}.backends[{i}].ai.{field}"),
+            };
+            BuildError::new(path, message)
+        })
 }
 
 fn build_route(
@@ -585,7 +592,7 @@ fn build_route(
 
     let version = p.http.as_ref().map(|h| h.version).unwrap_or_default();
     let transport = clients
-        .transport(p.backend_tls.as_ref(), version)
+        .transport(p.backend_tls.as_ref(), version, connect_timeout(p, at)?)
         .map_err(|e| err(format!("{at}.policies.backendTLS"), e))?;
     let mut backends = Vec::new();
     for backend in &route.backends {

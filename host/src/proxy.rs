@@ -591,7 +591,8 @@ async fn send_with_retries(
         *req.headers_mut() = parts.headers.clone();
         let result = shared.backends.forward(backend, req, timeout).await;
         let again = match &result {
-            Err(UpstreamError::Connect(..)) => true,
+            // Nothing was sent: any method may go again.
+            Err(UpstreamError::Connect(..) | UpstreamError::ConnectTimeout(_)) => true,
             Err(_) => safe,
             Ok(r) => safe && retry.codes.contains(&r.status().as_u16()),
         };

@@ -295,6 +295,57 @@ binds:
     assert_eq!(secondary.requests().await.len(), 4);
 }
 
+/// A provider that cannot be connected to within the route's
+/// `tcp.connectTimeout` is left for the next group at once, not after the
+/// default 10 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_provider_fails_over_within_the_connect_timeout() {
+    // Backlog 0 and one connection left waiting: new connects hang.
+    let hanging = tokio::net::TcpSocket::new_v4().unwrap();
+    hanging.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let hanging = hanging.listen(0).unwrap();
+    let hanging_addr = hanging.local_addr().unwrap();
+    let _queued = std::net::TcpStream::connect(hanging_addr).unwrap();
+    let secondary = FakeProvider::start("openai", "secondary", &[]);
+    let gw = Gateway::start(&format!(
+        r#"
+binds:
+- port: 0
+  listeners:
+  - routes:
+    - name: resilient
+      policies: {{tcp: {{connectTimeout: 300ms}}}}
+      backends:
+      - ai:
+          groups:
+          - providers:
+            - name: unreachable
+              provider: {{openAI: {{}}}}
+              hostOverride: "{hanging_addr}"
+          - providers:
+            - name: secondary
+              provider: {{openAI: {{}}}}
+              hostOverride: "{s}"
+"#,
+        s = secondary.addr()
+    ))
+    .await;
+    let started = std::time::Instant::now();
+    let (status, headers, body) = post(
+        &gw.url("/v1/chat/completions"),
+        serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    let waited = started.elapsed();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(headers["x-wardgate-provider"], "secondary");
+    assert!(
+        waited >= std::time::Duration::from_millis(250)
+            && waited < std::time::Duration::from_secs(3),
+        "{waited:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streamed_answers_pass_the_response_guard_even_when_split_across_chunks() {
     let openai = FakeProvider::start("openai", "fake-openai", &[]);

@@ -33,6 +33,10 @@ pub type Body = BoxBody<Bytes, BoxError>;
 pub enum UpstreamError {
     #[error("connection to {0} failed: {1}")]
     Connect(String, String),
+    #[error(
+        "connection to {0} was not established within the connect timeout (policy tcp.connectTimeout, default 10s)"
+    )]
+    ConnectTimeout(String),
     #[error("{0} did not answer within {1:?}")]
     Timeout(String, Duration),
     #[error("{0} failed: {1}")]
@@ -42,7 +46,9 @@ pub enum UpstreamError {
 impl UpstreamError {
     pub fn status(&self) -> http::StatusCode {
         match self {
-            UpstreamError::Timeout(..) => http::StatusCode::GATEWAY_TIMEOUT,
+            UpstreamError::Timeout(..) | UpstreamError::ConnectTimeout(_) => {
+                http::StatusCode::GATEWAY_TIMEOUT
+            }
             _ => http::StatusCode::BAD_GATEWAY,
         }
     }
@@ -110,6 +116,7 @@ impl Transport {
 struct TransportKey {
     tls: Option<BackendTls>,
     version: HttpVersion,
+    connect_timeout: Duration,
 }
 
 /// The pooled clients every route shares.
@@ -201,24 +208,32 @@ impl HttpBackends {
 
     /// The client for backends reached with these settings; built once
     /// (reading CA files then, so a bad file fails the config load).
+    /// `connect_timeout`: the route's `tcp.connectTimeout`, if it sets one.
     pub fn transport(
         &self,
         tls: Option<&BackendTls>,
         version: HttpVersion,
+        connect_timeout: Option<Duration>,
     ) -> Result<Arc<Transport>, String> {
-        if tls.is_none() && version != HttpVersion::Http2 {
+        let connect_timeout = connect_timeout.unwrap_or(self.connect_timeout);
+        let plain = tls.is_none() && version != HttpVersion::Http2;
+        if plain && connect_timeout == self.connect_timeout {
             return Ok(self.plain.clone());
         }
         let key = TransportKey {
             tls: tls.cloned(),
             version,
+            connect_timeout,
         };
         let mut others = self.others.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(t) = others.get(&key) {
             return Ok(t.clone());
         }
-        let tcp = tcp_connector(self.connect_timeout);
+        let tcp = tcp_connector(connect_timeout);
         let transport = match tls {
+            None if plain => {
+                Transport::Http1(H1Connector::new(tcp, Scheme::HTTP, self.workers + 1))
+            }
             None => Transport::multiplexed(self.workers, || {
                 Pool::Plain(client_builder(version).build(tcp.clone()))
             }),
@@ -312,7 +327,7 @@ pub async fn forward_to(
         match upstream {
             // Boxed, as hyper-util boxes its own: a smaller future for every request to move.
             Upstream::Http1(conns) => Box::pin(conns.send(req)).await.map_err(|e| match e {
-                SendError::Connect(e) => UpstreamError::Connect(name(), root_cause(&*e)),
+                SendError::Connect(e) => connect_error(name(), &*e),
                 SendError::Exchange(e) => UpstreamError::Protocol(name(), root_cause(&*e)),
             }),
             Upstream::Multiplexed { pools, authority } => {
@@ -334,7 +349,7 @@ pub async fn forward_to(
                 };
                 sent.map(|r| r.map(UpstreamBody::from)).map_err(|e| {
                     if e.is_connect() {
-                        UpstreamError::Connect(name(), root_cause(&e))
+                        connect_error(name(), &e)
                     } else {
                         UpstreamError::Protocol(name(), root_cause(&e))
                     }
@@ -367,6 +382,22 @@ pub async fn finish_reading(mut body: UpstreamBody, within: Duration) {
         }
     };
     let _ = tokio::time::timeout(within, drain).await;
+}
+
+/// A failed connection; one that timed out (an `io::Error` of kind
+/// `TimedOut` somewhere in the chain) is told apart, as it answers 504.
+fn connect_error(name: String, e: &(dyn std::error::Error + 'static)) -> UpstreamError {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return UpstreamError::ConnectTimeout(name);
+        }
+        cur = err.source();
+    }
+    UpstreamError::Connect(name, root_cause(e))
 }
 
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {

@@ -399,6 +399,18 @@ pub struct Policies {
     pub backend_tls: Option<BackendTls>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<BackendHttp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<BackendTcp>,
+}
+
+impl Policies {
+    /// `tcp.connectTimeout`, when set.
+    pub fn connect_timeout(&self) -> Option<Duration> {
+        self.tcp
+            .as_ref()
+            .and_then(|t| t.connect_timeout)
+            .map(|d| d.0)
+    }
 }
 
 /// TLS to the route's backends. `{}` means TLS verified against the
@@ -415,6 +427,16 @@ pub struct BackendTls {
     /// Skip certificate verification. Only for tests and trusted networks.
     #[serde(default)]
     pub insecure: bool,
+}
+
+/// How the gateway opens TCP connections to the route's backends.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BackendTcp {
+    /// Give up on a connection not established within this (default 10s);
+    /// the request then gets 504 or goes to the next backend.
+    #[serde(default)]
+    pub connect_timeout: Option<DurationStr>,
 }
 
 /// How the gateway speaks HTTP to the route's backends.

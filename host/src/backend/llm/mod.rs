@@ -30,7 +30,7 @@ use self::provider::Provider;
 use self::stream::{ChunkGuard, StreamRelay, TextVerdict};
 use crate::backend::http::{Body, UpstreamError};
 use crate::backend::sse::SseDecoder;
-use crate::config::schema::{AiBackend, AiPolicy, BackendAuth, BackendTls, NamedAiProvider};
+use crate::config::schema::{AiBackend, BackendAuth, NamedAiProvider, Policies};
 use crate::policy::bindings::{Hooks, LlmChunk, TokenUsage};
 use crate::policy::hooks::{OnLlmChunk, OnLlmRequest, OnLlmResponse};
 use crate::policy::{ChainRun, Verdict};
@@ -80,13 +80,15 @@ pub const ROUTE_PREFIX: &str = "@route.";
 impl LlmBackend {
     pub fn build(
         config: &AiBackend,
-        route_auth: Option<&BackendAuth>,
-        route_tls: Option<&BackendTls>,
-        ai: Option<&AiPolicy>,
-        retry: Option<&crate::config::schema::Retry>,
+        // The route's policies: backendAuth, backendTLS and tcp as the
+        // providers' defaults, ai, retry.
+        route: &Policies,
         clients: &crate::backend::http::HttpBackends,
         base_dir: Option<&std::path::Path>,
     ) -> Result<LlmBackend, BuildError> {
+        let route_auth = route.backend_auth.as_ref();
+        let route_tls = route.backend_tls.as_ref();
+        let (ai, retry) = (route.ai.as_ref(), route.retry.as_ref());
         let single = config.provider.as_ref().map(|provider| NamedAiProvider {
             name: config.name.clone().unwrap_or_else(|| match provider {
                 crate::config::schema::AiProvider::Anthropic(_) => "anthropic".into(),
@@ -135,8 +137,9 @@ impl LlmBackend {
                 let own = named.policies.as_ref();
                 let auth = own.and_then(|p| p.backend_auth.as_ref()).or(route_auth);
                 let tls = own.and_then(|p| p.backend_tls.as_ref()).or(route_tls);
-                let provider = Provider::build(named, auth, tls, clients, base_dir).map_err(
-                    |(field, message)| {
+                let connect = route.connect_timeout();
+                let provider = Provider::build(named, auth, tls, connect, clients, base_dir)
+                    .map_err(|(field, message)| {
                         // A key inherited from the route is the route's mistake.
                         let inherited = own.and_then(|p| p.backend_auth.as_ref()).is_none();
                         if inherited && field.starts_with("policies.backendAuth") {
@@ -148,8 +151,7 @@ impl LlmBackend {
                             format!("{at}providers[{i}].")
                         };
                         (format!("{here}{field}"), message)
-                    },
-                )?;
+                    })?;
                 group.push(Arc::new(provider));
             }
             built.push(group);

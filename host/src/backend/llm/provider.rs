@@ -102,6 +102,7 @@ impl Provider {
         named: &NamedAiProvider,
         auth: Option<&BackendAuth>,
         tls: Option<&BackendTls>,
+        connect_timeout: Option<std::time::Duration>,
         clients: &HttpBackends,
         base_dir: Option<&std::path::Path>,
     ) -> Result<Provider, (String, String)> {
@@ -143,7 +144,11 @@ impl Provider {
             (false, _) => None,
         };
         let transport = clients
-            .transport(tls_settings.as_ref(), HttpVersion::default())
+            .transport(
+                tls_settings.as_ref(),
+                HttpVersion::default(),
+                connect_timeout,
+            )
             .map_err(|e| ("policies.backendTLS".to_string(), e))?;
         let credential = match auth {
             Some(BackendAuth::Key(source)) => {

@@ -66,6 +66,8 @@ impl McpBackend {
         clients: &HttpBackends,
         sealer: Arc<Sealer>,
         route: &str,
+        // The route's `tcp.connectTimeout`, for targets reached over HTTP.
+        connect_timeout: Option<std::time::Duration>,
     ) -> Result<McpBackend, BuildError> {
         let mode = match config.prefix_mode.as_deref() {
             None | Some("conditional") => PrefixMode::Conditional,
@@ -112,7 +114,11 @@ impl McpBackend {
                     let (target, path, tls) =
                         http_target(h, default_path).map_err(|e| (format!("{at}.{field}"), e))?;
                     let transport = clients
-                        .transport(tls.then(Default::default).as_ref(), HttpVersion::default())
+                        .transport(
+                            tls.then(Default::default).as_ref(),
+                            HttpVersion::default(),
+                            connect_timeout,
+                        )
                         .map_err(|e| (format!("{at}.{field}"), e))?;
                     let backend = WeightedBackend::new(target, 1, &transport);
                     if legacy {
