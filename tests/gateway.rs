@@ -778,7 +778,13 @@ async fn validate_reports_file_line_path_and_suggestion() {
         (
             "plugin",
             "    - plugins:\n      - name: rate-limit\n        config: {limits: [{requests: 2, per: fortnight}]}\n      backends: [{host: 'a:1'}]\n",
-            ":7:9: binds[0].listeners[0].routes[1].plugins[0]: ",
+            // At the field the plugin's `configure` refused.
+            ":8:41: binds[0].listeners[0].routes[1].plugins[0]: ",
+        ),
+        (
+            "sugar",
+            "    - backends: [{host: 'a:1'}]\n      policies:\n        mcpAuthorization:\n          rules:\n          - 'mcp.tool.name == \"a\"'\n          - 'mcp.tool.name =='\n",
+            ":11:13: binds[0].listeners[0].routes[1].policies.mcpAuthorization: ",
         ),
         (
             "htpasswd",

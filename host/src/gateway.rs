@@ -41,6 +41,9 @@ pub struct BuildError {
     /// `file:line:column` of `path`, and the lines leading to it, when the
     /// config came from a file.
     pub location: Option<(String, String)>,
+    /// A config path below `path` that places the error more precisely (the
+    /// field of a plugin's config that its `configure` refused).
+    within: Option<String>,
     /// The config is fine but something it needs could not be fetched yet
     /// (a registry is down): worth trying again rather than giving up.
     pub retryable: bool,
@@ -52,14 +55,16 @@ impl BuildError {
             path,
             message,
             location: None,
+            within: None,
             retryable: false,
         }
     }
 
     /// Place the error in the file `source` was read from.
     fn locate(mut self, source: Option<&Source>) -> Self {
+        let path = self.within.as_deref().unwrap_or(&self.path);
         if let Some(source) = source
-            && let Some((line, column)) = source.position(&self.path)
+            && let Some((line, column)) = source.position(path)
         {
             let at = format!("{}:{line}:{column}", source.file);
             self.location = Some((at, source.snippet(line)));
@@ -68,13 +73,40 @@ impl BuildError {
     }
 
     fn plugin(path: String, e: crate::policy::LoadError) -> Self {
+        let within = match &e.kind {
+            crate::policy::LoadErrorKind::Config { field, .. } => config_field(&path, field),
+            _ => None,
+        };
         BuildError {
             path,
             retryable: matches!(e.kind, crate::policy::LoadErrorKind::Fetch { .. }),
             message: e.to_string(),
             location: None,
+            within,
         }
     }
+}
+
+/// Where the field `field` of a plugin's config (as its `configure`
+/// names it) is in the file, given the chain entry's path: under `config`
+/// for a `plugins:` entry, and under the policy key for sugar, which hands
+/// its value on as `rules` or `limits`.
+fn config_field(entry: &str, field: &str) -> Option<String> {
+    if field.is_empty() || field == "." {
+        return None;
+    }
+    if entry.ends_with(']') {
+        return Some(format!("{entry}.config.{field}"));
+    }
+    if entry.ends_with(".localRateLimit") {
+        return field
+            .strip_prefix("limits")
+            .map(|rest| format!("{entry}{rest}"));
+    }
+    if entry.ends_with("uthorization") {
+        return Some(format!("{entry}.{field}"));
+    }
+    None
 }
 
 impl std::fmt::Display for BuildError {
