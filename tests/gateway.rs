@@ -723,6 +723,7 @@ async fn validate_reports_file_line_path_and_suggestion() {
         "mcp-cors",
         "apikey-hashed",
         "basic-authentication",
+        "mcp-authentication",
     ] {
         let out = process::wardgate(&["validate", "-c", &format!("{fixtures}/{name}.yaml")]);
         assert!(
@@ -755,6 +756,10 @@ async fn validate_reports_file_line_path_and_suggestion() {
         (
             "broken-basic-authentication",
             ":13:17: binds[0].listeners[0].routes[0].policies.basicAuth.mode: unknown variant `optinal`",
+        ),
+        (
+            "broken-mcp-authentication",
+            ":73:11: binds[0].listeners[0].routes[1].policies.mcpAuthentication.provider: configures an authorization-server adapter",
         ),
         (
             "broken-worker-threads",
@@ -790,6 +795,11 @@ async fn validate_reports_file_line_path_and_suggestion() {
             "htpasswd",
             "    - backends: [{host: 'a:1'}]\n      policies:\n        basicAuth: {htpasswdFile: missing.htpasswd}\n",
             ":8:9: binds[0].listeners[0].routes[1].policies.basicAuth: cannot read htpasswd file",
+        ),
+        (
+            "mcp-authentication-without-mcp",
+            "    - backends: [{host: 'a:1'}]\n      policies:\n        mcpAuthentication: {issuer: 'https://i', jwks: {url: 'https://i/jwks'}}\n",
+            ":8:9: binds[0].listeners[0].routes[1].policies.mcpAuthentication: needs an `mcp` backend",
         ),
     ] {
         let file = dir.join(format!("{name}.yaml"));

@@ -174,6 +174,9 @@ pub struct RouteRuntime {
     pub backends: Vec<WeightedBackend>,
     /// `jwtAuth`: verify the bearer token before the plugin chain.
     pub jwt: Option<Arc<JwtAuth>>,
+    /// `mcpAuthentication.resourceMetadata` in RFC 9728's spelling, served
+    /// as the route's protected-resource metadata.
+    pub resource_metadata: Option<serde_json::Map<String, serde_json::Value>>,
     /// `basicAuth`: users and passwords from htpasswd text.
     pub basic: Option<Arc<BasicAuth>>,
     /// `apiKey`: the caller presents one of the route's keys.
@@ -372,6 +375,7 @@ impl Gateway {
                         .transport(p.backend_tls.as_ref(), version, connect_timeout(p, &at)?)
                         .map_err(|e| BuildError::new(format!("{at}.policies.backendTLS"), e))?;
                     jwt_auth(p, &at)?;
+                    resource_metadata(route, &at)?;
                     basic_auth(p, &at)?;
                     api_key_auth(p, &at)?;
                     llm_backend(route, &clients, &at)?;
@@ -448,18 +452,103 @@ fn located(route_at: &str, origin: &str) -> String {
     }
 }
 
+/// `jwtAuth`, or `mcpAuthentication` (the same checks, for an MCP route).
 fn jwt_auth(
     p: &crate::config::schema::Policies,
     at: &str,
 ) -> Result<Option<Arc<JwtAuth>>, BuildError> {
-    let Some(config) = &p.jwt_auth else {
-        return Ok(None);
+    let (config, path) = match (&p.jwt_auth, &p.mcp_authentication) {
+        (None, None) => return Ok(None),
+        (Some(_), Some(_)) => {
+            return Err(BuildError::new(
+                format!("{at}.policies.mcpAuthentication"),
+                "give `jwtAuth` or `mcpAuthentication`, not both".into(),
+            ));
+        }
+        (Some(config), None) => (config.clone(), format!("{at}.policies.jwtAuth")),
+        (None, Some(mcp)) => {
+            let path = format!("{at}.policies.mcpAuthentication");
+            let config = mcp_as_jwt(mcp)
+                .map_err(|(field, e)| BuildError::new(format!("{path}{field}"), e))?;
+            (config, path)
+        }
     };
-    let path = format!("{at}.policies.jwtAuth");
     let fetcher = Fetcher::global().map_err(|e| BuildError::new(path.clone(), e))?;
-    JwtAuth::from_config(config, &fetcher)
+    JwtAuth::from_config(&config, &fetcher)
         .map(|j| Some(Arc::new(j)))
         .map_err(|e| BuildError::new(path, e))
+}
+
+/// `mcpAuthentication.resourceMetadata`, its keys as RFC 9728 spells them
+/// (`scopesSupported` → `scopes_supported`); the policy itself needs the
+/// route to be an MCP one.
+fn resource_metadata(
+    route: &crate::config::schema::Route,
+    at: &str,
+) -> Result<Option<serde_json::Map<String, serde_json::Value>>, BuildError> {
+    let Some(mcp) = &route.policies.mcp_authentication else {
+        return Ok(None);
+    };
+    if !route
+        .backends
+        .iter()
+        .any(|b| matches!(b.kind, BackendKind::Mcp(_)))
+    {
+        return Err(BuildError::new(
+            format!("{at}.policies.mcpAuthentication"),
+            "needs an `mcp` backend on the route; use `jwtAuth` for other routes".into(),
+        ));
+    }
+    let snake = |key: &str| {
+        key.chars().fold(String::new(), |mut out, c| {
+            if c.is_ascii_uppercase() {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+            out
+        })
+    };
+    Ok(mcp
+        .resource_metadata
+        .as_ref()
+        .map(|m| m.iter().map(|(k, v)| (snake(k), v.clone())).collect()))
+}
+
+/// The token checks `mcpAuthentication` asks for, as a `jwtAuth`. Adapting
+/// an authorization server that does not follow the MCP spec (agentgateway's
+/// `provider` facades for Keycloak, Auth0, ...) is not done here.
+fn mcp_as_jwt(
+    mcp: &crate::config::schema::McpAuthentication,
+) -> Result<crate::config::schema::JwtAuth, (String, String)> {
+    let adapter = [
+        ("provider", mcp.provider.is_some()),
+        ("clientId", mcp.client_id.is_some()),
+        ("clientSecret", mcp.client_secret.is_some()),
+        ("relaySigningKey", mcp.relay_signing_key.is_some()),
+    ];
+    if let Some((key, _)) = adapter.iter().find(|(_, set)| *set) {
+        return Err((
+            format!(".{key}"),
+            format!(
+                "configures an authorization-server adapter (agentgateway's provider facades), \
+                 which Wardgate does not offer: point `issuer` at a server that publishes its own \
+                 metadata (RFC 8414) and client registration, and remove `{key}`"
+            ),
+        ));
+    }
+    let jwks = mcp.jwks.clone().ok_or((
+        String::new(),
+        "needs `jwks` ({url: ...}, {file: ...} or {inline: ...}): keys are not derived from a provider"
+            .to_string(),
+    ))?;
+    Ok(crate::config::schema::JwtAuth {
+        issuer: Some(mcp.issuer.clone()),
+        audiences: mcp.audiences.clone(),
+        jwks: Some(jwks),
+        mode: mcp.mode,
+        providers: Vec::new(),
+        jwt_validation_options: mcp.jwt_validation_options.clone(),
+    })
 }
 
 /// The route's `tcp.connectTimeout`, which must be above zero.
@@ -640,6 +729,7 @@ fn build_route(
     let llm = llm_backend(route, clients, at)?;
     let mcp = mcp_backend(route, clients, sealer, name, at)?;
     let jwt = jwt_auth(p, at)?;
+    let resource_metadata = resource_metadata(route, at)?;
     let basic = basic_auth(p, at)?;
     let api_key = api_key_auth(p, at)?;
     let edits = |m: &Option<crate::config::schema::HeaderModifier>, key: &str| {
@@ -673,6 +763,7 @@ fn build_route(
         retry: p.retry.clone(),
         backends,
         jwt,
+        resource_metadata,
         basic,
         api_key,
         forward_token: matches!(

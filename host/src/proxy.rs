@@ -796,12 +796,16 @@ fn protected_resource<B>(
         .routes
         .find(&http::Method::POST, host, path, None, req.headers())?;
     let jwt = route.jwt.as_ref().filter(|_| route.mcp.is_some())?;
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "resource": format!("{}{path}", origin(req.uri().scheme_str(), req.headers(), host)),
         "authorization_servers": jwt.issuers(),
         "bearer_methods_supported": ["header"],
         "resource_name": route.name,
     });
+    // What `mcpAuthentication.resourceMetadata` says wins.
+    if let (Some(configured), Some(served)) = (&route.resource_metadata, body.as_object_mut()) {
+        served.extend(configured.clone());
+    }
     let mut resp = Response::new(full(Bytes::from(body.to_string())));
     resp.headers_mut().insert(
         http::header::CONTENT_TYPE,

@@ -425,3 +425,85 @@ binds:
     let r = call(&gw, "/.well-known/oauth-protected-resource/other", None).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
+
+/// agentgateway's `mcpAuthentication`: the same token checks, with the
+/// route's RFC 9728 metadata taken from `resourceMetadata`, and
+/// `jwtValidationOptions.requiredClaims` deciding which claims must be there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_authentication_serves_its_resource_metadata_and_checks_tokens() {
+    let gw = Gateway::start(&format!(
+        r#"
+binds:
+- port: 0
+  listeners:
+  - routes:
+    - name: tools
+      matches: [{{path: {{exact: /stdio/mcp}}}}]
+      policies:
+        mcpAuthentication:
+          issuer: '{ISSUER}'
+          audiences: [{AUDIENCE}]
+          jwks: {{file: '{FIXTURES}/jwks-1.json'}}
+          resourceMetadata:
+            resource: http://localhost:3000/stdio/mcp
+            scopesSupported: [read:all]
+            bearerMethodsSupported: [header]
+            resourceDocumentation: http://localhost:3000/stdio/docs
+      backends: [{{mcp: {{targets: [{{name: t, mcp: {{host: 127.0.0.1, port: 9}}}}]}}}}]
+    - name: lenient
+      matches: [{{path: {{exact: /lenient/mcp}}}}]
+      policies:
+        mcpAuthentication:
+          issuer: '{ISSUER}'
+          jwks: {{file: '{FIXTURES}/jwks-1.json'}}
+          jwtValidationOptions: {{requiredClaims: []}}
+      backends: [{{mcp: {{targets: [{{name: t, mcp: {{host: 127.0.0.1, port: 9}}}}]}}}}]
+"#
+    ))
+    .await;
+    let r = call(&gw, "/.well-known/oauth-protected-resource/stdio/mcp", None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let meta: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(meta["resource"], "http://localhost:3000/stdio/mcp");
+    assert_eq!(meta["authorization_servers"], serde_json::json!([ISSUER]));
+    assert_eq!(meta["scopes_supported"], serde_json::json!(["read:all"]));
+    assert_eq!(
+        meta["bearer_methods_supported"],
+        serde_json::json!(["header"])
+    );
+    assert_eq!(
+        meta["resource_documentation"],
+        "http://localhost:3000/stdio/docs"
+    );
+
+    let r = call(&gw, "/stdio/mcp", None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let base = gw.url("");
+    assert!(
+        r.challenge.contains(&format!(
+            "resource_metadata=\"{base}/.well-known/oauth-protected-resource/stdio/mcp\""
+        )),
+        "{}",
+        r.challenge
+    );
+    // A valid token gets past authentication (to an MCP error: nothing
+    // listens on the target's port, and this is not an initialize).
+    let good = token("rsa1", "r1", claims());
+    let r = call(&gw, "/stdio/mcp", Some(&good)).await;
+    assert_ne!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+
+    // Without `exp`: refused by default, accepted where no claim is required.
+    let mut no_exp = claims();
+    no_exp.as_object_mut().unwrap().remove("exp");
+    let no_exp = token("rsa1", "r1", no_exp);
+    let r = call(&gw, "/stdio/mcp", Some(&no_exp)).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(r.body.contains("missing claim 'exp'"), "{}", r.body);
+    let r = call(&gw, "/lenient/mcp", Some(&no_exp)).await;
+    assert_ne!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+    // An expired token is refused even there.
+    let expired = token("rsa1", "r1", with(claims(), "exp", (now() - 600).into()));
+    let r = call(&gw, "/lenient/mcp", Some(&expired)).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(r.body.contains("token expired"), "{}", r.body);
+}

@@ -23,7 +23,12 @@ const LEEWAY_SECS: u64 = 30;
 pub struct JwtAuth {
     mode: JwtMode,
     providers: Vec<Provider>,
+    /// Registered claims a token must carry (`exp` unless configured).
+    required: Vec<String>,
 }
+
+/// The registered claims `jwtValidationOptions.requiredClaims` may name.
+const REGISTERED_CLAIMS: [&str; 5] = ["exp", "nbf", "aud", "iss", "sub"];
 
 struct Provider {
     issuer: String,
@@ -64,9 +69,29 @@ impl JwtAuth {
         if providers.is_empty() {
             return Err("needs an `issuer` with `jwks`, or `providers`".into());
         }
+        let required = match config
+            .jwt_validation_options
+            .as_ref()
+            .and_then(|o| o.required_claims.clone())
+        {
+            None => vec!["exp".to_string()],
+            Some(claims) => {
+                if let Some(other) = claims
+                    .iter()
+                    .find(|c| !REGISTERED_CLAIMS.contains(&c.as_str()))
+                {
+                    return Err(format!(
+                        "jwtValidationOptions.requiredClaims: '{other}' is not one of {}",
+                        REGISTERED_CLAIMS.join(", ")
+                    ));
+                }
+                claims
+            }
+        };
         Ok(JwtAuth {
             mode: config.mode.unwrap_or(JwtMode::Strict),
             providers,
+            required,
         })
     }
 
@@ -119,7 +144,8 @@ impl JwtAuth {
         }
         validation.validate_nbf = true;
         validation.leeway = LEEWAY_SECS;
-        validation.set_required_spec_claims(&["exp"]);
+        // A present `exp` is checked whether or not it is required.
+        validation.set_required_spec_claims(&self.required);
 
         let mut last = String::from("no key verifies this token");
         for key in candidates {

@@ -380,6 +380,8 @@ pub struct Policies {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwt_auth: Option<JwtAuth>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp_authentication: Option<McpAuthentication>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key: Option<ApiKeyAuth>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub basic_auth: Option<BasicAuth>,
@@ -586,6 +588,49 @@ pub struct JwtAuth {
     pub mode: Option<JwtMode>,
     #[serde(default)]
     pub providers: Vec<JwtProvider>,
+    #[serde(default)]
+    pub jwt_validation_options: Option<JwtValidationOptions>,
+}
+
+/// Which registered claims a token must carry (agentgateway's
+/// `jwtValidationOptions`); default `exp`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct JwtValidationOptions {
+    #[serde(default)]
+    pub required_claims: Option<Vec<String>>,
+}
+
+/// `mcpAuthentication` (agentgateway's MCP authorization policy): the
+/// route is an OAuth resource server for `issuer`; tokens are checked as
+/// `jwtAuth` checks them and `resourceMetadata` is served as the route's
+/// RFC 9728 protected-resource metadata.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct McpAuthentication {
+    pub issuer: String,
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    #[serde(default)]
+    pub jwks: Option<Jwks>,
+    #[serde(default)]
+    pub mode: Option<JwtMode>,
+    /// RFC 9728 fields in camelCase (`resource`, `scopesSupported`,
+    /// `bearerMethodsSupported`, `resourceDocumentation`, ...).
+    #[serde(default)]
+    pub resource_metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default)]
+    pub jwt_validation_options: Option<JwtValidationOptions>,
+    /// Adapting a non-compliant authorization server (keycloak, auth0,
+    /// ...): read so it can be refused by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay_signing_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
