@@ -24,6 +24,7 @@ use crate::listener::tls::{self, TlsAcceptor};
 use crate::policy::bindings::{BackendProtocol, Hooks};
 use crate::policy::{Chain, PolicyEngine};
 use crate::route::cors::CorsPolicy;
+use crate::route::csrf::CsrfPolicy;
 use crate::route::filters::HeaderEdits;
 use crate::route::{Matcher, RouteTable};
 
@@ -165,6 +166,7 @@ pub struct RouteRuntime {
     /// Applied to every answer the route gives, errors included.
     pub response_headers: Option<HeaderEdits>,
     pub cors: Option<CorsPolicy>,
+    pub csrf: Option<CsrfPolicy>,
     pub rewrite: Option<UrlRewrite>,
     pub redirect: Option<RequestRedirect>,
     pub direct: Option<DirectResponse>,
@@ -747,6 +749,7 @@ fn build_route(
         request_headers: edits(&p.request_header_modifier, "requestHeaderModifier")?,
         response_headers: edits(&p.response_header_modifier, "responseHeaderModifier")?,
         cors: p.cors.as_ref().map(CorsPolicy::from_config),
+        csrf: p.csrf.as_ref().map(CsrfPolicy::from_config),
         rewrite: p.url_rewrite.clone(),
         redirect: p.request_redirect.clone(),
         direct: p.direct_response.clone(),

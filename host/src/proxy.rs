@@ -94,16 +94,19 @@ impl Shared {
 /// needs made once.
 pub struct Peer {
     pub addr: SocketAddr,
+    /// The connection came in over TLS (the scheme of its requests).
+    pub tls: bool,
     /// The client's IP, as `X-Forwarded-For` carries it.
     forwarded_for: HeaderValue,
 }
 
 impl Peer {
-    pub fn new(addr: SocketAddr) -> Self {
+    pub fn new(addr: SocketAddr, tls: bool) -> Self {
         let forwarded_for = HeaderValue::from_str(&addr.ip().to_string())
             .expect("an IP address is a valid header value");
         Peer {
             addr,
+            tls,
             forwarded_for,
         }
     }
@@ -218,7 +221,7 @@ async fn serve(
         );
     };
     if let Some(resource) = req.uri().path().strip_prefix(PROTECTED_RESOURCE_PATH)
-        && let Some(metadata) = protected_resource(listener, &req, host.as_deref(), resource)
+        && let Some(metadata) = protected_resource(listener, &peer, &req, host.as_deref(), resource)
     {
         trace.route = format!("{}/-", listener.name);
         return metadata;
@@ -297,6 +300,7 @@ async fn serve_route(
     let (mut parts, body) = req.into_parts();
     let identity = match Box::pin(authenticate(
         route,
+        &peer,
         &mut parts,
         host.as_deref(),
         request_id,
@@ -307,6 +311,24 @@ async fn serve_route(
         Ok(identity) => identity,
         Err(refusal) => return refusal,
     };
+    if let Some(csrf) = &route.csrf {
+        let own = origin(
+            &peer,
+            parts.uri.scheme_str(),
+            &parts.headers,
+            host.as_deref(),
+        );
+        if let Err(reason) = csrf.check(&parts.method, &parts.headers, &own, cors_allowed) {
+            trace.error = Some(format!("csrf: {reason}"));
+            return error_response(
+                StatusCode::FORBIDDEN,
+                "csrf",
+                reason,
+                request_id,
+                &[("route", &route.name), ("policy", "csrf")],
+            );
+        }
+    }
     let mut run = route.chain.start_with(|| RequestContext {
         route: route.name.clone(),
         client_address: client.to_string(),
@@ -701,14 +723,19 @@ fn append_forwarded_for(headers: &mut HeaderMap, peer: &Peer) {
 const PROTECTED_RESOURCE_PATH: &str = "/.well-known/oauth-protected-resource";
 
 /// `scheme://host` as the client addressed the gateway.
-fn origin(scheme: Option<&str>, headers: &http::HeaderMap, host: Option<&str>) -> String {
+fn origin(
+    peer: &Peer,
+    scheme: Option<&str>,
+    headers: &http::HeaderMap,
+    host: Option<&str>,
+) -> String {
     let scheme = scheme
         .or_else(|| {
             headers
                 .get("x-forwarded-proto")
                 .and_then(|v| v.to_str().ok())
         })
-        .unwrap_or("http");
+        .unwrap_or(if peer.tls { "https" } else { "http" });
     format!("{scheme}://{}", host.unwrap_or("localhost"))
 }
 
@@ -718,6 +745,7 @@ fn origin(scheme: Option<&str>, headers: &http::HeaderMap, host: Option<&str>) -
 /// plugins see. A refusal is the 401 to send.
 async fn authenticate(
     route: &RouteRuntime,
+    peer: &Peer,
     parts: &mut http::request::Parts,
     host: Option<&str>,
     request_id: &str,
@@ -747,7 +775,7 @@ async fn authenticate(
                 let metadata = route.mcp.as_ref().map(|_| {
                     format!(
                         "{}{PROTECTED_RESOURCE_PATH}{}",
-                        origin(parts.uri.scheme_str(), &parts.headers, host),
+                        origin(peer, parts.uri.scheme_str(), &parts.headers, host),
                         parts.uri.path()
                     )
                 });
@@ -787,6 +815,7 @@ async fn authenticate(
 /// such route serves that path.
 fn protected_resource<B>(
     listener: &crate::gateway::ListenerRuntime,
+    peer: &Peer,
     req: &Request<B>,
     host: Option<&str>,
     resource: &str,
@@ -797,7 +826,7 @@ fn protected_resource<B>(
         .find(&http::Method::POST, host, path, None, req.headers())?;
     let jwt = route.jwt.as_ref().filter(|_| route.mcp.is_some())?;
     let mut body = serde_json::json!({
-        "resource": format!("{}{path}", origin(req.uri().scheme_str(), req.headers(), host)),
+        "resource": format!("{}{path}", origin(peer, req.uri().scheme_str(), req.headers(), host)),
         "authorization_servers": jwt.issuers(),
         "bearer_methods_supported": ["header"],
         "resource_name": route.name,

@@ -266,3 +266,92 @@ binds:
     let (_, h, _) = request(&gw, "GET", metadata, &[("origin", "https://evil.example")]).await;
     assert!(header(&h, "access-control-allow-origin").is_none(), "{h:?}");
 }
+
+/// `csrf`: a browser's state-changing request from another site is refused
+/// before it reaches the upstream; requests without browser provenance, from
+/// the gateway's own origin, or from trusted origins (listed, or allowed by
+/// the route's `cors`) pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csrf_refuses_cross_site_writes_from_browsers() {
+    let upstream = Upstream::start().await;
+    let gw = Gateway::start(&format!(
+        r#"
+binds:
+- port: 0
+  listeners:
+  - routes:
+    - name: forms
+      policies:
+        cors: {{allowOrigins: ['{APP}']}}
+        csrf: {{additionalOrigins: ['https://*.partner.example']}}
+      backends: [{{host: "{up}"}}]
+"#,
+        up = upstream.addr
+    ))
+    .await;
+    let own = gw.url("");
+    let hits = upstream.hits();
+    for (case, headers) in [
+        (
+            "a cross-site Origin",
+            vec![("origin", "https://evil.example")],
+        ),
+        (
+            "Sec-Fetch-Site: cross-site",
+            vec![
+                ("sec-fetch-site", "cross-site"),
+                ("origin", "https://evil.example"),
+            ],
+        ),
+        (
+            "Sec-Fetch-Site: same-site",
+            vec![
+                ("sec-fetch-site", "same-site"),
+                ("origin", "https://sub.evil.example"),
+            ],
+        ),
+    ] {
+        let (status, _, body) = request(&gw, "POST", "/submit", &headers).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{case}: {body}");
+        let e: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(e["error"]["type"], "csrf", "{case}: {body}");
+        assert_eq!(e["error"]["route"], "forms", "{case}: {body}");
+    }
+    assert_eq!(
+        upstream.hits(),
+        hits,
+        "refused writes never reach the upstream"
+    );
+    for (case, method, headers) in [
+        ("no browser provenance", "POST", vec![]),
+        (
+            "the gateway's own origin",
+            "POST",
+            vec![("origin", own.as_str())],
+        ),
+        (
+            "Sec-Fetch-Site: same-origin",
+            "DELETE",
+            vec![("sec-fetch-site", "same-origin")],
+        ),
+        (
+            "a listed origin",
+            "PUT",
+            vec![("origin", "https://app.partner.example")],
+        ),
+        (
+            "an origin cors allows",
+            "POST",
+            vec![("sec-fetch-site", "cross-site"), ("origin", APP)],
+        ),
+        (
+            "a safe method",
+            "GET",
+            vec![("origin", "https://evil.example")],
+        ),
+    ] {
+        let (status, _, body) = request(&gw, method, "/submit", &headers).await;
+        assert_eq!(status, StatusCode::OK, "{case}: {body}");
+    }
+    assert_eq!(upstream.hits(), hits + 6);
+}

@@ -176,12 +176,31 @@ binds:
       certificates: [{{cert: {b_cert}, key: {b_key}}}]
     routes:
     - backends: [{{host: "{up}"}}]
+    - matches: [{{path: {{pathPrefix: /mcp}}}}]
+      policies:
+        jwtAuth: {{issuer: 'https://issuer.test', jwks: {{file: '{jwks}/jwks-1.json'}}}}
+      backends: [{{mcp: {{targets: [{{name: t, mcp: {{host: 127.0.0.1, port: 9}}}}]}}}}]
 "#,
-        up = upstream.addr
+        up = upstream.addr,
+        jwks = super::jwt::FIXTURES,
     ))
     .await;
     let port = gw.ports[0];
     let client = pki.client_config();
+
+    // Requests over TLS are https ones: the MCP route's RFC 9728 metadata
+    // names an https resource though HTTP/1.1 requests carry no scheme.
+    let meta = tls_get(
+        &client,
+        port,
+        "a.test",
+        &[b"http/1.1"],
+        "/.well-known/oauth-protected-resource/mcp",
+    )
+    .await;
+    assert_eq!(meta.status, StatusCode::OK, "{}", meta.body);
+    let meta: serde_json::Value = serde_json::from_str(&meta.body).unwrap();
+    assert_eq!(meta["resource"], "https://a.test/mcp");
 
     let a = tls_get(&client, port, "a.test", &[b"http/1.1"], "/hello").await;
     assert_eq!(a.leaf, leaf_der(&a_cert), "SNI a.test gets a's certificate");

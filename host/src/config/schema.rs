@@ -393,6 +393,8 @@ pub struct Policies {
     pub ai: Option<AiPolicy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cors: Option<Cors>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csrf: Option<Csrf>,
     #[serde(
         default,
         rename = "backendTLS",
@@ -889,6 +891,15 @@ pub struct Cors {
     pub allow_credentials: bool,
     #[serde(default)]
     pub max_age: Option<DurationStr>,
+}
+
+/// `csrf`: refuse cross-origin state-changing requests from browsers,
+/// except from these origins (and those the route's `cors` allows).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Csrf {
+    #[serde(default)]
+    pub additional_origins: Vec<CorsOrigin>,
 }
 
 /// An origin as browsers send it: `scheme://host[:port]`, the port filled in

@@ -97,10 +97,14 @@ pub async fn serve_connections(shared: Arc<Shared>, mut handed: mpsc::UnboundedR
                 continue;
             }
         };
+        // The acceptor and limits of the config current at accept time, so
+        // a reload that changes them applies to new connections.
+        let gateway = shared.gateway.load();
+        let acceptor = gateway.binds.get(bind).and_then(|b| b.tls.clone());
         let activity = Activity::new();
         let service = {
             let shared = shared.clone();
-            let client = Arc::new(proxy::Peer::new(peer));
+            let client = Arc::new(proxy::Peer::new(peer, acceptor.is_some()));
             let activity = activity.clone();
             service_fn(move |req: Request<Incoming>| {
                 let shared = shared.clone();
@@ -115,14 +119,10 @@ pub async fn serve_connections(shared: Arc<Shared>, mut handed: mpsc::UnboundedR
                 }
             })
         };
-        // The acceptor and limits of the config current at accept time, so
-        // a reload that changes them applies to new connections.
-        let gateway = shared.gateway.load();
         if gateway.client_limits != limits {
             limits = gateway.client_limits;
             builder = connection_builder(limits);
         }
-        let acceptor = gateway.binds.get(bind).and_then(|b| b.tls.clone());
         drop(gateway);
         let Some(acceptor) = acceptor else {
             let conn = builder

@@ -159,12 +159,17 @@ impl CorsPolicy {
         let Some(origin) = origin.to_str().ok().and_then(|o| Origin::parse(o, false)) else {
             return false;
         };
-        self.origins.iter().any(|allowed| {
-            allowed.https == origin.https
-                && allowed.port == origin.port
-                && glob(&allowed.host, &origin.host)
-        })
+        self.origins
+            .iter()
+            .any(|allowed| origin_matches(allowed, &origin))
     }
+}
+
+/// Whether `origin` is one that `allowed` (whose host may hold `*`) names.
+pub fn origin_matches(allowed: &Origin, origin: &Origin) -> bool {
+    allowed.https == origin.https
+        && allowed.port == origin.port
+        && glob(&allowed.host, &origin.host)
 }
 
 /// Add an allowed request's CORS headers to its answer: they replace any the

@@ -6,6 +6,7 @@
 //! listed first.
 
 pub mod cors;
+pub mod csrf;
 pub mod filters;
 
 use http::{HeaderMap, Method};
