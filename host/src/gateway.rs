@@ -104,7 +104,7 @@ fn config_field(entry: &str, field: &str) -> Option<String> {
             .strip_prefix("limits")
             .map(|rest| format!("{entry}{rest}"));
     }
-    if entry.ends_with("uthorization") {
+    if entry.ends_with(".mcpAuthorization") || entry.ends_with(".authorization") {
         return Some(format!("{entry}.{field}"));
     }
     None
@@ -638,7 +638,8 @@ fn mcp_backend(
             "an mcp backend must be the route's only backend; list several servers under `mcp.targets`".into(),
         ));
     }
-    let connect_timeout = connect_timeout(&route.policies, at)?;
+    // `tcp.connectTimeout` was checked with the route's transport.
+    let connect_timeout = route.policies.connect_timeout();
     McpBackend::build(config, clients, sealer.clone(), name, connect_timeout)
         .map(|b| Some(Arc::new(b)))
         .map_err(|(field, message)| {
@@ -680,7 +681,6 @@ fn llm_backend(
             "an ai backend must be the route's only backend; list several providers under `ai.groups` for failover".into(),
         ));
     }
-    connect_timeout(&route.policies, at)?;
     LlmBackend::build(config, &route.policies, clients, None)
         .map(|b| Some(Arc::new(b)))
         .map_err(|(field, message)| {

@@ -310,13 +310,15 @@ async fn serve_route(
         }
     };
     if let Some(csrf) = &route.csrf {
-        let own = origin(
-            &peer,
-            parts.uri.scheme_str(),
-            &parts.headers,
-            host.as_deref(),
-        );
-        if let Err(reason) = csrf.check(&parts.method, &parts.headers, &own, cors_allowed) {
+        let own = || {
+            origin(
+                &peer,
+                parts.uri.scheme_str(),
+                &parts.headers,
+                host.as_deref(),
+            )
+        };
+        if let Err(reason) = csrf.check(&parts.method, &parts.headers, own, cors_allowed) {
             trace.error = Some(format!("csrf: {reason}"));
             return error_response(
                 StatusCode::FORBIDDEN,
@@ -765,7 +767,7 @@ async fn authenticate(
         resp
     };
     if let Some(auth) = &route.jwt {
-        match auth.check(&parts.headers).await {
+        match auth.check(parts, route.forward_token).await {
             Outcome::Verified(claims) => identity = Some(claims),
             Outcome::Anonymous => {}
             Outcome::Rejected(reason) => {
@@ -780,10 +782,6 @@ async fn authenticate(
                 let challenge = jwt::challenge(&reason, metadata.as_deref());
                 return Err(refuse("jwtAuth", reason, Some(challenge)));
             }
-        }
-        if !route.forward_token {
-            // The token was for the gateway; upstreams get it only by passthrough.
-            parts.headers.remove(http::header::AUTHORIZATION);
         }
     }
     if let Some(auth) = &route.basic {

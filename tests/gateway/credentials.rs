@@ -272,8 +272,17 @@ binds:
         authorization:
           rules: ['basicAuth.username == "ann"']
       backends: [{{host: "{up}"}}]
+    - name: token-or-password
+      matches: [{{path: {{pathPrefix: /either}}}}]
+      policies:
+        jwtAuth: {{mode: optional, issuer: '{issuer}', audiences: [{audience}], jwks: {{file: '{jwks}/jwks-1.json'}}}}
+        basicAuth: {{htpasswd: {{file: "{HTPASSWD}"}}, mode: optional}}
+      backends: [{{host: "{up}"}}]
 "#,
-        up = upstream.addr
+        up = upstream.addr,
+        issuer = super::jwt::ISSUER,
+        audience = super::jwt::AUDIENCE,
+        jwks = super::jwt::FIXTURES,
     ))
     .await;
     let bearer = |k: &str| format!("Bearer {k}");
@@ -300,4 +309,40 @@ binds:
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let r = call(&gw, "/admin", &[("authorization", &basic("ben", "pw-ben"))]).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+
+    // `jwtAuth` takes out only a bearer token: a password in the same
+    // header is left for `basicAuth`, which runs after it.
+    let r = call(
+        &gw,
+        "/either",
+        &[("authorization", &basic("ann", "pw-wrong"))],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+    assert!(r.body.contains("\"policy\":\"basicAuth\""), "{}", r.body);
+    let r = call(
+        &gw,
+        "/either",
+        &[("authorization", &basic("ann", "pw-ann"))],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(
+        r.seen()["headers"].get("authorization").is_none(),
+        "{}",
+        r.body
+    );
+    let token = super::jwt::token("rsa1", "r1", super::jwt::claims());
+    let r = call(
+        &gw,
+        "/either",
+        &[("authorization", &format!("Bearer {token}"))],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(
+        r.seen()["headers"].get("authorization").is_none(),
+        "{}",
+        r.body
+    );
 }

@@ -22,7 +22,7 @@ use subtle::ConstantTimeEq;
 use super::Outcome;
 use super::credential::Location;
 use super::slow_hash::SlowHashChecks;
-use crate::config::schema::{AuthMode, BasicAuth as BasicConfig};
+use crate::config::schema::{AuthMode, BasicAuth as BasicConfig, bcrypt_hash};
 
 pub struct BasicAuth {
     mode: AuthMode,
@@ -159,10 +159,8 @@ fn parse_htpasswd(text: &str) -> Result<HashMap<String, PasswordHash>, String> {
 impl PasswordHash {
     fn parse(text: &str) -> Result<PasswordHash, String> {
         let rehash = "re-hash it with `htpasswd -B` (bcrypt)";
-        if ["$2a$", "$2b$", "$2y$"].iter().any(|p| text.starts_with(p)) {
-            text.parse::<bcrypt::HashParts>()
-                .map_err(|e| format!("not a valid bcrypt hash: {e}"))?;
-            return Ok(PasswordHash::Bcrypt(text.to_string()));
+        if let Some(checked) = bcrypt_hash(text) {
+            return checked.map(PasswordHash::Bcrypt);
         }
         for magic in ["$apr1$", "$1$"] {
             if let Some(rest) = text.strip_prefix(magic) {

@@ -8,12 +8,13 @@
 
 use std::sync::Arc;
 
-use http::HeaderMap;
+use http::request::Parts;
 use jsonwebtoken::dangerous::insecure_decode_claims;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Validation, decode, decode_header};
 
 use super::Outcome;
+use super::credential::Location;
 use super::jwks::{Fetcher, KeySource};
 use crate::config::schema::{JwtAuth as JwtConfig, JwtMode};
 
@@ -25,6 +26,8 @@ pub struct JwtAuth {
     providers: Vec<Provider>,
     /// Registered claims a token must carry (`exp` unless configured).
     required: Vec<String>,
+    /// Where tokens travel: `Authorization: Bearer <token>`.
+    bearer: Location,
 }
 
 /// The registered claims `jwtValidationOptions.requiredClaims` may name.
@@ -92,25 +95,34 @@ impl JwtAuth {
             mode: config.mode.unwrap_or(JwtMode::Strict),
             providers,
             required,
+            bearer: Location::authorization("Bearer"),
         })
     }
 
-    pub async fn check(&self, headers: &HeaderMap) -> Outcome {
-        let token = match bearer(headers) {
-            Some(t) => t,
+    /// Check the request's bearer token. A token the request goes on with
+    /// is taken out of it unless `forward` (`backendAuth: passthrough`): it
+    /// was for the gateway. Other `Authorization` schemes are left alone.
+    pub async fn check(&self, parts: &mut Parts, forward: bool) -> Outcome {
+        let outcome = match self.bearer.extract(parts) {
             None if matches!(self.mode, JwtMode::Strict) => {
                 return Outcome::Rejected("missing bearer token".into());
             }
             None => return Outcome::Anonymous,
+            Some(token) => match self.verify(&token).await {
+                Ok(claims) => Outcome::Verified(claims),
+                Err(reason) if matches!(self.mode, JwtMode::Permissive) => {
+                    tracing::warn!(
+                        "JWT not accepted (permissive mode, request continues): {reason}"
+                    );
+                    Outcome::Anonymous
+                }
+                Err(reason) => return Outcome::Rejected(reason),
+            },
         };
-        match self.verify(token).await {
-            Ok(claims) => Outcome::Verified(claims),
-            Err(reason) if matches!(self.mode, JwtMode::Permissive) => {
-                tracing::warn!("JWT not accepted (permissive mode, request continues): {reason}");
-                Outcome::Anonymous
-            }
-            Err(reason) => Outcome::Rejected(reason),
+        if !forward {
+            self.bearer.remove(parts);
         }
+        outcome
     }
 
     async fn verify(&self, token: &str) -> Result<serde_json::Value, String> {
@@ -180,14 +192,6 @@ impl JwtAuth {
         }
         Err(last)
     }
-}
-
-/// The token of `Authorization: Bearer <token>` (scheme case-insensitive).
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 /// The `WWW-Authenticate` value of a 401 (RFC 6750 §3).

@@ -4,13 +4,16 @@
 //! connections. So the check runs on tokio's blocking pool, once per
 //! distinct credential, and its verdict is remembered for a while under a
 //! keyed digest (HMAC with a key made at start, so the remembered digests
-//! are worth nothing outside this process).
+//! are worth nothing outside this process). Requests that bring the same
+//! credential while it is being checked wait for that one check.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use moka::sync::Cache;
 use ring::hmac;
 use ring::rand::SystemRandom;
+use tokio::sync::OnceCell;
 
 /// How long a verdict stands; a changed password file takes effect on
 /// reload anyway (a reload builds a new cache).
@@ -21,8 +24,8 @@ const CAPACITY: u64 = 10_000;
 pub struct SlowHashChecks {
     key: hmac::Key,
     /// Credential digest → the index of the entry it matched, `None` when
-    /// it matched none.
-    verdicts: Cache<[u8; 32], Option<u32>>,
+    /// it matched none; empty while its check runs.
+    verdicts: Cache<[u8; 32], Arc<OnceCell<Option<u32>>>>,
 }
 
 impl SlowHashChecks {
@@ -46,13 +49,12 @@ impl SlowHashChecks {
     ) -> Option<u32> {
         let tag = hmac::sign(&self.key, credential);
         let digest: [u8; 32] = tag.as_ref().try_into().expect("SHA-256 tags are 32 bytes");
-        if let Some(known) = self.verdicts.get(&digest) {
-            return known;
-        }
+        // Inserting an empty cell is all `get_with` waits on, never a check.
+        let cell = self.verdicts.get_with(digest, Default::default);
         // A panic in the check (none is expected) refuses the credential.
-        let verdict = tokio::task::spawn_blocking(check).await.unwrap_or(None);
-        self.verdicts.insert(digest, verdict);
-        verdict
+        *cell
+            .get_or_init(|| async { tokio::task::spawn_blocking(check).await.unwrap_or(None) })
+            .await
     }
 }
 
@@ -79,5 +81,29 @@ mod tests {
             assert_eq!(got, expected);
         }
         assert_eq!(runs.load(Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn requests_with_a_credential_under_check_wait_for_that_check() {
+        let checks = Arc::new(SlowHashChecks::new());
+        let runs = Arc::new(AtomicUsize::new(0));
+        let waiting: Vec<_> = (0..4)
+            .map(|_| {
+                let (checks, runs) = (checks.clone(), runs.clone());
+                tokio::spawn(async move {
+                    checks
+                        .verdict(b"same", move || {
+                            runs.fetch_add(1, Ordering::Relaxed);
+                            std::thread::sleep(Duration::from_millis(100));
+                            Some(3)
+                        })
+                        .await
+                })
+            })
+            .collect();
+        for w in waiting {
+            assert_eq!(w.await.unwrap(), Some(3));
+        }
+        assert_eq!(runs.load(Ordering::Relaxed), 1);
     }
 }

@@ -177,6 +177,12 @@ pub fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
     }
 }
 
+/// HTTP/1.1 over TCP with the gateway's own pool: one per worker, and one
+/// for the threads outside them.
+fn plain_http1(tcp: HttpConnector, workers: usize) -> Transport {
+    Transport::Http1(H1Connector::new(tcp, Scheme::HTTP, workers + 1))
+}
+
 fn client_builder(version: HttpVersion) -> hyper_util::client::legacy::Builder {
     let mut builder = Client::builder(TokioExecutor::new());
     builder
@@ -192,11 +198,7 @@ fn client_builder(version: HttpVersion) -> hyper_util::client::legacy::Builder {
 impl HttpBackends {
     /// `workers`: how many request-serving threads get a pool of their own.
     pub fn new(connect_timeout: Duration, workers: usize) -> Self {
-        let plain = Transport::Http1(H1Connector::new(
-            tcp_connector(connect_timeout),
-            Scheme::HTTP,
-            workers + 1,
-        ));
+        let plain = plain_http1(tcp_connector(connect_timeout), workers);
         HttpBackends {
             connect_timeout,
             workers,
@@ -231,9 +233,7 @@ impl HttpBackends {
         }
         let tcp = tcp_connector(connect_timeout);
         let transport = match tls {
-            None if plain => {
-                Transport::Http1(H1Connector::new(tcp, Scheme::HTTP, self.workers + 1))
-            }
+            None if plain => plain_http1(tcp, self.workers),
             None => Transport::multiplexed(self.workers, || {
                 Pool::Plain(client_builder(version).build(tcp.clone()))
             }),

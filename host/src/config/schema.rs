@@ -741,7 +741,7 @@ impl From<ApiKeyEntry> for RawApiKeyEntry {
     fn from(e: ApiKeyEntry) -> Self {
         let (key, key_hash) = match e.secret {
             StoredKey::Plain(k) => (Some(k), None),
-            StoredKey::Sha256(d) => (None, Some(format!("sha256:{}", hex_lower(&d)))),
+            StoredKey::Sha256(d) => (None, Some(format!("sha256:{}", hex::encode(d)))),
             StoredKey::Bcrypt(h) => (None, Some(h)),
         };
         RawApiKeyEntry {
@@ -755,34 +755,33 @@ impl From<ApiKeyEntry> for RawApiKeyEntry {
 impl StoredKey {
     fn parse_hash(text: &str) -> Result<StoredKey, String> {
         if let Some(hex) = text.strip_prefix("sha256:") {
-            let bytes: Option<Vec<u8>> = (hex.len() == 64)
-                .then(|| {
-                    (0..32)
-                        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
-                        .collect()
-                })
-                .flatten();
-            return bytes
-                .and_then(|b| b.try_into().ok())
-                .map(StoredKey::Sha256)
-                .ok_or_else(|| {
+            let mut digest = [0u8; 32];
+            return hex::decode_to_slice(hex, &mut digest)
+                .map(|()| StoredKey::Sha256(digest))
+                .map_err(|_| {
                     "`sha256:` must be followed by 64 hex digits \
                      (printf '%s' KEY | sha256sum)"
                         .into()
                 });
         }
-        if ["$2a$", "$2b$", "$2y$"].iter().any(|p| text.starts_with(p)) {
-            return text
-                .parse::<bcrypt::HashParts>()
-                .map(|_| StoredKey::Bcrypt(text.to_string()))
-                .map_err(|e| format!("not a valid bcrypt hash: {e}"));
+        if let Some(checked) = bcrypt_hash(text) {
+            return checked.map(StoredKey::Bcrypt);
         }
         Err("`keyHash` must be `sha256:<hex>` or a bcrypt hash ($2a$, $2b$, $2y$)".into())
     }
 }
 
-fn hex_lower(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// `Some` when `text` is written as a bcrypt hash (`$2a$`, `$2b$`, `$2y$`):
+/// the hash, or why it is not a valid one.
+pub fn bcrypt_hash(text: &str) -> Option<Result<String, String>> {
+    ["$2a$", "$2b$", "$2y$"]
+        .iter()
+        .any(|p| text.starts_with(p))
+        .then(|| {
+            text.parse::<bcrypt::HashParts>()
+                .map(|_| text.to_string())
+                .map_err(|e| format!("not a valid bcrypt hash: {e}"))
+        })
 }
 
 /// `basicAuth`: users and password hashes in htpasswd format.

@@ -12,11 +12,7 @@ pub struct Store {
 }
 
 pub fn sha256_digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex(&Sha256::digest(bytes)))
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
 /// `sha256:<64 hex>` → the hex part, refusing anything that could escape a path.
@@ -93,7 +89,7 @@ impl Store {
     fn ref_path(&self, reference: &str) -> PathBuf {
         self.root
             .join("refs")
-            .join(hex(&Sha256::digest(reference.as_bytes())))
+            .join(hex::encode(Sha256::digest(reference.as_bytes())))
     }
 }
 

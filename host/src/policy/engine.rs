@@ -343,7 +343,7 @@ impl PolicyEngine {
             hasher.update((part.len() as u64).to_le_bytes());
             hasher.update(part);
         }
-        let name = crate::distribution::store::hex(&hasher.finalize());
+        let name = hex::encode(hasher.finalize());
         let path = dir.join(format!("{name}.cwasm"));
         if path.exists() {
             // SAFETY: deserializing runs native code from the file. Only this

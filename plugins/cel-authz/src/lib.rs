@@ -83,8 +83,8 @@ struct CelAuthz {
     /// The standard functions, registered once at configure: building
     /// them is most of what a fresh context costs.
     root: Context<'static, 'static>,
-    /// Whether any rule reads `jwt` / `source`: unread ones are not built.
-    /// Which of [`IDENTITY_NAMES`] the rules read.
+    /// Which of [`IDENTITY_NAMES`] the rules read, and whether any reads
+    /// `source`: unread ones are not built.
     identity_names: Vec<&'static str>,
     uses_source: bool,
     /// Decisions already made in the `mcp` and `llm` scopes, keyed by all a

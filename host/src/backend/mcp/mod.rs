@@ -862,10 +862,7 @@ impl McpBackend {
 /// Binds relayed ids to a session without repeating its (long) id.
 fn session_tag(sid: &str) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, sid.as_bytes());
-    digest.as_ref()[..12]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(&digest.as_ref()[..12])
 }
 
 fn list_kind(kind: Kind) -> McpListKind {

@@ -39,17 +39,10 @@ impl Sealer {
 
     /// From `config.session.key`: 64 hex digits (32 bytes).
     pub fn from_hex(hex: &str) -> Result<Sealer, String> {
-        let hex = hex.trim();
-        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(
-                "must be 64 hex digits (a 32-byte AES-256 key), e.g. from `openssl rand -hex 32`"
-                    .into(),
-            );
-        }
         let mut key = [0u8; 32];
-        for (i, k) in key.iter_mut().enumerate() {
-            *k = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("checked hex");
-        }
+        hex::decode_to_slice(hex.trim(), &mut key).map_err(
+            |_| "must be 64 hex digits (a 32-byte AES-256 key), e.g. from `openssl rand -hex 32`",
+        )?;
         Ok(Sealer::new(&key))
     }
 
