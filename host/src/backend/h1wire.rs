@@ -14,7 +14,7 @@ use std::pin::{Pin, pin};
 use std::task::{Context, Poll, Waker, ready};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::header::CONTENT_LENGTH;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version};
 use hyper::body::Frame;
 use hyper_util::rt::TokioIo;
@@ -25,6 +25,9 @@ use super::http::{Body, BoxError};
 
 /// Most header lines an answer may carry (as hyper's client).
 const MAX_HEADERS: usize = 100;
+/// Header lines an answer's head is first parsed for; one with more is
+/// parsed again for up to [`MAX_HEADERS`].
+const FEW_HEADERS: usize = 24;
 /// Most bytes an answer's head or its trailer section may take.
 const MAX_HEAD_BYTES: usize = 64 << 10;
 /// Most bytes a chunk-size line may take, extensions included.
@@ -159,11 +162,26 @@ impl Conn {
     }
 
     fn parse_head(&mut self, head_request: bool) -> Result<Option<Parsed>, BoxError> {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        // Most answers carry a handful of headers: filling a 100-slot array
+        // for each would cost more than parsing them.
+        match self.parse_head_within::<FEW_HEADERS>(head_request) {
+            Err(e) if e.is::<MoreHeaders>() => self.parse_head_within::<MAX_HEADERS>(head_request),
+            parsed => parsed,
+        }
+    }
+
+    fn parse_head_within<const N: usize>(
+        &mut self,
+        head_request: bool,
+    ) -> Result<Option<Parsed>, BoxError> {
+        let mut headers = [httparse::EMPTY_HEADER; N];
         let mut parsed = httparse::Response::new(&mut headers);
         let len = match parsed.parse(&self.buf) {
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) => return Ok(None),
+            Err(httparse::Error::TooManyHeaders) if N < MAX_HEADERS => {
+                return Err(MoreHeaders.into());
+            }
             Err(e) => return Err(format!("invalid answer head: {e}").into()),
         };
         let code = parsed.code.unwrap_or_default();
@@ -180,17 +198,25 @@ impl Conn {
             Some(0) => Version::HTTP_10,
             _ => Version::HTTP_11,
         };
-        let mut map = HeaderMap::with_capacity(parsed.headers.len());
+        // Where each header sits in the head: the values become slices of
+        // one shared copy of it rather than an allocation each.
+        let mut spots = [(0, 0, 0, 0); N];
         let mut chunked = None;
         let mut length: Option<u64> = None;
         let (mut close, mut keep_alive) = (false, false);
-        for h in parsed.headers.iter() {
-            let name = HeaderName::from_bytes(h.name.as_bytes())?;
-            let value = HeaderValue::from_bytes(h.value)?;
-            if name == TRANSFER_ENCODING {
+        let base = self.buf.as_ptr() as usize;
+        let at = |part: &[u8]| part.as_ptr() as usize - base;
+        for (h, spot) in parsed.headers.iter().zip(spots.iter_mut()) {
+            *spot = (
+                at(h.name.as_bytes()),
+                h.name.len(),
+                at(h.value),
+                h.value.len(),
+            );
+            if h.name.eq_ignore_ascii_case("transfer-encoding") {
                 let last = h.value.rsplit(|&b| b == b',').next().unwrap_or_default();
                 chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-            } else if name == CONTENT_LENGTH {
+            } else if h.name.eq_ignore_ascii_case("content-length") {
                 for part in h.value.split(|&b| b == b',') {
                     let n: u64 = std::str::from_utf8(part.trim_ascii())
                         .ok()
@@ -201,16 +227,22 @@ impl Conn {
                     }
                     length = Some(n);
                 }
-            } else if name == CONNECTION {
+            } else if h.name.eq_ignore_ascii_case("connection") {
                 for token in h.value.split(|&b| b == b',') {
                     let token = token.trim_ascii();
                     close |= token.eq_ignore_ascii_case(b"close");
                     keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
                 }
             }
+        }
+        let count = parsed.headers.len();
+        let head = self.buf.split_to(len).freeze();
+        let mut map = HeaderMap::with_capacity(count);
+        for &(name, name_len, value, value_len) in &spots[..count] {
+            let name = HeaderName::from_bytes(&head[name..name + name_len])?;
+            let value = HeaderValue::from_maybe_shared(head.slice(value..value + value_len))?;
             map.append(name, value);
         }
-        self.buf.advance(len);
 
         let no_body =
             head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
@@ -344,6 +376,18 @@ enum Parsed {
     Interim,
     Final(Answer),
 }
+
+/// A head with more header lines than it was parsed for.
+#[derive(Debug)]
+struct MoreHeaders;
+
+impl std::fmt::Display for MoreHeaders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("more header lines than parsed for")
+    }
+}
+
+impl std::error::Error for MoreHeaders {}
 
 /// How an answer's body is delimited, and how far it has been read.
 #[derive(Debug, PartialEq)]
@@ -530,6 +574,36 @@ mod tests {
         ])
         .await;
         assert!(ask(&mut conn, false).await.unwrap().reusable);
+    }
+
+    /// A head with more header lines than the first parse makes room for
+    /// is parsed again for more; past the most it may carry it is an error.
+    #[tokio::test]
+    async fn heads_with_many_header_lines() {
+        let head = |lines: usize| -> &'static [u8] {
+            let mut head = String::from("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n");
+            for i in 1..lines {
+                head += &format!("x-h{i}: v{i}\r\n");
+            }
+            head += "\r\nok";
+            Box::leak(head.into_bytes().into_boxed_slice())
+        };
+        for lines in [FEW_HEADERS, FEW_HEADERS + 1, MAX_HEADERS] {
+            let mut conn = upstream(vec![head(lines)]).await;
+            let mut answer = ask(&mut conn, false).await.unwrap();
+            let headers = &answer.head.headers;
+            assert_eq!(headers.len(), lines);
+            assert_eq!(headers[CONTENT_LENGTH], "2");
+            let last = lines - 1;
+            assert_eq!(headers[format!("x-h{last}")], format!("v{last}"));
+            let (data, _) = body(&mut conn, &mut answer.framing).await.unwrap();
+            assert_eq!(data, b"ok");
+            assert!(answer.reusable && conn.is_clean());
+        }
+        let mut conn = upstream(vec![head(MAX_HEADERS + 1)]).await;
+        let err = ask(&mut conn, false).await.err().expect("an error");
+        let err = err.to_string();
+        assert!(err.contains("too many headers"), "{err:?}");
     }
 
     #[tokio::test]
