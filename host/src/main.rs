@@ -133,16 +133,30 @@ fn init_tracing(format: AccessLogFormat) -> WorkerGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     use std::io::IsTerminal;
     let (writer, guard) = log_output::stderr();
+    let ansi = std::io::stderr().is_terminal();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(true)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(ansi)
         .with_writer(writer);
     let _ = match format {
         AccessLogFormat::Json => builder.json().flatten_event(true).try_init(),
-        AccessLogFormat::Text => builder.try_init(),
+        AccessLogFormat::Text if ansi => builder.try_init(),
+        AccessLogFormat::Text => builder.fmt_fields(plain_fields()).try_init(),
     };
     guard
+}
+
+/// Fields as the default text format writes them (`name=value`, a message
+/// bare), without its styling, which runs even when there are no colours
+/// to show and took a third of an access log line's formatting.
+fn plain_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> {
+    use tracing_subscriber::field::MakeExt;
+    tracing_subscriber::fmt::format::debug_fn(|w, field, value| match field.name() {
+        "message" => write!(w, "{value:?}"),
+        name => write!(w, "{}={value:?}", name.strip_prefix("r#").unwrap_or(name)),
+    })
+    .delimited(" ")
 }
 
 fn run(path: Option<PathBuf>) -> ExitCode {
