@@ -18,7 +18,7 @@ use wardgate::gateway::Gateway;
 use wardgate::listener::workers::Workers;
 use wardgate::policy::{EngineOptions, PolicyEngine};
 use wardgate::proxy::Shared;
-use wardgate::telemetry::log_output;
+use wardgate::telemetry::{log_fields, log_output};
 use wardgate::{admin, listener, reload};
 
 // glibc's malloc took a sixth of the proxy's user time under load; mimalloc's
@@ -142,21 +142,9 @@ fn init_tracing(format: AccessLogFormat) -> WorkerGuard {
     let _ = match format {
         AccessLogFormat::Json => builder.json().flatten_event(true).try_init(),
         AccessLogFormat::Text if ansi => builder.try_init(),
-        AccessLogFormat::Text => builder.fmt_fields(plain_fields()).try_init(),
+        AccessLogFormat::Text => builder.fmt_fields(log_fields::PlainFields).try_init(),
     };
     guard
-}
-
-/// Fields as the default text format writes them (`name=value`, a message
-/// bare), without its styling, which runs even when there are no colours
-/// to show and took a third of an access log line's formatting.
-fn plain_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> {
-    use tracing_subscriber::field::MakeExt;
-    tracing_subscriber::fmt::format::debug_fn(|w, field, value| match field.name() {
-        "message" => write!(w, "{value:?}"),
-        name => write!(w, "{}={value:?}", name.strip_prefix("r#").unwrap_or(name)),
-    })
-    .delimited(" ")
 }
 
 fn run(path: Option<PathBuf>) -> ExitCode {

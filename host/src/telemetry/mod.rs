@@ -2,5 +2,6 @@
 //! written off the request path, and Prometheus metrics.
 
 pub mod access_log;
+pub mod log_fields;
 pub mod log_output;
 pub mod metrics;
