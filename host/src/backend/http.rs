@@ -299,69 +299,75 @@ impl HttpBackends {
     }
 
     /// Send `req` to `target` and wait for the response head.
-    pub async fn forward(
+    pub fn forward<'a>(
         &self,
-        target: &WeightedBackend,
+        target: &'a WeightedBackend,
         req: Request<Body>,
         timeout: Option<Duration>,
-    ) -> Result<Response<UpstreamBody>, UpstreamError> {
-        forward_to(target, req, timeout).await
+    ) -> impl Future<Output = Result<Response<UpstreamBody>, UpstreamError>> + use<'a> {
+        forward_to(target, req, timeout)
     }
 }
 
 /// Send `req` to `target` over its pooled transport.
-pub async fn forward_to(
+// A plain fn returning an async block, not an `async fn`: that would keep the
+// request twice in its future (argument and local), and every caller's future
+// embeds this one and is moved per request.
+#[allow(clippy::manual_async_fn)]
+pub fn forward_to(
     target: &WeightedBackend,
     mut req: Request<Body>,
     timeout: Option<Duration>,
-) -> Result<Response<UpstreamBody>, UpstreamError> {
-    let name = || target.name.to_string();
-    let Some(upstream) = &target.upstream else {
-        return Err(UpstreamError::Protocol(
-            name(),
-            "not a valid host:port".into(),
-        ));
-    };
-    strip_hop_by_hop(req.headers_mut());
-    let call = async {
-        match upstream {
-            // Boxed, as hyper-util boxes its own: a smaller future for every request to move.
-            Upstream::Http1(conns) => Box::pin(conns.send(req)).await.map_err(|e| match e {
-                SendError::Connect(e) => connect_error(name(), &*e),
-                SendError::Exchange(e) => UpstreamError::Protocol(name(), root_cause(&*e)),
-            }),
-            Upstream::Multiplexed { pools, authority } => {
-                let mut uri = http::uri::Parts::default();
-                uri.scheme = Some(Transport::scheme(pools));
-                uri.authority = Some(authority.clone());
-                uri.path_and_query = Some(
-                    req.uri()
-                        .path_and_query()
-                        .cloned()
-                        .unwrap_or_else(|| PathAndQuery::from_static("/")),
-                );
-                *req.uri_mut() = Uri::from_parts(uri)
-                    .map_err(|e| UpstreamError::Protocol(name(), e.to_string()))?;
-                *req.version_mut() = http::Version::HTTP_11;
-                let sent = match Transport::pool(pools) {
-                    Pool::Plain(c) => c.request(req).await,
-                    Pool::Tls(c) => c.request(req).await,
-                };
-                sent.map(|r| r.map(UpstreamBody::from)).map_err(|e| {
-                    if e.is_connect() {
-                        connect_error(name(), &e)
-                    } else {
-                        UpstreamError::Protocol(name(), root_cause(&e))
-                    }
-                })
+) -> impl Future<Output = Result<Response<UpstreamBody>, UpstreamError>> {
+    async move {
+        let name = || target.name.to_string();
+        let Some(upstream) = &target.upstream else {
+            return Err(UpstreamError::Protocol(
+                name(),
+                "not a valid host:port".into(),
+            ));
+        };
+        strip_hop_by_hop(req.headers_mut());
+        let call = async {
+            match upstream {
+                // Boxed, as hyper-util boxes its own: a smaller future for every request to move.
+                Upstream::Http1(conns) => Box::pin(conns.send(req)).await.map_err(|e| match e {
+                    SendError::Connect(e) => connect_error(name(), &*e),
+                    SendError::Exchange(e) => UpstreamError::Protocol(name(), root_cause(&*e)),
+                }),
+                Upstream::Multiplexed { pools, authority } => {
+                    let mut uri = http::uri::Parts::default();
+                    uri.scheme = Some(Transport::scheme(pools));
+                    uri.authority = Some(authority.clone());
+                    uri.path_and_query = Some(
+                        req.uri()
+                            .path_and_query()
+                            .cloned()
+                            .unwrap_or_else(|| PathAndQuery::from_static("/")),
+                    );
+                    *req.uri_mut() = Uri::from_parts(uri)
+                        .map_err(|e| UpstreamError::Protocol(name(), e.to_string()))?;
+                    *req.version_mut() = http::Version::HTTP_11;
+                    let sent = match Transport::pool(pools) {
+                        Pool::Plain(c) => c.request(req).await,
+                        Pool::Tls(c) => c.request(req).await,
+                    };
+                    sent.map(|r| r.map(UpstreamBody::from)).map_err(|e| {
+                        if e.is_connect() {
+                            connect_error(name(), &e)
+                        } else {
+                            UpstreamError::Protocol(name(), root_cause(&e))
+                        }
+                    })
+                }
             }
+        };
+        match timeout {
+            Some(t) => tokio::time::timeout(t, call)
+                .await
+                .map_err(|_| UpstreamError::Timeout(name(), t))?,
+            None => call.await,
         }
-    };
-    match timeout {
-        Some(t) => tokio::time::timeout(t, call)
-            .await
-            .map_err(|_| UpstreamError::Timeout(name(), t))?,
-        None => call.await,
     }
 }
 
