@@ -254,7 +254,8 @@ fn serve(
                 &[],
             );
         };
-        let (route, matched): (Arc<RouteRuntime>, Matcher) = (route.clone(), matched.clone());
+        // `route` and `matched` stay borrowed from `gateway`, which this
+        // future owns: no copy of them per request (the matcher's was an allocation).
         trace.route = route.name.clone();
 
         let cors = match &route.cors {
@@ -267,9 +268,9 @@ fn serve(
                 let cors_allowed = matches!(check, CorsCheck::Allow(_));
                 let mut resp = serve_route(
                     shared,
-                    gateway,
-                    &route,
-                    &matched,
+                    &gateway,
+                    route,
+                    matched,
                     peer,
                     req,
                     host,
@@ -295,7 +296,7 @@ fn serve(
 #[allow(clippy::too_many_arguments)]
 fn serve_route(
     shared: Arc<Shared>,
-    gateway: Arc<Gateway>,
+    gateway: &Gateway,
     route: &Arc<RouteRuntime>,
     matched: &Matcher,
     peer: Arc<Peer>,
