@@ -188,8 +188,8 @@ pub fn handle(
     }
 }
 
-// Takes owned handles: references held across awaits trip rustc's Send
-// inference for the spawned connection future.
+// The future holds `gateway` and borrows the listener, route and matcher
+// from it for the whole request.
 #[allow(clippy::manual_async_fn)] // a plain fn: see `handle`
 fn serve(
     shared: Arc<Shared>,
@@ -254,8 +254,7 @@ fn serve(
                 &[],
             );
         };
-        // `route` and `matched` stay borrowed from `gateway`, which this
-        // future owns: no copy of them per request (the matcher's was an allocation).
+        // Borrowed, not copied per request (the matcher's copy was an allocation).
         trace.route = route.name.clone();
 
         let cors = match &route.cors {
