@@ -137,7 +137,16 @@ pub fn wait_port(port: u16) {
     }
 }
 
-/// A running gateway; killed, and its config file removed, on drop.
+/// The gateway binary the benches measure: `WARDGATE=path` names another
+/// build (scripts/build-pgo runs them on its instrumented one as training
+/// load), else this package's own.
+pub fn gateway_bin() -> PathBuf {
+    std::env::var_os("WARDGATE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_wardgate")))
+}
+
+/// A running gateway; stopped, and its config file removed, on drop.
 pub struct Gateway {
     child: Child,
     config: PathBuf,
@@ -174,7 +183,17 @@ impl Gateway {
 }
 
 impl Drop for Gateway {
+    /// SIGTERM first, so the gateway exits through its own shutdown (an
+    /// instrumented build writes its profile only then); killed if it
+    /// has not exited within 5 s.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.config);

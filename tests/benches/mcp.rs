@@ -8,7 +8,8 @@
 //! Run: cargo bench -p wardgate --bench mcp [-- CALLS [each]]
 //! (`each` adds one route per plugin, to see where the chain's time goes;
 //! more routes interleaved also means colder caches for each. `PICK=0,1,3`
-//! runs only those cases, by their index in the table. `BASELINE=path` also
+//! runs only those cases, by their index in the table. `WARDGATE=path`
+//! measures that gateway binary instead of this package's; `BASELINE=path` also
 //! runs another wardgate binary with the same routes and interleaves its
 //! cases, for an A/B of two builds in one run. `UPSTREAM=everything` puts
 //! `@modelcontextprotocol/server-everything` (Node, Streamable HTTP; its
@@ -156,7 +157,7 @@ binds:
             port,
         )
     };
-    let (gw, port) = start_gateway(Path::new(env!("CARGO_BIN_EXE_wardgate")), "mcp");
+    let (gw, port) = start_gateway(&gateway_process::gateway_bin(), "mcp");
     let baseline =
         std::env::var_os("BASELINE").map(|bin| start_gateway(Path::new(&bin), "mcp-baseline"));
 
