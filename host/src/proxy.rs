@@ -243,6 +243,8 @@ fn serve(
             req.uri().query(),
             req.headers(),
         );
+        // `route` and `matched` stay borrowed from `gateway` for the whole
+        // request (a copy of the matcher was an allocation per request).
         let Some((route, matched)) = found else {
             trace.route = format!("{}/-", listener.name);
             trace.error = Some("no route".into());
@@ -254,7 +256,6 @@ fn serve(
                 &[],
             );
         };
-        // Borrowed, not copied per request (the matcher's copy was an allocation).
         trace.route = route.name.clone();
 
         let cors = match &route.cors {
