@@ -219,7 +219,13 @@ async fn serve(config: Config, path: Option<PathBuf>, loaded: reload::Stamp) -> 
     }
     println!("admin on http://{}", admin_socket.local_addr()?);
 
-    let shared = Arc::new(Shared::new(gateway, engine, backends, path.clone()));
+    let shared = Arc::new(Shared::new(
+        gateway,
+        engine,
+        backends,
+        path.clone(),
+        workers,
+    ));
     if waiting {
         shared
             .ready
@@ -271,7 +277,7 @@ async fn retry_until_loaded(shared: Arc<Shared>, config: Config) {
             tokio::task::spawn_blocking(move || Gateway::build(config, &engine, &backends)).await;
         match built {
             Ok(Ok(gateway)) => {
-                shared.gateway.store(Arc::new(gateway));
+                shared.publish(Arc::new(gateway));
                 shared
                     .ready
                     .store(true, std::sync::atomic::Ordering::Release);

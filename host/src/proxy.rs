@@ -8,10 +8,11 @@
 //! Every step can end the request; each ending is a response with a status
 //! that says who failed (client 4xx, plugin 5xx naming it, upstream 502/504).
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -32,11 +33,14 @@ use crate::route::cors::{self, CorsCheck};
 use crate::route::{Matcher, filters};
 use crate::telemetry::access_log::{self, AccessRecord};
 use crate::telemetry::metrics::{LlmMetrics, RequestMetrics};
+use crate::telemetry::request_id::RequestIds;
 
 /// State shared by every connection: the current config snapshot and the
 /// services that outlive reloads.
 pub struct Shared {
-    pub gateway: ArcSwap<Gateway>,
+    gateway: ArcSwap<Gateway>,
+    /// The same config once more per worker, see [`Snapshot`].
+    snapshots: Box<[WorkerSnapshot]>,
     pub engine: Arc<PolicyEngine>,
     pub backends: Arc<HttpBackends>,
     pub metrics: RequestMetrics,
@@ -45,19 +49,24 @@ pub struct Shared {
     /// The file `run -c` was given, for reloads.
     pub config_path: Option<std::path::PathBuf>,
     pub reload_lock: tokio::sync::Mutex<()>,
-    next_id: AtomicU64,
-    id_prefix: u64,
+    request_ids: RequestIds,
 }
 
 impl Shared {
+    /// `workers`: how many worker threads will serve requests.
     pub fn new(
         gateway: Gateway,
         engine: Arc<PolicyEngine>,
         backends: Arc<HttpBackends>,
         config_path: Option<std::path::PathBuf>,
+        workers: usize,
     ) -> Self {
+        let gateway = Arc::new(gateway);
         Shared {
-            gateway: ArcSwap::from_pointee(gateway),
+            snapshots: (0..workers.max(1))
+                .map(|_| WorkerSnapshot(ArcSwap::from_pointee(Snapshot(gateway.clone()))))
+                .collect(),
+            gateway: ArcSwap::new(gateway),
             engine,
             backends,
             metrics: RequestMetrics::default(),
@@ -65,28 +74,66 @@ impl Shared {
             ready: AtomicBool::new(true),
             config_path,
             reload_lock: tokio::sync::Mutex::new(()),
-            next_id: AtomicU64::new(0),
-            // Distinct per process, so ids from two replicas do not collide.
-            id_prefix: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(0)
-                ^ std::process::id() as u64,
+            request_ids: RequestIds::default(),
         }
     }
 
-    /// 24 hex digits: this process's prefix, then a counter.
-    fn request_id(&self) -> HeaderValue {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut id = [0u8; 24];
-        for (i, b) in id[..16].iter_mut().enumerate() {
-            *b = HEX[(self.id_prefix >> (60 - 4 * i) & 0xf) as usize];
+    /// The current config.
+    pub fn gateway(&self) -> arc_swap::Guard<Arc<Gateway>> {
+        self.gateway.load()
+    }
+
+    /// Make `gateway` the config new requests run on; requests in flight
+    /// finish on the one they started with.
+    pub fn publish(&self, gateway: Arc<Gateway>) {
+        self.gateway.store(gateway.clone());
+        for slot in &self.snapshots {
+            slot.0.store(Arc::new(Snapshot(gateway.clone())));
         }
-        for (i, b) in id[16..].iter_mut().enumerate() {
-            *b = HEX[(n >> (28 - 4 * i) & 0xf) as usize];
+    }
+
+    /// The current config for a request on this thread.
+    fn snapshot(&self) -> Arc<Snapshot> {
+        match crate::listener::workers::index() {
+            Some(i) => self.snapshots[i % self.snapshots.len()].0.load_full(),
+            None => Arc::new(Snapshot(self.gateway.load_full())),
         }
-        HeaderValue::from_bytes(&id).expect("hex digits are a valid header value")
+    }
+}
+
+/// The config as a request holds it: an `Arc<Gateway>` inside an allocation
+/// that one worker's requests alone take and drop, so the count they write
+/// per request is on a cache line no other core writes. (Counting on the
+/// `Gateway` itself moved that line between the workers' cores with every
+/// request.) [`Shared::publish`] makes one per worker.
+pub struct Snapshot(Arc<Gateway>);
+
+impl std::ops::Deref for Snapshot {
+    type Target = Gateway;
+    fn deref(&self) -> &Gateway {
+        &self.0
+    }
+}
+
+// 128-byte aligned: the CPU fetches cache lines in pairs.
+#[repr(align(128))]
+struct WorkerSnapshot(ArcSwap<Snapshot>);
+
+/// A worker's own handle on [`Shared`], for the same reason as
+/// [`Snapshot`]: every request takes one, and the count it increments
+/// should be one that only this worker's core writes. Made once per worker.
+pub struct WorkerShared(Arc<Shared>);
+
+impl WorkerShared {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        WorkerShared(shared)
+    }
+}
+
+impl std::ops::Deref for WorkerShared {
+    type Target = Arc<Shared>;
+    fn deref(&self) -> &Arc<Shared> {
+        &self.0
     }
 }
 
@@ -112,11 +159,13 @@ impl Peer {
     }
 }
 
-/// What the access log needs to know, filled in as the request goes.
+/// What the access log needs to know, filled in as the request goes. The
+/// names are mostly borrowed from the config snapshot `'g` the request runs
+/// on (copies were an allocation and two shared counts per request).
 #[derive(Default)]
-struct Trace {
-    route: String,
-    upstream: Option<Arc<str>>,
+struct Trace<'g> {
+    route: Cow<'g, str>,
+    upstream: Option<Cow<'g, str>>,
     decisions: Vec<Decision>,
     error: Option<String>,
 }
@@ -135,20 +184,20 @@ const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 // hyper moves the whole per request (4,880 bytes as `async fn`s, 3,400 now).
 #[allow(clippy::manual_async_fn)]
 pub fn handle(
-    shared: Arc<Shared>,
+    shared: Arc<WorkerShared>,
     bind: usize,
     peer: Arc<Peer>,
     req: Request<Incoming>,
 ) -> impl Future<Output = Response<Body>> {
     async move {
         let started = Instant::now();
-        let gateway = shared.gateway.load_full();
+        let gateway = shared.snapshot();
         let request_id = req
             .headers()
             .get(&X_REQUEST_ID)
             .filter(|v| v.to_str().is_ok_and(|v| !v.is_empty() && v.len() <= 128))
             .cloned()
-            .unwrap_or_else(|| shared.request_id());
+            .unwrap_or_else(|| shared.request_ids.next());
         let client = peer.addr;
         // Cheap clones (shared bytes), for the access log.
         let method = req.method().clone();
@@ -156,8 +205,8 @@ pub fn handle(
         let mut trace = Trace::default();
 
         let mut response = serve(
-            shared.clone(),
-            gateway,
+            &shared,
+            &gateway,
             bind,
             peer,
             req,
@@ -188,17 +237,18 @@ pub fn handle(
     }
 }
 
-// The future holds `gateway` and borrows the listener, route and matcher
-// from it for the whole request.
+// The listener, route and matcher are borrowed from `gateway` (which
+// `handle`'s future holds) for the whole request; so are the names the
+// trace takes from them.
 #[allow(clippy::manual_async_fn)] // a plain fn: see `handle`
-fn serve(
-    shared: Arc<Shared>,
-    gateway: Arc<Gateway>,
+fn serve<'g>(
+    shared: &Arc<Shared>,
+    gateway: &'g Gateway,
     bind: usize,
     peer: Arc<Peer>,
     req: Request<Incoming>,
     request_id_header: HeaderValue,
-    trace: &mut Trace,
+    trace: &mut Trace<'g>,
 ) -> impl Future<Output = Response<Body>> {
     async move {
         // Checked visible ASCII when made or taken from the client.
@@ -233,7 +283,7 @@ fn serve(
             && let Some(metadata) =
                 protected_resource(listener, &peer, &req, host.as_deref(), resource)
         {
-            trace.route = format!("{}/-", listener.name);
+            trace.route = format!("{}/-", listener.name).into();
             return metadata;
         }
         let found = listener.routes.find(
@@ -246,7 +296,7 @@ fn serve(
         // `route` and `matched` stay borrowed from `gateway` for the whole
         // request (a copy of the matcher was an allocation per request).
         let Some((route, matched)) = found else {
-            trace.route = format!("{}/-", listener.name);
+            trace.route = format!("{}/-", listener.name).into();
             trace.error = Some("no route".into());
             return error_response(
                 StatusCode::NOT_FOUND,
@@ -256,7 +306,7 @@ fn serve(
                 &[],
             );
         };
-        trace.route = route.name.clone();
+        trace.route = route.name.as_str().into();
 
         let cors = match &route.cors {
             Some(policy) => policy.check(req.method(), req.headers()),
@@ -268,7 +318,7 @@ fn serve(
                 let cors_allowed = matches!(check, CorsCheck::Allow(_));
                 let mut resp = serve_route(
                     shared,
-                    &gateway,
+                    gateway,
                     route,
                     matched,
                     peer,
@@ -294,10 +344,10 @@ fn serve(
 
 /// A request on its route, from authentication to the upstream's answer.
 #[allow(clippy::too_many_arguments)]
-fn serve_route(
-    shared: Arc<Shared>,
-    gateway: &Gateway,
-    route: &Arc<RouteRuntime>,
+fn serve_route<'g>(
+    shared: &Arc<Shared>,
+    gateway: &'g Gateway,
+    route: &'g Arc<RouteRuntime>,
     matched: &Matcher,
     peer: Arc<Peer>,
     req: Request<Incoming>,
@@ -305,7 +355,7 @@ fn serve_route(
     request_id_header: HeaderValue,
     // The route's `cors` allows the request's `Origin`.
     cors_allowed: bool,
-    trace: &mut Trace,
+    trace: &mut Trace<'g>,
 ) -> impl Future<Output = Response<Body>> {
     // Split before the future is made, so it holds the parts alone, not the
     // request they came from as well.
@@ -424,7 +474,7 @@ fn serve_route(
             // Boxed: inline, these large futures would make every request's
             // future (moved into hyper's dispatcher per request) as large.
             let response = Box::pin(llm::serve(shared.clone(), llm, input, &mut llm_trace)).await;
-            trace.upstream = llm_trace.upstream.map(Arc::from);
+            trace.upstream = llm_trace.upstream.map(Cow::Owned);
             trace.error = llm_trace
                 .error
                 .or(llm_trace.denied_by.map(|p| format!("denied by {p}")));
@@ -444,7 +494,7 @@ fn serve_route(
                 origin_trusted: cors_allowed,
             };
             let response = Box::pin(mcp::serve(mcp, input, &mut mcp_trace)).await;
-            trace.upstream = mcp_trace.summary.map(Arc::from);
+            trace.upstream = mcp_trace.summary.map(Cow::Owned);
             trace.error = mcp_trace.error;
             trace.decisions = mcp_trace.decisions;
             return response;
@@ -460,12 +510,11 @@ fn serve_route(
             );
         }
         run.request_phase_done();
-        let sent =
-            send_upstream(shared.clone(), route.clone(), parts, body, gateway.max_body).await;
+        let sent = send_upstream(shared, route, parts, body, gateway.max_body).await;
         let (response, upstream) = match sent {
             Ok(ok) => ok,
             Err(Failed::Upstream(e, upstream)) => {
-                trace.upstream = Some(upstream.clone());
+                trace.upstream = Some(upstream.into());
                 trace.error = Some(e.to_string());
                 let kind = if e.status() == StatusCode::GATEWAY_TIMEOUT {
                     "upstream_timeout"
@@ -477,12 +526,12 @@ fn serve_route(
                     kind,
                     &e.to_string(),
                     request_id,
-                    &[("route", &route.name), ("backend", &upstream)],
+                    &[("route", &route.name), ("backend", upstream)],
                 );
             }
             Err(Failed::Body(respond)) => return respond(request_id),
         };
-        trace.upstream = Some(upstream.clone());
+        trace.upstream = Some(upstream.into());
         let (mut parts, body) = response.into_parts();
         crate::backend::http::strip_hop_by_hop(&mut parts.headers);
         let mut body: Body = body.boxed();
@@ -498,7 +547,7 @@ fn serve_route(
                         "upstream_response_too_large",
                         "response exceeds the body limit for response plugins",
                         request_id,
-                        &[("route", &route.name), ("backend", &upstream)],
+                        &[("route", &route.name), ("backend", upstream)],
                     );
                 }
             };
@@ -539,7 +588,7 @@ fn serve_route(
                         "upstream_body",
                         "the upstream response body was cut short",
                         request_id,
-                        &[("route", &route.name), ("backend", &upstream)],
+                        &[("route", &route.name), ("backend", upstream)],
                     );
                 }
             }
@@ -550,8 +599,9 @@ fn serve_route(
 
 type Deferred = Box<dyn FnOnce(&str) -> Response<Body> + Send>;
 
-enum Failed {
-    Upstream(UpstreamError, Arc<str>),
+enum Failed<'r> {
+    /// The error, and the backend's name (borrowed from the route).
+    Upstream(UpstreamError, &'r str),
     Body(Deferred),
 }
 
@@ -573,13 +623,13 @@ fn idempotent(method: &http::Method) -> bool {
 /// exchange or a listed status only for idempotent methods. Retries need a
 /// replayable body, so a retrying route buffers it (up to the body limit).
 #[allow(clippy::manual_async_fn)] // a plain fn: see `handle`
-fn send_upstream(
-    shared: Arc<Shared>,
-    route: Arc<RouteRuntime>,
+fn send_upstream<'r>(
+    shared: &Shared,
+    route: &'r RouteRuntime,
     parts: http::request::Parts,
     body: Body,
     max_body: usize,
-) -> impl Future<Output = Result<(Response<UpstreamBody>, Arc<str>), Failed>> {
+) -> impl Future<Output = Result<(Response<UpstreamBody>, &'r str), Failed<'r>>> {
     async move {
         let timeout = match (route.request_timeout, route.backend_timeout) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -590,7 +640,7 @@ fn send_upstream(
                 .backends
                 .pick(&route.backends)
                 .expect("route has backends");
-            let upstream = backend.name.clone();
+            let upstream = &*backend.name;
             return match shared
                 .backends
                 .forward(backend, Request::from_parts(parts, body), timeout)
@@ -609,15 +659,15 @@ fn send_upstream(
     }
 }
 
-async fn send_with_retries(
-    shared: Arc<Shared>,
-    route: Arc<RouteRuntime>,
+async fn send_with_retries<'r>(
+    shared: &Shared,
+    route: &'r RouteRuntime,
     retry: crate::config::schema::Retry,
     parts: http::request::Parts,
     body: Body,
     max_body: usize,
     timeout: Option<std::time::Duration>,
-) -> Result<(Response<UpstreamBody>, Arc<str>), Failed> {
+) -> Result<(Response<UpstreamBody>, &'r str), Failed<'r>> {
     let bytes = read_body(body, max_body).await.map_err(Failed::Body)?;
     let safe = idempotent(&parts.method);
     let mut delay = retry
@@ -630,7 +680,7 @@ async fn send_with_retries(
             .backends
             .pick(&route.backends)
             .expect("route has backends");
-        let upstream = backend.name.clone();
+        let upstream = &*backend.name;
         let mut req = Request::new(full(bytes.clone()));
         *req.method_mut() = parts.method.clone();
         *req.uri_mut() = parts.uri.clone();
@@ -773,7 +823,7 @@ async fn authenticate(
     parts: &mut http::request::Parts,
     host: Option<&str>,
     request_id: &str,
-    trace: &mut Trace,
+    trace: &mut Trace<'_>,
 ) -> Result<Option<String>, Response<Body>> {
     let mut identity = None;
     let mut refuse = |policy: &str, reason: String, challenge: Option<String>| {
@@ -885,7 +935,7 @@ fn settle(
     verdict: Result<Verdict, PluginFailure>,
     decisions: &[Decision],
     request_id: &str,
-    trace: &mut Trace,
+    trace: &mut Trace<'_>,
 ) -> Option<Response<Body>> {
     trace.decisions = decisions.to_vec();
     match verdict {
@@ -907,7 +957,7 @@ fn request_hook(
     bytes: Bytes,
     route: &RouteRuntime,
     request_id: &str,
-    trace: &mut Trace,
+    trace: &mut Trace<'_>,
 ) -> Result<Body, Response<Body>> {
     let path_and_query = |parts: &http::request::Parts| {
         parts
@@ -995,7 +1045,11 @@ pub(crate) fn denial_response(denial: Denial) -> Response<Body> {
     resp
 }
 
-fn plugin_failure(failure: PluginFailure, request_id: &str, trace: &mut Trace) -> Response<Body> {
+fn plugin_failure(
+    failure: PluginFailure,
+    request_id: &str,
+    trace: &mut Trace<'_>,
+) -> Response<Body> {
     tracing::error!(request_id, route = %failure.route, plugin = %failure.plugin, hook = failure.hook, "{failure}");
     trace.error = Some(failure.to_string());
     let status =
@@ -1042,7 +1096,7 @@ mod tests {
     fn a_request_future_stays_small() {
         fn size<F, Fut>(_: F) -> usize
         where
-            F: FnOnce(Arc<Shared>, usize, Arc<Peer>, Request<Incoming>) -> Fut,
+            F: FnOnce(Arc<WorkerShared>, usize, Arc<Peer>, Request<Incoming>) -> Fut,
         {
             std::mem::size_of::<Fut>()
         }

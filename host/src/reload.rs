@@ -59,7 +59,7 @@ pub async fn reload(shared: Arc<Shared>, path: PathBuf) -> Result<(), String> {
     let file = path.clone();
     let built = tokio::task::spawn_blocking(move || -> Result<Gateway, String> {
         let config = config::load_file(&file).map_err(|e| e.to_string())?;
-        let current = builder.gateway.load_full();
+        let current = builder.gateway();
         // Settings fixed at start are checked before any plugin loads: the
         // build would otherwise compete for the instance pool in vain.
         fixed_at_start(&current.config.config, &config.config)?;
@@ -76,7 +76,7 @@ pub async fn reload(shared: Arc<Shared>, path: PathBuf) -> Result<(), String> {
     .map_err(|e| format!("reload task failed: {e}"))?;
     match built {
         Ok(gateway) => {
-            shared.gateway.store(Arc::new(gateway));
+            shared.publish(Arc::new(gateway));
             shared
                 .ready
                 .store(true, std::sync::atomic::Ordering::Release);

@@ -67,7 +67,7 @@ async fn route<B>(shared: Arc<Shared>, req: Request<B>) -> Response<Body> {
             }
         }
         (&Method::GET, "/config_dump") => {
-            let gateway = shared.gateway.load();
+            let gateway = shared.gateway();
             let mut value = serde_json::to_value(&gateway.config).unwrap_or_default();
             redact(&mut value);
             // What each chain entry actually loaded: OCI tags resolved to digests.

@@ -91,13 +91,8 @@ impl H1Connector {
         let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
         hosts.retain(|_, conns| Arc::strong_count(conns) > 1);
         for conns in hosts.values() {
-            for slot in conns.idle.iter() {
-                let mut idle = slot.lock().unwrap_or_else(|p| p.into_inner());
-                expire(&mut idle, now, conns.idle_timeout);
-            }
-            for slot in conns.wire_idle.iter() {
-                let mut idle = slot.lock().unwrap_or_else(|p| p.into_inner());
-                expire(&mut idle, now, conns.idle_timeout);
+            for slot in conns.slots.iter() {
+                slot.expire(now);
             }
         }
     }
@@ -118,14 +113,22 @@ pub struct HostConns {
     address: Uri,
     /// Sent when a request carries no Host (an HTTP/2 client's request).
     host_header: Option<HeaderValue>,
-    idle_timeout: Duration,
-    /// Connections hyper's client drives, one list per worker.
-    idle: IdleLists<SendRequest<Body>>,
-    /// Connections for [`h1wire`] exchanges, one list per worker.
-    wire_idle: IdleLists<h1wire::Conn>,
+    /// One per worker, plus one for every other thread.
+    slots: Box<[Arc<Slot>]>,
 }
 
-type IdleLists<C> = Box<[Mutex<VecDeque<Idle<C>>>]>;
+/// A worker's idle connections to one host. Each slot is an allocation of
+/// its own, 128-byte aligned (the CPU fetches cache lines in pairs), so
+/// taking and giving back connections writes only memory that no other
+/// worker's core writes; the response body holds its slot, not the host.
+#[repr(align(128))]
+struct Slot {
+    /// Connections hyper's client drives.
+    idle: Mutex<VecDeque<Idle<SendRequest<Body>>>>,
+    /// Connections for [`h1wire`] exchanges.
+    wire_idle: Mutex<VecDeque<Idle<h1wire::Conn>>>,
+    idle_timeout: Duration,
+}
 
 struct Idle<C> {
     conn: C,
@@ -161,27 +164,28 @@ impl HostConns {
             connect: connector.connect.clone(),
             address,
             host_header: HeaderValue::from_str(host).ok(),
-            idle_timeout: connector.idle_timeout,
-            idle: (0..connector.slots)
-                .map(|_| Mutex::new(VecDeque::new()))
-                .collect(),
-            wire_idle: (0..connector.slots)
-                .map(|_| Mutex::new(VecDeque::new()))
+            slots: (0..connector.slots)
+                .map(|_| {
+                    Arc::new(Slot {
+                        idle: Mutex::new(VecDeque::new()),
+                        wire_idle: Mutex::new(VecDeque::new()),
+                        idle_timeout: connector.idle_timeout,
+                    })
+                })
                 .collect(),
         }
     }
 
-    fn slot(&self) -> usize {
-        let last = self.idle.len() - 1;
-        crate::listener::workers::index().map_or(last, |w| w % last.max(1))
+    /// This thread's slot: its worker's, else the last.
+    fn slot(&self) -> &Arc<Slot> {
+        let last = self.slots.len() - 1;
+        let i = crate::listener::workers::index().map_or(last, |w| w % last.max(1));
+        &self.slots[i]
     }
 
     /// Send `req` on an idle connection of this worker, else a new one.
     /// Its hop-by-hop headers must be stripped already.
-    pub async fn send(
-        self: &Arc<Self>,
-        mut req: Request<Body>,
-    ) -> Result<Response<UpstreamBody>, SendError> {
+    pub async fn send(&self, mut req: Request<Body>) -> Result<Response<UpstreamBody>, SendError> {
         self.prepare(&mut req);
         let slot = self.slot();
         if h1wire::suits(&req) {
@@ -190,7 +194,7 @@ impl HostConns {
         let mut stale = 0;
         loop {
             let idle = if stale < STALE_TRIES {
-                self.take_idle(slot)
+                slot.take_idle()
             } else {
                 None
             };
@@ -210,7 +214,7 @@ impl HostConns {
                 continue;
             }
             match sender.try_send_request(req).await {
-                Ok(resp) => return Ok(self.returning(resp, sender, slot)),
+                Ok(resp) => return Ok(returning(resp, sender, slot)),
                 Err(mut e) => match e.take_message() {
                     // Not sent: the upstream had closed this idle
                     // connection. The next one gets the request.
@@ -228,16 +232,16 @@ impl HostConns {
     /// connection found closed before any answer gets the request again on
     /// the next one (these methods are safe to repeat).
     async fn send_on_wire(
-        self: &Arc<Self>,
+        &self,
         req: &Request<Body>,
-        slot: usize,
+        slot: &Arc<Slot>,
     ) -> Result<Response<UpstreamBody>, SendError> {
         let head = h1wire::encode_head(req);
         let head_request = req.method() == Method::HEAD;
         let mut stale = 0;
         loop {
             let idle = if stale < STALE_TRIES {
-                self.take_wire_idle(slot)
+                slot.take_wire_idle()
             } else {
                 None
             };
@@ -254,8 +258,7 @@ impl HostConns {
                         conn: Some(conn),
                         framing: answer.framing,
                         reusable: answer.reusable,
-                        conns: self.clone(),
-                        slot,
+                        slot: slot.clone(),
                     });
                     body.home_if_done();
                     return Ok(Response::from_parts(answer.head, body));
@@ -291,39 +294,6 @@ impl HostConns {
         }
     }
 
-    fn take_idle(&self, slot: usize) -> Option<SendRequest<Body>> {
-        let mut idle = self.idle[slot].lock().unwrap_or_else(|p| p.into_inner());
-        while let Some(idle) = idle.pop_back() {
-            if !idle.conn.is_closed() {
-                return Some(idle.conn);
-            }
-        }
-        None
-    }
-
-    fn take_wire_idle(&self, slot: usize) -> Option<h1wire::Conn> {
-        let mut idle = self.wire_idle[slot]
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        while let Some(mut idle) = idle.pop_back() {
-            if idle.conn.is_open() {
-                return Some(idle.conn);
-            }
-        }
-        None
-    }
-
-    fn give_back(&self, sender: SendRequest<Body>, slot: usize) {
-        if sender.is_closed() {
-            return;
-        }
-        put_back(&self.idle[slot], sender, self.idle_timeout);
-    }
-
-    fn give_back_wire(&self, conn: h1wire::Conn, slot: usize) {
-        put_back(&self.wire_idle[slot], conn, self.idle_timeout);
-    }
-
     fn connect(&self) -> Connecting {
         (self.connect)(self.address.clone())
     }
@@ -340,25 +310,70 @@ impl HostConns {
         });
         Ok(sender)
     }
+}
 
-    fn returning(
-        self: &Arc<Self>,
-        resp: Response<Incoming>,
-        sender: SendRequest<Body>,
-        slot: usize,
-    ) -> Response<UpstreamBody> {
-        resp.map(|body| {
-            let mut body = UpstreamBody(Kind::Hyper {
-                body,
-                home: Some(Home {
-                    conns: self.clone(),
-                    sender,
-                    slot,
-                }),
-            });
-            body.home_if_done();
-            body
-        })
+/// The answer, with a body that hands `sender` back to `slot` once read.
+fn returning(
+    resp: Response<Incoming>,
+    sender: SendRequest<Body>,
+    slot: &Arc<Slot>,
+) -> Response<UpstreamBody> {
+    resp.map(|body| {
+        let mut body = UpstreamBody(Kind::Hyper {
+            body,
+            home: Some(Home {
+                slot: slot.clone(),
+                sender,
+            }),
+        });
+        body.home_if_done();
+        body
+    })
+}
+
+impl Slot {
+    fn take_idle(&self) -> Option<SendRequest<Body>> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some(idle) = idle.pop_back() {
+            if !idle.conn.is_closed() {
+                return Some(idle.conn);
+            }
+        }
+        None
+    }
+
+    fn take_wire_idle(&self) -> Option<h1wire::Conn> {
+        let mut idle = self.wire_idle.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some(mut idle) = idle.pop_back() {
+            if idle.conn.is_open() {
+                return Some(idle.conn);
+            }
+        }
+        None
+    }
+
+    fn give_back(&self, sender: SendRequest<Body>) {
+        if sender.is_closed() {
+            return;
+        }
+        put_back(&self.idle, sender, self.idle_timeout);
+    }
+
+    fn give_back_wire(&self, conn: h1wire::Conn) {
+        put_back(&self.wire_idle, conn, self.idle_timeout);
+    }
+
+    fn expire(&self, now: Instant) {
+        expire(
+            &mut self.idle.lock().unwrap_or_else(|p| p.into_inner()),
+            now,
+            self.idle_timeout,
+        );
+        expire(
+            &mut self.wire_idle.lock().unwrap_or_else(|p| p.into_inner()),
+            now,
+            self.idle_timeout,
+        );
     }
 }
 
@@ -386,9 +401,8 @@ fn expire<C>(idle: &mut VecDeque<Idle<C>>, now: Instant, timeout: Duration) {
 
 /// Where a connection goes back to once its response has been read.
 struct Home {
-    conns: Arc<HostConns>,
+    slot: Arc<Slot>,
     sender: SendRequest<Body>,
-    slot: usize,
 }
 
 /// An upstream response body. Read to its end, it returns its connection
@@ -404,8 +418,7 @@ enum Kind {
         conn: Option<h1wire::Conn>,
         framing: Framing,
         reusable: bool,
-        conns: Arc<HostConns>,
-        slot: usize,
+        slot: Arc<Slot>,
     },
 }
 
@@ -421,18 +434,17 @@ impl UpstreamBody {
         match &mut self.0 {
             Kind::Hyper { home, .. } => {
                 if let Some(home) = home.take() {
-                    home.conns.give_back(home.sender, home.slot);
+                    home.slot.give_back(home.sender);
                 }
             }
             Kind::Wire {
                 conn,
                 reusable,
-                conns,
                 slot,
                 ..
             } => {
                 if let Some(conn) = conn.take().filter(|c| *reusable && c.is_clean()) {
-                    conns.give_back_wire(conn, *slot);
+                    slot.give_back_wire(conn);
                 }
             }
         }
@@ -563,7 +575,8 @@ mod tests {
 
     /// Idle connections of both kinds (the test's GETs use wire ones).
     fn idle(conns: &HostConns) -> usize {
-        conns.idle[0].lock().unwrap().len() + conns.wire_idle[0].lock().unwrap().len()
+        let slot = &conns.slots[0];
+        slot.idle.lock().unwrap().len() + slot.wire_idle.lock().unwrap().len()
     }
 
     #[tokio::test]

@@ -4,7 +4,6 @@
 //! config change. Each transport holds a pool per worker thread.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -125,7 +124,11 @@ pub struct HttpBackends {
     workers: usize,
     plain: Arc<Transport>,
     others: Mutex<HashMap<TransportKey, Arc<Transport>>>,
-    next: AtomicUsize,
+}
+
+thread_local! {
+    /// This thread's round-robin position, for [`HttpBackends::pick`].
+    static PICKS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 // Hop-by-hop headers (RFC 9110 §7.6.1) are the connection's, not the message's.
@@ -204,7 +207,6 @@ impl HttpBackends {
             workers,
             plain: Arc::new(plain),
             others: Mutex::new(HashMap::new()),
-            next: AtomicUsize::new(0),
         }
     }
 
@@ -281,13 +283,19 @@ impl HttpBackends {
         });
     }
 
-    /// Weighted round robin over the route's backends.
+    /// Weighted round robin over the route's backends, counted per thread:
+    /// a counter all workers shared would move between their cores with
+    /// every request.
     pub fn pick<'a>(&self, backends: &'a [WeightedBackend]) -> Option<&'a WeightedBackend> {
         let total: u64 = backends.iter().map(|b| b.weight as u64).sum();
-        if total == 0 {
+        if backends.len() == 1 || total == 0 {
             return backends.first();
         }
-        let mut n = self.next.fetch_add(1, Ordering::Relaxed) as u64 % total;
+        let mut n = PICKS.with(|picks| {
+            let n = picks.get();
+            picks.set(n.wrapping_add(1));
+            n
+        }) % total;
         backends.iter().find(|b| {
             if n < b.weight as u64 {
                 true

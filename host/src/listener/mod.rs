@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::backend::http::BoxError;
 use crate::gateway::ClientLimits;
-use crate::proxy::{self, Shared};
+use crate::proxy::{self, Shared, WorkerShared};
 use idle::Activity;
 use workers::{Accepted, Dispatch};
 
@@ -80,7 +80,10 @@ pub async fn accept(
 /// A worker's loop: serve every connection handed to it; once the acceptors
 /// are gone, drain them.
 pub async fn serve_connections(shared: Arc<Shared>, mut handed: mpsc::UnboundedReceiver<Accepted>) {
-    let mut limits = shared.gateway.load().client_limits;
+    // This worker's requests each take a handle on the shared state; see
+    // `WorkerShared` for why it is not `shared` itself.
+    let worker = Arc::new(WorkerShared::new(shared.clone()));
+    let mut limits = shared.gateway().client_limits;
     let mut builder = connection_builder(limits);
     let graceful = GracefulShutdown::new();
     while let Some(Accepted {
@@ -99,11 +102,11 @@ pub async fn serve_connections(shared: Arc<Shared>, mut handed: mpsc::UnboundedR
         };
         // The acceptor and limits of the config current at accept time, so
         // a reload that changes them applies to new connections.
-        let gateway = shared.gateway.load();
+        let gateway = shared.gateway();
         let acceptor = gateway.binds.get(bind).and_then(|b| b.tls.clone());
         let activity = Activity::new();
         let service = {
-            let shared = shared.clone();
+            let shared = worker.clone();
             let client = Arc::new(proxy::Peer::new(peer, acceptor.is_some()));
             let activity = activity.clone();
             service_fn(move |req: Request<Incoming>| {

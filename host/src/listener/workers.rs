@@ -34,6 +34,11 @@ pub fn index() -> Option<usize> {
     INDEX.with(Cell::get)
 }
 
+/// Make this thread worker `i` (what [`index`] answers on it from now on).
+pub(crate) fn become_worker(i: usize) {
+    INDEX.with(|c| c.set(Some(i)));
+}
+
 /// How many workers to run: `config.workerThreads`, else one per core.
 pub fn count(configured: Option<NonZeroUsize>) -> usize {
     configured
@@ -120,7 +125,7 @@ impl Workers {
             let thread = std::thread::Builder::new()
                 .name(format!("wardgate-worker-{i}"))
                 .spawn(move || {
-                    INDEX.with(|c| c.set(Some(i)));
+                    become_worker(i);
                     started.wait();
                     runtime.block_on(async move {
                         tokio::spawn(keep_timer_wheel_busy());

@@ -6,14 +6,18 @@ use std::fmt::Write;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::listener::workers;
+
 /// Upper bounds of the buckets every histogram here uses (seconds for latencies).
 pub const BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
 /// A Prometheus histogram with the fixed [`BUCKETS`].
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Histogram {
+    // Per bucket, not cumulative: an observation increments one counter;
+    // `render` sums them into Prometheus' cumulative `le` lines.
     counts: [u64; BUCKETS.len()],
     count: u64,
     sum: f64,
@@ -21,25 +25,32 @@ pub struct Histogram {
 
 impl Histogram {
     pub fn observe(&mut self, value: f64) {
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            if value <= *bound {
-                self.counts[i] += 1;
-            }
+        if let Some(i) = BUCKETS.iter().position(|bound| value <= *bound) {
+            self.counts[i] += 1;
         }
         self.count += 1;
         self.sum += value;
     }
 
+    /// Add `other`'s observations to this one.
+    pub fn merge(&mut self, other: &Histogram) {
+        for (mine, theirs) in self.counts.iter_mut().zip(other.counts) {
+            *mine += theirs;
+        }
+        self.count += other.count;
+        self.sum += other.sum;
+    }
+
     /// The `_bucket`, `_sum` and `_count` lines; `labels` is `k="v",...` (may be empty).
     pub fn render(&self, out: &mut String, name: &str, labels: &str) {
-        render_histogram(
-            out,
-            name,
-            labels,
-            BUCKETS.iter().copied().zip(self.counts),
-            self.count,
-            self.sum,
-        );
+        let cumulative = BUCKETS
+            .iter()
+            .zip(self.counts)
+            .scan(0, |below, (bound, n)| {
+                *below += n;
+                Some((*bound, *below))
+            });
+        render_histogram(out, name, labels, cumulative, self.count, self.sum);
     }
 }
 
@@ -68,23 +79,54 @@ pub fn escape(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct RouteStats {
     statuses: BTreeMap<u16, u64>,
     durations: Histogram,
 }
 
-/// Gateway-level request metrics.
-#[derive(Default)]
+type ByRoute = BTreeMap<String, RouteStats>;
+
+/// Gateway-level request metrics, kept per worker: a request updates only
+/// its own worker's shard, a lock no other worker takes on memory no other
+/// core writes (one shared lock had every request on every core take turns
+/// at it, its cache lines moving between cores each time). `/metrics` sums
+/// the shards.
 pub struct RequestMetrics {
-    // One lock and one lookup per request; a route's name is copied only
-    // the first time it is seen, not on every request.
-    routes: Mutex<BTreeMap<String, RouteStats>>,
+    // Shard 0 is for threads that are not workers; worker i records in
+    // shard 1 + i (modulo, should there be more workers than shards).
+    shards: Box<[Shard]>,
+}
+
+// Two cache lines, so neighbours share none (the CPU fetches lines in pairs).
+#[repr(align(128))]
+#[derive(Default)]
+struct Shard(Mutex<ByRoute>);
+
+impl Default for RequestMetrics {
+    fn default() -> Self {
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        RequestMetrics::with_shards(1 + workers)
+    }
 }
 
 impl RequestMetrics {
+    fn with_shards(n: usize) -> Self {
+        RequestMetrics {
+            shards: (0..n.max(2)).map(|_| Shard::default()).collect(),
+        }
+    }
+
     pub fn record(&self, route: &str, status: u16, duration: Duration) {
-        let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        let shard = match workers::index() {
+            Some(i) => 1 + i % (self.shards.len() - 1),
+            None => 0,
+        };
+        let mut routes = self.shards[shard]
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        // A route's name is copied only the first time the shard sees it.
         let stats = match routes.get_mut(route) {
             Some(stats) => stats,
             None => routes.entry(route.to_string()).or_default(),
@@ -93,8 +135,27 @@ impl RequestMetrics {
         stats.durations.observe(duration.as_secs_f64());
     }
 
+    /// Every shard's counts, summed.
+    fn total(&self) -> ByRoute {
+        let mut total = ByRoute::new();
+        for shard in &self.shards {
+            let routes = shard.0.lock().unwrap_or_else(|p| p.into_inner());
+            for (route, stats) in routes.iter() {
+                let Some(sum) = total.get_mut(route) else {
+                    total.insert(route.clone(), stats.clone());
+                    continue;
+                };
+                for (status, n) in &stats.statuses {
+                    *sum.statuses.entry(*status).or_default() += n;
+                }
+                sum.durations.merge(&stats.durations);
+            }
+        }
+        total
+    }
+
     pub fn render(&self, out: &mut String) {
-        let routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        let routes = self.total();
         let _ = writeln!(
             out,
             "# HELP wardgate_requests_total Requests handled, by route and status."
@@ -203,5 +264,71 @@ impl LlmMetrics {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_lines_are_cumulative() {
+        let mut h = Histogram::default();
+        for v in [0.0001, 0.0007, 0.0007, 0.3, 60.0] {
+            h.observe(v);
+        }
+        let mut out = String::new();
+        h.render(&mut out, "t", "");
+        for line in [
+            "t_bucket{le=\"0.0005\"} 1",
+            "t_bucket{le=\"0.001\"} 3",
+            "t_bucket{le=\"0.25\"} 3",
+            "t_bucket{le=\"0.5\"} 4",
+            "t_bucket{le=\"10\"} 4",
+            "t_bucket{le=\"+Inf\"} 5",
+            "t_count{} 5",
+        ] {
+            assert!(out.lines().any(|l| l == line), "{line} in:\n{out}");
+        }
+    }
+
+    #[test]
+    fn requests_recorded_on_different_workers_are_summed() {
+        // Three shards: one for other threads, two for workers; worker 2
+        // wraps around onto worker 0's shard.
+        let metrics = RequestMetrics::with_shards(3);
+        let ms = Duration::from_millis;
+        std::thread::scope(|s| {
+            for worker in [Some(0), Some(1), Some(2), None] {
+                let metrics = &metrics;
+                s.spawn(move || {
+                    if let Some(i) = worker {
+                        workers::become_worker(i);
+                    }
+                    metrics.record("a", 200, ms(2));
+                    metrics.record("b", 503, ms(40));
+                });
+            }
+        });
+        metrics.record("a", 404, ms(2));
+        let mut out = String::new();
+        metrics.render(&mut out);
+        for line in [
+            "wardgate_requests_total{route=\"a\",status=\"200\"} 4",
+            "wardgate_requests_total{route=\"a\",status=\"404\"} 1",
+            "wardgate_requests_total{route=\"b\",status=\"503\"} 4",
+            "wardgate_request_duration_seconds_bucket{route=\"a\",le=\"0.0025\"} 5",
+            "wardgate_request_duration_seconds_bucket{route=\"b\",le=\"0.025\"} 0",
+            "wardgate_request_duration_seconds_bucket{route=\"b\",le=\"0.05\"} 4",
+            "wardgate_request_duration_seconds_count{route=\"b\"} 4",
+        ] {
+            assert!(out.lines().any(|l| l == line), "{line} in:\n{out}");
+        }
+        // One series per route, not one per shard.
+        let a_counts = out
+            .lines()
+            .filter(|l| l.starts_with("wardgate_request_duration_seconds_count{route=\"a\"}"))
+            .count();
+        assert_eq!(a_counts, 1, "{out}");
     }
 }

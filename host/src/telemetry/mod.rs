@@ -5,3 +5,4 @@ pub mod access_log;
 pub mod log_fields;
 pub mod log_output;
 pub mod metrics;
+pub mod request_id;
