@@ -23,8 +23,11 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 /// The binary under test: this package's, or the build `WARDGATE=path`
 /// names (e.g. scripts/build-pgo's, to run the suite against it).
 pub fn bin() -> PathBuf {
+    // A relative path is taken from the workspace root, where the command
+    // was typed (cargo runs tests and benches in the package's directory).
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     std::env::var_os("WARDGATE")
-        .map(PathBuf::from)
+        .map(|path| root.join(path))
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_wardgate")))
 }
 static NEXT: AtomicUsize = AtomicUsize::new(0);
