@@ -41,6 +41,8 @@ pub struct Shared {
     gateway: ArcSwap<Gateway>,
     /// The same config once more per worker, see [`Snapshot`].
     snapshots: Box<[WorkerSnapshot]>,
+    /// One publisher at a time, so that every snapshot ends on the same config.
+    publishing: std::sync::Mutex<()>,
     pub engine: Arc<PolicyEngine>,
     pub backends: Arc<HttpBackends>,
     pub metrics: RequestMetrics,
@@ -67,6 +69,7 @@ impl Shared {
                 .map(|_| WorkerSnapshot(ArcSwap::from_pointee(Snapshot(gateway.clone()))))
                 .collect(),
             gateway: ArcSwap::new(gateway),
+            publishing: std::sync::Mutex::new(()),
             engine,
             backends,
             metrics: RequestMetrics::default(),
@@ -86,6 +89,7 @@ impl Shared {
     /// Make `gateway` the config new requests run on; requests in flight
     /// finish on the one they started with.
     pub fn publish(&self, gateway: Arc<Gateway>) {
+        let _one = self.publishing.lock().unwrap_or_else(|p| p.into_inner());
         self.gateway.store(gateway.clone());
         for slot in &self.snapshots {
             slot.0.store(Arc::new(Snapshot(gateway.clone())));
