@@ -862,6 +862,50 @@ async fn file_changes_and_admin_reload_apply_the_new_config() {
     assert_eq!(get(&c, &gw.url("/")).await.2, "two-longer");
 }
 
+/// Each worker holds its own handle on the config (`proxy::Snapshot`): a
+/// reload must reach all of them, including connections already open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_reaches_every_worker() {
+    let config = |body: &str| {
+        format!(
+            "config:\n  workerThreads: 3\nbinds:\n- port: 0\n  listeners:\n  - routes:\n    - policies: {{directResponse: {{body: {body}}}}}\n"
+        )
+    };
+    let gw = Gateway::start(&config("one")).await;
+    // Open together, the connections go one to each worker (a new one goes
+    // to the worker serving the fewest).
+    let mut senders = Vec::new();
+    for _ in 0..3 {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", gw.ports[0]))
+            .await
+            .unwrap();
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        senders.push(sender);
+    }
+    async fn answer(sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>) -> String {
+        let req = Request::get("/")
+            .header("host", "localhost")
+            .body(Full::default())
+            .unwrap();
+        let resp = sender.send_request(req).await.expect("answered");
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8_lossy(&body).into_owned()
+    }
+    for sender in &mut senders {
+        assert_eq!(answer(sender).await, "one");
+    }
+    gw.rewrite_config(&config("two"));
+    let (status, body) = admin_reload(&client(), &gw).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for (i, sender) in senders.iter_mut().enumerate() {
+        assert_eq!(answer(sender).await, "two", "connection {i}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_under_load_fails_no_request() {
     let upstream = Upstream::start().await;
