@@ -72,7 +72,7 @@ impl Shared {
             publishing: std::sync::Mutex::new(()),
             engine,
             backends,
-            metrics: RequestMetrics::default(),
+            metrics: RequestMetrics::new(workers),
             llm_metrics: LlmMetrics::default(),
             ready: AtomicBool::new(true),
             config_path,

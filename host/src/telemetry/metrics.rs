@@ -103,17 +103,11 @@ pub struct RequestMetrics {
 #[derive(Default)]
 struct Shard(Mutex<ByRoute>);
 
-impl Default for RequestMetrics {
-    fn default() -> Self {
-        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-        RequestMetrics::with_shards(1 + workers)
-    }
-}
-
 impl RequestMetrics {
-    fn with_shards(n: usize) -> Self {
+    /// Metrics for `workers` worker threads (and any other thread).
+    pub fn new(workers: usize) -> Self {
         RequestMetrics {
-            shards: (0..n.max(2)).map(|_| Shard::default()).collect(),
+            shards: (0..1 + workers.max(1)).map(|_| Shard::default()).collect(),
         }
     }
 
@@ -294,9 +288,9 @@ mod tests {
 
     #[test]
     fn requests_recorded_on_different_workers_are_summed() {
-        // Three shards: one for other threads, two for workers; worker 2
-        // wraps around onto worker 0's shard.
-        let metrics = RequestMetrics::with_shards(3);
+        // Shards for other threads and two workers; a third worker's
+        // requests go to worker 0's shard.
+        let metrics = RequestMetrics::new(2);
         let ms = Duration::from_millis;
         std::thread::scope(|s| {
             for worker in [Some(0), Some(1), Some(2), None] {
