@@ -39,7 +39,8 @@ use crate::telemetry::request_id::RequestIds;
 /// services that outlive reloads.
 pub struct Shared {
     gateway: ArcSwap<Gateway>,
-    /// The same config once more per worker, see [`Snapshot`].
+    /// The same config once more per worker and once for other threads,
+    /// see [`Snapshot`].
     snapshots: Box<[WorkerSnapshot]>,
     /// One publisher at a time, so that every snapshot ends on the same config.
     publishing: std::sync::Mutex<()>,
@@ -65,7 +66,7 @@ impl Shared {
     ) -> Self {
         let gateway = Arc::new(gateway);
         Shared {
-            snapshots: (0..workers.max(1))
+            snapshots: (0..workers.max(1) + 1)
                 .map(|_| WorkerSnapshot(ArcSwap::from_pointee(Snapshot(gateway.clone()))))
                 .collect(),
             gateway: ArcSwap::new(gateway),
@@ -98,10 +99,8 @@ impl Shared {
 
     /// The current config for a request on this thread.
     fn snapshot(&self) -> Arc<Snapshot> {
-        match crate::listener::workers::index() {
-            Some(i) => self.snapshots[i % self.snapshots.len()].0.load_full(),
-            None => Arc::new(Snapshot(self.gateway.load_full())),
-        }
+        let slot = crate::listener::workers::slot(self.snapshots.len());
+        self.snapshots[slot].0.load_full()
     }
 }
 

@@ -137,17 +137,11 @@ pub fn wait_port(port: u16) {
     }
 }
 
-/// The gateway binary the benches measure: `WARDGATE=path` names another
-/// build (scripts/build-pgo runs them on its instrumented one as training
-/// load), else this package's own.
-pub fn gateway_bin() -> PathBuf {
-    // A relative path is taken from the workspace root, where the command
-    // was typed (cargo runs tests and benches in the package's directory).
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    std::env::var_os("WARDGATE")
-        .map(|path| root.join(path))
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_wardgate")))
-}
+// The gateway binary the benches measure (scripts/build-pgo names its
+// instrumented build, as training load).
+#[path = "../support/wardgate_bin.rs"]
+mod wardgate_bin;
+pub use wardgate_bin::wardgate_bin;
 
 /// A running gateway; stopped, and its config file removed, on drop.
 pub struct Gateway {

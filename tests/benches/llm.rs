@@ -192,7 +192,7 @@ async fn main() {
     let config = format!(
         "config: {{adminAddr: 127.0.0.1:{admin}}}\nbinds:\n- port: {port}\n  listeners:\n  - routes:\n    - name: raw\n      matches: [{{path: {{pathPrefix: /raw}}}}]\n      backends: [{{host: \"{upstream}\"}}]\n    - name: chat\n      policies: {{backendAuth: {{key: sk-bench}}}}\n      backends:\n      - ai: {{provider: {{anthropic: {{}}}}, hostOverride: \"{upstream}\"}}\n"
     );
-    let gw = Gateway::start(&gateway_process::gateway_bin(), &config, port, "llm");
+    let gw = Gateway::start(&gateway_process::wardgate_bin(), &config, port, "llm");
 
     let c: Http = Client::builder(TokioExecutor::new()).build_http();
     let msgs = serde_json::json!([{"role": "user", "content": "Summarize the report in three bullet points."}]);

@@ -157,7 +157,7 @@ binds:
             port,
         )
     };
-    let (gw, port) = start_gateway(&gateway_process::gateway_bin(), "mcp");
+    let (gw, port) = start_gateway(&gateway_process::wardgate_bin(), "mcp");
     let baseline =
         std::env::var_os("BASELINE").map(|bin| start_gateway(Path::new(&bin), "mcp-baseline"));
 

@@ -20,16 +20,10 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
-/// The binary under test: this package's, or the build `WARDGATE=path`
-/// names (e.g. scripts/build-pgo's, to run the suite against it).
-pub fn bin() -> PathBuf {
-    // A relative path is taken from the workspace root, where the command
-    // was typed (cargo runs tests and benches in the package's directory).
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    std::env::var_os("WARDGATE")
-        .map(|path| root.join(path))
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_wardgate")))
-}
+#[path = "wardgate_bin.rs"]
+mod wardgate_bin;
+use wardgate_bin::wardgate_bin;
+
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
 /// Run the binary to completion.
@@ -40,7 +34,7 @@ pub fn wardgate(args: &[&str]) -> Output {
 /// Run the binary to completion with extra environment variables. The
 /// cache folder is this test process's own unless `envs` sets one.
 pub fn wardgate_env(args: &[&str], envs: &[(&str, String)]) -> Output {
-    let mut cmd = Command::new(bin());
+    let mut cmd = Command::new(wardgate_bin());
     cmd.args(args).env("WARDGATE_CACHE_DIR", test_cache_dir());
     for (k, v) in envs {
         cmd.env(k, v);
@@ -116,7 +110,7 @@ impl Gateway {
         let log =
             std::env::temp_dir().join(format!("wardgate-test-{}-{n}.log", std::process::id()));
         let stderr = stderr.unwrap_or_else(|| std::fs::File::create(&log).unwrap().into());
-        let mut cmd = Command::new(bin());
+        let mut cmd = Command::new(wardgate_bin());
         cmd.arg("run");
         if let Some(c) = &config {
             cmd.arg("-c").arg(c);

@@ -178,9 +178,7 @@ impl HostConns {
 
     /// This thread's slot: its worker's, else the last.
     fn slot(&self) -> &Arc<Slot> {
-        let last = self.slots.len() - 1;
-        let i = crate::listener::workers::index().map_or(last, |w| w % last.max(1));
-        &self.slots[i]
+        &self.slots[crate::listener::workers::slot(self.slots.len())]
     }
 
     /// Send `req` on an idle connection of this worker, else a new one.

@@ -34,6 +34,14 @@ pub fn index() -> Option<usize> {
     INDEX.with(Cell::get)
 }
 
+/// This thread's place among `n` per-thread slots laid out as one per
+/// worker and then one for every other thread (metrics shards, config
+/// snapshots, upstream idle lists). Workers beyond `n - 1` share.
+pub fn slot(n: usize) -> usize {
+    let others = n - 1;
+    index().map_or(others, |w| w % others.max(1))
+}
+
 /// Make this thread worker `i` (what [`index`] answers on it from now on).
 pub(crate) fn become_worker(i: usize) {
     INDEX.with(|c| c.set(Some(i)));

@@ -93,8 +93,7 @@ type ByRoute = BTreeMap<String, RouteStats>;
 /// at it, its cache lines moving between cores each time). `/metrics` sums
 /// the shards.
 pub struct RequestMetrics {
-    // Shard 0 is for threads that are not workers; worker i records in
-    // shard 1 + i (modulo, should there be more workers than shards).
+    // One per worker, then one for other threads (`workers::slot`).
     shards: Box<[Shard]>,
 }
 
@@ -107,16 +106,12 @@ impl RequestMetrics {
     /// Metrics for `workers` worker threads (and any other thread).
     pub fn new(workers: usize) -> Self {
         RequestMetrics {
-            shards: (0..1 + workers.max(1)).map(|_| Shard::default()).collect(),
+            shards: (0..workers.max(1) + 1).map(|_| Shard::default()).collect(),
         }
     }
 
     pub fn record(&self, route: &str, status: u16, duration: Duration) {
-        let shard = match workers::index() {
-            Some(i) => 1 + i % (self.shards.len() - 1),
-            None => 0,
-        };
-        let mut routes = self.shards[shard]
+        let mut routes = self.shards[workers::slot(self.shards.len())]
             .0
             .lock()
             .unwrap_or_else(|p| p.into_inner());
@@ -288,7 +283,7 @@ mod tests {
 
     #[test]
     fn requests_recorded_on_different_workers_are_summed() {
-        // Shards for other threads and two workers; a third worker's
+        // Shards for two workers and other threads; a third worker's
         // requests go to worker 0's shard.
         let metrics = RequestMetrics::new(2);
         let ms = Duration::from_millis;
