@@ -862,7 +862,7 @@ async fn file_changes_and_admin_reload_apply_the_new_config() {
     assert_eq!(get(&c, &gw.url("/")).await.2, "two-longer");
 }
 
-/// Each worker holds its own handle on the config (`proxy::Snapshot`): a
+/// Each worker holds its own copy of the config (`workers::PerWorker`): a
 /// reload must reach all of them, including connections already open.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_reaches_every_worker() {

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderName, HeaderValue};
 use http::{HeaderMap, Request, Response, StatusCode};
@@ -26,6 +25,7 @@ use crate::backend::http::{Body, BoxError, HttpBackends, UpstreamBody, UpstreamE
 use crate::backend::llm::{self, LlmRequestIn, LlmTrace};
 use crate::backend::mcp::{self, McpRequestIn, McpTrace};
 use crate::gateway::{Gateway, RouteRuntime};
+use crate::listener::workers::{PerWorker, WorkerCopy};
 use crate::policy::bindings::{self, Denial, Hooks, RequestContext};
 use crate::policy::hooks::{OnHttpRequest, OnHttpResponse};
 use crate::policy::{ChainRun, Decision, PluginFailure, PolicyEngine, Verdict};
@@ -35,15 +35,11 @@ use crate::telemetry::access_log::{self, AccessRecord};
 use crate::telemetry::metrics::{LlmMetrics, RequestMetrics};
 use crate::telemetry::request_id::RequestIds;
 
-/// State shared by every connection: the current config snapshot and the
-/// services that outlive reloads.
+/// State shared by every connection: the current config and the services
+/// that outlive reloads.
 pub struct Shared {
-    gateway: ArcSwap<Gateway>,
-    /// The same config once more per worker and once for other threads,
-    /// see [`Snapshot`].
-    snapshots: Box<[WorkerSnapshot]>,
-    /// One publisher at a time, so that every snapshot ends on the same config.
-    publishing: std::sync::Mutex<()>,
+    /// The config, one copy per worker (see [`PerWorker`]).
+    gateway: PerWorker<Gateway>,
     pub engine: Arc<PolicyEngine>,
     pub backends: Arc<HttpBackends>,
     pub metrics: RequestMetrics,
@@ -64,13 +60,8 @@ impl Shared {
         config_path: Option<std::path::PathBuf>,
         workers: usize,
     ) -> Self {
-        let gateway = Arc::new(gateway);
         Shared {
-            snapshots: (0..workers.max(1) + 1)
-                .map(|_| WorkerSnapshot(ArcSwap::from_pointee(Snapshot(gateway.clone()))))
-                .collect(),
-            gateway: ArcSwap::new(gateway),
-            publishing: std::sync::Mutex::new(()),
+            gateway: PerWorker::new(Arc::new(gateway), workers),
             engine,
             backends,
             metrics: RequestMetrics::new(workers),
@@ -82,49 +73,28 @@ impl Shared {
         }
     }
 
-    /// The current config.
-    pub fn gateway(&self) -> arc_swap::Guard<Arc<Gateway>> {
-        self.gateway.load()
+    /// The current config, for work done less often than per request.
+    pub fn gateway(&self) -> Arc<Gateway> {
+        self.gateway.value()
     }
 
     /// Make `gateway` the config new requests run on; requests in flight
     /// finish on the one they started with.
     pub fn publish(&self, gateway: Arc<Gateway>) {
-        let _one = self.publishing.lock().unwrap_or_else(|p| p.into_inner());
-        self.gateway.store(gateway.clone());
-        for slot in &self.snapshots {
-            slot.0.store(Arc::new(Snapshot(gateway.clone())));
-        }
+        self.gateway.publish(gateway);
     }
 
-    /// The current config for a request on this thread.
-    fn snapshot(&self) -> Arc<Snapshot> {
-        let slot = crate::listener::workers::slot(self.snapshots.len());
-        self.snapshots[slot].0.load_full()
+    /// The current config for a request on this thread: its worker's copy.
+    fn snapshot(&self) -> Arc<WorkerCopy<Gateway>> {
+        self.gateway.get()
     }
 }
-
-/// The config as a request holds it: an `Arc<Gateway>` inside an allocation
-/// that one worker's requests alone take and drop, so the count they write
-/// per request is on a cache line no other core writes. (Counting on the
-/// `Gateway` itself moved that line between the workers' cores with every
-/// request.) [`Shared::publish`] makes one per worker.
-pub struct Snapshot(Arc<Gateway>);
-
-impl std::ops::Deref for Snapshot {
-    type Target = Gateway;
-    fn deref(&self) -> &Gateway {
-        &self.0
-    }
-}
-
-// 128-byte aligned: the CPU fetches cache lines in pairs.
-#[repr(align(128))]
-struct WorkerSnapshot(ArcSwap<Snapshot>);
 
 /// A worker's own handle on [`Shared`], for the same reason as
-/// [`Snapshot`]: every request takes one, and the count it increments
-/// should be one that only this worker's core writes. Made once per worker.
+/// [`PerWorker`]: every request takes one, and the count it increments
+/// should be one that only this worker's core writes. Made once per worker;
+/// aligned like [`WorkerCopy`].
+#[repr(align(128))]
 pub struct WorkerShared(Arc<Shared>);
 
 impl WorkerShared {

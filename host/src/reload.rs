@@ -59,8 +59,7 @@ pub async fn reload(shared: Arc<Shared>, path: PathBuf) -> Result<(), String> {
     let file = path.clone();
     let built = tokio::task::spawn_blocking(move || -> Result<Gateway, String> {
         let config = config::load_file(&file).map_err(|e| e.to_string())?;
-        // Owned: a guard is for short reads, not a whole build.
-        let current = arc_swap::Guard::into_inner(builder.gateway());
+        let current = builder.gateway();
         // Settings fixed at start are checked before any plugin loads: the
         // build would otherwise compete for the instance pool in vain.
         fixed_at_start(&current.config.config, &config.config)?;

