@@ -29,6 +29,7 @@ use tower_service::Service;
 
 use super::h1wire::{self, Framing};
 use super::http::{Body, BoxError};
+use crate::listener::workers::PerThread;
 
 /// Idle connections older than this are closed rather than reused.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -53,14 +54,14 @@ type Connect = Arc<dyn Fn(Uri) -> Connecting + Send + Sync>;
 pub struct H1Connector {
     connect: Connect,
     scheme: Scheme,
-    slots: usize,
+    workers: usize,
     idle_timeout: Duration,
     hosts: Mutex<HashMap<Authority, Arc<HostConns>>>,
 }
 
 impl H1Connector {
-    /// `slots`: one idle list per worker, plus one for every other thread.
-    pub fn new<C>(connector: C, scheme: Scheme, slots: usize) -> Self
+    /// `workers`: how many request-serving threads get idle lists of their own.
+    pub fn new<C>(connector: C, scheme: Scheme, workers: usize) -> Self
     where
         C: Service<Uri> + Clone + Send + Sync + 'static,
         C::Response: Io + 'static,
@@ -77,7 +78,7 @@ impl H1Connector {
         H1Connector {
             connect,
             scheme,
-            slots,
+            workers,
             idle_timeout: IDLE_TIMEOUT,
             hosts: Mutex::new(HashMap::new()),
         }
@@ -113,14 +114,13 @@ pub struct HostConns {
     address: Uri,
     /// Sent when a request carries no Host (an HTTP/2 client's request).
     host_header: Option<HeaderValue>,
-    /// One per worker, plus one for every other thread.
-    slots: Box<[Arc<Slot>]>,
+    slots: PerThread<Arc<Slot>>,
 }
 
 /// A worker's idle connections to one host. Each slot is an allocation of
-/// its own, 128-byte aligned (the CPU fetches cache lines in pairs), so
-/// taking and giving back connections writes only memory that no other
-/// worker's core writes; the response body holds its slot, not the host.
+/// its own, 128-byte aligned like [`PerThread`]'s entries, since a response
+/// body holds its slot (not the host) and counts on it: taking and giving
+/// back connections writes only memory that no other worker's core writes.
 #[repr(align(128))]
 struct Slot {
     /// Connections hyper's client drives.
@@ -164,28 +164,21 @@ impl HostConns {
             connect: connector.connect.clone(),
             address,
             host_header: HeaderValue::from_str(host).ok(),
-            slots: (0..connector.slots)
-                .map(|_| {
-                    Arc::new(Slot {
-                        idle: Mutex::new(VecDeque::new()),
-                        wire_idle: Mutex::new(VecDeque::new()),
-                        idle_timeout: connector.idle_timeout,
-                    })
+            slots: PerThread::new(connector.workers, || {
+                Arc::new(Slot {
+                    idle: Mutex::new(VecDeque::new()),
+                    wire_idle: Mutex::new(VecDeque::new()),
+                    idle_timeout: connector.idle_timeout,
                 })
-                .collect(),
+            }),
         }
-    }
-
-    /// This thread's slot: its worker's, else the last.
-    fn slot(&self) -> &Arc<Slot> {
-        &self.slots[crate::listener::workers::slot(self.slots.len())]
     }
 
     /// Send `req` on an idle connection of this worker, else a new one.
     /// Its hop-by-hop headers must be stripped already.
     pub async fn send(&self, mut req: Request<Body>) -> Result<Response<UpstreamBody>, SendError> {
         self.prepare(&mut req);
-        let slot = self.slot();
+        let slot = self.slots.mine();
         if h1wire::suits(&req) {
             return self.send_on_wire(&req, slot).await;
         }
@@ -573,7 +566,7 @@ mod tests {
 
     /// Idle connections of both kinds (the test's GETs use wire ones).
     fn idle(conns: &HostConns) -> usize {
-        let slot = &conns.slots[0];
+        let slot = conns.slots.mine();
         slot.idle.lock().unwrap().len() + slot.wire_idle.lock().unwrap().len()
     }
 

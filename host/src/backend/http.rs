@@ -23,6 +23,7 @@ use super::h1pool::{H1Connector, HostConns, SendError};
 use super::tls;
 use crate::config::schema::{BackendTls, HttpVersion};
 use crate::gateway::WeightedBackend;
+use crate::listener::workers::PerThread;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type Body = BoxBody<Bytes, BoxError>;
@@ -61,7 +62,7 @@ pub enum Transport {
     /// client, one per worker and a last one for every other thread, so a
     /// worker's requests reuse connections whose tasks run on its own
     /// runtime (see [`crate::listener::workers`]).
-    Multiplexed(Arc<[Pool]>),
+    Multiplexed(Arc<PerThread<Pool>>),
 }
 
 /// How one backend reaches its `host:port`, settled when the config is built.
@@ -71,7 +72,7 @@ pub enum Upstream {
     Http1(Arc<HostConns>),
     /// hyper-util's clients, which find the host from the request's URI.
     Multiplexed {
-        pools: Arc<[Pool]>,
+        pools: Arc<PerThread<Pool>>,
         authority: Authority,
     },
 }
@@ -83,7 +84,7 @@ pub enum Pool {
 
 impl Transport {
     fn multiplexed(workers: usize, make: impl Fn() -> Pool) -> Transport {
-        Transport::Multiplexed((0..=workers).map(|_| make()).collect::<Vec<_>>().into())
+        Transport::Multiplexed(Arc::new(PerThread::new(workers, make)))
     }
 
     /// How a backend at `authority` is reached over this transport.
@@ -97,14 +98,8 @@ impl Transport {
         }
     }
 
-    fn pool(pools: &[Pool]) -> &Pool {
-        let last = pools.len() - 1;
-        let i = crate::listener::workers::index().map_or(last, |w| w % last.max(1));
-        &pools[i]
-    }
-
-    fn scheme(pools: &[Pool]) -> Scheme {
-        match pools[0] {
+    fn scheme(pools: &PerThread<Pool>) -> Scheme {
+        match pools.mine() {
             Pool::Plain(_) => Scheme::HTTP,
             Pool::Tls(_) => Scheme::HTTPS,
         }
@@ -183,7 +178,7 @@ pub fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
 /// HTTP/1.1 over TCP with the gateway's own pool: one per worker, and one
 /// for the threads outside them.
 fn plain_http1(tcp: HttpConnector, workers: usize) -> Transport {
-    Transport::Http1(H1Connector::new(tcp, Scheme::HTTP, workers + 1))
+    Transport::Http1(H1Connector::new(tcp, Scheme::HTTP, workers))
 }
 
 fn client_builder(version: HttpVersion) -> hyper_util::client::legacy::Builder {
@@ -242,7 +237,7 @@ impl HttpBackends {
             Some(settings) => {
                 let connector = tls::connector(settings, version, tcp)?;
                 if version == HttpVersion::Http1 {
-                    Transport::Http1(H1Connector::new(connector, Scheme::HTTPS, self.workers + 1))
+                    Transport::Http1(H1Connector::new(connector, Scheme::HTTPS, self.workers))
                 } else {
                     Transport::multiplexed(self.workers, || {
                         Pool::Tls(client_builder(version).build(connector.clone()))
@@ -356,7 +351,7 @@ pub fn forward_to(
                     *req.uri_mut() = Uri::from_parts(uri)
                         .map_err(|e| UpstreamError::Protocol(name(), e.to_string()))?;
                     *req.version_mut() = http::Version::HTTP_11;
-                    let sent = match Transport::pool(pools) {
+                    let sent = match pools.mine() {
                         Pool::Plain(c) => c.request(req).await,
                         Pool::Tls(c) => c.request(req).await,
                     };

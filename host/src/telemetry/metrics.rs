@@ -6,7 +6,7 @@ use std::fmt::Write;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::listener::workers;
+use crate::listener::workers::PerThread;
 
 /// Upper bounds of the buckets every histogram here uses (seconds for latencies).
 pub const BUCKETS: [f64; 14] = [
@@ -93,28 +93,19 @@ type ByRoute = BTreeMap<String, RouteStats>;
 /// at it, its cache lines moving between cores each time). `/metrics` sums
 /// the shards.
 pub struct RequestMetrics {
-    // One per worker, then one for other threads (`workers::slot`).
-    shards: Box<[Shard]>,
+    shards: PerThread<Mutex<ByRoute>>,
 }
-
-// Two cache lines, so neighbours share none (the CPU fetches lines in pairs).
-#[repr(align(128))]
-#[derive(Default)]
-struct Shard(Mutex<ByRoute>);
 
 impl RequestMetrics {
     /// Metrics for `workers` worker threads (and any other thread).
     pub fn new(workers: usize) -> Self {
         RequestMetrics {
-            shards: (0..workers.max(1) + 1).map(|_| Shard::default()).collect(),
+            shards: PerThread::new(workers, Mutex::default),
         }
     }
 
     pub fn record(&self, route: &str, status: u16, duration: Duration) {
-        let mut routes = self.shards[workers::slot(self.shards.len())]
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut routes = self.shards.mine().lock().unwrap_or_else(|p| p.into_inner());
         // A route's name is copied only the first time the shard sees it.
         let stats = match routes.get_mut(route) {
             Some(stats) => stats,
@@ -127,8 +118,8 @@ impl RequestMetrics {
     /// Every shard's counts, summed.
     fn total(&self) -> ByRoute {
         let mut total = ByRoute::new();
-        for shard in &self.shards {
-            let routes = shard.0.lock().unwrap_or_else(|p| p.into_inner());
+        for shard in self.shards.iter() {
+            let routes = shard.lock().unwrap_or_else(|p| p.into_inner());
             for (route, stats) in routes.iter() {
                 let Some(sum) = total.get_mut(route) else {
                     total.insert(route.clone(), stats.clone());
@@ -292,7 +283,7 @@ mod tests {
                 let metrics = &metrics;
                 s.spawn(move || {
                     if let Some(i) = worker {
-                        workers::become_worker(i);
+                        crate::listener::workers::become_worker(i);
                     }
                     metrics.record("a", 200, ms(2));
                     metrics.record("b", 503, ms(40));
