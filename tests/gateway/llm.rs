@@ -177,6 +177,13 @@ binds:
         .unwrap_or_else(|| panic!("no token metric:\n{metrics}"));
     let output: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(output > 10, "{line}");
+    let requests = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("wardgate_llm_requests_total{route=\"to-anthropic\",provider=\"fake-anthropic\",model=\"m\"} ")
+        })
+        .unwrap_or_else(|| panic!("no request count:\n{metrics}"));
+    assert_ne!(requests.rsplit(' ').next(), Some("0"), "{requests}");
     let (_, _, dump) = get(&client(), &gw.admin_url("/config_dump")).await;
     assert!(!dump.contains("sk-openai-test") && !dump.contains("sk-ant-test"));
     let log = gw.settled_log().await;

@@ -203,21 +203,24 @@ impl LlmMetrics {
         if series.is_empty() {
             return;
         }
+        let labels = |(route, provider, model): &(String, String, String)| {
+            format!(
+                "route=\"{}\",provider=\"{}\",model=\"{}\"",
+                escape(route),
+                escape(provider),
+                escape(model)
+            )
+        };
         let _ = writeln!(
             out,
             "# HELP wardgate_llm_requests_total LLM requests answered, by route, provider and model."
         );
         let _ = writeln!(out, "# TYPE wardgate_llm_requests_total counter");
-        for ((route, provider, model), s) in series.iter() {
-            let labels = format!(
-                "route=\"{}\",provider=\"{}\",model=\"{}\"",
-                escape(route),
-                escape(provider),
-                escape(model)
-            );
+        for (key, s) in series.iter() {
             let _ = writeln!(
                 out,
-                "wardgate_llm_requests_total{{{labels}}} {}",
+                "wardgate_llm_requests_total{{{}}} {}",
+                labels(key),
                 s.requests
             );
         }
@@ -226,13 +229,8 @@ impl LlmMetrics {
             "# HELP wardgate_llm_tokens_total Tokens used, by route, provider, model and type (input includes cached)."
         );
         let _ = writeln!(out, "# TYPE wardgate_llm_tokens_total counter");
-        for ((route, provider, model), s) in series.iter() {
-            let labels = format!(
-                "route=\"{}\",provider=\"{}\",model=\"{}\"",
-                escape(route),
-                escape(provider),
-                escape(model)
-            );
+        for (key, s) in series.iter() {
+            let labels = labels(key);
             for (kind, n) in [
                 ("input", s.input),
                 ("output", s.output),
