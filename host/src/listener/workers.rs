@@ -56,8 +56,9 @@ impl<T> PerThread<T> {
 
     /// This thread's own.
     pub fn mine(&self) -> &T {
+        // `new` makes at least one worker entry before the others' one.
         let others = self.0.len() - 1;
-        &self.0[index().map_or(others, |w| w % others.max(1))].0
+        &self.0[index().map_or(others, |w| w % others)].0
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &T> {
