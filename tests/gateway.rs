@@ -27,6 +27,8 @@ mod python_build;
 mod ratelimit;
 #[path = "gateway/tls.rs"]
 mod tls;
+#[path = "gateway/websocket.rs"]
+mod websocket;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -10,13 +10,14 @@ use crate::auth::api_key::ApiKeyAuth;
 use crate::auth::basic::BasicAuth;
 use crate::auth::jwks::Fetcher;
 use crate::auth::jwt::JwtAuth;
+use crate::backend::h1pool::HostConns;
 use crate::backend::http::{HttpBackends, Transport, Upstream};
 use crate::backend::llm::LlmBackend;
 use crate::backend::mcp::McpBackend;
 use crate::backend::mcp::session::Sealer;
 use crate::config::locate::Source;
 use crate::config::schema::{
-    AccessLogFormat, BackendKind, Bind, Config, DirectResponse, HostPort, Protocol,
+    AccessLogFormat, BackendKind, Bind, Config, DirectResponse, HostPort, HttpVersion, Protocol,
     RequestRedirect, UrlRewrite,
 };
 use crate::config::sugar;
@@ -200,6 +201,9 @@ pub struct WeightedBackend {
     /// How to reach `target`, settled once rather than per request; `None`
     /// if it is not a URI authority (forwarding then fails with a 502 naming it).
     pub upstream: Option<Upstream>,
+    /// Where upgrade requests (WebSocket) go: HTTP/1.1 connections to
+    /// `target`; `None` when the route speaks HTTP/2 only to it.
+    pub upgrades: Option<Arc<HostConns>>,
 }
 
 impl WeightedBackend {
@@ -211,7 +215,18 @@ impl WeightedBackend {
             name,
             weight,
             upstream,
+            upgrades: None,
         }
+    }
+
+    /// Let upgrade requests reach this backend over `via`, an HTTP/1.1 transport.
+    pub fn upgradable(mut self, via: &Transport) -> Self {
+        if let Ok(authority) = self.name.parse()
+            && let Upstream::Http1(conns) = via.upstream(authority)
+        {
+            self.upgrades = Some(conns);
+        }
+        self
     }
 }
 
@@ -717,15 +732,31 @@ fn build_route(
     let transport = clients
         .transport(p.backend_tls.as_ref(), version, connect_timeout(p, at)?)
         .map_err(|e| err(format!("{at}.policies.backendTLS"), e))?;
+    // Upgrades (WebSocket) need HTTP/1.1 upstream: the route's own transport
+    // when it is that, one offering only HTTP/1.1 where TLS might negotiate
+    // HTTP/2, none where the route asks for HTTP/2 only.
+    let upgrades = match (&*transport, version) {
+        (Transport::Http1(_), _) => Some(transport.clone()),
+        (_, HttpVersion::Auto) => Some(
+            clients
+                .transport(
+                    p.backend_tls.as_ref(),
+                    HttpVersion::Http1,
+                    connect_timeout(p, at)?,
+                )
+                .map_err(|e| err(format!("{at}.policies.backendTLS"), e))?,
+        ),
+        _ => None,
+    };
     let mut backends = Vec::new();
     for backend in &route.backends {
         // MCP and AI backends have their own runtimes, built below.
         if let BackendKind::Host(target) = &backend.kind {
-            backends.push(WeightedBackend::new(
-                target.clone(),
-                backend.weight,
-                &transport,
-            ));
+            let weighted = WeightedBackend::new(target.clone(), backend.weight, &transport);
+            backends.push(match &upgrades {
+                Some(via) => weighted.upgradable(via),
+                None => weighted,
+            });
         }
     }
     let llm = llm_backend(route, clients, at)?;

@@ -15,15 +15,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderName, HeaderValue};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderName, HeaderValue, UPGRADE};
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
 
 use crate::auth::{Outcome, jwt};
-use crate::backend::http::{Body, BoxError, HttpBackends, UpstreamBody, UpstreamError};
+use crate::backend::http::{
+    Body, BoxError, HttpBackends, UpstreamBody, UpstreamError, forward_upgrade,
+};
 use crate::backend::llm::{self, LlmRequestIn, LlmTrace};
 use crate::backend::mcp::{self, McpRequestIn, McpTrace};
+use crate::backend::upgrade;
 use crate::gateway::{Gateway, RouteRuntime};
 use crate::listener::workers::{PerWorker, WorkerCopy};
 use crate::policy::bindings::{self, Denial, Hooks, RequestContext};
@@ -32,7 +36,7 @@ use crate::policy::{ChainRun, Decision, PluginFailure, PolicyEngine, Verdict};
 use crate::route::cors::{self, CorsCheck};
 use crate::route::{Matcher, filters};
 use crate::telemetry::access_log::{self, AccessRecord};
-use crate::telemetry::metrics::{LlmMetrics, RequestMetrics};
+use crate::telemetry::metrics::{LlmMetrics, RequestMetrics, TunnelMetrics};
 use crate::telemetry::request_id::RequestIds;
 
 /// State shared by every connection: the current config and the services
@@ -44,6 +48,7 @@ pub struct Shared {
     pub backends: Arc<HttpBackends>,
     pub metrics: RequestMetrics,
     pub llm_metrics: LlmMetrics,
+    pub tunnels: Arc<TunnelMetrics>,
     pub ready: AtomicBool,
     /// The file `run -c` was given, for reloads.
     pub config_path: Option<std::path::PathBuf>,
@@ -66,6 +71,7 @@ impl Shared {
             backends,
             metrics: RequestMetrics::new(workers),
             llm_metrics: LlmMetrics::default(),
+            tunnels: Arc::default(),
             ready: AtomicBool::new(true),
             config_path,
             reload_lock: tokio::sync::Mutex::new(()),
@@ -336,6 +342,13 @@ fn serve_route<'g>(
     async move {
         let request_id = request_id_header.to_str().unwrap_or_default();
         let client = peer.addr;
+        // A WebSocket (or other) upgrade: the protocol asked for, and the
+        // client's side of the tunnel once it is agreed.
+        let upgrade = upgrade::requested(parts.version, &parts.headers);
+        let client_side = match upgrade {
+            Some(_) => parts.extensions.remove::<OnUpgrade>(),
+            None => None,
+        };
         // Boxed (a large future), so only where there is something to check.
         let authenticates = route.jwt.is_some() || route.basic.is_some() || route.api_key.is_some();
         let identity = if !authenticates {
@@ -483,7 +496,10 @@ fn serve_route<'g>(
             );
         }
         run.request_phase_done();
-        let sent = send_upstream(shared, route, parts, body, gateway.max_body).await;
+        let sent = match upgrade.clone() {
+            Some(protocol) => Box::pin(send_upgrade(shared, route, parts, body, protocol)).await,
+            None => send_upstream(shared, route, parts, body, gateway.max_body).await,
+        };
         let (response, upstream) = match sent {
             Ok(ok) => ok,
             Err(Failed::Upstream(e, upstream)) => {
@@ -506,6 +522,15 @@ fn serve_route<'g>(
         };
         trace.upstream = Some(upstream.into());
         let (mut parts, body) = response.into_parts();
+        // The upstream agreed to switch: its side of the tunnel, and the
+        // protocol it named (hop-by-hop, so stripped just below).
+        let switched = match upgrade {
+            Some(asked) if parts.status == StatusCode::SWITCHING_PROTOCOLS => parts
+                .extensions
+                .remove::<OnUpgrade>()
+                .map(|side| (side, parts.headers.get(UPGRADE).cloned().unwrap_or(asked))),
+            _ => None,
+        };
         crate::backend::http::strip_hop_by_hop(&mut parts.headers);
         let mut body: Body = body.boxed();
 
@@ -566,7 +591,65 @@ fn serve_route<'g>(
                 }
             }
         }
+        if parts.status == StatusCode::SWITCHING_PROTOCOLS {
+            let (Some((upstream_side, protocol)), Some(client_side)) = (switched, client_side)
+            else {
+                // A 101 with no tunnel behind it would leave the client waiting.
+                trace.error = Some("101 without an upgrade to carry it".into());
+                return error_response(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_switched_protocols",
+                    "the upstream switched protocols on a request that did not ask to",
+                    request_id,
+                    &[("route", &route.name), ("backend", upstream)],
+                );
+            };
+            upgrade::mark(&mut parts.headers, protocol);
+            let ends = upgrade::Ends {
+                route: route.name.as_str().into(),
+                upstream: upstream.into(),
+                request_id: request_id.to_string(),
+            };
+            let idle = gateway.client_limits.idle_timeout;
+            upgrade::splice(
+                client_side,
+                upstream_side,
+                idle,
+                ends,
+                shared.tunnels.clone(),
+            );
+        }
         Response::from_parts(parts, body)
+    }
+}
+
+/// The longest wait for an upstream's answer head: the shorter of the
+/// route's request and backend timeouts.
+fn head_timeout(route: &RouteRuntime) -> Option<std::time::Duration> {
+    match (route.request_timeout, route.backend_timeout) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Send an upgrade request to one of the route's backends. Not retried: a
+/// WebSocket client reconnects on its own terms.
+async fn send_upgrade<'r>(
+    shared: &Shared,
+    route: &'r RouteRuntime,
+    parts: http::request::Parts,
+    body: Body,
+    protocol: HeaderValue,
+) -> Result<(Response<UpstreamBody>, &'r str), Failed<'r>> {
+    let backend = shared
+        .backends
+        .pick(&route.backends)
+        .expect("route has backends");
+    let upstream = &*backend.name;
+    let req = Request::from_parts(parts, body);
+    match forward_upgrade(backend, req, protocol, head_timeout(route)).await {
+        Ok(r) => Ok((r, upstream)),
+        Err(e) => Err(Failed::Upstream(e, upstream)),
     }
 }
 
@@ -604,10 +687,7 @@ fn send_upstream<'r>(
     max_body: usize,
 ) -> impl Future<Output = Result<(Response<UpstreamBody>, &'r str), Failed<'r>>> {
     async move {
-        let timeout = match (route.request_timeout, route.backend_timeout) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let timeout = head_timeout(route);
         let Some(retry) = route.retry.as_ref().filter(|r| r.attempts > 1) else {
             let backend = shared
                 .backends

@@ -17,13 +17,13 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use super::process::{self, Gateway, Upstream};
 
 /// A throwaway CA and files of leaf certificates it signed.
-struct Pki {
-    dir: PathBuf,
+pub(super) struct Pki {
+    pub(super) dir: PathBuf,
     ca: CertifiedIssuer<'static, KeyPair>,
 }
 
 impl Pki {
-    fn new(tag: &str) -> Pki {
+    pub(super) fn new(tag: &str) -> Pki {
         let dir = std::env::temp_dir().join(format!("wardgate-tls-{}-{tag}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -37,7 +37,7 @@ impl Pki {
     }
 
     /// Write `name.pem` and `name.key` for a leaf valid for `names`.
-    fn leaf(&self, name: &str, names: &[&str]) -> (String, String) {
+    pub(super) fn leaf(&self, name: &str, names: &[&str]) -> (String, String) {
         let key = KeyPair::generate().unwrap();
         let params =
             CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
@@ -53,7 +53,7 @@ impl Pki {
         )
     }
 
-    fn ca_path(&self) -> String {
+    pub(super) fn ca_path(&self) -> String {
         self.dir.join("ca.pem").display().to_string()
     }
 

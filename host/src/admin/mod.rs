@@ -101,6 +101,7 @@ async fn route<B>(shared: Arc<Shared>, req: Request<B>) -> Response<Body> {
             let mut out = String::new();
             shared.metrics.render(&mut out);
             shared.llm_metrics.render(&mut out);
+            shared.tunnels.render(&mut out);
             shared.engine.services().hook_stats.render(&mut out);
             out.push_str(&shared.engine.services().metrics.render());
             crate::telemetry::log_output::render_metrics(&mut out);

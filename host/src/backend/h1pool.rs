@@ -219,6 +219,31 @@ impl HostConns {
         }
     }
 
+    /// Send a request that asks to upgrade (WebSocket) on a connection of
+    /// its own: after a 101 the connection belongs to the tunnel, so it is
+    /// neither taken from nor given back to the idle lists. The answer's
+    /// [`hyper::upgrade::OnUpgrade`] hands the connection over.
+    pub async fn send_upgrade(
+        &self,
+        mut req: Request<Body>,
+    ) -> Result<Response<Incoming>, SendError> {
+        self.prepare(&mut req);
+        let io = self.connect().await.map_err(SendError::Connect)?;
+        let (mut sender, conn) = http1::Builder::new()
+            .handshake(io)
+            .await
+            .map_err(|e| SendError::Exchange(e.into()))?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!("upstream connection ended: {e}");
+            }
+        });
+        sender
+            .send_request(req)
+            .await
+            .map_err(|e| SendError::Exchange(e.into()))
+    }
+
     /// A bodiless GET or HEAD, written and answered in this task. A pooled
     /// connection found closed before any answer gets the request again on
     /// the next one (these methods are safe to repeat).

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{self, HeaderName};
+use http::header::{self, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
 use http_body_util::BodyExt;
@@ -20,7 +20,7 @@ use hyper_util::rt::TokioExecutor;
 
 pub use super::h1pool::UpstreamBody;
 use super::h1pool::{H1Connector, HostConns, SendError};
-use super::tls;
+use super::{tls, upgrade};
 use crate::config::schema::{BackendTls, HttpVersion};
 use crate::gateway::WeightedBackend;
 use crate::listener::workers::PerThread;
@@ -334,10 +334,9 @@ pub fn forward_to(
         let call = async {
             match upstream {
                 // Boxed, as hyper-util boxes its own: a smaller future for every request to move.
-                Upstream::Http1(conns) => Box::pin(conns.send(req)).await.map_err(|e| match e {
-                    SendError::Connect(e) => connect_error(name(), &*e),
-                    SendError::Exchange(e) => UpstreamError::Protocol(name(), root_cause(&*e)),
-                }),
+                Upstream::Http1(conns) => Box::pin(conns.send(req))
+                    .await
+                    .map_err(|e| send_error(name(), e)),
                 Upstream::Multiplexed { pools, authority } => {
                     let mut uri = http::uri::Parts::default();
                     uri.scheme = Some(Transport::scheme(pools));
@@ -371,6 +370,48 @@ pub fn forward_to(
                 .map_err(|_| UpstreamError::Timeout(name(), t))?,
             None => call.await,
         }
+    }
+}
+
+/// Send `req`, which asks to switch to `protocol` (WebSocket), to `target`
+/// on an HTTP/1.1 connection of its own, and wait for the answer's head. A
+/// 101 carries the upstream's side of the tunnel (see [`super::upgrade`]).
+pub async fn forward_upgrade(
+    target: &WeightedBackend,
+    mut req: Request<Body>,
+    protocol: HeaderValue,
+    timeout: Option<Duration>,
+) -> Result<Response<UpstreamBody>, UpstreamError> {
+    let name = || target.name.to_string();
+    let Some(conns) = &target.upgrades else {
+        let why = if target.upstream.is_none() {
+            "not a valid host:port"
+        } else {
+            "the route speaks HTTP/2 to it (policies.http.version) and an upgrade needs HTTP/1.1"
+        };
+        return Err(UpstreamError::Protocol(name(), why.into()));
+    };
+    strip_hop_by_hop(req.headers_mut());
+    upgrade::mark(req.headers_mut(), protocol);
+    let call = async {
+        conns
+            .send_upgrade(req)
+            .await
+            .map(|r| r.map(UpstreamBody::from))
+            .map_err(|e| send_error(name(), e))
+    };
+    match timeout {
+        Some(t) => tokio::time::timeout(t, call)
+            .await
+            .map_err(|_| UpstreamError::Timeout(name(), t))?,
+        None => call.await,
+    }
+}
+
+fn send_error(name: String, e: SendError) -> UpstreamError {
+    match e {
+        SendError::Connect(e) => connect_error(name, &*e),
+        SendError::Exchange(e) => UpstreamError::Protocol(name, root_cause(&*e)),
     }
 }
 

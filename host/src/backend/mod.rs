@@ -1,5 +1,6 @@
 //! Where a route's traffic goes: plain and TLS HTTP upstreams ([`http`],
-//! [`tls`]). MCP and LLM backends come with their own modules.
+//! [`tls`]), and the tunnels of upgraded connections ([`upgrade`]). MCP and
+//! LLM backends come with their own modules.
 
 pub mod h1pool;
 pub mod h1wire;
@@ -8,3 +9,4 @@ pub mod llm;
 pub mod mcp;
 pub mod sse;
 pub mod tls;
+pub mod upgrade;

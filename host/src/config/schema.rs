@@ -66,7 +66,8 @@ pub struct Settings {
     pub header_read_timeout: Option<DurationStr>,
     /// How long an HTTP/2 client connection may carry no request before it
     /// is closed (HTTP/1.1 ones idle between requests close after
-    /// `headerReadTimeout`). Default 60s.
+    /// `headerReadTimeout`), and a WebSocket tunnel no byte either way.
+    /// Default 60s.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",

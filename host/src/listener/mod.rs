@@ -129,7 +129,7 @@ pub async fn serve_connections(shared: Arc<Shared>, mut handed: mpsc::UnboundedR
         drop(gateway);
         let Some(acceptor) = acceptor else {
             let conn = builder
-                .serve_connection(TokioIo::new(stream), service)
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
                 .into_owned();
             let conn = graceful.watch(conn);
             tokio::spawn(async move {
@@ -155,7 +155,8 @@ pub async fn serve_connections(shared: Arc<Shared>, mut handed: mpsc::UnboundedR
                     return;
                 }
             };
-            let conn = watcher.watch(builder.serve_connection(TokioIo::new(stream), service));
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            let conn = watcher.watch(conn);
             until_idle(Box::pin(conn), activity, limits.idle_timeout, peer).await;
         });
     }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::listener::workers::PerThread;
@@ -240,6 +240,115 @@ impl LlmMetrics {
                     out,
                     "wardgate_llm_tokens_total{{{labels},type=\"{kind}\"}} {n}"
                 );
+            }
+        }
+    }
+}
+
+/// Upgraded connections (WebSocket tunnels) by route: how many are open,
+/// how many were opened, and the bytes they carried each way. Tunnels are
+/// few and long, so one lock serves every worker.
+#[derive(Default)]
+pub struct TunnelMetrics {
+    routes: Mutex<BTreeMap<String, TunnelStats>>,
+}
+
+#[derive(Default)]
+struct TunnelStats {
+    open: u64,
+    opened: u64,
+    to_upstream: u64,
+    to_client: u64,
+}
+
+/// An open tunnel, counted until [`OpenTunnel::close`] (or its drop, when
+/// the worker goes away with the tunnel still open).
+pub struct OpenTunnel {
+    metrics: Arc<TunnelMetrics>,
+    route: Arc<str>,
+    bytes: Option<(u64, u64)>,
+}
+
+impl TunnelMetrics {
+    pub fn open(self: &Arc<Self>, route: &Arc<str>) -> OpenTunnel {
+        let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        let stats = routes.entry(route.to_string()).or_default();
+        stats.open += 1;
+        stats.opened += 1;
+        OpenTunnel {
+            metrics: self.clone(),
+            route: route.clone(),
+            bytes: None,
+        }
+    }
+
+    pub fn render(&self, out: &mut String) {
+        let routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        if routes.is_empty() {
+            return;
+        }
+        let family = |out: &mut String, name: &str, kind: &str, help: &str| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+        };
+        let name = "wardgate_tunnels_open";
+        family(
+            out,
+            name,
+            "gauge",
+            "Upgraded connections (WebSocket) open now, by route.",
+        );
+        for (route, s) in routes.iter() {
+            let _ = writeln!(out, "{name}{{route=\"{}\"}} {}", escape(route), s.open);
+        }
+        let name = "wardgate_tunnels_total";
+        family(
+            out,
+            name,
+            "counter",
+            "Upgraded connections (WebSocket) opened, by route.",
+        );
+        for (route, s) in routes.iter() {
+            let _ = writeln!(out, "{name}{{route=\"{}\"}} {}", escape(route), s.opened);
+        }
+        let name = "wardgate_tunnel_bytes_total";
+        family(
+            out,
+            name,
+            "counter",
+            "Bytes carried by closed upgraded connections, by route and direction.",
+        );
+        for (route, s) in routes.iter() {
+            let route = escape(route);
+            for (direction, n) in [("to_upstream", s.to_upstream), ("to_client", s.to_client)] {
+                let _ = writeln!(
+                    out,
+                    "{name}{{route=\"{route}\",direction=\"{direction}\"}} {n}"
+                );
+            }
+        }
+    }
+}
+
+impl OpenTunnel {
+    /// The tunnel ended having carried `to_upstream` and `to_client` bytes.
+    pub fn close(mut self, to_upstream: u64, to_client: u64) {
+        self.bytes = Some((to_upstream, to_client));
+    }
+}
+
+impl Drop for OpenTunnel {
+    fn drop(&mut self) {
+        let mut routes = self
+            .metrics
+            .routes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(stats) = routes.get_mut(&*self.route) {
+            stats.open -= 1;
+            if let Some((up, down)) = self.bytes {
+                stats.to_upstream += up;
+                stats.to_client += down;
             }
         }
     }

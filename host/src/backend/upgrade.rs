@@ -1,0 +1,271 @@
+//! HTTP/1.1 upgrades (WebSocket, and any protocol but `h2c`): the request
+//! goes upstream with its `Upgrade` on a connection of its own, and when the
+//! upstream answers 101 the two connections are joined into a tunnel that
+//! carries bytes both ways until either side closes it or it goes quiet.
+//!
+//! The route's policies (authentication, plugin chains, header edits) run
+//! on the upgrade request and its 101 as on any exchange; what flows in the
+//! tunnel afterwards is not HTTP and is not inspected.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::header::{CONNECTION, UPGRADE};
+use http::{HeaderMap, HeaderValue, Version};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Instant;
+
+use crate::telemetry::metrics::TunnelMetrics;
+
+/// The protocol an HTTP/1.1 request asks to switch to, if it asks: an
+/// `Upgrade` header, and `upgrade` among its `Connection` options. `h2c`
+/// is the client's offer to this hop alone (RFC 9113 §3.1 drops it, and
+/// HTTP/2 is spoken to upstreams by config), so it is not forwarded.
+pub fn requested(version: Version, headers: &HeaderMap) -> Option<HeaderValue> {
+    if version != Version::HTTP_11 {
+        return None;
+    }
+    let protocol = headers.get(UPGRADE)?;
+    let asks = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|option| option.trim().eq_ignore_ascii_case("upgrade"));
+    let only_h2c = protocol
+        .to_str()
+        .map(|p| p.split(',').all(|p| p.trim().eq_ignore_ascii_case("h2c")))
+        .unwrap_or(false);
+    (asks && !only_h2c).then(|| protocol.clone())
+}
+
+/// Put back the two headers that ask for (or agree to) `protocol`, after
+/// the hop-by-hop ones were stripped.
+pub fn mark(headers: &mut HeaderMap, protocol: HeaderValue) {
+    headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(UPGRADE, protocol);
+}
+
+/// Who a tunnel joins, for its log line and metrics.
+pub struct Ends {
+    pub route: Arc<str>,
+    pub upstream: Arc<str>,
+    pub request_id: String,
+}
+
+/// Join the client's connection and the upstream's once both have handed
+/// over (the 101 written to the client, read from the upstream) and copy
+/// bytes between them on this worker. The tunnel closes when both sides
+/// have finished, when either fails, or after `idle` with no byte either way.
+pub fn splice(
+    client: OnUpgrade,
+    upstream: OnUpgrade,
+    idle: Duration,
+    ends: Ends,
+    metrics: Arc<TunnelMetrics>,
+) {
+    tokio::spawn(async move {
+        let (client, upstream) = match tokio::try_join!(client, upstream) {
+            Ok(both) => both,
+            Err(e) => {
+                tracing::debug!(request_id = %ends.request_id, "upgrade not completed: {e}");
+                return;
+            }
+        };
+        let open = metrics.open(&ends.route);
+        let started = Instant::now();
+        let last = Arc::new(AtomicU64::new(0));
+        let mut client = Watched::new(TokioIo::new(client), started, last.clone());
+        let mut upstream = Watched::new(TokioIo::new(upstream), started, last.clone());
+        let copy = tokio::io::copy_bidirectional(&mut client, &mut upstream);
+        let ended = until_quiet(copy, started, &last, idle).await;
+        let (sent, received) = match &ended {
+            Ok((sent, received)) => (*sent, *received),
+            // Counted as they passed, so a failed tunnel still reports them.
+            Err(_) => (client.read, upstream.read),
+        };
+        open.close(sent, received);
+        let outcome = match &ended {
+            Ok(_) => "closed".to_string(),
+            Err(e) => e.to_string(),
+        };
+        tracing::debug!(
+            request_id = %ends.request_id,
+            route = %ends.route,
+            upstream = %ends.upstream,
+            sent, received,
+            duration_ms = started.elapsed().as_millis() as u64,
+            "tunnel ended: {outcome}"
+        );
+    });
+}
+
+/// Run `copy` until it ends, or until no byte has passed for `idle`.
+async fn until_quiet<F>(
+    copy: F,
+    started: Instant,
+    last: &AtomicU64,
+    idle: Duration,
+) -> io::Result<(u64, u64)>
+where
+    F: Future<Output = io::Result<(u64, u64)>>,
+{
+    tokio::pin!(copy);
+    let mut deadline = started + idle;
+    loop {
+        tokio::select! {
+            ended = &mut copy => return ended,
+            () = tokio::time::sleep_until(deadline) => {
+                let active = started + Duration::from_micros(last.load(Ordering::Relaxed));
+                if active + idle <= Instant::now() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("idle for {idle:?} (config.idleTimeout)"),
+                    ));
+                }
+                deadline = active + idle;
+            }
+        }
+    }
+}
+
+/// One side of a tunnel: notes when it last read anything (in microseconds
+/// after `started`, shared by both sides) and how much it read.
+struct Watched<T> {
+    io: T,
+    started: Instant,
+    last: Arc<AtomicU64>,
+    read: u64,
+}
+
+impl<T> Watched<T> {
+    fn new(io: T, started: Instant, last: Arc<AtomicU64>) -> Self {
+        Watched {
+            io,
+            started,
+            last,
+            read: 0,
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
+        let n = (buf.filled().len() - before) as u64;
+        if n > 0 {
+            self.read += n;
+            let now = self.started.elapsed().as_micros() as u64;
+            self.last.store(now, Ordering::Relaxed);
+        }
+        polled
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn an_upgrade_needs_both_headers_on_http_1_1() {
+        let ws = headers(&[
+            ("connection", "keep-alive, Upgrade"),
+            ("upgrade", "websocket"),
+        ]);
+        assert_eq!(requested(Version::HTTP_11, &ws).unwrap(), "websocket");
+        // Connection given twice: any line may carry the option.
+        let split = headers(&[
+            ("connection", "keep-alive"),
+            ("connection", "upgrade"),
+            ("upgrade", "websocket"),
+        ]);
+        assert!(requested(Version::HTTP_11, &split).is_some());
+        assert!(requested(Version::HTTP_10, &ws).is_none());
+        assert!(requested(Version::HTTP_2, &ws).is_none());
+        let no_option = headers(&[("connection", "keep-alive"), ("upgrade", "websocket")]);
+        assert!(requested(Version::HTTP_11, &no_option).is_none());
+        let no_protocol = headers(&[("connection", "upgrade")]);
+        assert!(requested(Version::HTTP_11, &no_protocol).is_none());
+    }
+
+    #[test]
+    fn h2c_is_this_hops_offer_and_not_forwarded() {
+        let h2c = headers(&[
+            ("connection", "Upgrade, HTTP2-Settings"),
+            ("upgrade", "h2c"),
+        ]);
+        assert!(requested(Version::HTTP_11, &h2c).is_none());
+        let both = headers(&[("connection", "upgrade"), ("upgrade", "h2c, websocket")]);
+        assert!(requested(Version::HTTP_11, &both).is_some());
+    }
+
+    #[tokio::test]
+    async fn a_quiet_tunnel_ends_after_the_idle_time_and_not_before() {
+        let started = Instant::now();
+        let last = AtomicU64::new(0);
+        let idle = Duration::from_millis(300);
+        // Activity at 200 ms moves the end from 300 ms to 500 ms.
+        let copy = async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            last.store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            std::future::pending::<io::Result<(u64, u64)>>().await
+        };
+        let err = until_quiet(copy, started, &last, idle).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        let ended = started.elapsed();
+        assert!(ended >= Duration::from_millis(500), "{ended:?}");
+        assert!(ended < Duration::from_secs(3), "{ended:?}");
+    }
+}
