@@ -343,12 +343,16 @@ fn serve_route<'g>(
         let request_id = request_id_header.to_str().unwrap_or_default();
         let client = peer.addr;
         // A WebSocket (or other) upgrade: the protocol asked for, and the
-        // client's side of the tunnel once it is agreed.
-        let upgrade = upgrade::requested(parts.version, &parts.headers);
-        let client_side = match upgrade {
-            Some(_) => parts.extensions.remove::<OnUpgrade>(),
+        // client's side of the tunnel once it is agreed. hyper marks the
+        // requests that may upgrade, so every other request pays one check.
+        let mut client_side = parts.extensions.remove::<OnUpgrade>();
+        let upgrade = match client_side {
+            Some(_) => upgrade::requested(parts.version, &parts.headers),
             None => None,
         };
+        if upgrade.is_none() {
+            client_side = None;
+        }
         // Boxed (a large future), so only where there is something to check.
         let authenticates = route.jwt.is_some() || route.basic.is_some() || route.api_key.is_some();
         let identity = if !authenticates {
