@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderName, HeaderValue, UPGRADE};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderName, HeaderValue};
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -447,6 +447,20 @@ fn serve_route<'g>(
         append_forwarded_for(&mut parts.headers, &peer);
 
         if let Some(llm) = route.llm.clone() {
+            if let Some(protocol) = upgrade {
+                let session = realtime_session(
+                    shared,
+                    gateway,
+                    route,
+                    llm,
+                    parts,
+                    protocol,
+                    client_side,
+                    request_id,
+                    trace,
+                );
+                return Box::pin(session).await;
+            }
             let body = match read_body(body, gateway.max_body).await {
                 Ok(b) => b,
                 Err(response) => return response(request_id),
@@ -526,15 +540,8 @@ fn serve_route<'g>(
         };
         trace.upstream = Some(upstream.into());
         let (mut parts, body) = response.into_parts();
-        // The upstream agreed to switch: its side of the tunnel, and the
-        // protocol it named (hop-by-hop, so stripped just below).
-        let switched = match upgrade {
-            Some(asked) if parts.status == StatusCode::SWITCHING_PROTOCOLS => parts
-                .extensions
-                .remove::<OnUpgrade>()
-                .map(|side| (side, parts.headers.get(UPGRADE).cloned().unwrap_or(asked))),
-            _ => None,
-        };
+        // Taken before the hop-by-hop headers go: they name the protocol.
+        let switched = upgrade.and_then(|asked| upgrade::agreed(asked, &mut parts));
         crate::backend::http::strip_hop_by_hop(&mut parts.headers);
         let mut body: Body = body.boxed();
 
@@ -596,35 +603,101 @@ fn serve_route<'g>(
             }
         }
         if parts.status == StatusCode::SWITCHING_PROTOCOLS {
-            let (Some((upstream_side, protocol)), Some(client_side)) = (switched, client_side)
-            else {
-                // A 101 with no tunnel behind it would leave the client waiting.
-                trace.error = Some("101 without an upgrade to carry it".into());
-                return error_response(
-                    StatusCode::BAD_GATEWAY,
-                    "upstream_switched_protocols",
-                    "the upstream switched protocols on a request that did not ask to",
-                    request_id,
-                    &[("route", &route.name), ("backend", upstream)],
-                );
-            };
-            upgrade::mark(&mut parts.headers, protocol);
             let ends = upgrade::Ends {
                 route: route.name.as_str().into(),
                 upstream: upstream.into(),
                 request_id: request_id.to_string(),
             };
-            let idle = gateway.client_limits.idle_timeout;
-            upgrade::splice(
-                client_side,
-                upstream_side,
-                idle,
-                ends,
-                shared.tunnels.clone(),
-            );
+            if let Err(refusal) =
+                join_tunnel(shared, gateway, &mut parts, switched, client_side, ends)
+            {
+                trace.error = Some("101 without an upgrade to carry it".into());
+                return refusal;
+            }
         }
         Response::from_parts(parts, body)
     }
+}
+
+/// A Realtime session on an LLM route: the handshake goes to a provider
+/// ([`llm::realtime`]) and its 101 starts the tunnel.
+#[allow(clippy::too_many_arguments)]
+async fn realtime_session<'g>(
+    shared: &Shared,
+    gateway: &Gateway,
+    route: &'g RouteRuntime,
+    llm: Arc<llm::LlmBackend>,
+    parts: http::request::Parts,
+    protocol: HeaderValue,
+    client_side: Option<OnUpgrade>,
+    request_id: &str,
+    trace: &mut Trace<'g>,
+) -> Response<Body> {
+    let mut llm_trace = LlmTrace::default();
+    let timeout = head_timeout(route);
+    let sent =
+        llm::realtime::handshake(&llm, parts, protocol.clone(), timeout, &mut llm_trace).await;
+    trace.upstream = llm_trace.upstream.map(Cow::Owned);
+    trace.error = llm_trace.error;
+    let (response, provider, model) = match sent {
+        Ok(sent) => sent,
+        Err(refusal) => return refusal,
+    };
+    shared
+        .llm_metrics
+        .record(&route.name, &provider.name, &model, None);
+    let (mut parts, body) = response.into_parts();
+    let switched = upgrade::agreed(protocol, &mut parts);
+    crate::backend::http::strip_hop_by_hop(&mut parts.headers);
+    if parts.status == StatusCode::SWITCHING_PROTOCOLS {
+        let ends = upgrade::Ends {
+            route: route.name.as_str().into(),
+            upstream: provider.name.as_str().into(),
+            request_id: request_id.to_string(),
+        };
+        if let Err(refusal) = join_tunnel(shared, gateway, &mut parts, switched, client_side, ends)
+        {
+            trace.error = Some("101 without an upgrade to carry it".into());
+            return refusal;
+        }
+    }
+    let mut response = Response::from_parts(parts, body.boxed());
+    if let Ok(name) = HeaderValue::from_str(&provider.name) {
+        response.headers_mut().insert("x-wardgate-provider", name);
+    }
+    response
+}
+
+/// Complete a 101: put its upgrade headers back and join the client's and
+/// the upstream's connections into a tunnel. A 101 with nothing to join
+/// (the request asked for no upgrade) would leave the client waiting: 502.
+fn join_tunnel(
+    shared: &Shared,
+    gateway: &Gateway,
+    parts: &mut http::response::Parts,
+    switched: Option<upgrade::Switch>,
+    client_side: Option<OnUpgrade>,
+    ends: upgrade::Ends,
+) -> Result<(), Response<Body>> {
+    let (Some(switched), Some(client_side)) = (switched, client_side) else {
+        return Err(error_response(
+            StatusCode::BAD_GATEWAY,
+            "upstream_switched_protocols",
+            "the upstream switched protocols on a request that did not ask to",
+            &ends.request_id,
+            &[("route", &ends.route), ("backend", &ends.upstream)],
+        ));
+    };
+    let idle = gateway.client_limits.idle_timeout;
+    upgrade::join(
+        &mut parts.headers,
+        switched,
+        client_side,
+        idle,
+        ends,
+        shared.tunnels.clone(),
+    );
+    Ok(())
 }
 
 /// The longest wait for an upstream's answer head: the shorter of the

@@ -8,8 +8,9 @@ No internet here, so no real provider; this one answers deterministically:
   to the first tool with {"city": "Paris"};
 - "say: TEXT" -> exactly TEXT; anything else -> "Echo: " + the text;
 - a tool result in the last turn -> "The tool said: " + its content.
-Streams send one word per event. `--fail STATUS` answers every request with
-that error. `--key` makes the API key mandatory. GET /_requests lists what
+Streams send one word per event; so does a Realtime session (OpenAI's
+WebSocket API at .../realtime, with the Realtime event names). `--fail STATUS`
+answers every request with that error. `--key` makes the API key mandatory. GET /_requests lists what
 was received (path, headers, body, the caller's port), for the tests' assertions.
 
 Usage: llm_provider.py --flavor openai|anthropic [--port 0] [--key K] [--fail 429]
@@ -126,6 +127,8 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/_requests":
             with LOCK:
                 return self.send_json(200, RECEIVED)
+        if self.path.split("?")[0].endswith("/realtime") and ARGS.flavor == "openai":
+            return self.realtime()
         if self.path.endswith("/models"):
             self.record(b"")
             return self.send_json(200, {"object": "list", "data": [
@@ -165,6 +168,108 @@ class Handler(BaseHTTPRequestHandler):
         if not self.path.endswith("/v1/messages"):
             return self.error(404, "no such path " + self.path)
         return self.anthropic(req)
+
+    # ---- OpenAI Realtime (WebSocket) --------------------------------------
+
+    def realtime(self):
+        """A Realtime session: the WebSocket handshake and frames by the
+        `websockets` library's sans-I/O protocol on this handler's socket;
+        the events are the Realtime API's (session.created, then per
+        response.create: response.created, response.output_text.delta per
+        word, response.output_text.done, response.done with usage)."""
+        from urllib.parse import parse_qs, urlparse
+
+        from websockets.frames import Opcode
+        from websockets.protocol import State
+        from websockets.server import ServerProtocol
+
+        self.record(b"")
+        self.close_connection = True
+        if ARGS.key and self.headers.get("authorization") != "Bearer " + ARGS.key:
+            return self.error(401, "invalid api key")
+        ws = ServerProtocol(max_size=None)
+        # The protocol parses the handshake itself: give it the head that
+        # http.server has already read.
+        head = self.requestline + "\r\n"
+        head += "".join("%s: %s\r\n" % (k, v) for k, v in self.headers.items()) + "\r\n"
+        ws.receive_data(head.encode("latin-1"))
+        [request] = ws.events_received()
+        response = ws.accept(request)
+        ws.send_response(response)
+        self.flush_ws(ws)
+        if response.status_code != 101:
+            return
+        model = parse_qs(urlparse(self.path).query).get("model", [""])[0]
+        ids = iter(range(1, 1 << 30))
+
+        def send(event):
+            event["event_id"] = "event_%d" % next(ids)
+            ws.send_text(json.dumps(event).encode())
+
+        session = {"type": "realtime", "object": "realtime.session", "id": "sess_fake",
+                   "model": model, "output_modalities": ["text"]}
+        send({"type": "session.created", "session": session})
+        self.flush_ws(ws)
+        said = ""
+        while ws.state is not State.CLOSED:
+            data = self.rfile.read1(65536)
+            if data:
+                ws.receive_data(data)
+            else:
+                ws.receive_eof()
+            for frame in ws.events_received():
+                if frame.opcode is not Opcode.TEXT:
+                    continue
+                event = json.loads(frame.data)
+                kind = event.get("type")
+                if kind == "session.update":
+                    session.update(event.get("session") or {})
+                    send({"type": "session.updated", "session": session})
+                elif kind == "conversation.item.create":
+                    item = dict(event["item"], id="item_user", status="completed")
+                    said = texts_of_content([
+                        {"text": c.get("text", "")} for c in item.get("content", [])])
+                    send({"type": "conversation.item.added", "previous_item_id": None, "item": item})
+                    send({"type": "conversation.item.done", "previous_item_id": None, "item": item})
+                elif kind == "response.create":
+                    self.realtime_response(send, decide(said, None, []).text)
+                else:
+                    send({"type": "error", "error": {"type": "invalid_request_error",
+                          "code": "unknown_event", "message": "unknown event " + str(kind),
+                          "param": None, "event_id": event.get("event_id")}})
+            self.flush_ws(ws)
+            if not data:
+                break
+
+    def realtime_response(self, send, text):
+        resp = {"object": "realtime.response", "id": "resp_fake", "status": "in_progress",
+                "output": [], "conversation_id": "conv_fake", "output_modalities": ["text"]}
+        send({"type": "response.created", "response": resp})
+        item = {"id": "item_fake", "type": "message", "role": "assistant", "status": "in_progress",
+                "content": []}
+        where = {"response_id": "resp_fake", "item_id": "item_fake", "output_index": 0}
+        send({"type": "response.output_item.added", "response_id": "resp_fake", "output_index": 0,
+              "item": item})
+        send(dict(where, type="response.content_part.added", content_index=0,
+                  part={"type": "text", "text": ""}))
+        for w in words(text):
+            send(dict(where, type="response.output_text.delta", content_index=0, delta=w))
+        send(dict(where, type="response.output_text.done", content_index=0, text=text))
+        part = {"type": "text", "text": text}
+        send(dict(where, type="response.content_part.done", content_index=0, part=part))
+        item = dict(item, status="completed", content=[{"type": "output_text", "text": text}])
+        send({"type": "response.output_item.done", "response_id": "resp_fake", "output_index": 0,
+              "item": item})
+        tokens_in, tokens_out = 3, count_tokens(text)
+        send({"type": "response.done", "response": dict(resp, status="completed", output=[item],
+              usage={"total_tokens": tokens_in + tokens_out, "input_tokens": tokens_in,
+                     "output_tokens": tokens_out})})
+
+    def flush_ws(self, ws):
+        for data in ws.data_to_send():
+            if data:
+                self.wfile.write(data)
+        self.wfile.flush()
 
     # ---- OpenAI -----------------------------------------------------------
 

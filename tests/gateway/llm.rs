@@ -36,7 +36,7 @@ pub struct FakeProvider {
 
 impl FakeProvider {
     pub fn start(flavor: &str, name: &str, extra: &[&str]) -> FakeProvider {
-        let mut child = Command::new("python3")
+        let mut child = Command::new(python())
             .arg(root().join("tests/fakes/llm_provider.py"))
             .args(["--flavor", flavor, "--name", name])
             .args(extra)
@@ -777,4 +777,90 @@ async fn pii_guard_masks_prompts_and_answers_whole_and_streamed() {
         assert_eq!(streamed, masked, "{prefix}{path}: {body}");
     }
     // examples/configs/llm-gateway.yaml: `every_example_config_validates`.
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn realtime_sessions_reach_the_provider_with_its_key_and_the_routes_aliases() {
+    let openai = FakeProvider::start("openai", "fake-openai", &["--key", "sk-gw"]);
+    let anthropic = FakeProvider::start("anthropic", "fake-anthropic", &[]);
+    let gw = Gateway::start(&format!(
+        r#"
+binds:
+- port: 0
+  listeners:
+  - routes:
+    - name: to-openai
+      matches: [{{path: {{pathPrefix: /oa}}}}]
+      policies:
+        backendAuth: {{key: sk-gw}}
+        ai: {{modelAliases: {{voice: gpt-realtime-fake}}}}
+      backends:
+      - ai: {{name: fake-openai, provider: {{openAI: {{}}}}, hostOverride: "{oa}"}}
+    - name: to-anthropic
+      matches: [{{path: {{pathPrefix: /an}}}}]
+      backends:
+      - ai: {{name: fake-anthropic, provider: {{anthropic: {{}}}}, hostOverride: "{an}"}}
+"#,
+        oa = openai.addr(),
+        an = anthropic.addr(),
+    ))
+    .await;
+
+    // The official SDK's Realtime client, with a key of its own.
+    let out = Command::new(python())
+        .arg(root().join("tests/clients/openai_realtime.py"))
+        .args([&gw.url("/oa/v1"), "voice", "say: hello there friend"])
+        .output()
+        .expect("python runs the Realtime client");
+    assert!(
+        out.status.success(),
+        "Realtime client failed:\n{}\ngateway log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        gw.log()
+    );
+    let session = json(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(session["text"], "hello there friend", "{session}");
+    assert_eq!(session["model"], "gpt-realtime-fake");
+    assert_eq!(session["output_tokens"], 3);
+    let events = session["events"].as_array().unwrap();
+    assert_eq!(events.first().unwrap(), "session.created");
+    assert_eq!(events.last().unwrap(), "response.done");
+
+    // The provider saw the gateway's key and the aliased model, at its own path.
+    let seen = openai.requests().await;
+    let handshake = seen
+        .iter()
+        .find(|r| r["path"].as_str().unwrap().contains("/realtime"))
+        .expect("the handshake reached the provider");
+    assert_eq!(handshake["path"], "/v1/realtime?model=gpt-realtime-fake");
+    assert_eq!(handshake["headers"]["authorization"], "Bearer sk-gw");
+
+    let (_, _, metrics) = get(&client(), &gw.admin_url("/metrics")).await;
+    for line in [
+        "wardgate_llm_requests_total{route=\"to-openai\",provider=\"fake-openai\",model=\"gpt-realtime-fake\"} 1",
+        "wardgate_tunnels_total{route=\"to-openai\"} 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+    }
+
+    // No Anthropic Realtime API; and only .../realtime is a WebSocket here.
+    let refused = super::websocket::ws_client(
+        &super::websocket::ws_url(&gw, "/an/v1/realtime"),
+        "refused",
+        &[],
+    );
+    assert_eq!(refused[0]["status"], 404, "{refused:?}");
+    assert!(
+        refused[0]["body"]
+            .as_str()
+            .unwrap()
+            .contains("Realtime API")
+    );
+    let refused = super::websocket::ws_client(
+        &super::websocket::ws_url(&gw, "/oa/v1/chat/completions"),
+        "refused",
+        &[],
+    );
+    assert_eq!(refused[0]["status"], 400, "{refused:?}");
+    assert!(anthropic.requests().await.is_empty());
 }

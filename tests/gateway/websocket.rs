@@ -56,7 +56,7 @@ impl Drop for WsServer {
 }
 
 /// Run one step of the client against `url`; its JSON lines.
-fn ws_client(url: &str, step: &str, options: &[&str]) -> Vec<Value> {
+pub(super) fn ws_client(url: &str, step: &str, options: &[&str]) -> Vec<Value> {
     let out = Command::new(venv("py", "python"))
         .arg(root().join("tests/clients/websocket_client.py"))
         .args([url, step])
@@ -75,7 +75,7 @@ fn ws_client(url: &str, step: &str, options: &[&str]) -> Vec<Value> {
         .collect()
 }
 
-fn ws_url(gw: &Gateway, path: &str) -> String {
+pub(super) fn ws_url(gw: &Gateway, path: &str) -> String {
     gw.url(path).replacen("http://", "ws://", 1)
 }
 

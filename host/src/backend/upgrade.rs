@@ -52,6 +52,39 @@ pub fn mark(headers: &mut HeaderMap, protocol: HeaderValue) {
     headers.insert(UPGRADE, protocol);
 }
 
+/// An upstream's agreement to switch: its side of the tunnel and the
+/// protocol it named.
+pub struct Switch {
+    upstream: OnUpgrade,
+    protocol: HeaderValue,
+}
+
+/// The switch an upstream's answer to a request that `asked` for a protocol
+/// agrees to, if it is a 101. Call before the answer's hop-by-hop headers
+/// are stripped: `Upgrade` is one.
+pub fn agreed(asked: HeaderValue, answer: &mut http::response::Parts) -> Option<Switch> {
+    if answer.status != http::StatusCode::SWITCHING_PROTOCOLS {
+        return None;
+    }
+    let upstream = answer.extensions.remove::<OnUpgrade>()?;
+    let protocol = answer.headers.get(UPGRADE).cloned().unwrap_or(asked);
+    Some(Switch { upstream, protocol })
+}
+
+/// Complete a 101 whose head is `headers`: the upgrade headers back on it,
+/// and the tunnel started (see [`splice`]).
+pub fn join(
+    headers: &mut HeaderMap,
+    switch: Switch,
+    client: OnUpgrade,
+    idle: Duration,
+    ends: Ends,
+    metrics: Arc<TunnelMetrics>,
+) {
+    mark(headers, switch.protocol);
+    splice(client, switch.upstream, idle, ends, metrics);
+}
+
 /// Who a tunnel joins, for its log line and metrics.
 pub struct Ends {
     pub route: Arc<str>,
@@ -63,7 +96,7 @@ pub struct Ends {
 /// over (the 101 written to the client, read from the upstream) and copy
 /// bytes between them on this worker. The tunnel closes when both sides
 /// have finished, when either fails, or after `idle` with no byte either way.
-pub fn splice(
+fn splice(
     client: OnUpgrade,
     upstream: OnUpgrade,
     idle: Duration,

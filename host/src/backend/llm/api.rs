@@ -20,7 +20,8 @@ pub enum Flavor {
 pub enum Api {
     /// A chat request in the given wire format.
     Chat(Flavor),
-    /// `/v1/responses`, `/v1/embeddings`, `/v1/models`, `/v1/messages/count_tokens`:
+    /// `/v1/responses`, `/v1/embeddings`, `/v1/models`, `/v1/messages/count_tokens`,
+    /// `/v1/realtime`:
     /// forwarded to a provider that serves it, with credentials injected.
     Native(&'static str),
     /// Anything else: forwarded as is.
@@ -28,6 +29,9 @@ pub enum Api {
 }
 
 impl Api {
+    /// OpenAI's Realtime API: a WebSocket session (see [`super::realtime`]).
+    pub const REALTIME: Api = Api::Native("realtime");
+
     pub fn classify(path: &str) -> Api {
         let path = path.trim_end_matches('/');
         if path.ends_with("/chat/completions") {
@@ -42,6 +46,8 @@ impl Api {
             Api::Native("embeddings")
         } else if path.ends_with("/models") {
             Api::Native("models")
+        } else if path.ends_with("/realtime") {
+            Api::REALTIME
         } else {
             Api::Other
         }
@@ -160,6 +166,8 @@ mod tests {
             Api::Native("messages/count_tokens")
         );
         assert_eq!(Api::classify("/v1/embeddings"), Api::Native("embeddings"));
+        assert_eq!(Api::classify("/v1/realtime"), Api::REALTIME);
+        assert_eq!(Api::classify("/v1/realtime/calls"), Api::Other);
         assert_eq!(Api::classify("/v1/files"), Api::Other);
     }
 

@@ -6,11 +6,14 @@
 //! other format, failing over on 429/5xx/connect errors ([`failover`]) →
 //! the answer back in the client's format, whole or streamed ([`stream`]),
 //! through the response or chunk hooks, with token usage recorded.
+//! Realtime sessions are WebSocket handshakes sent on to a provider
+//! ([`realtime`]).
 
 pub mod api;
 pub mod chat;
 pub mod failover;
 pub mod provider;
+pub mod realtime;
 pub mod stream;
 
 use std::collections::BTreeMap;

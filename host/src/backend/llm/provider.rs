@@ -169,11 +169,19 @@ impl Provider {
             }
             _ => None,
         };
+        let mut upstream = WeightedBackend::new(at.target, 1, &transport);
+        if flavor == Flavor::OpenAi {
+            // Realtime sessions are WebSocket upgrades, which need HTTP/1.1.
+            let http1 = clients
+                .transport(tls_settings.as_ref(), HttpVersion::Http1, connect_timeout)
+                .map_err(|e| ("policies.backendTLS".to_string(), e))?;
+            upstream = upstream.upgradable(&http1);
+        }
         Ok(Provider {
             name: named.name.clone(),
             family,
             flavor,
-            upstream: WeightedBackend::new(at.target, 1, &transport),
+            upstream,
             base_path: at.base_path,
             path_override: named.path_override.clone(),
             model: params.model.clone(),

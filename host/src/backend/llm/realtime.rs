@@ -1,0 +1,121 @@
+//! Realtime sessions (OpenAI's `/v1/realtime`): a WebSocket handshake on an
+//! LLM route goes to a provider that serves the API, with the gateway's
+//! credentials and the route's model aliases; once the provider answers 101
+//! the session's events flow through the tunnel ([`crate::backend::upgrade`])
+//! without being inspected.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{HOST, HeaderValue};
+use http::{Request, Response, StatusCode};
+
+use super::api::{self, Api, Flavor};
+use super::provider::Provider;
+use super::{LlmBackend, LlmTrace};
+use crate::backend::http::{Body, UpstreamBody, UpstreamError, forward_upgrade};
+
+/// Send the handshake in `parts` to the first provider that serves Realtime
+/// and can be reached (one that cannot be connected to is passed over:
+/// nothing was sent to it). The answer comes back with its provider and the
+/// model asked of it; a failure as the error answer in OpenAI's shape.
+pub async fn handshake(
+    llm: &LlmBackend,
+    parts: http::request::Parts,
+    protocol: HeaderValue,
+    timeout: Option<Duration>,
+    trace: &mut LlmTrace,
+) -> Result<(Response<UpstreamBody>, Arc<Provider>, String), Response<Body>> {
+    let refuse = |trace: &mut LlmTrace, status, message: String| {
+        trace.error = Some(message.clone());
+        Err(api::error_response(Flavor::OpenAi, status, None, &message))
+    };
+    let api = Api::classify(parts.uri.path());
+    if api != Api::REALTIME {
+        let message = format!(
+            "{} cannot be upgraded: on an LLM route only Realtime sessions (…/realtime) are WebSockets",
+            parts.uri.path()
+        );
+        return refuse(trace, StatusCode::BAD_REQUEST, message);
+    }
+    let candidates = llm.failover.candidates(api);
+    if candidates.is_empty() {
+        let message = "no provider of this route serves the Realtime API".to_string();
+        return refuse(trace, StatusCode::NOT_FOUND, message);
+    }
+    let mut unreachable = Vec::new();
+    for (_, provider) in candidates {
+        let mut headers = parts.headers.clone();
+        headers.remove(HOST);
+        provider.authorize(&mut headers, llm.passthrough_auth);
+        let (query, model) = query_for(parts.uri.query(), llm, &provider);
+        let path = provider.path_for(api, parts.uri.path());
+        let target = match query {
+            Some(q) => format!("{path}?{q}"),
+            None => path,
+        };
+        let mut req = Request::new(crate::proxy::full(bytes::Bytes::new()));
+        *req.method_mut() = parts.method.clone();
+        *req.uri_mut() = target
+            .parse()
+            .unwrap_or_else(|_| http::Uri::from_static("/"));
+        *req.headers_mut() = headers;
+        match forward_upgrade(&provider.upstream, req, protocol.clone(), timeout).await {
+            Ok(resp) => {
+                trace.upstream = Some(provider.name.clone());
+                return Ok((resp, provider, model));
+            }
+            Err(e @ (UpstreamError::Connect(..) | UpstreamError::ConnectTimeout(_))) => {
+                unreachable.push(format!("{}: {e}", provider.name));
+            }
+            Err(e) => {
+                trace.upstream = Some(provider.name.clone());
+                let message = format!("provider {}: {e}", provider.name);
+                return refuse(trace, e.status(), message);
+            }
+        }
+    }
+    let message = format!("no provider could be reached: {}", unreachable.join("; "));
+    refuse(trace, StatusCode::BAD_GATEWAY, message)
+}
+
+/// The query sent upstream, and the model in it: the client's query with
+/// its `model` resolved through the route's aliases, or replaced by the
+/// provider's own model.
+fn query_for(
+    query: Option<&str>,
+    llm: &LlmBackend,
+    provider: &Provider,
+) -> (Option<String>, String) {
+    let mut pairs: Vec<(String, String)> =
+        form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+    let resolve = |asked: &str| match &provider.model {
+        Some(m) => m.clone(),
+        None => llm
+            .models
+            .aliases
+            .get(asked)
+            .cloned()
+            .unwrap_or_else(|| asked.to_string()),
+    };
+    let mut model = None;
+    for (_, v) in pairs.iter_mut().filter(|(k, _)| k == "model") {
+        *v = resolve(v);
+        model.get_or_insert_with(|| v.clone());
+    }
+    if model.is_none()
+        && let Some(m) = &provider.model
+    {
+        pairs.push(("model".into(), m.clone()));
+        model = Some(m.clone());
+    }
+    if pairs.is_empty() {
+        return (None, String::new());
+    }
+    let query = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(&pairs)
+        .finish();
+    (Some(query), model.unwrap_or_default())
+}
