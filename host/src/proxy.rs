@@ -29,7 +29,7 @@ use crate::backend::llm::{self, LlmRequestIn, LlmTrace};
 use crate::backend::mcp::{self, McpRequestIn, McpTrace};
 use crate::backend::upgrade;
 use crate::gateway::{Gateway, RouteRuntime};
-use crate::listener::workers::{PerWorker, WorkerCopy};
+use crate::listener::workers::{Load, PerWorker, WorkerCopy};
 use crate::policy::bindings::{self, Denial, Hooks, RequestContext};
 use crate::policy::hooks::{OnHttpRequest, OnHttpResponse};
 use crate::policy::{ChainRun, Decision, PluginFailure, PolicyEngine, Verdict};
@@ -124,16 +124,20 @@ pub struct Peer {
     pub tls: bool,
     /// The client's IP, as `X-Forwarded-For` carries it.
     forwarded_for: HeaderValue,
+    /// Counts the connection against its worker for as long as anything
+    /// serves it: its requests, or the tunnel it became.
+    _load: Load,
 }
 
 impl Peer {
-    pub fn new(addr: SocketAddr, tls: bool) -> Self {
+    pub fn new(addr: SocketAddr, tls: bool, load: Load) -> Self {
         let forwarded_for = HeaderValue::from_str(&addr.ip().to_string())
             .expect("an IP address is a valid header value");
         Peer {
             addr,
             tls,
             forwarded_for,
+            _load: load,
         }
     }
 }
@@ -455,7 +459,7 @@ fn serve_route<'g>(
                     llm,
                     parts,
                     protocol,
-                    client_side,
+                    (peer, client_side),
                     request_id,
                     trace,
                 );
@@ -607,6 +611,7 @@ fn serve_route<'g>(
                 route: route.name.as_str().into(),
                 upstream: upstream.into(),
                 request_id: request_id.to_string(),
+                connection: peer,
             };
             if let Err(refusal) =
                 join_tunnel(shared, gateway, &mut parts, switched, client_side, ends)
@@ -629,7 +634,7 @@ async fn realtime_session<'g>(
     llm: Arc<llm::LlmBackend>,
     parts: http::request::Parts,
     protocol: HeaderValue,
-    client_side: Option<OnUpgrade>,
+    (peer, client_side): (Arc<Peer>, Option<OnUpgrade>),
     request_id: &str,
     trace: &mut Trace<'g>,
 ) -> Response<Body> {
@@ -654,6 +659,7 @@ async fn realtime_session<'g>(
             route: route.name.as_str().into(),
             upstream: provider.name.as_str().into(),
             request_id: request_id.to_string(),
+            connection: peer,
         };
         if let Err(refusal) = join_tunnel(shared, gateway, &mut parts, switched, client_side, ends)
         {

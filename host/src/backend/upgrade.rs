@@ -90,6 +90,9 @@ pub struct Ends {
     pub route: Arc<str>,
     pub upstream: Arc<str>,
     pub request_id: String,
+    /// The client connection's state, kept while the tunnel lives: its
+    /// worker counts it as open until then.
+    pub connection: Arc<dyn Send + Sync>,
 }
 
 /// Join the client's connection and the upstream's once both have handed

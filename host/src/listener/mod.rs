@@ -107,7 +107,7 @@ pub async fn serve_connections(shared: Arc<Shared>, mut handed: mpsc::UnboundedR
         let activity = Activity::new();
         let service = {
             let shared = worker.clone();
-            let client = Arc::new(proxy::Peer::new(peer, acceptor.is_some()));
+            let client = Arc::new(proxy::Peer::new(peer, acceptor.is_some(), load));
             let activity = activity.clone();
             service_fn(move |req: Request<Incoming>| {
                 let shared = shared.clone();
@@ -132,16 +132,17 @@ pub async fn serve_connections(shared: Arc<Shared>, mut handed: mpsc::UnboundedR
                 .serve_connection_with_upgrades(TokioIo::new(stream), service)
                 .into_owned();
             let conn = graceful.watch(conn);
-            tokio::spawn(async move {
-                until_idle(Box::pin(conn), activity, limits.idle_timeout, peer).await;
-                drop(load);
-            });
+            tokio::spawn(until_idle(
+                Box::pin(conn),
+                activity,
+                limits.idle_timeout,
+                peer,
+            ));
             continue;
         };
         let builder = builder.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let _load = load;
             let handshake =
                 tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream));
             let stream = match handshake.await {
