@@ -4,6 +4,7 @@
 //! the session's events flow through the tunnel ([`crate::backend::upgrade`])
 //! without being inspected.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,7 +49,8 @@ pub async fn handshake(
         let mut headers = parts.headers.clone();
         headers.remove(HOST);
         provider.authorize(&mut headers, llm.passthrough_auth);
-        let (query, model) = query_for(parts.uri.query(), llm, &provider);
+        let aliases = &llm.models.aliases;
+        let (query, model) = query_for(parts.uri.query(), aliases, provider.model.as_deref());
         let path = provider.path_for(api, parts.uri.path());
         let target = match query {
             Some(q) => format!("{path}?{q}"),
@@ -84,18 +86,16 @@ pub async fn handshake(
 /// provider's own model.
 fn query_for(
     query: Option<&str>,
-    llm: &LlmBackend,
-    provider: &Provider,
+    aliases: &BTreeMap<String, String>,
+    provider_model: Option<&str>,
 ) -> (Option<String>, String) {
     let mut pairs: Vec<(String, String)> =
         form_urlencoded::parse(query.unwrap_or_default().as_bytes())
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
-    let resolve = |asked: &str| match &provider.model {
-        Some(m) => m.clone(),
-        None => llm
-            .models
-            .aliases
+    let resolve = |asked: &str| match provider_model {
+        Some(m) => m.to_string(),
+        None => aliases
             .get(asked)
             .cloned()
             .unwrap_or_else(|| asked.to_string()),
@@ -106,10 +106,10 @@ fn query_for(
         model.get_or_insert_with(|| v.clone());
     }
     if model.is_none()
-        && let Some(m) = &provider.model
+        && let Some(m) = provider_model
     {
-        pairs.push(("model".into(), m.clone()));
-        model = Some(m.clone());
+        pairs.push(("model".into(), m.to_string()));
+        model = Some(m.to_string());
     }
     if pairs.is_empty() {
         return (None, String::new());
@@ -118,4 +118,28 @@ fn query_for(
         .extend_pairs(&pairs)
         .finish();
     (Some(query), model.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_model_goes_through_the_aliases_unless_the_provider_fixes_one() {
+        let aliases = BTreeMap::from([("voice".to_string(), "gpt-realtime".to_string())]);
+        let (query, model) = query_for(Some("model=voice&x=a%20b"), &aliases, None);
+        assert_eq!(query.as_deref(), Some("model=gpt-realtime&x=a+b"));
+        assert_eq!(model, "gpt-realtime");
+        // Not an alias: as the client asked.
+        let (query, _) = query_for(Some("model=other"), &aliases, None);
+        assert_eq!(query.as_deref(), Some("model=other"));
+        // The provider's own model wins, and is added when the client named none.
+        let fixed = Some("gpt-realtime-mini");
+        let (query, model) = query_for(Some("model=voice"), &aliases, fixed);
+        assert_eq!(query.as_deref(), Some("model=gpt-realtime-mini"));
+        assert_eq!(model, "gpt-realtime-mini");
+        let (query, _) = query_for(None, &aliases, fixed);
+        assert_eq!(query.as_deref(), Some("model=gpt-realtime-mini"));
+        assert_eq!(query_for(None, &aliases, None), (None, String::new()));
+    }
 }
