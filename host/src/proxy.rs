@@ -349,14 +349,10 @@ fn serve_route<'g>(
         // A WebSocket (or other) upgrade: the protocol asked for, and the
         // client's side of the tunnel once it is agreed. hyper marks the
         // requests that may upgrade, so every other request pays one check.
-        let mut client_side = parts.extensions.remove::<OnUpgrade>();
-        let upgrade = match client_side {
-            Some(_) => upgrade::requested(parts.version, &parts.headers),
-            None => None,
-        };
-        if upgrade.is_none() {
-            client_side = None;
-        }
+        let client_side = parts.extensions.remove::<OnUpgrade>();
+        let upgrade = client_side
+            .as_ref()
+            .and_then(|_| upgrade::requested(parts.version, &parts.headers));
         // Boxed (a large future), so only where there is something to check.
         let authenticates = route.jwt.is_some() || route.basic.is_some() || route.api_key.is_some();
         let identity = if !authenticates {
@@ -613,10 +609,8 @@ fn serve_route<'g>(
                 request_id: request_id.to_string(),
                 connection: peer,
             };
-            if let Err(refusal) =
-                join_tunnel(shared, gateway, &mut parts, switched, client_side, ends)
-            {
-                trace.error = Some("101 without an upgrade to carry it".into());
+            let tunnel = (switched, client_side);
+            if let Err(refusal) = join_tunnel(shared, gateway, &mut parts, tunnel, ends, trace) {
                 return refusal;
             }
         }
@@ -661,9 +655,8 @@ async fn realtime_session<'g>(
             request_id: request_id.to_string(),
             connection: peer,
         };
-        if let Err(refusal) = join_tunnel(shared, gateway, &mut parts, switched, client_side, ends)
-        {
-            trace.error = Some("101 without an upgrade to carry it".into());
+        let tunnel = (switched, client_side);
+        if let Err(refusal) = join_tunnel(shared, gateway, &mut parts, tunnel, ends, trace) {
             return refusal;
         }
     }
@@ -681,11 +674,12 @@ fn join_tunnel(
     shared: &Shared,
     gateway: &Gateway,
     parts: &mut http::response::Parts,
-    switched: Option<upgrade::Switch>,
-    client_side: Option<OnUpgrade>,
+    (switched, client_side): (Option<upgrade::Switch>, Option<OnUpgrade>),
     ends: upgrade::Ends,
+    trace: &mut Trace<'_>,
 ) -> Result<(), Response<Body>> {
     let (Some(switched), Some(client_side)) = (switched, client_side) else {
+        trace.error = Some("101 without an upgrade to carry it".into());
         return Err(error_response(
             StatusCode::BAD_GATEWAY,
             "upstream_switched_protocols",

@@ -228,16 +228,7 @@ impl HostConns {
         mut req: Request<Body>,
     ) -> Result<Response<Incoming>, SendError> {
         self.prepare(&mut req);
-        let io = self.connect().await.map_err(SendError::Connect)?;
-        let (mut sender, conn) = http1::Builder::new()
-            .handshake(io)
-            .await
-            .map_err(|e| SendError::Exchange(e.into()))?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.with_upgrades().await {
-                tracing::debug!("upstream connection ended: {e}");
-            }
-        });
+        let mut sender = self.open().await.map_err(SendError::Connect)?;
         sender
             .send_request(req)
             .await
@@ -318,9 +309,10 @@ impl HostConns {
         let io = self.connect().await?;
         let (sender, conn) = http1::Builder::new().handshake(io).await?;
         // On the caller's runtime: a worker's connections are driven by that
-        // worker, which is the one that reuses them.
+        // worker, which is the one that reuses them. Any of them can carry
+        // an upgrade (see `send_upgrade`); pooled ones are never asked to.
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            if let Err(e) = conn.with_upgrades().await {
                 tracing::debug!("upstream connection ended: {e}");
             }
         });

@@ -153,12 +153,7 @@ pub fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
     }
     // Headers named in Connection are hop-by-hop too (keep-alive and close
     // are options, not names).
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
+    let named: Vec<HeaderName> = connection_options(headers)
         .filter(|n| !n.eq_ignore_ascii_case("keep-alive") && !n.eq_ignore_ascii_case("close"))
         .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
         .collect();
@@ -173,6 +168,16 @@ pub fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
     if present & (1 << HOP_BY_HOP.len()) != 0 {
         headers.remove(header::TRANSFER_ENCODING);
     }
+}
+
+/// The options of a message's `Connection` header lines, trimmed.
+pub fn connection_options(headers: &http::HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
 }
 
 /// HTTP/1.1 over TCP with the gateway's own pool: one per worker, and one

@@ -21,6 +21,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
+use super::http::connection_options;
 use crate::telemetry::metrics::TunnelMetrics;
 
 /// The protocol an HTTP/1.1 request asks to switch to, if it asks: an
@@ -32,12 +33,7 @@ pub fn requested(version: Version, headers: &HeaderMap) -> Option<HeaderValue> {
         return None;
     }
     let protocol = headers.get(UPGRADE)?;
-    let asks = headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|option| option.trim().eq_ignore_ascii_case("upgrade"));
+    let asks = connection_options(headers).any(|o| o.eq_ignore_ascii_case("upgrade"));
     let only_h2c = protocol
         .to_str()
         .map(|p| p.split(',').all(|p| p.trim().eq_ignore_ascii_case("h2c")))
@@ -121,11 +117,8 @@ fn splice(
         let mut upstream = Watched::new(TokioIo::new(upstream), started, last.clone());
         let copy = tokio::io::copy_bidirectional(&mut client, &mut upstream);
         let ended = until_quiet(copy, started, &last, idle).await;
-        let (sent, received) = match &ended {
-            Ok((sent, received)) => (*sent, *received),
-            // Counted as they passed, so a failed tunnel still reports them.
-            Err(_) => (client.read, upstream.read),
-        };
+        // Counted as they passed, so a failed tunnel reports them too.
+        let (sent, received) = (client.read, upstream.read);
         open.close(sent, received);
         let outcome = match &ended {
             Ok(_) => "closed".to_string(),

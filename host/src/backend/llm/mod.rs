@@ -276,15 +276,13 @@ async fn passthrough(
             Api::Other => path_and_query.clone(),
             _ => format!("{}{query}", p.path_for(api, input.parts.uri.path())),
         };
-        let mut headers = input.parts.headers.clone();
-        headers.remove(http::header::HOST);
-        headers.remove(http::header::ACCEPT_ENCODING);
-        p.authorize(&mut headers, llm.passthrough_auth);
-        let mut req = Request::new(crate::proxy::full(input.body.clone()));
-        *req.method_mut() = input.parts.method.clone();
-        *req.uri_mut() = path.parse().unwrap_or_else(|_| http::Uri::from_static("/"));
-        *req.headers_mut() = headers;
-        req
+        provider_request(
+            &input.parts,
+            p,
+            &path,
+            input.body.clone(),
+            llm.passthrough_auth,
+        )
     };
     match llm
         .failover
@@ -304,6 +302,27 @@ async fn passthrough(
         }
         Err(failed) => failed.into_response(client, trace).await,
     }
+}
+
+/// The client's request as `provider` gets it at `path`: its method and
+/// headers, less Host and Accept-Encoding (the gateway reads the answer),
+/// with the gateway's credentials.
+fn provider_request(
+    client: &http::request::Parts,
+    provider: &Provider,
+    path: &str,
+    body: Bytes,
+    passthrough_auth: bool,
+) -> Request<Body> {
+    let mut headers = client.headers.clone();
+    headers.remove(http::header::HOST);
+    headers.remove(http::header::ACCEPT_ENCODING);
+    provider.authorize(&mut headers, passthrough_auth);
+    let mut req = Request::new(crate::proxy::full(body));
+    *req.method_mut() = client.method.clone();
+    *req.uri_mut() = path.parse().unwrap_or_else(|_| http::Uri::from_static("/"));
+    *req.headers_mut() = headers;
+    req
 }
 
 async fn chat(

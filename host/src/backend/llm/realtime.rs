@@ -8,8 +8,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::{HOST, HeaderValue};
-use http::{Request, Response, StatusCode};
+use bytes::Bytes;
+use http::header::HeaderValue;
+use http::{Response, StatusCode};
 
 use super::api::{self, Api, Flavor};
 use super::provider::Provider;
@@ -46,9 +47,6 @@ pub async fn handshake(
     }
     let mut unreachable = Vec::new();
     for (_, provider) in candidates {
-        let mut headers = parts.headers.clone();
-        headers.remove(HOST);
-        provider.authorize(&mut headers, llm.passthrough_auth);
         let aliases = &llm.models.aliases;
         let (query, model) = query_for(parts.uri.query(), aliases, provider.model.as_deref());
         let path = provider.path_for(api, parts.uri.path());
@@ -56,12 +54,8 @@ pub async fn handshake(
             Some(q) => format!("{path}?{q}"),
             None => path,
         };
-        let mut req = Request::new(crate::proxy::full(bytes::Bytes::new()));
-        *req.method_mut() = parts.method.clone();
-        *req.uri_mut() = target
-            .parse()
-            .unwrap_or_else(|_| http::Uri::from_static("/"));
-        *req.headers_mut() = headers;
+        let passthrough = llm.passthrough_auth;
+        let req = super::provider_request(&parts, &provider, &target, Bytes::new(), passthrough);
         match forward_upgrade(&provider.upstream, req, protocol.clone(), timeout).await {
             Ok(resp) => {
                 trace.upstream = Some(provider.name.clone());
