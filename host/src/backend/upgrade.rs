@@ -132,6 +132,9 @@ fn splice(
             duration_ms = started.elapsed().as_millis() as u64,
             "tunnel ended: {outcome}"
         );
+        // Named, so the task holds the connection's state to here: an
+        // async block captures only the fields it uses.
+        drop(ends.connection);
     });
 }
 
