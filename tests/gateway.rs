@@ -814,6 +814,35 @@ async fn validate_reports_file_line_path_and_suggestion() {
             "{name}: {stderr}"
         );
     }
+    // Shutdown's deadlines are checked against each other, and the default
+    // deadline against the grace period it is taken from.
+    let file = dir.join("termination.yaml");
+    std::fs::write(
+        &file,
+        format!("config:\n  connectionTerminationDeadline: 2s\n  connectionMinTerminationDeadline: 3s\n{head}"),
+    )
+    .unwrap();
+    let out = process::wardgate(&["validate", "-c", file.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(&format!(
+            "{}:3:3: config.connectionMinTerminationDeadline: 3s is longer than connectionTerminationDeadline (2s)",
+            file.display()
+        )),
+        "{stderr}"
+    );
+    std::fs::write(&file, head).unwrap();
+    let out = process::wardgate_env(
+        &["validate", "-c", file.to_str().unwrap()],
+        &[("TERMINATION_GRACE_PERIOD_SECONDS", "soon".to_string())],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("config.connectionTerminationDeadline: not set, and TERMINATION_GRACE_PERIOD_SECONDS='soon'"),
+        "{stderr}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
     let out = process::wardgate(&[
         "validate",
@@ -988,6 +1017,78 @@ async fn sigterm_drains_in_flight_requests() {
     assert!(
         gw.log()
             .contains("path=\"/sleep\" route=\"listener0/route0\" status=200"),
+        "{}",
+        gw.log()
+    );
+}
+
+/// `connectionMinTerminationDeadline`: after `SIGTERM` the gateway keeps
+/// accepting (a load balancer may still send clients) and serves each new
+/// connection one request with `Connection: close`, while open keep-alive
+/// connections are closed once idle and `/readyz` answers 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_sigterm_new_connections_are_served_until_the_minimum_deadline() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = Upstream::start().await;
+    let mut gw = Gateway::start(&proxy_to(
+        upstream.addr,
+        "config:\n  connectionMinTerminationDeadline: 1500ms\n  connectionTerminationDeadline: 5s\n",
+    ))
+    .await;
+    let listener = gw.url("").replacen("http://", "", 1);
+    // One request on a raw connection; the head and what followed it.
+    async fn exchange(conn: &mut tokio::net::TcpStream, path: &str) -> String {
+        let request = format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n");
+        conn.write_all(request.as_bytes()).await.unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&seen).contains("\"body\"") {
+            let n = conn.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
+            seen.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&seen).to_lowercase()
+    }
+    let mut kept = tokio::net::TcpStream::connect(&listener).await.unwrap();
+    let answer = exchange(&mut kept, "/before").await;
+    assert!(answer.starts_with("http/1.1 200"), "{answer}");
+    assert!(!answer.contains("connection: close"), "{answer}");
+    let url = gw.url("/sleep");
+    let in_flight = tokio::spawn(async move { get(&client(), &url).await });
+    process::eventually(|| async { upstream.hits() == 2 }).await;
+
+    let signalled = Instant::now();
+    gw.signal("TERM");
+    process::eventually(|| async {
+        let (status, _, body) = get(&client(), &gw.admin_url("/readyz")).await;
+        status == StatusCode::SERVICE_UNAVAILABLE && body == "draining\n"
+    })
+    .await;
+    // The idle keep-alive connection is closed, well before the process ends.
+    let mut rest = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(1), kept.read(&mut rest)).await;
+    assert!(matches!(read, Ok(Ok(0))), "{read:?}");
+    // A new connection is served, and told to close.
+    let mut late = tokio::net::TcpStream::connect(&listener).await.unwrap();
+    let answer = exchange(&mut late, "/during").await;
+    assert!(answer.starts_with("http/1.1 200"), "{answer}");
+    assert!(answer.contains("connection: close"), "{answer}");
+    assert!(signalled.elapsed() < Duration::from_millis(1500));
+    // The request in flight at the signal finishes.
+    let (status, _, body) = in_flight.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Nothing is left open, so the gateway exits once the minimum is up.
+    assert!(
+        gw.wait_exit(Duration::from_secs(10)),
+        "gateway did not exit"
+    );
+    let exited = signalled.elapsed().as_secs_f64();
+    assert!(
+        (1.5..4.0).contains(&exited),
+        "exited {exited} s after SIGTERM"
+    );
+    assert!(
+        !gw.log().contains("connectionTerminationDeadline passed"),
         "{}",
         gw.log()
     );

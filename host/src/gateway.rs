@@ -21,6 +21,7 @@ use crate::config::schema::{
     RequestRedirect, UrlRewrite,
 };
 use crate::config::sugar;
+use crate::listener::drain::Termination;
 use crate::listener::tls::{self, TlsAcceptor};
 use crate::policy::bindings::{BackendProtocol, Hooks};
 use crate::policy::{Chain, PolicyEngine};
@@ -130,6 +131,8 @@ pub struct Gateway {
     pub max_body: usize,
     pub client_limits: ClientLimits,
     pub access_log: AccessLogFormat,
+    /// How long `SIGTERM`'s drain keeps accepting, and waits at most.
+    pub termination: Termination,
 }
 
 /// What protects the listeners from slow or oversized clients; read for
@@ -350,6 +353,7 @@ impl Gateway {
                     .map_or(DEFAULT_IDLE_TIMEOUT, |d| d.0),
             },
             access_log: config.config.access_log,
+            termination: termination(&config)?,
             binds,
             config,
         })
@@ -366,6 +370,7 @@ impl Gateway {
     fn check_unlocated(config: &Config, engine: &PolicyEngine) -> Result<Vec<String>, BuildError> {
         // A configured key is checked; without one, checking needs no real key.
         let checking = session_sealer(config)?.unwrap_or_else(|| Arc::new(Sealer::new(&[0; 32])));
+        termination(config)?;
         let mut notes = Vec::new();
         let clients = HttpBackends::new(Duration::from_secs(10), 0);
         for (b, bind) in config.binds.iter().enumerate() {
@@ -615,7 +620,12 @@ fn api_key_auth(
         .map_err(|e| BuildError::new(format!("{at}.policies.apiKey"), e))
 }
 
-/// The route's `mcp:` backend, if it has one; it must be the only backend.
+/// `SIGTERM`'s drain times, checked against each other.
+fn termination(config: &Config) -> Result<Termination, BuildError> {
+    Termination::from_settings(&config.config)
+        .map_err(|(path, message)| BuildError::new(path, message))
+}
+
 /// `config.session.key`, when set, as the sealer of MCP session ids.
 fn session_sealer(config: &Config) -> Result<Option<Arc<Sealer>>, BuildError> {
     let Some(session) = &config.config.session else {
@@ -629,6 +639,7 @@ fn session_sealer(config: &Config) -> Result<Option<Arc<Sealer>>, BuildError> {
         .map_err(|e| BuildError::new(at, e))
 }
 
+/// The route's `mcp:` backend, if it has one; it must be the only backend.
 fn mcp_backend(
     route: &crate::config::schema::Route,
     clients: &HttpBackends,

@@ -15,6 +15,7 @@ use wardgate::cli::plugin::PluginCommand;
 use wardgate::config::schema::{AccessLogFormat, Settings};
 use wardgate::config::{self, Config};
 use wardgate::gateway::Gateway;
+use wardgate::listener::drain::Termination;
 use wardgate::listener::workers::Workers;
 use wardgate::policy::{EngineOptions, PolicyEngine};
 use wardgate::proxy::Shared;
@@ -233,7 +234,8 @@ async fn serve(config: Config, path: Option<PathBuf>, loaded: reload::Stamp) -> 
         tokio::spawn(retry_until_loaded(shared.clone(), config));
     }
     let (stop_tx, stop_rx) = watch::channel(false);
-    let (workers, dispatch) = Workers::start(workers, shared.clone())?;
+    let (drain_tx, drain_rx) = watch::channel(None);
+    let (workers, dispatch) = Workers::start(workers, shared.clone(), drain_rx)?;
     // The acceptors hold the only handles to the workers: once they stop,
     // the workers drain and end.
     let dispatch = Arc::new(dispatch);
@@ -246,17 +248,32 @@ async fn serve(config: Config, path: Option<PathBuf>, loaded: reload::Stamp) -> 
         ));
     }
     drop(dispatch);
-    let admin = tokio::spawn(admin::serve(shared.clone(), admin_socket, stop_rx.clone()));
+    // The admin port outlives the drain, so `/readyz` can say it is on.
+    let (admin_stop, admin_stop_rx) = watch::channel(false);
+    let admin = tokio::spawn(admin::serve(shared.clone(), admin_socket, admin_stop_rx));
     if let Some(path) = path {
         tokio::spawn(reload::on_sighup(shared.clone(), path.clone()));
         tokio::spawn(reload::on_file_change(shared.clone(), path, loaded));
     }
 
     shutdown_signal().await;
-    tracing::info!("shutting down: draining in-flight requests");
+    let Termination { min, max } = shared.gateway().termination;
+    tracing::info!(
+        "shutting down: draining connections (accepting for {}s more, closing what is still open after {}s)",
+        min.as_secs_f64(),
+        max.as_secs_f64()
+    );
+    shared
+        .draining
+        .store(true, std::sync::atomic::Ordering::Release);
+    let _ = drain_tx.send(Some(tokio::time::Instant::now() + max));
+    // Clients a load balancer still sends here meanwhile are served.
+    tokio::time::sleep(min).await;
     let _ = stop_tx.send(true);
-    let _ = admin.await;
     tokio::task::spawn_blocking(move || workers.join()).await?;
+    let _ = admin_stop.send(true);
+    let _ = admin.await;
+    tracing::info!("drained: exiting");
     Ok(())
 }
 

@@ -50,6 +50,8 @@ pub struct Shared {
     pub llm_metrics: LlmMetrics,
     pub tunnels: Arc<TunnelMetrics>,
     pub ready: AtomicBool,
+    /// `SIGTERM` came: `/readyz` says so, so load balancers send elsewhere.
+    pub draining: AtomicBool,
     /// The file `run -c` was given, for reloads.
     pub config_path: Option<std::path::PathBuf>,
     pub reload_lock: tokio::sync::Mutex<()>,
@@ -73,6 +75,7 @@ impl Shared {
             llm_metrics: LlmMetrics::default(),
             tunnels: Arc::default(),
             ready: AtomicBool::new(true),
+            draining: AtomicBool::new(false),
             config_path,
             reload_lock: tokio::sync::Mutex::new(()),
             request_ids: RequestIds::default(),

@@ -12,6 +12,8 @@ Steps:
   refused the handshake's failure: the status and body the client got
   quiet   no messages and no pings: how long until the connection is closed
   pinging a ping every 0.25 s for 3 s: whether the connection stayed open
+  hold    a text message echoed every 0.1 s until the connection closes: how
+          long it stayed open after the hello and how many came back
 """
 
 import asyncio
@@ -32,7 +34,7 @@ def out(**fields):
 async def main(url, step, headers, ca):
     context = ssl.create_default_context(cafile=ca) if ca else None
     options = dict(additional_headers=headers, max_size=None, compression=None, ssl=context)
-    if step in ("quiet", "pinging"):
+    if step in ("quiet", "pinging", "hold"):
         options["ping_interval"] = None
     try:
         ws = await connect(url, **options)
@@ -71,6 +73,17 @@ async def main(url, step, headers, ca):
                 await asyncio.sleep(0.25)
             await ws.send("still here")
             out(open_after=time.monotonic() - started, text=await ws.recv())
+        elif step == "hold":
+            started, echoes = time.monotonic(), 0
+            try:
+                while True:
+                    await ws.send(f"echo {echoes}")
+                    if await asyncio.wait_for(ws.recv(), 5) == f"echo {echoes}":
+                        echoes += 1
+                    await asyncio.sleep(0.1)
+            except (ConnectionClosed, asyncio.TimeoutError) as e:
+                out(held_for=time.monotonic() - started, echoes=echoes,
+                    ended=type(e).__name__)
 
 
 if __name__ == "__main__":

@@ -289,3 +289,71 @@ binds:
     assert_eq!(lines[0]["hello"]["path"], "/secure");
     assert_eq!(lines[2]["binary_same"], true, "{lines:?}");
 }
+
+/// `SIGTERM` drains tunnels too: an open one keeps carrying messages until
+/// `connectionTerminationDeadline`, when the gateway closes it and exits.
+/// Meanwhile `/readyz` says it is draining and no new connection is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_keeps_tunnels_open_until_the_termination_deadline() {
+    use std::io::BufRead;
+    let server = WsServer::start(None);
+    let mut gw = Gateway::start(&format!(
+        r#"
+config:
+  connectionTerminationDeadline: 2s
+binds:
+- port: 0
+  listeners:
+  - routes:
+    - backends: [{{host: "{up}"}}]
+"#,
+        up = server.addr()
+    ))
+    .await;
+    let mut client = Command::new(venv("py", "python"))
+        .arg(root().join("tests/clients/websocket_client.py"))
+        .args([&ws_url(&gw, "/held"), "hold"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run the websockets client");
+    let mut lines = std::io::BufReader::new(client.stdout.take().unwrap()).lines();
+    let mut next_line = move || -> Value {
+        let line = lines.next().expect("a line").expect("readable");
+        serde_json::from_str(&line).expect("a JSON line")
+    };
+    assert_eq!(next_line()["status"], 101);
+    let signalled = Instant::now();
+    gw.signal("TERM");
+    super::process::eventually(|| async {
+        let (status, _, body) = super::get(&super::client(), &gw.admin_url("/readyz")).await;
+        status == 503 && body == "draining\n"
+    })
+    .await;
+    let listener = gw.url("").replacen("http://", "", 1);
+    super::process::eventually(|| async {
+        tokio::net::TcpStream::connect(&listener).await.is_err()
+    })
+    .await;
+    assert!(
+        gw.wait_exit(Duration::from_secs(10)),
+        "gateway did not exit at the deadline"
+    );
+    let exited = signalled.elapsed().as_secs_f64();
+    let held = next_line();
+    client.wait().unwrap();
+    assert!(
+        (1.8..4.0).contains(&exited),
+        "exited {exited} s after SIGTERM"
+    );
+    // Echoed every 0.1 s through the drain, until the gateway closed it.
+    let held_for = held["held_for"].as_f64().unwrap();
+    assert!(held_for >= 1.8, "{held}");
+    assert!(held["echoes"].as_u64().unwrap() >= 10, "{held}");
+    assert_eq!(held["ended"], "ConnectionClosedError", "{held}");
+    assert!(
+        gw.log()
+            .contains("connectionTerminationDeadline passed: closing 1 connection(s) still open"),
+        "{}",
+        gw.log()
+    );
+}

@@ -74,6 +74,17 @@ pub struct Settings {
         deserialize_with = "longer_than_zero"
     )]
     pub idle_timeout: Option<DurationStr>,
+    /// After `SIGTERM`, the longest the gateway waits for open connections
+    /// (requests, streams, WebSocket tunnels) to finish before it closes
+    /// them and exits. Default 5s, or `TERMINATION_GRACE_PERIOD_SECONDS`
+    /// less a margin when that is set (as Kubernetes can pass it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_termination_deadline: Option<DurationStr>,
+    /// After `SIGTERM`, how long the gateway keeps accepting new connections
+    /// (each served one request at a time and asked to close) while load
+    /// balancers stop sending to it. Default 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_min_termination_deadline: Option<DurationStr>,
     /// MCP sessions: `key` seals session ids so any replica with it resumes them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<SessionSettings>,

@@ -1,9 +1,10 @@
 //! Accepting connections: HTTP/1.1 and HTTP/2 (h2c prior knowledge too, or
 //! ALPN over TLS) on each bind. One acceptor per bind hands each connection
 //! to the least busy worker ([`workers`]), which serves it to the end,
-//! passing every request to [`crate::proxy::handle`]. Shutdown stops
-//! accepting and lets in-flight requests finish.
+//! passing every request to [`crate::proxy::handle`]. Shutdown drains
+//! ([`drain`]): connections are asked to finish and given until a deadline.
 
+pub mod drain;
 mod idle;
 pub mod tls;
 pub mod workers;
@@ -12,6 +13,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use http::Request;
@@ -26,6 +28,7 @@ use tokio::sync::{mpsc, watch};
 use crate::backend::http::BoxError;
 use crate::gateway::ClientLimits;
 use crate::proxy::{self, Shared, WorkerShared};
+use drain::DrainSignal;
 use idle::Activity;
 use workers::{Accepted, Dispatch};
 
@@ -77,22 +80,50 @@ pub async fn accept(
     }
 }
 
-/// A worker's loop: serve every connection handed to it; once the acceptors
-/// are gone, drain them.
-pub async fn serve_connections(shared: Arc<Shared>, mut handed: mpsc::UnboundedReceiver<Accepted>) {
+/// A worker's loop: serve every connection handed to it. When `drain`
+/// says shutdown has begun, ask the open connections to finish and serve
+/// new ones one request each; once the acceptors are gone, wait for every
+/// connection (`open` counts this worker's) until the drain's deadline.
+pub async fn serve_connections(
+    shared: Arc<Shared>,
+    mut handed: mpsc::UnboundedReceiver<Accepted>,
+    open: Arc<AtomicUsize>,
+    mut drain: DrainSignal,
+) {
     // This worker's requests each take a handle on the shared state; see
     // `WorkerShared` for why it is not `shared` itself.
     let worker = Arc::new(WorkerShared::new(shared.clone()));
     let mut limits = shared.gateway().client_limits;
-    let mut builder = connection_builder(limits);
-    let graceful = GracefulShutdown::new();
-    while let Some(Accepted {
-        stream,
-        peer,
-        bind,
-        load,
-    }) = handed.recv().await
-    {
+    let mut draining = false;
+    let mut builder = connection_builder(limits, draining);
+    let mut graceful = GracefulShutdown::new();
+    let mut deadline = None;
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            changed = drain.changed(), if !draining => {
+                draining = true;
+                if changed.is_ok() {
+                    deadline = *drain.borrow_and_update();
+                }
+                // HTTP/1.1 connections close once their response is out
+                // (idle ones at once), HTTP/2 ones get GOAWAY; the
+                // connections still to come are watched by a fresh one.
+                tokio::spawn(std::mem::take(&mut graceful).shutdown());
+                builder = connection_builder(limits, draining);
+                continue;
+            }
+            accepted = handed.recv() => accepted,
+        };
+        let Some(Accepted {
+            stream,
+            peer,
+            bind,
+            load,
+        }) = accepted
+        else {
+            break;
+        };
         let stream = match TcpStream::from_std(stream) {
             Ok(s) => s,
             Err(e) => {
@@ -124,7 +155,7 @@ pub async fn serve_connections(shared: Arc<Shared>, mut handed: mpsc::UnboundedR
         };
         if gateway.client_limits != limits {
             limits = gateway.client_limits;
-            builder = connection_builder(limits);
+            builder = connection_builder(limits, draining);
         }
         drop(gateway);
         let Some(acceptor) = acceptor else {
@@ -161,7 +192,15 @@ pub async fn serve_connections(shared: Arc<Shared>, mut handed: mpsc::UnboundedR
             until_idle(Box::pin(conn), activity, limits.idle_timeout, peer).await;
         });
     }
-    graceful.shutdown().await;
+    // The acceptors are gone: whatever came while draining is asked to
+    // finish too, and the worker waits for its connections and tunnels.
+    tokio::spawn(graceful.shutdown());
+    if let Err(left) = drain::until_closed(&open, deadline).await {
+        tracing::warn!(
+            worker = ?workers::index(),
+            "connectionTerminationDeadline passed: closing {left} connection(s) still open"
+        );
+    }
 }
 
 /// A served connection, its type erased where it is made: passed on
@@ -188,14 +227,17 @@ async fn until_idle(
 
 /// How connections are served under `limits`: a head larger than
 /// `max_header_bytes` gets 431 (HTTP/1.1 and HTTP/2), one not complete
-/// within `header_read_timeout` a closed connection.
-fn connection_builder(limits: ClientLimits) -> auto::Builder<TokioExecutor> {
+/// within `header_read_timeout` a closed connection. `draining`: shutdown
+/// has begun.
+fn connection_builder(limits: ClientLimits, draining: bool) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes);
+        .max_buf_size(limits.max_header_bytes)
+        // While draining, one request per connection (`Connection: close`).
+        .keep_alive(!draining);
     builder
         .http2()
         .timer(TokioTimer::new())

@@ -24,6 +24,7 @@ use std::thread::JoinHandle;
 use arc_swap::ArcSwap;
 use tokio::sync::{Barrier, mpsc};
 
+use super::drain::DrainSignal;
 use crate::proxy::Shared;
 
 thread_local! {
@@ -187,7 +188,12 @@ pub struct Workers {
 
 impl Workers {
     /// Start `n` workers; connections reach them through the returned [`Dispatch`].
-    pub fn start(n: usize, shared: Arc<Shared>) -> anyhow::Result<(Workers, Dispatch)> {
+    /// `drain` tells them when shutdown begins (see [`super::drain`]).
+    pub fn start(
+        n: usize,
+        shared: Arc<Shared>,
+        drain: DrainSignal,
+    ) -> anyhow::Result<(Workers, Dispatch)> {
         // A worker that has drained its own connections keeps running its
         // runtime until all have: a request on another worker may still be
         // waiting on a task (an MCP target's supervisor) that lives on it.
@@ -199,13 +205,15 @@ impl Workers {
         let mut workers = Vec::with_capacity(n);
         for i in 0..n {
             let (tx, rx) = mpsc::unbounded_channel();
-            workers.push((tx, Arc::new(AtomicUsize::new(0))));
+            let open = Arc::new(AtomicUsize::new(0));
+            workers.push((tx, open.clone()));
             // Built here so a failure is a start-up error, not a dead thread.
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .map_err(|e| anyhow::anyhow!("worker {i}: cannot build its runtime: {e}"))?;
             let (shared, drained, started) = (shared.clone(), drained.clone(), started.clone());
+            let drain = drain.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("wardgate-worker-{i}"))
                 .spawn(move || {
@@ -213,7 +221,7 @@ impl Workers {
                     started.wait();
                     runtime.block_on(async move {
                         tokio::spawn(keep_timer_wheel_busy());
-                        super::serve_connections(shared, rx).await;
+                        super::serve_connections(shared, rx, open, drain).await;
                         drained.wait().await;
                     });
                 })?;
