@@ -40,6 +40,13 @@ pub const HOLD: usize = 64;
 const KEEP: usize = 96;
 
 impl HoldBack {
+    /// Text taken from earlier chunks and not sent yet: a check for what
+    /// must not be sent at all looks at `lookbehind + unsent + text`, or a
+    /// value split across held-back chunks would never be seen whole.
+    pub fn unsent(&self) -> &str {
+        &self.text[self.sent..]
+    }
+
     /// Take `chunk` and return the text to send for it: what became safe,
     /// as `render(text, spans, from)` writes `text[from..]` with the spans
     /// found by `find` in it (only those wholly inside are passed). An

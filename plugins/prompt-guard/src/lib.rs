@@ -276,8 +276,13 @@ impl Plugin for PromptGuard {
     }
 
     fn on_llm_chunk(&self, _: &RequestContext, chunk: LlmChunk) -> LlmChunkAction {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
         if !chunk.text.is_empty() && self.checks_answers() {
-            let seen = format!("{}{}", chunk.lookbehind, chunk.text);
+            // What is held back for masking has not been sent, so it is not
+            // in the lookbehind: without it a phrase split across held
+            // chunks would pass unseen.
+            let unsent = if chunk.index == 0 { "" } else { held.unsent() };
+            let seen = format!("{}{unsent}{}", chunk.lookbehind, chunk.text);
             if self.answer_matches(&seen) {
                 return self.reject();
             }
@@ -285,7 +290,6 @@ impl Plugin for PromptGuard {
         if self.response_mask.is_empty() {
             return LlmChunkAction::Continue;
         }
-        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
         let out = held.next(
             &chunk,
             |text| self.response_mask.spans(text),
@@ -447,6 +451,37 @@ mod tests {
         assert!(matches!(
             g.on_llm_response(&ctx, resp),
             LlmResponseAction::Deny(_)
+        ));
+    }
+
+    /// With `responseMask` too, the stream's tail is held back (so it is not
+    /// in the host's lookbehind): a phrase split across held chunks is still
+    /// refused.
+    #[test]
+    fn response_patterns_see_text_held_back_for_masking() {
+        let g = guard(
+            r#"{"responsePatterns": ["(?i)credit card"], "responseMask": ["internal-\\d+"]}"#,
+        );
+        let ctx = testing::context();
+        let chunk = |index: u32, text: &str| LlmChunk {
+            index,
+            text: text.into(),
+            lookbehind: String::new(),
+            usage: None,
+            done: false,
+        };
+        assert!(matches!(
+            g.on_llm_chunk(&ctx, chunk(0, "read me the credit")),
+            LlmChunkAction::Modify(t) if t.is_empty()
+        ));
+        assert!(matches!(
+            g.on_llm_chunk(&ctx, chunk(1, " card number")),
+            LlmChunkAction::Deny(_)
+        ));
+        // A new stream starts with nothing held.
+        assert!(matches!(
+            g.on_llm_chunk(&ctx, chunk(0, " card")),
+            LlmChunkAction::Modify(t) if t.is_empty()
         ));
     }
 
