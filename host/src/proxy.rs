@@ -15,7 +15,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderName, HeaderValue};
+use http::header::{
+    CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderName, HeaderValue, SEC_WEBSOCKET_EXTENSIONS,
+};
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -456,7 +458,7 @@ fn serve_route<'g>(
                     gateway,
                     route,
                     llm,
-                    parts,
+                    (parts, run),
                     protocol,
                     (peer, client_side),
                     request_id,
@@ -612,7 +614,7 @@ fn serve_route<'g>(
                 request_id: request_id.to_string(),
                 connection: peer,
             };
-            let tunnel = (switched, client_side);
+            let tunnel = (switched, client_side, None);
             if let Err(refusal) = join_tunnel(shared, gateway, &mut parts, tunnel, ends, trace) {
                 return refusal;
             }
@@ -629,12 +631,15 @@ async fn realtime_session<'g>(
     gateway: &Gateway,
     route: &'g RouteRuntime,
     llm: Arc<llm::LlmBackend>,
-    parts: http::request::Parts,
+    (mut parts, run): (http::request::Parts, ChainRun),
     protocol: HeaderValue,
     (peer, client_side): (Arc<Peer>, Option<OnUpgrade>),
     request_id: &str,
     trace: &mut Trace<'g>,
 ) -> Response<Body> {
+    if llm::realtime::guarded(&run) {
+        parts.headers.remove(SEC_WEBSOCKET_EXTENSIONS);
+    }
     let mut llm_trace = LlmTrace::default();
     let timeout = head_timeout(route);
     let sent =
@@ -658,7 +663,8 @@ async fn realtime_session<'g>(
             request_id: request_id.to_string(),
             connection: peer,
         };
-        let tunnel = (switched, client_side);
+        let relay = llm::realtime::session_guard(run, &provider, &model).map(|g| g.relay());
+        let tunnel = (switched, client_side, relay);
         if let Err(refusal) = join_tunnel(shared, gateway, &mut parts, tunnel, ends, trace) {
             return refusal;
         }
@@ -677,7 +683,11 @@ fn join_tunnel(
     shared: &Shared,
     gateway: &Gateway,
     parts: &mut http::response::Parts,
-    (switched, client_side): (Option<upgrade::Switch>, Option<OnUpgrade>),
+    (switched, client_side, relay): (
+        Option<upgrade::Switch>,
+        Option<OnUpgrade>,
+        Option<upgrade::Relay>,
+    ),
     ends: upgrade::Ends,
     trace: &mut Trace<'_>,
 ) -> Result<(), Response<Body>> {
@@ -692,14 +702,13 @@ fn join_tunnel(
         ));
     };
     let idle = gateway.client_limits.idle_timeout;
-    upgrade::join(
-        &mut parts.headers,
-        switched,
-        client_side,
-        idle,
-        ends,
-        shared.tunnels.clone(),
-    );
+    let (headers, metrics) = (&mut parts.headers, shared.tunnels.clone());
+    match relay {
+        None => upgrade::join(headers, switched, client_side, idle, ends, metrics),
+        Some(relay) => {
+            upgrade::join_with(headers, switched, client_side, idle, ends, metrics, relay)
+        }
+    }
     Ok(())
 }
 

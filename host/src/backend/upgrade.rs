@@ -5,7 +5,9 @@
 //!
 //! The route's policies (authentication, plugin chains, header edits) run
 //! on the upgrade request and its 101 as on any exchange; what flows in the
-//! tunnel afterwards is not HTTP and is not inspected.
+//! tunnel afterwards is not HTTP: it is copied unread, unless a relay of
+//! the protocol's own reads it (a Realtime session's guard, see
+//! [`crate::backend::llm::realtime`]).
 
 use std::io;
 use std::pin::Pin;
@@ -16,7 +18,7 @@ use std::time::Duration;
 
 use http::header::{CONNECTION, UPGRADE};
 use http::{HeaderMap, HeaderValue, Version};
-use hyper::upgrade::OnUpgrade;
+use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
@@ -68,7 +70,7 @@ pub fn agreed(asked: HeaderValue, answer: &mut http::response::Parts) -> Option<
 }
 
 /// Complete a 101 whose head is `headers`: the upgrade headers back on it,
-/// and the tunnel started (see [`splice`]).
+/// and the tunnel started (see [`splice`]), its bytes copied unread.
 pub fn join(
     headers: &mut HeaderMap,
     switch: Switch,
@@ -77,9 +79,36 @@ pub fn join(
     ends: Ends,
     metrics: Arc<TunnelMetrics>,
 ) {
-    mark(headers, switch.protocol);
-    splice(client, switch.upstream, idle, ends, metrics);
+    let copy: Relay = Box::new(|mut client, mut upstream| {
+        Box::pin(async move {
+            tokio::io::copy_bidirectional(&mut client, &mut upstream)
+                .await
+                .map(|_| ())
+        })
+    });
+    join_with(headers, switch, client, idle, ends, metrics, copy);
 }
+
+/// [`join`], with `relay` carrying what passes (a relay that reads the
+/// protocol's messages, as a Realtime session's guard does).
+pub fn join_with(
+    headers: &mut HeaderMap,
+    switch: Switch,
+    client: OnUpgrade,
+    idle: Duration,
+    ends: Ends,
+    metrics: Arc<TunnelMetrics>,
+    relay: Relay,
+) {
+    mark(headers, switch.protocol);
+    splice(client, switch.upstream, idle, ends, metrics, relay);
+}
+
+/// Carries a tunnel from its client's side to its upstream's and back,
+/// until either ends; the tunnel's idle time and byte counts are kept by
+/// the sides it is given.
+pub type Relay = Box<dyn FnOnce(Side, Side) -> RelayFuture + Send>;
+pub type RelayFuture = Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
 
 /// Who a tunnel joins, for its log line and metrics.
 pub struct Ends {
@@ -92,15 +121,16 @@ pub struct Ends {
 }
 
 /// Join the client's connection and the upstream's once both have handed
-/// over (the 101 written to the client, read from the upstream) and copy
-/// bytes between them on this worker. The tunnel closes when both sides
-/// have finished, when either fails, or after `idle` with no byte either way.
+/// over (the 101 written to the client, read from the upstream) and relay
+/// between them on this worker. The tunnel closes when the relay ends (both
+/// sides finished, or either failed), or after `idle` with no byte either way.
 fn splice(
     client: OnUpgrade,
     upstream: OnUpgrade,
     idle: Duration,
     ends: Ends,
     metrics: Arc<TunnelMetrics>,
+    relay: Relay,
 ) {
     tokio::spawn(async move {
         let (client, upstream) = match tokio::try_join!(client, upstream) {
@@ -112,13 +142,13 @@ fn splice(
         };
         let open = metrics.open(&ends.route);
         let started = Instant::now();
-        let last = Arc::new(AtomicU64::new(0));
-        let mut client = Watched::new(TokioIo::new(client), started, last.clone());
-        let mut upstream = Watched::new(TokioIo::new(upstream), started, last.clone());
-        let copy = tokio::io::copy_bidirectional(&mut client, &mut upstream);
-        let ended = until_quiet(copy, started, &last, idle).await;
+        let traffic = Arc::new(Traffic::default());
+        let client = Side::new(client, started, traffic.clone(), Direction::ToUpstream);
+        let upstream = Side::new(upstream, started, traffic.clone(), Direction::ToClient);
+        let ended = until_quiet(relay(client, upstream), started, &traffic.last, idle).await;
         // Counted as they passed, so a failed tunnel reports them too.
-        let (sent, received) = (client.read, upstream.read);
+        let sent = traffic.to_upstream.load(Ordering::Relaxed);
+        let received = traffic.to_client.load(Ordering::Relaxed);
         open.close(sent, received);
         let outcome = match &ended {
             Ok(_) => "closed".to_string(),
@@ -138,21 +168,21 @@ fn splice(
     });
 }
 
-/// Run `copy` until it ends, or until no byte has passed for `idle`.
+/// Run `relay` until it ends, or until no byte has passed for `idle`.
 async fn until_quiet<F>(
-    copy: F,
+    relay: F,
     started: Instant,
     last: &AtomicU64,
     idle: Duration,
-) -> io::Result<(u64, u64)>
+) -> io::Result<()>
 where
-    F: Future<Output = io::Result<(u64, u64)>>,
+    F: Future<Output = io::Result<()>>,
 {
-    tokio::pin!(copy);
+    tokio::pin!(relay);
     let mut deadline = started + idle;
     loop {
         tokio::select! {
-            ended = &mut copy => return ended,
+            ended = &mut relay => return ended,
             () = tokio::time::sleep_until(deadline) => {
                 let active = started + Duration::from_micros(last.load(Ordering::Relaxed));
                 if active + idle <= Instant::now() {
@@ -167,27 +197,42 @@ where
     }
 }
 
-/// One side of a tunnel: notes when it last read anything (in microseconds
-/// after `started`, shared by both sides) and how much it read.
-struct Watched<T> {
-    io: T,
-    started: Instant,
-    last: Arc<AtomicU64>,
-    read: u64,
+/// What went through a tunnel: when anything last did (in microseconds
+/// after it started) and how many bytes each way.
+#[derive(Default)]
+struct Traffic {
+    last: AtomicU64,
+    to_upstream: AtomicU64,
+    to_client: AtomicU64,
 }
 
-impl<T> Watched<T> {
-    fn new(io: T, started: Instant, last: Arc<AtomicU64>) -> Self {
-        Watched {
-            io,
+#[derive(Clone, Copy)]
+enum Direction {
+    ToUpstream,
+    ToClient,
+}
+
+/// One side of a tunnel: its upgraded connection, noting in the tunnel's
+/// [`Traffic`] what it reads (what goes the way of `reads`).
+pub struct Side {
+    io: TokioIo<Upgraded>,
+    started: Instant,
+    traffic: Arc<Traffic>,
+    reads: Direction,
+}
+
+impl Side {
+    fn new(io: Upgraded, started: Instant, traffic: Arc<Traffic>, reads: Direction) -> Self {
+        Side {
+            io: TokioIo::new(io),
             started,
-            last,
-            read: 0,
+            traffic,
+            reads,
         }
     }
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
+impl AsyncRead for Side {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -197,15 +242,19 @@ impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
         let polled = Pin::new(&mut self.io).poll_read(cx, buf);
         let n = (buf.filled().len() - before) as u64;
         if n > 0 {
-            self.read += n;
+            let count = match self.reads {
+                Direction::ToUpstream => &self.traffic.to_upstream,
+                Direction::ToClient => &self.traffic.to_client,
+            };
+            count.fetch_add(n, Ordering::Relaxed);
             let now = self.started.elapsed().as_micros() as u64;
-            self.last.store(now, Ordering::Relaxed);
+            self.traffic.last.store(now, Ordering::Relaxed);
         }
         polled
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
+impl AsyncWrite for Side {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -292,7 +341,7 @@ mod tests {
         let copy = async {
             tokio::time::sleep(Duration::from_millis(200)).await;
             last.store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-            std::future::pending::<io::Result<(u64, u64)>>().await
+            std::future::pending::<io::Result<()>>().await
         };
         let err = until_quiet(copy, started, &last, idle).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);

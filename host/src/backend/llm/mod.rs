@@ -620,6 +620,14 @@ impl StreamGuard {
         }
     }
 
+    /// The next answer of a session begins: its chunks count from 0, and
+    /// the last one's text is no lookbehind for it.
+    fn next_answer(&mut self) {
+        self.index = 0;
+        self.sent.clear();
+        self.text_open = false;
+    }
+
     fn call(&mut self, text: &str, usage: Option<TokenUsage>, done: bool) -> TextVerdict {
         if !self.active {
             return TextVerdict::Keep;

@@ -1,8 +1,8 @@
 //! Realtime sessions (OpenAI's `/v1/realtime`): a WebSocket handshake on an
 //! LLM route goes to a provider that serves the API, with the gateway's
 //! credentials and the route's model aliases; once the provider answers 101
-//! the session's events flow through the tunnel ([`crate::backend::upgrade`])
-//! without being inspected.
+//! the session's events flow through the tunnel ([`crate::backend::upgrade`]),
+//! read by the route's LLM hooks when its chain has any ([`guard`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,10 +12,14 @@ use bytes::Bytes;
 use http::header::HeaderValue;
 use http::{Response, StatusCode};
 
+pub mod guard;
+
 use super::api::{self, Api, Flavor};
 use super::provider::Provider;
 use super::{LlmBackend, LlmTrace};
 use crate::backend::http::{Body, UpstreamBody, UpstreamError, forward_upgrade};
+use crate::policy::ChainRun;
+use crate::policy::bindings::Hooks;
 
 /// Send the handshake in `parts` to the first provider that serves Realtime
 /// and can be reached (one that cannot be connected to is passed over:
@@ -112,6 +116,28 @@ fn query_for(
         .extend_pairs(&pairs)
         .finish();
     (Some(query), model.unwrap_or_default())
+}
+
+/// The guard of a session through `provider` for `model`, when the route's
+/// chain (`run`) has LLM hooks to run on its events; `None` copies the
+/// session unread.
+pub fn session_guard(
+    run: ChainRun,
+    provider: &Provider,
+    model: &str,
+) -> Option<guard::SessionGuard> {
+    guard::SessionGuard::new(
+        super::StreamGuard::new(run, provider, model),
+        &provider.name,
+        model,
+    )
+}
+
+/// Whether a session on a route with this chain will be read by its hooks:
+/// then the handshake offers no extension (compressed frames could not be
+/// read).
+pub fn guarded(run: &ChainRun) -> bool {
+    run.wants(Hooks::LLM_REQUEST) || run.wants(Hooks::LLM_CHUNK)
 }
 
 #[cfg(test)]
