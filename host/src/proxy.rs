@@ -355,9 +355,12 @@ fn serve_route<'g>(
         // client's side of the tunnel once it is agreed. hyper marks the
         // requests that may upgrade, so every other request pays one check.
         let client_side = parts.extensions.remove::<OnUpgrade>();
-        let upgrade = client_side
-            .as_ref()
-            .and_then(|_| upgrade::requested(parts.version, &parts.headers));
+        let upgrade = client_side.as_ref().and_then(|_| {
+            upgrade::requested(parts.version, &parts.headers)
+                .or_else(|| upgrade::extended_connect(&mut parts))
+        });
+        let keep = parts.extensions.remove::<upgrade::KeepWhileOpen>();
+        let client_h2 = parts.version == http::Version::HTTP_2;
         // Boxed (a large future), so only where there is something to check.
         let authenticates = route.jwt.is_some() || route.basic.is_some() || route.api_key.is_some();
         let identity = if !authenticates {
@@ -460,7 +463,7 @@ fn serve_route<'g>(
                     llm,
                     (parts, run),
                     protocol,
-                    (peer, client_side),
+                    (peer, client_side, keep),
                     request_id,
                     trace,
                 );
@@ -613,6 +616,8 @@ fn serve_route<'g>(
                 upstream: upstream.into(),
                 request_id: request_id.to_string(),
                 connection: peer,
+                keep,
+                client_h2,
             };
             let tunnel = (switched, client_side, None);
             if let Err(refusal) = join_tunnel(shared, gateway, &mut parts, tunnel, ends, trace) {
@@ -633,10 +638,11 @@ async fn realtime_session<'g>(
     llm: Arc<llm::LlmBackend>,
     (mut parts, run): (http::request::Parts, ChainRun),
     protocol: HeaderValue,
-    (peer, client_side): (Arc<Peer>, Option<OnUpgrade>),
+    (peer, client_side, keep): (Arc<Peer>, Option<OnUpgrade>, Option<upgrade::KeepWhileOpen>),
     request_id: &str,
     trace: &mut Trace<'g>,
 ) -> Response<Body> {
+    let client_h2 = parts.version == http::Version::HTTP_2;
     if llm::realtime::guarded(&run) {
         parts.headers.remove(SEC_WEBSOCKET_EXTENSIONS);
     }
@@ -662,6 +668,8 @@ async fn realtime_session<'g>(
             upstream: provider.name.as_str().into(),
             request_id: request_id.to_string(),
             connection: peer,
+            keep,
+            client_h2,
         };
         let relay = llm::realtime::session_guard(run, &provider, &model).map(|g| g.relay());
         let tunnel = (switched, client_side, relay);
@@ -702,12 +710,10 @@ fn join_tunnel(
         ));
     };
     let idle = gateway.client_limits.idle_timeout;
-    let (headers, metrics) = (&mut parts.headers, shared.tunnels.clone());
+    let metrics = shared.tunnels.clone();
     match relay {
-        None => upgrade::join(headers, switched, client_side, idle, ends, metrics),
-        Some(relay) => {
-            upgrade::join_with(headers, switched, client_side, idle, ends, metrics, relay)
-        }
+        None => upgrade::join(parts, switched, client_side, idle, ends, metrics),
+        Some(relay) => upgrade::join_with(parts, switched, client_side, idle, ends, metrics, relay),
     }
     Ok(())
 }

@@ -357,3 +357,99 @@ binds:
         gw.log()
     );
 }
+
+/// RFC 8441: an HTTP/2 client opens a WebSocket with an extended CONNECT.
+/// The upstream (HTTP/1.1) gets the usual handshake, the client a 200, and
+/// frames cross both ways; the tunnel keeps its HTTP/2 connection from
+/// counting as idle. The client is hyper's HTTP/2 client with
+/// tokio-tungstenite's WebSocket on the stream it opens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_clients_open_websockets_with_extended_connect() {
+    use futures_util::{SinkExt, StreamExt};
+    use http_body_util::Empty;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use tokio_tungstenite::WebSocketStream;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::protocol::Role;
+
+    let server = WsServer::start(None);
+    let gw = Gateway::start(&format!(
+        r#"
+config:
+  idleTimeout: 1s
+binds:
+- port: 0
+  listeners:
+  - routes:
+    - policies:
+        requestHeaderModifier: {{set: {{x-edge: h2}}}}
+      backends: [{{host: "{up}"}}]
+"#,
+        up = server.addr()
+    ))
+    .await;
+    let authority = gw.url("").replacen("http://", "", 1);
+    let tcp = tokio::net::TcpStream::connect(&authority).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    // A plain request first, so the gateway's SETTINGS (which offer
+    // extended CONNECT) have arrived before the CONNECT is sent.
+    let plain = http::Request::get(format!("http://{authority}/plain"))
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let answer = sender.send_request(plain).await.unwrap();
+    assert_eq!(answer.status(), 426, "a plain GET is no handshake");
+
+    let connect = http::Request::builder()
+        .method(http::Method::CONNECT)
+        .uri(format!("http://{authority}/h2chat?room=2"))
+        .header("sec-websocket-version", "13")
+        .extension(hyper::ext::Protocol::from_static("websocket"))
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let answer = sender.send_request(connect).await.unwrap();
+    assert_eq!(answer.status(), 200);
+    assert!(answer.headers().get("sec-websocket-accept").is_none());
+    let stream = hyper::upgrade::on(answer).await.unwrap();
+    let mut ws = WebSocketStream::from_raw_socket(TokioIo::new(stream), Role::Client, None).await;
+    let Some(Ok(Message::Text(hello))) = ws.next().await else {
+        panic!("no hello from the upstream");
+    };
+    let hello: Value = serde_json::from_str(&hello).unwrap();
+    // The upstream saw an HTTP/1.1 handshake with a key, and the route's edits.
+    assert_eq!(hello["path"], "/h2chat?room=2");
+    assert_eq!(hello["headers"]["upgrade"], "websocket", "{hello}");
+    assert_eq!(hello["headers"]["x-edge"], "h2", "{hello}");
+    assert_eq!(
+        hello["headers"]["sec-websocket-key"].as_str().map(str::len),
+        Some(24),
+        "{hello}"
+    );
+    // 2.4 s of messages 0.3 s apart: longer than idleTimeout, never idle.
+    for i in 0..8 {
+        ws.send(Message::text(format!("message {i}")))
+            .await
+            .unwrap();
+        let Some(Ok(Message::Text(back))) = ws.next().await else {
+            panic!("message {i} did not come back");
+        };
+        assert_eq!(back.as_str(), format!("message {i}"));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let blob: Vec<u8> = (0..1 << 20).map(|i| (i * 7 % 251) as u8).collect();
+    ws.send(Message::binary(blob.clone())).await.unwrap();
+    let Some(Ok(Message::Binary(back))) = ws.next().await else {
+        panic!("the binary message did not come back");
+    };
+    assert!(back == blob, "1 MiB came back changed");
+    ws.close(None).await.unwrap();
+    let text = metrics(&gw).await;
+    assert_eq!(
+        metric(&text, "wardgate_tunnels_total{route=\"listener0/route0\"}"),
+        Some(1),
+        "{text}"
+    );
+}

@@ -43,6 +43,50 @@ pub fn requested(version: Version, headers: &HeaderMap) -> Option<HeaderValue> {
     (asks && !only_h2c).then(|| protocol.clone())
 }
 
+/// An HTTP/2 client's WebSocket (RFC 8441: `CONNECT` with `:protocol
+/// websocket`, offered by the listeners' SETTINGS), made into the HTTP/1.1
+/// handshake upstreams know: a `GET` with a key of the gateway's own (the
+/// client sends none; `Upgrade` and `Connection` are added on the way out).
+/// The client gets a 200 for the upstream's 101 (see [`answer_h2`]).
+pub fn extended_connect(parts: &mut http::request::Parts) -> Option<HeaderValue> {
+    if parts.version != Version::HTTP_2 || parts.method != http::Method::CONNECT {
+        return None;
+    }
+    let protocol = parts.extensions.get::<hyper::ext::Protocol>()?;
+    if !protocol.as_str().eq_ignore_ascii_case("websocket") {
+        return None;
+    }
+    parts.extensions.remove::<hyper::ext::Protocol>();
+    parts.method = http::Method::GET;
+    let mut key = [0u8; 16];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut key).ok()?;
+    let key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key);
+    parts.headers.insert(
+        http::header::SEC_WEBSOCKET_KEY,
+        HeaderValue::from_str(&key).ok()?,
+    );
+    parts
+        .headers
+        .entry(http::header::SEC_WEBSOCKET_VERSION)
+        .or_insert(HeaderValue::from_static("13"));
+    Some(HeaderValue::from_static("websocket"))
+}
+
+/// The answer an HTTP/2 client gets for the upstream's 101: a 200 without
+/// the HTTP/1.1 handshake's own headers (RFC 8441 §5).
+pub fn answer_h2(answer: &mut http::response::Parts) {
+    answer.status = http::StatusCode::OK;
+    for name in [CONNECTION, UPGRADE, http::header::SEC_WEBSOCKET_ACCEPT] {
+        answer.headers.remove(name);
+    }
+}
+
+/// What the client connection keeps while a request is in flight (its idle
+/// accounting), handed to the tunnel the request becomes: an HTTP/2
+/// WebSocket lives on after its answer, the only thing that would keep it.
+#[derive(Clone)]
+pub struct KeepWhileOpen(pub Arc<dyn Send + Sync>);
+
 /// Put back the two headers that ask for (or agree to) `protocol`, after
 /// the hop-by-hop ones were stripped.
 pub fn mark(headers: &mut HeaderMap, protocol: HeaderValue) {
@@ -69,10 +113,11 @@ pub fn agreed(asked: HeaderValue, answer: &mut http::response::Parts) -> Option<
     Some(Switch { upstream, protocol })
 }
 
-/// Complete a 101 whose head is `headers`: the upgrade headers back on it,
-/// and the tunnel started (see [`splice`]), its bytes copied unread.
+/// Complete a 101 whose head is `answer`: the upgrade headers back on it
+/// (or, for an HTTP/2 client, made a 200), and the tunnel started (see
+/// [`splice`]), its bytes copied unread.
 pub fn join(
-    headers: &mut HeaderMap,
+    answer: &mut http::response::Parts,
     switch: Switch,
     client: OnUpgrade,
     idle: Duration,
@@ -86,13 +131,13 @@ pub fn join(
                 .map(|_| ())
         })
     });
-    join_with(headers, switch, client, idle, ends, metrics, copy);
+    join_with(answer, switch, client, idle, ends, metrics, copy);
 }
 
 /// [`join`], with `relay` carrying what passes (a relay that reads the
 /// protocol's messages, as a Realtime session's guard does).
 pub fn join_with(
-    headers: &mut HeaderMap,
+    answer: &mut http::response::Parts,
     switch: Switch,
     client: OnUpgrade,
     idle: Duration,
@@ -100,7 +145,11 @@ pub fn join_with(
     metrics: Arc<TunnelMetrics>,
     relay: Relay,
 ) {
-    mark(headers, switch.protocol);
+    if ends.client_h2 {
+        answer_h2(answer);
+    } else {
+        mark(&mut answer.headers, switch.protocol);
+    }
     splice(client, switch.upstream, idle, ends, metrics, relay);
 }
 
@@ -118,6 +167,11 @@ pub struct Ends {
     /// The client connection's state, kept while the tunnel lives: its
     /// worker counts it as open until then.
     pub connection: Arc<dyn Send + Sync>,
+    /// The request's own hold on its connection, when it has one to hand
+    /// over (an HTTP/2 stream's idle accounting).
+    pub keep: Option<KeepWhileOpen>,
+    /// The client asked over HTTP/2 (RFC 8441): it gets a 200.
+    pub client_h2: bool,
 }
 
 /// Join the client's connection and the upstream's once both have handed
@@ -164,7 +218,7 @@ fn splice(
         );
         // Named, so the task holds the connection's state to here: an
         // async block captures only the fields it uses.
-        drop(ends.connection);
+        drop((ends.connection, ends.keep));
     });
 }
 

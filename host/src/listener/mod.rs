@@ -26,6 +26,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
 use crate::backend::http::BoxError;
+use crate::backend::upgrade;
 use crate::gateway::ClientLimits;
 use crate::proxy::{self, Shared, WorkerShared};
 use drain::DrainSignal;
@@ -140,10 +141,18 @@ pub async fn serve_connections(
             let shared = worker.clone();
             let client = Arc::new(proxy::Peer::new(peer, acceptor.is_some(), load));
             let activity = activity.clone();
-            service_fn(move |req: Request<Incoming>| {
+            service_fn(move |mut req: Request<Incoming>| {
                 let shared = shared.clone();
                 let client = client.clone();
-                let in_flight = activity.begin(req.version());
+                let mut in_flight = activity.begin(req.version());
+                // An HTTP/2 CONNECT (a WebSocket) is in flight for as long as
+                // the tunnel it may become, not its answer's empty body.
+                if req.method() == http::Method::CONNECT
+                    && let Some(request) = in_flight.take()
+                {
+                    let keep = upgrade::KeepWhileOpen(Arc::new(request));
+                    req.extensions_mut().insert(keep);
+                }
                 async move {
                     let response = proxy::handle(shared, bind, client, req).await;
                     Ok::<_, Infallible>(match in_flight {
@@ -241,6 +250,8 @@ fn connection_builder(limits: ClientLimits, draining: bool) -> auto::Builder<Tok
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(limits.max_header_bytes as u32);
+        .max_header_list_size(limits.max_header_bytes as u32)
+        // WebSockets over HTTP/2 (RFC 8441).
+        .enable_connect_protocol();
     builder
 }
