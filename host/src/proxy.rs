@@ -31,6 +31,7 @@ use crate::backend::llm::{self, LlmRequestIn, LlmTrace};
 use crate::backend::mcp::{self, McpRequestIn, McpTrace};
 use crate::backend::upgrade;
 use crate::gateway::{Gateway, RouteRuntime};
+use crate::listener::idle::Activity;
 use crate::listener::workers::{Load, PerWorker, WorkerCopy};
 use crate::policy::bindings::{self, Denial, Hooks, RequestContext};
 use crate::policy::hooks::{OnHttpRequest, OnHttpResponse};
@@ -132,10 +133,12 @@ pub struct Peer {
     /// Counts the connection against its worker for as long as anything
     /// serves it: its requests, or the tunnel it became.
     _load: Load,
+    /// Its requests in flight, as the idle check sees them.
+    activity: Arc<Activity>,
 }
 
 impl Peer {
-    pub fn new(addr: SocketAddr, tls: bool, load: Load) -> Self {
+    pub fn new(addr: SocketAddr, tls: bool, load: Load, activity: Arc<Activity>) -> Self {
         let forwarded_for = HeaderValue::from_str(&addr.ip().to_string())
             .expect("an IP address is a valid header value");
         Peer {
@@ -143,7 +146,16 @@ impl Peer {
             tls,
             forwarded_for,
             _load: load,
+            activity,
         }
+    }
+
+    /// Count one more request in flight on this HTTP/2 connection until the
+    /// returned hold drops: a WebSocket's stream outlives its answer, whose
+    /// end would otherwise leave the connection looking idle.
+    fn hold_open(&self) -> Option<upgrade::KeepWhileOpen> {
+        let request = self.activity.begin(http::Version::HTTP_2)?;
+        Some(upgrade::KeepWhileOpen(Arc::new(request)))
     }
 }
 
@@ -359,7 +371,6 @@ fn serve_route<'g>(
             upgrade::requested(parts.version, &parts.headers)
                 .or_else(|| upgrade::extended_connect(&mut parts))
         });
-        let keep = parts.extensions.remove::<upgrade::KeepWhileOpen>();
         let client_h2 = parts.version == http::Version::HTTP_2;
         // Boxed (a large future), so only where there is something to check.
         let authenticates = route.jwt.is_some() || route.basic.is_some() || route.api_key.is_some();
@@ -463,7 +474,7 @@ fn serve_route<'g>(
                     llm,
                     (parts, run),
                     protocol,
-                    (peer, client_side, keep),
+                    (peer, client_side),
                     request_id,
                     trace,
                 );
@@ -615,8 +626,8 @@ fn serve_route<'g>(
                 route: route.name.as_str().into(),
                 upstream: upstream.into(),
                 request_id: request_id.to_string(),
+                keep: if client_h2 { peer.hold_open() } else { None },
                 connection: peer,
-                keep,
                 client_h2,
             };
             let tunnel = (switched, client_side, None);
@@ -638,7 +649,7 @@ async fn realtime_session<'g>(
     llm: Arc<llm::LlmBackend>,
     (mut parts, run): (http::request::Parts, ChainRun),
     protocol: HeaderValue,
-    (peer, client_side, keep): (Arc<Peer>, Option<OnUpgrade>, Option<upgrade::KeepWhileOpen>),
+    (peer, client_side): (Arc<Peer>, Option<OnUpgrade>),
     request_id: &str,
     trace: &mut Trace<'g>,
 ) -> Response<Body> {
@@ -667,8 +678,8 @@ async fn realtime_session<'g>(
             route: route.name.as_str().into(),
             upstream: provider.name.as_str().into(),
             request_id: request_id.to_string(),
+            keep: if client_h2 { peer.hold_open() } else { None },
             connection: peer,
-            keep,
             client_h2,
         };
         let relay = llm::realtime::session_guard(run, &provider, &model).map(|g| g.relay());

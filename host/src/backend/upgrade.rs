@@ -81,10 +81,9 @@ pub fn answer_h2(answer: &mut http::response::Parts) {
     }
 }
 
-/// What the client connection keeps while a request is in flight (its idle
-/// accounting), handed to the tunnel the request becomes: an HTTP/2
-/// WebSocket lives on after its answer, the only thing that would keep it.
-#[derive(Clone)]
+/// A hold on the client connection for as long as the tunnel lives (an
+/// HTTP/2 WebSocket counts as a request in flight, so its connection is
+/// not closed as idle).
 pub struct KeepWhileOpen(pub Arc<dyn Send + Sync>);
 
 /// Put back the two headers that ask for (or agree to) `protocol`, after
@@ -167,8 +166,7 @@ pub struct Ends {
     /// The client connection's state, kept while the tunnel lives: its
     /// worker counts it as open until then.
     pub connection: Arc<dyn Send + Sync>,
-    /// The request's own hold on its connection, when it has one to hand
-    /// over (an HTTP/2 stream's idle accounting).
+    /// A hold that keeps the client connection from looking idle.
     pub keep: Option<KeepWhileOpen>,
     /// The client asked over HTTP/2 (RFC 8441): it gets a 200.
     pub client_h2: bool,

@@ -5,7 +5,7 @@
 //! ([`drain`]): connections are asked to finish and given until a deadline.
 
 pub mod drain;
-mod idle;
+pub mod idle;
 pub mod tls;
 pub mod workers;
 
@@ -26,7 +26,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
 use crate::backend::http::BoxError;
-use crate::backend::upgrade;
 use crate::gateway::ClientLimits;
 use crate::proxy::{self, Shared, WorkerShared};
 use drain::DrainSignal;
@@ -139,20 +138,17 @@ pub async fn serve_connections(
         let activity = Activity::new();
         let service = {
             let shared = worker.clone();
-            let client = Arc::new(proxy::Peer::new(peer, acceptor.is_some(), load));
+            let client = Arc::new(proxy::Peer::new(
+                peer,
+                acceptor.is_some(),
+                load,
+                activity.clone(),
+            ));
             let activity = activity.clone();
-            service_fn(move |mut req: Request<Incoming>| {
+            service_fn(move |req: Request<Incoming>| {
                 let shared = shared.clone();
                 let client = client.clone();
-                let mut in_flight = activity.begin(req.version());
-                // An HTTP/2 CONNECT (a WebSocket) is in flight for as long as
-                // the tunnel it may become, not its answer's empty body.
-                if req.method() == http::Method::CONNECT
-                    && let Some(request) = in_flight.take()
-                {
-                    let keep = upgrade::KeepWhileOpen(Arc::new(request));
-                    req.extensions_mut().insert(keep);
-                }
+                let in_flight = activity.begin(req.version());
                 async move {
                     let response = proxy::handle(shared, bind, client, req).await;
                     Ok::<_, Infallible>(match in_flight {
