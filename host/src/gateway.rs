@@ -17,7 +17,7 @@ use crate::backend::mcp::McpBackend;
 use crate::backend::mcp::session::Sealer;
 use crate::config::locate::Source;
 use crate::config::schema::{
-    AccessLogFormat, BackendKind, Bind, Config, DirectResponse, HostPort, HttpVersion, Protocol,
+    AccessLogFormat, BackendKind, Bind, Config, DirectResponse, HostPort, Protocol,
     RequestRedirect, UrlRewrite,
 };
 use crate::config::sugar;
@@ -743,22 +743,9 @@ fn build_route(
     let transport = clients
         .transport(p.backend_tls.as_ref(), version, connect_timeout(p, at)?)
         .map_err(|e| err(format!("{at}.policies.backendTLS"), e))?;
-    // Upgrades (WebSocket) need HTTP/1.1 upstream: the route's own transport
-    // when it is that, one offering only HTTP/1.1 where TLS might negotiate
-    // HTTP/2, none where the route asks for HTTP/2 only.
-    let upgrades = match (&*transport, version) {
-        (Transport::Http1(_), _) => Some(transport.clone()),
-        (_, HttpVersion::Auto) => Some(
-            clients
-                .transport(
-                    p.backend_tls.as_ref(),
-                    HttpVersion::Http1,
-                    connect_timeout(p, at)?,
-                )
-                .map_err(|e| err(format!("{at}.policies.backendTLS"), e))?,
-        ),
-        _ => None,
-    };
+    let upgrades = clients
+        .upgrade_transport(p.backend_tls.as_ref(), version, connect_timeout(p, at)?)
+        .map_err(|e| err(format!("{at}.policies.backendTLS"), e))?;
     let mut backends = Vec::new();
     for backend in &route.backends {
         // MCP and AI backends have their own runtimes, built below.

@@ -150,12 +150,28 @@ impl Peer {
         }
     }
 
-    /// Count one more request in flight on this HTTP/2 connection until the
-    /// returned hold drops: a WebSocket's stream outlives its answer, whose
-    /// end would otherwise leave the connection looking idle.
-    fn hold_open(&self) -> Option<upgrade::KeepWhileOpen> {
-        let request = self.activity.begin(http::Version::HTTP_2)?;
-        Some(upgrade::KeepWhileOpen(Arc::new(request)))
+    /// The two ends of the tunnel a request from this client became, for
+    /// `route` to `upstream`. An HTTP/2 client's tunnel is a stream that
+    /// outlives its answer: it counts as a request in flight, or the
+    /// connection would look idle.
+    fn tunnel_ends(
+        self: Arc<Self>,
+        http2: bool,
+        route: &str,
+        upstream: &str,
+        request_id: &str,
+    ) -> upgrade::Ends {
+        let http2 = http2
+            .then(|| self.activity.begin(http::Version::HTTP_2))
+            .flatten()
+            .map(|request| Box::new(request) as Box<dyn Send + Sync>);
+        upgrade::Ends {
+            route: route.into(),
+            upstream: upstream.into(),
+            request_id: request_id.to_string(),
+            connection: self,
+            http2,
+        }
     }
 }
 
@@ -622,14 +638,7 @@ fn serve_route<'g>(
             }
         }
         if parts.status == StatusCode::SWITCHING_PROTOCOLS {
-            let ends = upgrade::Ends {
-                route: route.name.as_str().into(),
-                upstream: upstream.into(),
-                request_id: request_id.to_string(),
-                keep: if client_h2 { peer.hold_open() } else { None },
-                connection: peer,
-                client_h2,
-            };
+            let ends = peer.tunnel_ends(client_h2, &route.name, upstream, request_id);
             let tunnel = (switched, client_side, None);
             if let Err(refusal) = join_tunnel(shared, gateway, &mut parts, tunnel, ends, trace) {
                 return refusal;
@@ -654,7 +663,8 @@ async fn realtime_session<'g>(
     trace: &mut Trace<'g>,
 ) -> Response<Body> {
     let client_h2 = parts.version == http::Version::HTTP_2;
-    if llm::realtime::guarded(&run) {
+    let guarded = llm::realtime::guarded(&run);
+    if guarded {
         parts.headers.remove(SEC_WEBSOCKET_EXTENSIONS);
     }
     let mut llm_trace = LlmTrace::default();
@@ -674,15 +684,8 @@ async fn realtime_session<'g>(
     let switched = upgrade::agreed(protocol, &mut parts);
     crate::backend::http::strip_hop_by_hop(&mut parts.headers);
     if parts.status == StatusCode::SWITCHING_PROTOCOLS {
-        let ends = upgrade::Ends {
-            route: route.name.as_str().into(),
-            upstream: provider.name.as_str().into(),
-            request_id: request_id.to_string(),
-            keep: if client_h2 { peer.hold_open() } else { None },
-            connection: peer,
-            client_h2,
-        };
-        let relay = llm::realtime::session_guard(run, &provider, &model).map(|g| g.relay());
+        let ends = peer.tunnel_ends(client_h2, &route.name, &provider.name, request_id);
+        let relay = guarded.then(|| llm::realtime::session_guard(run, &provider, &model).relay());
         let tunnel = (switched, client_side, relay);
         if let Err(refusal) = join_tunnel(shared, gateway, &mut parts, tunnel, ends, trace) {
             return refusal;

@@ -43,8 +43,8 @@ impl WsServer {
         WsServer { child, port }
     }
 
-    fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+    fn addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 }
 
@@ -233,17 +233,9 @@ binds:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quiet_tunnels_close_after_the_idle_timeout_and_busy_ones_stay_open() {
     let server = WsServer::start(None);
-    let gw = Gateway::start(&format!(
-        r#"
-config:
-  idleTimeout: 1s
-binds:
-- port: 0
-  listeners:
-  - routes:
-    - backends: [{{host: "{up}"}}]
-"#,
-        up = server.addr()
+    let gw = Gateway::start(&super::proxy_to(
+        server.addr(),
+        "config:\n  idleTimeout: 1s\n",
     ))
     .await;
     let quiet = ws_client(&ws_url(&gw, "/quiet"), "quiet", &[]);
@@ -297,19 +289,8 @@ binds:
 async fn sigterm_keeps_tunnels_open_until_the_termination_deadline() {
     use std::io::BufRead;
     let server = WsServer::start(None);
-    let mut gw = Gateway::start(&format!(
-        r#"
-config:
-  connectionTerminationDeadline: 2s
-binds:
-- port: 0
-  listeners:
-  - routes:
-    - backends: [{{host: "{up}"}}]
-"#,
-        up = server.addr()
-    ))
-    .await;
+    let settings = "config:\n  connectionTerminationDeadline: 2s\n";
+    let mut gw = Gateway::start(&super::proxy_to(server.addr(), settings)).await;
     let mut client = Command::new(venv("py", "python"))
         .arg(root().join("tests/clients/websocket_client.py"))
         .args([&ws_url(&gw, "/held"), "hold"])

@@ -210,6 +210,22 @@ impl HttpBackends {
         }
     }
 
+    /// Where upgrades (WebSocket) to backends reached with these settings
+    /// go: an HTTP/1.1 transport (one that offers only HTTP/1.1 where TLS
+    /// might negotiate HTTP/2), or none when the route speaks HTTP/2 only.
+    pub fn upgrade_transport(
+        &self,
+        tls: Option<&BackendTls>,
+        version: HttpVersion,
+        connect_timeout: Option<Duration>,
+    ) -> Result<Option<Arc<Transport>>, String> {
+        if version == HttpVersion::Http2 {
+            return Ok(None);
+        }
+        self.transport(tls, HttpVersion::Http1, connect_timeout)
+            .map(Some)
+    }
+
     /// The client for backends reached with these settings; built once
     /// (reading CA files then, so a bad file fails the config load).
     /// `connect_timeout`: the route's `tcp.connectTimeout`, if it sets one.
@@ -224,6 +240,8 @@ impl HttpBackends {
         if plain && connect_timeout == self.connect_timeout {
             return Ok(self.plain.clone());
         }
+        // Without TLS, `Auto` is HTTP/1.1 (nothing negotiates): one transport.
+        let version = if plain { HttpVersion::Http1 } else { version };
         let key = TransportKey {
             tls: tls.cloned(),
             version,

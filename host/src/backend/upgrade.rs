@@ -81,11 +81,6 @@ pub fn answer_h2(answer: &mut http::response::Parts) {
     }
 }
 
-/// A hold on the client connection for as long as the tunnel lives (an
-/// HTTP/2 WebSocket counts as a request in flight, so its connection is
-/// not closed as idle).
-pub struct KeepWhileOpen(pub Arc<dyn Send + Sync>);
-
 /// Put back the two headers that ask for (or agree to) `protocol`, after
 /// the hop-by-hop ones were stripped.
 pub fn mark(headers: &mut HeaderMap, protocol: HeaderValue) {
@@ -144,7 +139,7 @@ pub fn join_with(
     metrics: Arc<TunnelMetrics>,
     relay: Relay,
 ) {
-    if ends.client_h2 {
+    if ends.http2.is_some() {
         answer_h2(answer);
     } else {
         mark(&mut answer.headers, switch.protocol);
@@ -166,10 +161,10 @@ pub struct Ends {
     /// The client connection's state, kept while the tunnel lives: its
     /// worker counts it as open until then.
     pub connection: Arc<dyn Send + Sync>,
-    /// A hold that keeps the client connection from looking idle.
-    pub keep: Option<KeepWhileOpen>,
-    /// The client asked over HTTP/2 (RFC 8441): it gets a 200.
-    pub client_h2: bool,
+    /// Set when the client asked over HTTP/2 (RFC 8441), which gets a 200:
+    /// the tunnel's hold on that connection, whose idle check would
+    /// otherwise see no request once the answer is out.
+    pub http2: Option<Box<dyn Send + Sync>>,
 }
 
 /// Join the client's connection and the upstream's once both have handed
@@ -216,7 +211,7 @@ fn splice(
         );
         // Named, so the task holds the connection's state to here: an
         // async block captures only the fields it uses.
-        drop((ends.connection, ends.keep));
+        drop((ends.connection, ends.http2));
     });
 }
 

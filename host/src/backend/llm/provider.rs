@@ -170,12 +170,17 @@ impl Provider {
             _ => None,
         };
         let mut upstream = WeightedBackend::new(at.target, 1, &transport);
-        if flavor == Flavor::OpenAi {
-            // Realtime sessions are WebSocket upgrades, which need HTTP/1.1.
-            let http1 = clients
-                .transport(tls_settings.as_ref(), HttpVersion::Http1, connect_timeout)
-                .map_err(|e| ("policies.backendTLS".to_string(), e))?;
-            upstream = upstream.upgradable(&http1);
+        // Realtime sessions (OpenAI's) are WebSocket upgrades.
+        if flavor == Flavor::OpenAi
+            && let Some(via) = clients
+                .upgrade_transport(
+                    tls_settings.as_ref(),
+                    HttpVersion::default(),
+                    connect_timeout,
+                )
+                .map_err(|e| ("policies.backendTLS".to_string(), e))?
+        {
+            upstream = upstream.upgradable(&via);
         }
         Ok(Provider {
             name: named.name.clone(),

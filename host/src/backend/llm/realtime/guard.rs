@@ -16,10 +16,12 @@
 //!
 //! Audio passes as it came; only its transcript is seen.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io;
 
 use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -62,7 +64,11 @@ enum Inbound {
 
 /// What to do with an event the provider sent.
 enum Outbound {
+    /// Send it as it came.
+    Pass,
+    /// Send these instead.
     Send(Vec<String>),
+    /// Send this error event and end the session.
     End(String),
 }
 
@@ -80,20 +86,15 @@ const TEXT_DONE: [&str; 4] = [
 ];
 
 impl SessionGuard {
-    /// A guard when the chain has hooks for it (`None`: copy the tunnel unread).
-    pub(super) fn new(guard: StreamGuard, provider: &str, model: &str) -> Option<SessionGuard> {
-        let request_hook = guard.run.wants(Hooks::LLM_REQUEST);
-        if !request_hook && !guard.active {
-            return None;
-        }
-        Some(SessionGuard {
+    pub(super) fn new(guard: StreamGuard, provider: &str, model: &str) -> SessionGuard {
+        SessionGuard {
+            request_hook: guard.run.wants(Hooks::LLM_REQUEST),
             guard,
             provider: provider.to_string(),
             model: model.to_string(),
-            request_hook,
             parts: HashMap::new(),
             made: 0,
-        })
+        }
     }
 
     /// The relay that carries the session through this guard.
@@ -121,6 +122,7 @@ impl SessionGuard {
                 },
                 from_upstream = upstream.next() => match from_upstream {
                     Some(Ok(Message::Text(text))) => match self.outbound(&text) {
+                        Outbound::Pass => client.send(Message::Text(text)).await.map_err(io::Error::other)?,
                         Outbound::Send(events) => {
                             for event in events {
                                 client.feed(Message::text(event)).await.map_err(io::Error::other)?;
@@ -150,6 +152,16 @@ impl SessionGuard {
     /// A client event through the request hook, when it carries text.
     fn inbound(&mut self, text: &str) -> Inbound {
         if !self.request_hook {
+            return Inbound::Forward(None);
+        }
+        // Most of what a client sends is audio, which no hook reads.
+        let kind = kind_of(text);
+        let checked = [
+            "session.update",
+            "response.create",
+            "conversation.item.create",
+        ];
+        if !kind.is_some_and(|k| checked.contains(&&*k)) {
             return Inbound::Forward(None);
         }
         let Ok(mut event) = serde_json::from_str::<Value>(text) else {
@@ -208,18 +220,26 @@ impl SessionGuard {
     /// set to what the client was sent.
     fn outbound(&mut self, text: &str) -> Outbound {
         if !self.guard.active {
-            return Outbound::Send(vec![text.to_string()]);
+            return Outbound::Pass;
+        }
+        // Read whole only the events the guard acts on: the text deltas and
+        // ends, and while a part's text was changed, the events that may
+        // repeat it (never another delta, such as an audio chunk).
+        let Some(kind) = kind_of(text) else {
+            return Outbound::Pass;
+        };
+        let reads = TEXT_DELTAS.contains(&&*kind)
+            || TEXT_DONE.contains(&&*kind)
+            || kind == "response.done"
+            || (!self.parts.is_empty() && !kind.ends_with(".delta"));
+        if !reads {
+            return Outbound::Pass;
         }
         let Ok(mut event) = serde_json::from_str::<Value>(text) else {
-            return Outbound::Send(vec![text.to_string()]);
+            return Outbound::Pass;
         };
-        let kind = event
-            .get("type")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
         let key = part_key(&event);
-        if TEXT_DELTAS.contains(&kind.as_str())
+        if TEXT_DELTAS.contains(&&*kind)
             && let Some(key) = key
         {
             let delta = event
@@ -241,12 +261,13 @@ impl SessionGuard {
                 return Outbound::Send(Vec::new());
             }
             if kept == delta {
-                return Outbound::Send(vec![text.to_string()]);
+                return Outbound::Pass;
             }
             event["delta"] = kept.into();
             return Outbound::Send(vec![event.to_string()]);
         }
         let mut out = Vec::new();
+        let mut changed = false;
         if let Some(i) = TEXT_DONE.iter().position(|d| *d == kind)
             && let Some(key) = key.clone()
         {
@@ -275,13 +296,15 @@ impl SessionGuard {
                 }
             }
             if let Some(part) = self.parts.get(&key) {
-                for field in ["text", "transcript"] {
-                    if event.get(field).is_some() {
-                        event[field] = part.sent.clone().into();
-                    }
-                }
                 if part.sent == part.original {
                     self.parts.remove(&key);
+                } else {
+                    for field in ["text", "transcript"] {
+                        if event.get(field).is_some() {
+                            event[field] = part.sent.clone().into();
+                            changed = true;
+                        }
+                    }
                 }
             }
         } else if kind == "response.done" {
@@ -292,23 +315,29 @@ impl SessionGuard {
             self.guard.next_answer();
         }
         if !self.parts.is_empty() {
-            self.rewrite_repeats(&mut event, key);
+            changed |= self.rewrite_repeats(&mut event, key);
             if kind == "response.done" {
                 // The last event to repeat the answer's text.
                 self.parts.clear();
             }
+        }
+        if !changed && out.is_empty() {
+            return Outbound::Pass;
         }
         out.push(event.to_string());
         Outbound::Send(out)
     }
 
     /// Set the text of every part this event repeats (an item's content, a
-    /// content part, a response's output) to what the client was sent.
-    fn rewrite_repeats(&self, event: &mut Value, key: Option<(String, u64)>) {
-        let set = |part: &mut Value, sent: &str| {
+    /// content part, a response's output) to what the client was sent;
+    /// whether it repeated any.
+    fn rewrite_repeats(&self, event: &mut Value, key: Option<(String, u64)>) -> bool {
+        let mut changed = false;
+        let mut set = |part: &mut Value, sent: &str| {
             for field in ["text", "transcript"] {
                 if part.get(field).is_some() {
                     part[field] = sent.into();
+                    changed = true;
                 }
             }
         };
@@ -318,7 +347,7 @@ impl SessionGuard {
             set(part, &p.sent);
         }
         let Some(event) = event.as_object_mut() else {
-            return;
+            return changed;
         };
         let mut items: Vec<&mut Value> = Vec::new();
         for (field, value) in event.iter_mut() {
@@ -344,6 +373,7 @@ impl SessionGuard {
                 }
             }
         }
+        changed
     }
 
     /// A Realtime `error` event, as the provider would send one; `about`
@@ -461,6 +491,17 @@ fn message_of(event: &Value) -> Option<(ChatMessage, Place)> {
     }
 }
 
+/// An event's `type`, read without building the event: audio events carry
+/// large base64 payloads the guard has no use for.
+fn kind_of(text: &str) -> Option<Cow<'_, str>> {
+    #[derive(Deserialize)]
+    struct Kind<'a> {
+        #[serde(borrow, rename = "type")]
+        kind: Cow<'a, str>,
+    }
+    serde_json::from_str::<Kind>(text).ok().map(|k| k.kind)
+}
+
 /// The (item id, content index) an event is about.
 fn part_key(event: &Value) -> Option<(String, u64)> {
     let item = event.get("item_id")?.as_str()?;
@@ -559,5 +600,18 @@ mod tests {
             "type": "message", "role": "user", "content": [{"type": "input_audio", "audio": "AAAA"}]}});
         assert!(message_of(&audio).is_none());
         assert!(message_of(&json!({"type": "input_audio_buffer.commit"})).is_none());
+    }
+
+    #[test]
+    fn an_events_type_is_read_without_the_rest() {
+        let audio = r#"{"event_id":"e","audio":"AAAA","type":"input_audio_buffer.append"}"#;
+        assert_eq!(kind_of(audio).as_deref(), Some("input_audio_buffer.append"));
+        // Escaped text still reads (as an owned copy); no type, or no JSON: none.
+        assert_eq!(
+            kind_of(r#"{"type":"response.done\u0021"}"#).as_deref(),
+            Some("response.done!")
+        );
+        assert_eq!(kind_of(r#"{"delta":"x"}"#), None);
+        assert_eq!(kind_of("not json"), None);
     }
 }

@@ -118,14 +118,9 @@ fn query_for(
     (Some(query), model.unwrap_or_default())
 }
 
-/// The guard of a session through `provider` for `model`, when the route's
-/// chain (`run`) has LLM hooks to run on its events; `None` copies the
-/// session unread.
-pub fn session_guard(
-    run: ChainRun,
-    provider: &Provider,
-    model: &str,
-) -> Option<guard::SessionGuard> {
+/// The guard of a session through `provider` for `model`: the route's
+/// chain (`run`), when [`guarded`] says it has hooks for the session.
+pub fn session_guard(run: ChainRun, provider: &Provider, model: &str) -> guard::SessionGuard {
     guard::SessionGuard::new(
         super::StreamGuard::new(run, provider, model),
         &provider.name,
@@ -133,9 +128,9 @@ pub fn session_guard(
     )
 }
 
-/// Whether a session on a route with this chain will be read by its hooks:
-/// then the handshake offers no extension (compressed frames could not be
-/// read).
+/// Whether a session on a route with this chain is read by its hooks
+/// (otherwise it is copied unread): then the handshake offers no extension
+/// (compressed frames could not be read).
 pub fn guarded(run: &ChainRun) -> bool {
     run.wants(Hooks::LLM_REQUEST) || run.wants(Hooks::LLM_CHUNK)
 }
