@@ -8,6 +8,8 @@ No internet here, so no real provider; this one answers deterministically:
   to the first tool with {"city": "Paris"};
 - "say: TEXT" -> exactly TEXT; anything else -> "Echo: " + the text;
 - a tool result in the last turn -> "The tool said: " + its content.
+The OpenAI flavor also serves the Responses API (/v1/responses: input
+string or items, function calls, named stream events with sequence numbers).
 Streams send one word per event; so does a Realtime session (OpenAI's
 WebSocket API at .../realtime, with the Realtime event names). `--fail STATUS`
 answers every request with that error. `--key` makes the API key mandatory. GET /_requests lists what
@@ -162,6 +164,8 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send_json(200, {"object": "list", "model": req.get("model"),
                     "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2, 0.3]}],
                     "usage": {"prompt_tokens": 3, "total_tokens": 3}})
+            if self.path.endswith("/responses"):
+                return self.responses_api(req)
             if not self.path.endswith("/chat/completions"):
                 return self.error(404, "no such path " + self.path)
             return self.openai(req)
@@ -336,6 +340,88 @@ class Handler(BaseHTTPRequestHandler):
                 "created": created, "model": model, "system_fingerprint": "fp_fake",
                 "choices": [], "usage": usage}) + "\n\n")
         self.chunk("data: [DONE]\n\n")
+        self.end_stream()
+
+    # ---- OpenAI Responses -------------------------------------------------
+
+    def responses_api(self, req):
+        if not req.get("model"):
+            return self.error(400, "you must provide a model parameter")
+        items = req.get("input")
+        if isinstance(items, str):
+            items = [{"role": "user", "content": items}]
+        if not isinstance(items, list) or not items:
+            return self.error(400, "'input' must be a string or a non-empty array")
+        last = items[-1]
+        tool_result = None
+        if last.get("type") == "function_call_output":
+            out = last.get("output")
+            tool_result = out if isinstance(out, str) else texts_of_content(out)
+        users = [i for i in items if i.get("role") == "user"]
+        last_user = texts_of_content(users[-1].get("content")) if users else ""
+        if last_user == "bad request":
+            return self.error(400, "the fake refuses 'bad request'")
+        tools = [t["name"] for t in req.get("tools") or [] if t.get("type") == "function"]
+        turn = decide(last_user, tool_result, tools)
+        prompt = count_tokens(req.get("instructions") or "") if req.get("instructions") else 0
+        prompt += sum(count_tokens(texts_of_content(i.get("content") or i.get("output") or ""))
+                      for i in items)
+        out_tokens = count_tokens(turn.text) if turn.text else 5
+        usage = {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": 0},
+                 "output_tokens": out_tokens, "output_tokens_details": {"reasoning_tokens": 0},
+                 "total_tokens": prompt + out_tokens}
+        rid = "resp_fake%d" % len(RECEIVED)
+        base = {"id": rid, "object": "response", "created_at": int(time.time()),
+                "status": "in_progress", "background": False, "error": None,
+                "incomplete_details": None, "instructions": req.get("instructions"),
+                "max_output_tokens": req.get("max_output_tokens"), "model": req["model"],
+                "output": [], "parallel_tool_calls": True, "previous_response_id": None,
+                "reasoning": {"effort": None, "summary": None}, "store": True, "temperature": 1.0,
+                "text": {"format": {"type": "text"}}, "tool_choice": "auto",
+                "tools": req.get("tools") or [], "top_p": 1.0, "truncation": "disabled",
+                "usage": None, "user": None, "metadata": {}}
+        if turn.tool:
+            item = {"id": "fc_fake1", "type": "function_call", "status": "completed",
+                    "call_id": "call_fake1", "name": turn.tool[0],
+                    "arguments": json.dumps(turn.tool[1])}
+        else:
+            item = {"id": "msg_fake1", "type": "message", "status": "completed", "role": "assistant",
+                    "content": [{"type": "output_text", "text": turn.text, "annotations": [],
+                                 "logprobs": []}]}
+        done = dict(base, status="completed", output=[item], usage=usage)
+        if not req.get("stream"):
+            return self.send_json(200, done)
+        seq = [0]
+
+        def send(obj):
+            obj["sequence_number"] = seq[0]
+            seq[0] += 1
+            self.chunk("event: %s\ndata: %s\n\n" % (obj["type"], json.dumps(obj)))
+
+        self.start_stream()
+        send({"type": "response.created", "response": base})
+        send({"type": "response.in_progress", "response": base})
+        if turn.tool:
+            send({"type": "response.output_item.added", "output_index": 0,
+                  "item": dict(item, status="in_progress", arguments="")})
+            args = item["arguments"]
+            for part in (args[: len(args) // 2], args[len(args) // 2:]):
+                send({"type": "response.function_call_arguments.delta", "item_id": item["id"],
+                      "output_index": 0, "delta": part})
+            send({"type": "response.function_call_arguments.done", "item_id": item["id"],
+                  "output_index": 0, "name": item["name"], "arguments": args})
+        else:
+            where = {"item_id": item["id"], "output_index": 0, "content_index": 0}
+            send({"type": "response.output_item.added", "output_index": 0,
+                  "item": dict(item, status="in_progress", content=[])})
+            send(dict(where, type="response.content_part.added",
+                      part={"type": "output_text", "annotations": [], "logprobs": [], "text": ""}))
+            for w in words(turn.text):
+                send(dict(where, type="response.output_text.delta", delta=w, logprobs=[]))
+            send(dict(where, type="response.output_text.done", text=turn.text, logprobs=[]))
+            send(dict(where, type="response.content_part.done", part=item["content"][0]))
+        send({"type": "response.output_item.done", "output_index": 0, "item": item})
+        send({"type": "response.completed", "response": done})
         self.end_stream()
 
     # ---- Anthropic --------------------------------------------------------

@@ -644,6 +644,139 @@ binds:
     assert!(started.elapsed() < std::time::Duration::from_millis(1400));
 }
 
+/// OpenAI's Responses API on a route with prompt-guard and one with a token
+/// budget: the official SDK's calls (plain, items, streamed, tools) pass the
+/// request, response and chunk hooks as chat calls do, the route's model
+/// aliases apply, and the usage is recorded and debited. Before, a client
+/// could reach the provider past every LLM hook by calling /v1/responses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_api_calls_pass_the_routes_llm_hooks_and_token_budgets() {
+    let openai = FakeProvider::start("openai", "fake-openai", &["--key", "sk-resp"]);
+    let gw = Gateway::start(&format!(
+        r#"
+binds:
+- port: 0
+  listeners:
+  - routes:
+    - name: guarded
+      matches: [{{path: {{pathPrefix: /g}}}}]
+      policies:
+        backendAuth: {{key: sk-resp}}
+        ai: {{modelAliases: {{fast: gpt-real}}}}
+      plugins:
+      - name: prompt-guard
+        config:
+          patterns: ["(?i)ignore previous instructions"]
+          mask: [{{literal: Project Falcon}}]
+          responseMask: ['internal-[0-9]+']
+          responsePatterns: ["(?i)credit card"]
+          status: 400
+      backends:
+      - ai: {{name: fake-openai, provider: {{openAI: {{}}}}, hostOverride: "{oa}"}}
+    - name: budget
+      matches: [{{path: {{pathPrefix: /b}}}}]
+      policies:
+        backendAuth: {{key: sk-resp}}
+      plugins:
+      - name: rate-limit
+        config: {{limits: [{{tokens: 80, per: minute}}]}}
+      backends:
+      - ai: {{name: fake-openai, provider: {{openAI: {{}}}}, hostOverride: "{oa}"}}
+"#,
+        oa = openai.addr()
+    ))
+    .await;
+    let out = Command::new(python())
+        .arg(root().join("tests/clients/openai_responses.py"))
+        .args([gw.url("/g").as_str(), "fast"])
+        .output()
+        .expect("python runs the Responses checks");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "Responses checks failed:\n{stdout}\n{}\ngateway log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        gw.log()
+    );
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("ok ")).count(), 11);
+
+    let seen = openai.requests().await;
+    for r in &seen {
+        assert_eq!(r["path"], "/v1/responses", "{r}");
+        assert_eq!(r["headers"]["authorization"], "Bearer sk-resp", "{r}");
+        assert_eq!(r["body"]["model"], "gpt-real", "the route's alias: {r}");
+    }
+    let all = serde_json::Value::Array(seen.clone()).to_string();
+    assert!(!all.contains("Project Falcon"), "{all}");
+    assert!(
+        !all.contains("Ignore previous"),
+        "the refused prompt never left"
+    );
+    // The masked message went back into the part it came from, and the
+    // tool's output into its item, next to the untouched call.
+    let masked = seen
+        .iter()
+        .find(|r| r["body"]["input"][0]["content"][0]["text"] == "tell me about <MASKED>");
+    assert!(masked.is_some(), "{all}");
+    let tools = seen
+        .iter()
+        .find(|r| r["body"]["input"][2]["type"] == "function_call_output")
+        .expect("the tool round");
+    assert_eq!(tools["body"]["input"][2]["output"], "18C in <MASKED>");
+    assert_eq!(tools["body"]["input"][1]["type"], "function_call");
+    assert_eq!(tools["body"]["input"][1]["call_id"], "call_fake1");
+
+    let (_, _, metrics) = get(&client(), &gw.admin_url("/metrics")).await;
+    let line = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("wardgate_llm_tokens_total{route=\"guarded\",provider=\"fake-openai\",model=\"gpt-real\",type=\"output\"}")
+        })
+        .unwrap_or_else(|| panic!("no token metric:\n{metrics}"));
+    let output: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(output > 20, "{line}");
+
+    // A token budget: 26 tokens in, 25 out per call; the streamed answer's
+    // usage (from response.completed) and the whole one's are debited.
+    let long = (0..25)
+        .map(|i| format!("w{i}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let call = |stream: bool| {
+        serde_json::json!({"model": "budget-model", "stream": stream,
+            "input": [{"role": "user", "content": format!("say: {long}")}]})
+    };
+    let url = gw.url("/b/v1/responses");
+    let (status, headers, body) = post(&url, call(true)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(headers["content-type"], "text/event-stream");
+    assert!(
+        body.starts_with("event: response.created\ndata: {"),
+        "{body}"
+    );
+    assert!(
+        body.contains("event: response.output_text.delta\n"),
+        "{body}"
+    );
+    assert!(
+        body.trim_end().ends_with("}") && body.contains("event: response.completed\n"),
+        "{body}"
+    );
+    let (status, _, body) = post(&url, call(false)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(json(&body)["output"][0]["content"][0]["text"], long);
+    let (status, headers, _) = post(&url, call(false)).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(headers.contains_key("retry-after"));
+    let budget_calls = openai
+        .requests()
+        .await
+        .into_iter()
+        .filter(|r| r["body"]["model"] == "budget-model")
+        .count();
+    assert_eq!(budget_calls, 2);
+}
+
 /// pii-guard on LLM routes: requests are masked before the provider sees
 /// them; answers, whole or streamed one word at a time (a spaced card
 /// number spans four chunks), reach the client masked in both API shapes;

@@ -20,9 +20,10 @@ pub enum Flavor {
 pub enum Api {
     /// A chat request in the given wire format.
     Chat(Flavor),
-    /// `/v1/responses`, `/v1/embeddings`, `/v1/models`, `/v1/messages/count_tokens`,
-    /// `/v1/realtime`:
-    /// forwarded to a provider that serves it, with credentials injected.
+    /// `/v1/responses` (through the hooks, see [`super::responses`]),
+    /// `/v1/embeddings`, `/v1/models`, `/v1/messages/count_tokens`,
+    /// `/v1/realtime`: forwarded to a provider that serves it, with
+    /// credentials injected.
     Native(&'static str),
     /// Anything else: forwarded as is.
     Other,
@@ -31,6 +32,8 @@ pub enum Api {
 impl Api {
     /// OpenAI's Realtime API: a WebSocket session (see [`super::realtime`]).
     pub const REALTIME: Api = Api::Native("realtime");
+    /// OpenAI's Responses API (see [`super::responses`]).
+    pub const RESPONSES: Api = Api::Native("responses");
 
     pub fn classify(path: &str) -> Api {
         let path = path.trim_end_matches('/');
@@ -41,7 +44,7 @@ impl Api {
         } else if path.ends_with("/messages") {
             Api::Chat(Flavor::Anthropic)
         } else if path.ends_with("/responses") {
-            Api::Native("responses")
+            Api::RESPONSES
         } else if path.ends_with("/embeddings") {
             Api::Native("embeddings")
         } else if path.ends_with("/models") {

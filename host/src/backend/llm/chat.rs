@@ -215,7 +215,7 @@ fn anthropic_tools(body: &Value) -> Vec<ToolDefinition> {
         .unwrap_or_default()
 }
 
-fn message(role: Role, content: Vec<ContentPart>) -> ChatMessage {
+pub(super) fn message(role: Role, content: Vec<ContentPart>) -> ChatMessage {
     ChatMessage {
         role,
         content,

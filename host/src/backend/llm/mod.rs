@@ -6,14 +6,17 @@
 //! other format, failing over on 429/5xx/connect errors ([`failover`]) →
 //! the answer back in the client's format, whole or streamed ([`stream`]),
 //! through the response or chunk hooks, with token usage recorded.
-//! Realtime sessions are WebSocket handshakes sent on to a provider
-//! ([`realtime`]).
+//! The Responses API takes the same hooks on its own shapes ([`responses`],
+//! its streamed events in [`answer_events`]). Realtime sessions are
+//! WebSocket handshakes sent on to a provider ([`realtime`]).
 
+pub mod answer_events;
 pub mod api;
 pub mod chat;
 pub mod failover;
 pub mod provider;
 pub mod realtime;
+pub mod responses;
 pub mod stream;
 
 use std::collections::BTreeMap;
@@ -32,7 +35,7 @@ use self::failover::Failover;
 use self::provider::Provider;
 use self::stream::{ChunkGuard, StreamRelay, TextVerdict};
 use crate::backend::http::{Body, UpstreamError};
-use crate::backend::sse::SseDecoder;
+use crate::backend::sse::{SseDecoder, SseEvent};
 use crate::config::schema::{AiBackend, BackendAuth, NamedAiProvider, Policies};
 use crate::policy::bindings::{Hooks, LlmChunk, TokenUsage};
 use crate::policy::hooks::{OnLlmChunk, OnLlmRequest, OnLlmResponse};
@@ -244,11 +247,14 @@ pub async fn serve(
     }
     match api {
         Api::Chat(from) => chat(shared, llm, input, from, candidates, trace).await,
+        Api::RESPONSES if input.parts.method == http::Method::POST => {
+            responses::serve(shared, llm, input, candidates, trace).await
+        }
         _ => passthrough(shared, llm, input, api, candidates, trace).await,
     }
 }
 
-/// Forward a non-chat API call (embeddings, models, responses, ...) with
+/// Forward another API call (embeddings, models, ...) with
 /// the gateway's credentials, failing over like chat calls.
 async fn passthrough(
     shared: Arc<Shared>,
@@ -342,26 +348,9 @@ async fn chat(
         max_body,
         ..
     } = input;
-    let mut body: Map<String, Value> = match serde_json::from_slice(&body) {
-        Ok(Value::Object(map)) => map,
-        Ok(_) => {
-            trace.error = Some("body is not a JSON object".into());
-            return api::error_response(
-                from,
-                StatusCode::BAD_REQUEST,
-                None,
-                "the request body must be a JSON object",
-            );
-        }
-        Err(e) => {
-            trace.error = Some(format!("bad JSON: {e}"));
-            return api::error_response(
-                from,
-                StatusCode::BAD_REQUEST,
-                None,
-                &format!("the request body is not valid JSON: {e}"),
-            );
-        }
+    let mut body = match json_object(&body, from, trace) {
+        Ok(body) => body,
+        Err(refusal) => return refusal,
     };
     llm.models.apply(&mut body);
     let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
@@ -441,51 +430,26 @@ async fn chat(
         *req.headers_mut() = headers;
         req
     };
-    let (provider, resp) = match llm
-        .failover
-        .send(&shared.backends, &candidates, head_timeout, attempt)
-        .await
-    {
-        Ok(ok) => ok,
-        Err(failed) => return failed.into_response(from, trace).await,
+    let exchange = Exchange {
+        shared: &shared,
+        llm: &llm,
+        candidates: &candidates,
+        head_timeout,
+        max_body,
+        client: from,
     };
-    trace.upstream = Some(provider.name.clone());
-    let status = resp.status();
-    let is_sse = resp
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"));
+    let (provider, resp) = match exchange.send(attempt, trace).await {
+        Ok(ok) => ok,
+        Err(answer) => return answer,
+    };
     let created = now_secs();
 
-    if !status.is_success() {
-        let bytes = read_idle(resp.into_body(), max_body, llm.idle_timeout)
-            .await
-            .unwrap_or_default();
-        trace.error = Some(format!("provider {} answered {status}", provider.name));
-        let body = api::translate_error(provider.flavor, from, status.as_u16(), &bytes);
-        return with_provider(api::json_response(status, &body), &provider);
-    }
-
-    if is_sse {
-        let guard = StreamGuard::new(run, &provider, &requested_model);
-        let relay = StreamRelay::new(provider.flavor, from, client_wants_usage, created);
-        let mut response = Response::new(relay_body(
-            shared,
-            resp.into_body(),
-            relay,
-            guard,
-            llm.idle_timeout,
-            route,
-            provider.clone(),
-        ));
-        let h = response.headers_mut();
-        h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-        h.insert(
-            http::header::CACHE_CONTROL,
-            HeaderValue::from_static("no-cache"),
-        );
-        return with_provider(response, &provider);
+    if is_event_stream(&resp) {
+        let relay = ChatStream {
+            guard: StreamGuard::new(run, &provider, &requested_model),
+            relay: StreamRelay::new(provider.flavor, from, client_wants_usage, created),
+        };
+        return stream_response(shared, resp, relay, &llm, route, provider);
     }
 
     let bytes = match read_idle(resp.into_body(), max_body, llm.idle_timeout).await {
@@ -537,6 +501,90 @@ async fn chat(
         chat::encode_response(from, &view, &id, created)
     };
     with_provider(api::json_response(StatusCode::OK, &out), &provider)
+}
+
+/// What sending a request to the route's providers needs.
+struct Exchange<'a> {
+    shared: &'a Shared,
+    llm: &'a LlmBackend,
+    candidates: &'a [(usize, Arc<Provider>)],
+    head_timeout: Option<Duration>,
+    max_body: usize,
+    /// The client's API, for the shape of errors.
+    client: Flavor,
+}
+
+impl Exchange<'_> {
+    /// Send the request `attempt` builds for each provider, failing over;
+    /// a provider's success, or the client's answer (the last provider's
+    /// error in the client's shape).
+    async fn send(
+        &self,
+        attempt: impl Fn(&Provider) -> Request<Body>,
+        trace: &mut LlmTrace,
+    ) -> Result<(Arc<Provider>, Response<UpstreamBody>), Response<Body>> {
+        let sent = self
+            .llm
+            .failover
+            .send(
+                &self.shared.backends,
+                self.candidates,
+                self.head_timeout,
+                attempt,
+            )
+            .await;
+        let (provider, resp) = match sent {
+            Ok(ok) => ok,
+            Err(failed) => return Err(failed.into_response(self.client, trace).await),
+        };
+        trace.upstream = Some(provider.name.clone());
+        let status = resp.status();
+        if status.is_success() {
+            return Ok((provider, resp));
+        }
+        let bytes = read_idle(resp.into_body(), self.max_body, self.llm.idle_timeout)
+            .await
+            .unwrap_or_default();
+        trace.error = Some(format!("provider {} answered {status}", provider.name));
+        let body = api::translate_error(provider.flavor, self.client, status.as_u16(), &bytes);
+        Err(with_provider(api::json_response(status, &body), &provider))
+    }
+}
+
+/// A request body that must be a JSON object, or the client's 400.
+fn json_object(
+    body: &[u8],
+    flavor: Flavor,
+    trace: &mut LlmTrace,
+) -> Result<Map<String, Value>, Response<Body>> {
+    match serde_json::from_slice(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => {
+            trace.error = Some("body is not a JSON object".into());
+            Err(api::error_response(
+                flavor,
+                StatusCode::BAD_REQUEST,
+                None,
+                "the request body must be a JSON object",
+            ))
+        }
+        Err(e) => {
+            trace.error = Some(format!("bad JSON: {e}"));
+            Err(api::error_response(
+                flavor,
+                StatusCode::BAD_REQUEST,
+                None,
+                &format!("the request body is not valid JSON: {e}"),
+            ))
+        }
+    }
+}
+
+fn is_event_stream<B>(resp: &Response<B>) -> bool {
+    resp.headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"))
 }
 
 fn with_provider(mut resp: Response<Body>, provider: &Provider) -> Response<Body> {
@@ -695,13 +743,88 @@ impl ChunkGuard for StreamGuard {
     }
 }
 
+/// A streamed answer on its way to the client: the provider's events in,
+/// the client's out, through the route's chunk hook.
+trait EventRelay: Send + 'static {
+    /// Relay one upstream event, appending what goes to the client to `out`.
+    fn relay(&mut self, ev: &SseEvent, out: &mut BytesMut);
+    /// The upstream ended: end the client's stream properly if the
+    /// provider's end never came.
+    fn end(&mut self, out: &mut BytesMut);
+    /// The upstream failed: end the client's stream with this error.
+    fn fail(&mut self, out: &mut BytesMut, message: &str);
+    /// The client's stream is complete.
+    fn finished(&self) -> bool;
+    /// The provider's last event came and the client's stream ended with it:
+    /// what is left of the provider's body is only its terminator.
+    fn provider_done(&self) -> bool;
+    fn usage(&self) -> Option<TokenUsage>;
+    fn model(&self) -> &str;
+}
+
+/// A streamed chat answer: the format relay and the route's chunk guard.
+struct ChatStream {
+    relay: StreamRelay,
+    guard: StreamGuard,
+}
+
+impl EventRelay for ChatStream {
+    fn relay(&mut self, ev: &SseEvent, out: &mut BytesMut) {
+        self.relay.relay(ev, &mut self.guard, out);
+    }
+    fn end(&mut self, out: &mut BytesMut) {
+        self.relay.end(&mut self.guard, out);
+    }
+    fn fail(&mut self, out: &mut BytesMut, message: &str) {
+        self.relay.fail(out, Some("api_error"), message);
+    }
+    fn finished(&self) -> bool {
+        self.relay.finished()
+    }
+    fn provider_done(&self) -> bool {
+        self.relay.provider_done()
+    }
+    fn usage(&self) -> Option<TokenUsage> {
+        self.relay.usage()
+    }
+    fn model(&self) -> &str {
+        self.relay.model()
+    }
+}
+
+/// The client's answer to a streamed provider answer.
+fn stream_response(
+    shared: Arc<Shared>,
+    resp: Response<UpstreamBody>,
+    relay: impl EventRelay,
+    llm: &LlmBackend,
+    route: String,
+    provider: Arc<Provider>,
+) -> Response<Body> {
+    let body = relay_body(
+        shared,
+        resp.into_body(),
+        relay,
+        llm.idle_timeout,
+        route,
+        provider.clone(),
+    );
+    let mut response = Response::new(body);
+    let h = response.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache"),
+    );
+    with_provider(response, &provider)
+}
+
 /// The client's body of a streamed answer: a task relays upstream events as
 /// they come, so each chunk leaves as soon as it is read.
 fn relay_body(
     shared: Arc<Shared>,
     mut upstream: UpstreamBody,
-    mut relay: StreamRelay,
-    mut guard: StreamGuard,
+    mut relay: impl EventRelay,
     idle: Duration,
     route: String,
     provider: Arc<Provider>,
@@ -714,30 +837,22 @@ fn relay_body(
         loop {
             let frame = match tokio::time::timeout(idle, upstream.frame()).await {
                 Err(_) => {
-                    relay.fail(
-                        &mut out,
-                        Some("api_error"),
-                        &format!("the provider went silent for {idle:?}"),
-                    );
+                    relay.fail(&mut out, &format!("the provider went silent for {idle:?}"));
                     let _ = tx.send(out.split().freeze()).await;
                     break;
                 }
                 Ok(None) => {
                     if let Some(ev) = decoder.finish() {
-                        relay.relay(&ev, &mut guard, &mut out);
+                        relay.relay(&ev, &mut out);
                     }
-                    relay.end(&mut guard, &mut out);
+                    relay.end(&mut out);
                     if !out.is_empty() {
                         let _ = tx.send(out.split().freeze()).await;
                     }
                     break;
                 }
                 Ok(Some(Err(e))) => {
-                    relay.fail(
-                        &mut out,
-                        Some("api_error"),
-                        &format!("the provider's stream broke: {e}"),
-                    );
+                    relay.fail(&mut out, &format!("the provider's stream broke: {e}"));
                     let _ = tx.send(out.split().freeze()).await;
                     break;
                 }
@@ -748,7 +863,7 @@ fn relay_body(
             };
             decoder.push(&data, &mut events);
             for ev in events.drain(..) {
-                relay.relay(&ev, &mut guard, &mut out);
+                relay.relay(&ev, &mut out);
             }
             if !out.is_empty() && tx.send(out.split().freeze()).await.is_err() {
                 // The client left; dropping `upstream` cancels the provider's call.

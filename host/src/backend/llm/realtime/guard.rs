@@ -13,15 +13,14 @@
 //!   (`.done`, `content_part.done`, `output_item.done`, `response.done`)
 //!   carries what the client was sent instead. A denial ends the session:
 //!   an `error` event, then close code 1008 (policy violation) both ways.
+//!   The answer side is [`super::super::answer_events`], shared with the
+//!   Responses API's streams.
 //!
 //! Audio passes as it came; only its transcript is seen.
 
-use std::borrow::Cow;
-use std::collections::HashMap;
 use std::io;
 
 use futures_util::{SinkExt, StreamExt};
-use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -29,31 +28,22 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 
 use super::super::StreamGuard;
-use super::super::stream::{ChunkGuard, TextVerdict};
+use super::super::answer_events::{self, AnswerEvents, kind_of};
+use super::super::chat;
+use super::super::responses::write_texts;
 use crate::backend::upgrade::{Relay, Side};
 use crate::policy::Verdict;
-use crate::policy::bindings::{
-    ChatMessage, ContentPart, Hooks, LlmRequest, Role as ChatRole, TokenUsage,
-};
+use crate::policy::bindings::{ChatMessage, ContentPart, Hooks, LlmRequest, Role as ChatRole};
 use crate::policy::hooks::OnLlmRequest;
 
-/// A session's guard: the chain's run (inside the chunk guard), and the
-/// parts whose text the client got changed.
+/// A session's guard: the chain's run, inside the guard of the answers.
 pub struct SessionGuard {
-    guard: StreamGuard,
+    answer: AnswerEvents,
     provider: String,
     model: String,
     request_hook: bool,
-    /// Text parts of the answer being streamed, by (item id, content index).
-    parts: HashMap<(String, u64), Part>,
     /// Events the gateway made itself, numbered for their `event_id`.
     made: u64,
-}
-
-#[derive(Default)]
-struct Part {
-    original: String,
-    sent: String,
 }
 
 /// What to do with an event the client sent.
@@ -72,27 +62,13 @@ enum Outbound {
     End(String),
 }
 
-const TEXT_DELTAS: [&str; 4] = [
-    "response.output_text.delta",
-    "response.text.delta",
-    "response.output_audio_transcript.delta",
-    "response.audio_transcript.delta",
-];
-const TEXT_DONE: [&str; 4] = [
-    "response.output_text.done",
-    "response.text.done",
-    "response.output_audio_transcript.done",
-    "response.audio_transcript.done",
-];
-
 impl SessionGuard {
     pub(super) fn new(guard: StreamGuard, provider: &str, model: &str) -> SessionGuard {
         SessionGuard {
             request_hook: guard.run.wants(Hooks::LLM_REQUEST),
-            guard,
+            answer: AnswerEvents::new(guard),
             provider: provider.to_string(),
             model: model.to_string(),
-            parts: HashMap::new(),
             made: 0,
         }
     }
@@ -177,7 +153,7 @@ impl SessionGuard {
             tools: Vec::new(),
             stream: true,
         };
-        let run = &mut self.guard.run;
+        let run = &mut self.answer.guard.run;
         let verdict = run.run::<OnLlmRequest>(&mut request);
         let edited = run.modified::<OnLlmRequest>();
         run.request_phase_done();
@@ -219,161 +195,25 @@ impl SessionGuard {
     /// A provider event through the chunk hook, and the texts it repeats
     /// set to what the client was sent.
     fn outbound(&mut self, text: &str) -> Outbound {
-        if !self.guard.active {
-            return Outbound::Pass;
-        }
-        // Read whole only the events the guard acts on: the text deltas and
-        // ends, and while a part's text was changed, the events that may
-        // repeat it (never another delta, such as an audio chunk).
         let Some(kind) = kind_of(text) else {
             return Outbound::Pass;
         };
-        let reads = TEXT_DELTAS.contains(&&*kind)
-            || TEXT_DONE.contains(&&*kind)
-            || kind == "response.done"
-            || (!self.parts.is_empty() && !kind.ends_with(".delta"));
-        if !reads {
-            return Outbound::Pass;
-        }
-        let Ok(mut event) = serde_json::from_str::<Value>(text) else {
-            return Outbound::Pass;
-        };
-        let key = part_key(&event);
-        if TEXT_DELTAS.contains(&&*kind)
-            && let Some(key) = key
-        {
-            let delta = event
-                .get("delta")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            let kept = match self.guard.text(&delta) {
-                TextVerdict::Keep => delta.clone(),
-                TextVerdict::Replace(t) => t,
-                TextVerdict::Stop(reason) => {
-                    return Outbound::End(self.error_event("policy_denied", &reason, None));
+        match self.answer.event(&kind, text) {
+            answer_events::Outbound::Pass => Outbound::Pass,
+            answer_events::Outbound::Drop => Outbound::Send(Vec::new()),
+            answer_events::Outbound::Send { held, event } => {
+                let mut out = Vec::new();
+                if let Some(mut held) = held {
+                    held["event_id"] = self.next_event_id().into();
+                    out.push(held.to_string());
                 }
-            };
-            let part = self.parts.entry(key).or_default();
-            part.original.push_str(&delta);
-            part.sent.push_str(&kept);
-            if kept.is_empty() {
-                return Outbound::Send(Vec::new());
+                out.push(event.to_string());
+                Outbound::Send(out)
             }
-            if kept == delta {
-                return Outbound::Pass;
-            }
-            event["delta"] = kept.into();
-            return Outbound::Send(vec![event.to_string()]);
-        }
-        let mut out = Vec::new();
-        let mut changed = false;
-        if let Some(i) = TEXT_DONE.iter().position(|d| *d == kind)
-            && let Some(key) = key.clone()
-        {
-            match self.guard.text_end() {
-                TextVerdict::Keep => {}
-                TextVerdict::Replace(held) if held.is_empty() => {}
-                TextVerdict::Replace(held) => {
-                    // Text the plugins held back leaves as one more delta.
-                    let mut delta = event.clone();
-                    delta["type"] = TEXT_DELTAS[i].into();
-                    delta["delta"] = held.clone().into();
-                    delta["event_id"] = self.next_event_id().into();
-                    if let Some(o) = delta.as_object_mut() {
-                        o.remove("text");
-                        o.remove("transcript");
-                    }
-                    out.push(delta.to_string());
-                    self.parts
-                        .entry(key.clone())
-                        .or_default()
-                        .sent
-                        .push_str(&held);
-                }
-                TextVerdict::Stop(reason) => {
-                    return Outbound::End(self.error_event("policy_denied", &reason, None));
-                }
-            }
-            if let Some(part) = self.parts.get(&key) {
-                if part.sent == part.original {
-                    self.parts.remove(&key);
-                } else {
-                    for field in ["text", "transcript"] {
-                        if event.get(field).is_some() {
-                            event[field] = part.sent.clone().into();
-                            changed = true;
-                        }
-                    }
-                }
-            }
-        } else if kind == "response.done" {
-            let usage = usage_of(&event);
-            if let Some(reason) = self.guard.done(usage) {
-                return Outbound::End(self.error_event("policy_denied", &reason, None));
-            }
-            self.guard.next_answer();
-        }
-        if !self.parts.is_empty() {
-            changed |= self.rewrite_repeats(&mut event, key);
-            if kind == "response.done" {
-                // The last event to repeat the answer's text.
-                self.parts.clear();
+            answer_events::Outbound::End(reason) => {
+                Outbound::End(self.error_event("policy_denied", &reason, None))
             }
         }
-        if !changed && out.is_empty() {
-            return Outbound::Pass;
-        }
-        out.push(event.to_string());
-        Outbound::Send(out)
-    }
-
-    /// Set the text of every part this event repeats (an item's content, a
-    /// content part, a response's output) to what the client was sent;
-    /// whether it repeated any.
-    fn rewrite_repeats(&self, event: &mut Value, key: Option<(String, u64)>) -> bool {
-        let mut changed = false;
-        let mut set = |part: &mut Value, sent: &str| {
-            for field in ["text", "transcript"] {
-                if part.get(field).is_some() {
-                    part[field] = sent.into();
-                    changed = true;
-                }
-            }
-        };
-        if let (Some(key), Some(part)) = (key, event.get_mut("part"))
-            && let Some(p) = self.parts.get(&key)
-        {
-            set(part, &p.sent);
-        }
-        let Some(event) = event.as_object_mut() else {
-            return changed;
-        };
-        let mut items: Vec<&mut Value> = Vec::new();
-        for (field, value) in event.iter_mut() {
-            match (field.as_str(), value) {
-                ("item", item) => items.push(item),
-                ("response", response) => {
-                    if let Some(Value::Array(output)) = response.get_mut("output") {
-                        items.extend(output.iter_mut());
-                    }
-                }
-                _ => {}
-            }
-        }
-        for item in items {
-            let Some(id) = item.get("id").and_then(Value::as_str).map(str::to_string) else {
-                continue;
-            };
-            if let Some(Value::Array(content)) = item.get_mut("content") {
-                for (i, part) in content.iter_mut().enumerate() {
-                    if let Some(p) = self.parts.get(&(id.clone(), i as u64)) {
-                        set(part, &p.sent);
-                    }
-                }
-            }
-        }
-        changed
     }
 
     /// A Realtime `error` event, as the provider would send one; `about`
@@ -409,40 +249,20 @@ enum Place {
 
 impl Place {
     fn write(&self, event: &mut Value, texts: &[&str]) {
-        match self {
-            Place::Field(pointer) => {
-                if let Some(v) = event.pointer_mut(pointer) {
-                    *v = texts.concat().into();
-                }
-            }
-            Place::Content(indices) => {
-                let Some(Value::Array(content)) = event.pointer_mut("/item/content") else {
-                    return;
-                };
-                // As many texts as parts: one each; otherwise all in the first.
-                for (n, &i) in indices.iter().enumerate() {
-                    let text = if texts.len() == indices.len() {
-                        texts[n].to_string()
-                    } else if n == 0 {
-                        texts.concat()
-                    } else {
-                        String::new()
-                    };
-                    content[i]["text"] = text.into();
-                }
-            }
+        let (pointer, parts) = match self {
+            Place::Field(pointer) => (*pointer, None),
+            Place::Content(indices) => ("/item/content", Some(indices.as_slice())),
+        };
+        if let Some(at) = event.pointer_mut(pointer) {
+            write_texts(at, parts, texts);
         }
     }
 }
 
 /// The message a client event gives the request hook, if it gives one.
 fn message_of(event: &Value) -> Option<(ChatMessage, Place)> {
-    let message = |role, texts: Vec<String>| ChatMessage {
-        role,
-        content: texts.into_iter().map(ContentPart::Text).collect(),
-        name: None,
-        tool_call_id: None,
-        tool_calls: Vec::new(),
+    let message = |role, texts: Vec<String>| {
+        chat::message(role, texts.into_iter().map(ContentPart::Text).collect())
     };
     let instructions = |pointer: &'static str| {
         let text = event.pointer(pointer)?.as_str()?;
@@ -491,41 +311,6 @@ fn message_of(event: &Value) -> Option<(ChatMessage, Place)> {
     }
 }
 
-/// An event's `type`, read without building the event: audio events carry
-/// large base64 payloads the guard has no use for.
-fn kind_of(text: &str) -> Option<Cow<'_, str>> {
-    #[derive(Deserialize)]
-    struct Kind<'a> {
-        #[serde(borrow, rename = "type")]
-        kind: Cow<'a, str>,
-    }
-    serde_json::from_str::<Kind>(text).ok().map(|k| k.kind)
-}
-
-/// The (item id, content index) an event is about.
-fn part_key(event: &Value) -> Option<(String, u64)> {
-    let item = event.get("item_id")?.as_str()?;
-    let index = event
-        .get("content_index")
-        .and_then(Value::as_u64)
-        .unwrap_or(0);
-    Some((item.to_string(), index))
-}
-
-/// A `response.done`'s usage, in the hooks' terms.
-fn usage_of(event: &Value) -> Option<TokenUsage> {
-    let usage = event.pointer("/response/usage")?;
-    let n = |k: &str| usage.get(k).and_then(Value::as_u64).unwrap_or(0);
-    Some(TokenUsage {
-        input: n("input_tokens"),
-        output: n("output_tokens"),
-        cached_input: usage
-            .pointer("/input_token_details/cached_tokens")
-            .and_then(Value::as_u64)
-            .unwrap_or(0),
-    })
-}
-
 /// `from` ended the session (with `frame`, or by going away): pass the
 /// close on, answer it, and let both connections go.
 async fn close_both(
@@ -547,15 +332,7 @@ async fn close_both(
 mod tests {
     use super::*;
 
-    fn texts(m: &ChatMessage) -> Vec<&str> {
-        m.content
-            .iter()
-            .filter_map(|p| match p {
-                ContentPart::Text(t) => Some(t.as_str()),
-                ContentPart::Other(_) => None,
-            })
-            .collect()
-    }
+    use crate::backend::llm::responses::texts;
 
     #[test]
     fn message_items_give_their_text_parts_and_take_edits_back() {
@@ -600,18 +377,5 @@ mod tests {
             "type": "message", "role": "user", "content": [{"type": "input_audio", "audio": "AAAA"}]}});
         assert!(message_of(&audio).is_none());
         assert!(message_of(&json!({"type": "input_audio_buffer.commit"})).is_none());
-    }
-
-    #[test]
-    fn an_events_type_is_read_without_the_rest() {
-        let audio = r#"{"event_id":"e","audio":"AAAA","type":"input_audio_buffer.append"}"#;
-        assert_eq!(kind_of(audio).as_deref(), Some("input_audio_buffer.append"));
-        // Escaped text still reads (as an owned copy); no type, or no JSON: none.
-        assert_eq!(
-            kind_of(r#"{"type":"response.done\u0021"}"#).as_deref(),
-            Some("response.done!")
-        );
-        assert_eq!(kind_of(r#"{"delta":"x"}"#), None);
-        assert_eq!(kind_of("not json"), None);
     }
 }
