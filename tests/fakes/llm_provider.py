@@ -159,17 +159,18 @@ class Handler(BaseHTTPRequestHandler):
             req = json.loads(raw)
         except ValueError:
             return self.error(400, "body is not JSON")
+        path = self.path.split("?")[0]
         if ARGS.flavor == "openai":
-            if self.path.endswith("/embeddings"):
+            if path.endswith("/embeddings"):
                 return self.send_json(200, {"object": "list", "model": req.get("model"),
                     "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2, 0.3]}],
                     "usage": {"prompt_tokens": 3, "total_tokens": 3}})
-            if self.path.endswith("/responses"):
+            if path.endswith("/responses"):
                 return self.responses_api(req)
-            if not self.path.endswith("/chat/completions"):
+            if not path.endswith("/chat/completions"):
                 return self.error(404, "no such path " + self.path)
             return self.openai(req)
-        if not self.path.endswith("/v1/messages"):
+        if not path.endswith("/v1/messages"):
             return self.error(404, "no such path " + self.path)
         return self.anthropic(req)
 

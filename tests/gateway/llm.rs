@@ -508,6 +508,155 @@ fn a_missing_key_variable_is_a_config_error_naming_the_route() {
     let _ = std::fs::remove_file(path);
 }
 
+/// agentgateway's Gemini and Azure provider configs validate, and a typo in
+/// one, or a dated Azure API version without its deployment, is placed.
+#[test]
+fn gemini_and_azure_provider_configs_validate_and_their_mistakes_are_placed() {
+    let fixtures = root().join("tests/fixtures/config");
+    let keys = [
+        ("GEMINI_API_KEY", "gm".to_string()),
+        ("AZURE_OPENAI_API_KEY", "az".to_string()),
+    ];
+    for name in ["llm-gemini", "llm-azure"] {
+        let path = fixtures.join(format!("{name}.yaml"));
+        let out = super::process::wardgate_env(&["validate", "-c", path.to_str().unwrap()], &keys);
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for (name, expected) in [
+        (
+            "broken-llm-gemini",
+            ":13:17: binds[0].listeners[0].routes[0].backends[0].ai.provider.gemini.modle: unknown field `modle`",
+        ),
+        (
+            "broken-llm-azure",
+            "binds[0].listeners[0].routes[0].backends[0].ai.groups[0].providers[0].provider.azure.model: apiVersion '2024-10-21' addresses a deployment",
+        ),
+    ] {
+        let path = fixtures.join(format!("{name}.yaml"));
+        let out = super::process::wardgate_env(&["validate", "-c", path.to_str().unwrap()], &keys);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name}");
+        assert!(stderr.contains(expected), "{name}: {stderr}");
+    }
+}
+
+/// Gemini (its OpenAI-compatible endpoint) and Azure OpenAI (the v1 API, a
+/// deployment on a dated version, a Foundry project) behind one gateway:
+/// each gets its own paths, `api-version` and key header, clients of
+/// either API reach them (Anthropic clients translated), and APIs a
+/// provider lacks are refused before it is called.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gemini_and_azure_providers_get_their_paths_and_key_headers() {
+    let fake = FakeProvider::start("openai", "fake", &[]);
+    let route = |name: &str, provider: &str| {
+        format!(
+            r#"
+    - name: {name}
+      matches: [{{path: {{pathPrefix: /{name}}}}}]
+      policies:
+        backendAuth: {{key: $TEST_KEY}}
+      backends:
+      - ai: {{name: {name}, provider: {provider}, hostOverride: "{addr}"}}"#,
+            addr = fake.addr()
+        )
+    };
+    let gw = Gateway::start_env(
+        &format!(
+            "binds:\n- port: 0\n  listeners:\n  - routes:{}{}{}{}\n",
+            route("gm", "{gemini: {model: gemini-1.5-flash}}"),
+            route(
+                "az",
+                "{azure: {resourceName: contoso, resourceType: openAI}}"
+            ),
+            route(
+                "dep",
+                r#"{azure: {resourceName: contoso, apiVersion: "2024-10-21", model: gpt-4o-prod}}"#
+            ),
+            route(
+                "fdy",
+                "{azure: {resourceName: contoso, resourceType: foundry, projectName: agents}}"
+            ),
+        ),
+        &[("TEST_KEY", "sk-test".to_string())],
+    )
+    .await;
+    let chat = |stream: bool| {
+        serde_json::json!({"model": "m", "stream": stream, "max_tokens": 20,
+            "messages": [{"role": "user", "content": "hello there"}]})
+    };
+    let last = || async { fake.requests().await.pop().unwrap() };
+
+    let (status, headers, body) = post(&gw.url("/gm/v1/chat/completions"), chat(false)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(headers["x-wardgate-provider"], "gm");
+    assert_eq!(
+        json(&body)["choices"][0]["message"]["content"],
+        "Echo: hello there"
+    );
+    let seen = last().await;
+    assert_eq!(seen["path"], "/v1beta/openai/chat/completions");
+    assert_eq!(seen["headers"]["authorization"], "Bearer sk-test");
+    assert_eq!(seen["body"]["model"], "gemini-1.5-flash");
+    // An Anthropic client, translated for Gemini.
+    let (status, _, body) = post(&gw.url("/gm/v1/messages"), chat(false)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(json(&body)["content"][0]["text"], "Echo: hello there");
+    // Gemini's endpoint has no Responses API: refused here, in OpenAI's shape.
+    let calls = fake.requests().await.len();
+    let (status, _, body) = post(
+        &gw.url("/gm/v1/responses"),
+        serde_json::json!({"model": "m", "input": "hi"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(json(&body)["error"]["message"].is_string(), "{body}");
+    assert_eq!(fake.requests().await.len(), calls);
+
+    let (status, _, body) = post(&gw.url("/az/v1/chat/completions"), chat(true)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.ends_with("data: [DONE]\n\n"), "{body}");
+    let seen = last().await;
+    assert_eq!(seen["path"], "/openai/v1/chat/completions");
+    assert_eq!(seen["headers"]["api-key"], "sk-test");
+    assert!(seen["headers"].get("authorization").is_none(), "{seen}");
+    let (status, _, body) = post(
+        &gw.url("/az/v1/responses"),
+        serde_json::json!({"model": "m", "input": "hi"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(last().await["path"], "/openai/v1/responses");
+
+    let (status, _, body) = post(&gw.url("/dep/v1/messages"), chat(false)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        last().await["path"],
+        "/openai/deployments/gpt-4o-prod/chat/completions?api-version=2024-10-21"
+    );
+    // The client's query goes along, before the gateway's api-version.
+    let (status, _, body) = post(
+        &gw.url("/dep/v1/embeddings?user=u1"),
+        serde_json::json!({"model": "e", "input": "hi"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        last().await["path"],
+        "/openai/deployments/gpt-4o-prod/embeddings?user=u1&api-version=2024-10-21"
+    );
+
+    let (status, _, body) = post(&gw.url("/fdy/v1/chat/completions"), chat(false)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        last().await["path"],
+        "/api/projects/agents/openai/v1/chat/completions"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_budgets_debit_the_usage_of_streamed_and_whole_answers() {
     let anthropic = FakeProvider::start("anthropic", "fake-anthropic", &[]);

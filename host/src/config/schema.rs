@@ -1163,6 +1163,40 @@ pub enum AiProvider {
     /// Any server with OpenAI's chat API at `baseUrl` (vLLM, Ollama, Groq, ...).
     #[serde(rename = "openAICompatible")]
     OpenAiCompatible(ProviderParams),
+    /// Google's Gemini API, through its OpenAI-compatible endpoint.
+    #[serde(rename = "gemini")]
+    Gemini(ProviderParams),
+    /// Azure OpenAI, or an Azure AI Foundry project.
+    #[serde(rename = "azure")]
+    Azure(AzureParams),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AzureParams {
+    /// The deployment; with a dated `apiVersion` it is in the path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// The resource: `{resourceName}.openai.azure.com` (or
+    /// `.services.ai.azure.com` for Foundry).
+    pub resource_name: String,
+    #[serde(default)]
+    pub resource_type: AzureResourceType,
+    /// `v1` (the default), `preview`, or a dated version such as `2024-10-21`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    /// The Foundry project (defaults to the resource name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AzureResourceType {
+    #[default]
+    #[serde(rename = "openAI", alias = "azureOpenAI")]
+    OpenAi,
+    #[serde(rename = "foundry", alias = "aiServices")]
+    Foundry,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -96,13 +96,10 @@ impl LlmBackend {
         let route_tls = route.backend_tls.as_ref();
         let (ai, retry) = (route.ai.as_ref(), route.retry.as_ref());
         let single = config.provider.as_ref().map(|provider| NamedAiProvider {
-            name: config.name.clone().unwrap_or_else(|| match provider {
-                crate::config::schema::AiProvider::Anthropic(_) => "anthropic".into(),
-                crate::config::schema::AiProvider::OpenAi(_) => "openai".into(),
-                crate::config::schema::AiProvider::OpenAiCompatible(_) => {
-                    "openai-compatible".into()
-                }
-            }),
+            name: config
+                .name
+                .clone()
+                .unwrap_or_else(|| provider::default_name(provider).into()),
             provider: provider.clone(),
             host_override: config.host_override.clone(),
             path_override: config.path_override.clone(),
@@ -271,16 +268,10 @@ async fn passthrough(
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "/".into());
-    let query = input
-        .parts
-        .uri
-        .query()
-        .map(|q| format!("?{q}"))
-        .unwrap_or_default();
     let attempt = |p: &Provider| {
         let path = match api {
             Api::Other => path_and_query.clone(),
-            _ => format!("{}{query}", p.path_for(api, input.parts.uri.path())),
+            _ => p.uri_for(api, input.parts.uri.path(), input.parts.uri.query()),
         };
         provider_request(
             &input.parts,
@@ -424,7 +415,7 @@ async fn chat(
         let mut req = Request::new(crate::proxy::full(bytes));
         *req.method_mut() = http::Method::POST;
         *req.uri_mut() = p
-            .path_for(Api::Chat(from), parts.uri.path())
+            .uri_for(Api::Chat(from), parts.uri.path(), None)
             .parse()
             .unwrap_or_else(|_| http::Uri::from_static("/"));
         *req.headers_mut() = headers;

@@ -8,7 +8,8 @@ use http::HeaderValue;
 use super::api::{Api, Flavor};
 use crate::backend::http::HttpBackends;
 use crate::config::schema::{
-    AiProvider, BackendAuth, BackendTls, HostPort, HttpVersion, NamedAiProvider, SecretSource,
+    AiProvider, AzureParams, AzureResourceType, BackendAuth, BackendTls, HostPort, HttpVersion,
+    NamedAiProvider, ProviderParams, SecretSource,
 };
 use crate::gateway::WeightedBackend;
 
@@ -17,17 +18,168 @@ const ANTHROPIC_VERSION: &str = "2023-06-01";
 pub struct Provider {
     /// Name in logs and metrics (`openai`, `anthropic`, or the configured name).
     pub name: String,
-    /// `openai` / `anthropic`: the provider family, for plugins and metrics.
+    /// `openai`, `anthropic`, `gemini`, `azure`: the provider family, for
+    /// plugins and metrics.
     pub family: &'static str,
     pub flavor: Flavor,
     pub upstream: WeightedBackend,
     /// Path the API paths go under (`/v1` for OpenAI-style APIs, empty for Anthropic's).
     base_path: String,
+    /// A query every upstream request carries (Azure's `api-version`).
+    query: Option<String>,
     path_override: Option<String>,
     /// Replaces the model of every request.
     pub model: Option<String>,
-    /// The header carrying the key: `Authorization: Bearer ...` or `x-api-key`.
+    /// The header carrying the key: `Authorization: Bearer ...`, `x-api-key` or `api-key`.
     credential: Option<(http::HeaderName, HeaderValue)>,
+    /// The APIs besides chat it serves (see [`Api::Native`]).
+    natives: &'static [&'static str],
+}
+
+/// What a kind of provider is: its API, where it lives by default, how it
+/// takes a key, and which APIs besides chat it serves.
+struct Preset {
+    flavor: Flavor,
+    family: &'static str,
+    model: Option<String>,
+    url: Option<String>,
+    key: KeyHeader,
+    natives: &'static [&'static str],
+    query: Option<String>,
+}
+
+#[derive(Clone, Copy)]
+enum KeyHeader {
+    Bearer,
+    XApiKey,
+    ApiKey,
+}
+
+const OPENAI_NATIVES: &[&str] = &["responses", "embeddings", "models", "realtime"];
+
+/// The name a provider goes by when the config gives none.
+pub fn default_name(provider: &AiProvider) -> &'static str {
+    match provider {
+        AiProvider::OpenAi(_) => "openai",
+        AiProvider::Anthropic(_) => "anthropic",
+        AiProvider::OpenAiCompatible(_) => "openai-compatible",
+        AiProvider::Gemini(_) => "gemini",
+        AiProvider::Azure(_) => "azure",
+    }
+}
+
+/// A config error: the field under the provider, and the message.
+type FieldError = (String, String);
+
+fn preset(provider: &AiProvider) -> Result<Preset, FieldError> {
+    let openai = |family, p: &ProviderParams, default: Option<&str>, natives| Preset {
+        flavor: Flavor::OpenAi,
+        family,
+        model: p.model.clone(),
+        url: p.base_url.clone().or(default.map(str::to_string)),
+        key: KeyHeader::Bearer,
+        natives,
+        query: None,
+    };
+    Ok(match provider {
+        AiProvider::OpenAi(p) => openai(
+            "openai",
+            p,
+            Some("https://api.openai.com/v1"),
+            OPENAI_NATIVES,
+        ),
+        AiProvider::OpenAiCompatible(p) => {
+            if p.base_url.is_none() {
+                return Err((
+                    "provider.openAICompatible.baseUrl".into(),
+                    "an openAICompatible provider needs `baseUrl` (e.g. http://localhost:8000/v1)"
+                        .into(),
+                ));
+            }
+            openai("openai", p, None, OPENAI_NATIVES)
+        }
+        // Gemini's OpenAI-compatible endpoint has no Responses or Realtime API.
+        AiProvider::Gemini(p) => openai(
+            "gemini",
+            p,
+            Some("https://generativelanguage.googleapis.com/v1beta/openai"),
+            &["embeddings", "models"],
+        ),
+        AiProvider::Anthropic(p) => Preset {
+            flavor: Flavor::Anthropic,
+            family: "anthropic",
+            model: p.model.clone(),
+            url: Some(
+                p.base_url
+                    .clone()
+                    .unwrap_or_else(|| "https://api.anthropic.com".into()),
+            ),
+            key: KeyHeader::XApiKey,
+            natives: &["messages/count_tokens", "models"],
+            query: None,
+        },
+        AiProvider::Azure(p) => azure(p)?,
+    })
+}
+
+/// Azure's endpoints: the v1 API (`/openai/v1/...`, also as `preview`), a
+/// deployment's dated API (`/openai/deployments/{model}/...?api-version=`),
+/// or a Foundry project's (`/api/projects/{project}/openai/v1/...`).
+fn azure(p: &AzureParams) -> Result<Preset, FieldError> {
+    let name = p.resource_name.trim();
+    let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if !valid {
+        return Err((
+            "provider.azure.resourceName".into(),
+            format!("'{name}' is not an Azure resource name (letters, digits and '-')"),
+        ));
+    }
+    let version = p.api_version.as_deref().unwrap_or("v1");
+    let (host, path, query) = match p.resource_type {
+        AzureResourceType::Foundry => {
+            let project = p.project_name.as_deref().unwrap_or(name);
+            (
+                format!("{name}.services.ai.azure.com"),
+                format!("/api/projects/{project}/openai/v1"),
+                None,
+            )
+        }
+        AzureResourceType::OpenAi => {
+            let host = format!("{name}.openai.azure.com");
+            match version {
+                "v1" => (host, "/openai/v1".to_string(), None),
+                "preview" => (
+                    host,
+                    "/openai/v1".to_string(),
+                    Some("api-version=preview".to_string()),
+                ),
+                dated => {
+                    let Some(deployment) = &p.model else {
+                        return Err((
+                            "provider.azure.model".into(),
+                            format!(
+                                "apiVersion '{dated}' addresses a deployment: name it in `model`, or use apiVersion v1"
+                            ),
+                        ));
+                    };
+                    (
+                        host,
+                        format!("/openai/deployments/{deployment}"),
+                        Some(format!("api-version={dated}")),
+                    )
+                }
+            }
+        }
+    };
+    Ok(Preset {
+        flavor: Flavor::OpenAi,
+        family: "azure",
+        model: p.model.clone(),
+        url: Some(format!("https://{host}{path}")),
+        key: KeyHeader::ApiKey,
+        natives: &["responses", "embeddings", "models"],
+        query,
+    })
 }
 
 /// Where a provider is reached, from its defaults and overrides.
@@ -106,28 +258,9 @@ impl Provider {
         clients: &HttpBackends,
         base_dir: Option<&std::path::Path>,
     ) -> Result<Provider, (String, String)> {
-        let (flavor, family, params, default) = match &named.provider {
-            AiProvider::OpenAi(p) => (
-                Flavor::OpenAi,
-                "openai",
-                p,
-                Some("https://api.openai.com/v1"),
-            ),
-            AiProvider::Anthropic(p) => (
-                Flavor::Anthropic,
-                "anthropic",
-                p,
-                Some("https://api.anthropic.com"),
-            ),
-            AiProvider::OpenAiCompatible(p) => (Flavor::OpenAi, "openai", p, None),
-        };
-        let url = params.base_url.as_deref().or(default).ok_or_else(|| {
-            (
-                "provider.openAICompatible.baseUrl".to_string(),
-                "an openAICompatible provider needs `baseUrl` (e.g. http://localhost:8000/v1)"
-                    .to_string(),
-            )
-        })?;
+        let preset = preset(&named.provider)?;
+        let flavor = preset.flavor;
+        let url = preset.url.as_deref().unwrap_or_default();
         let mut at = parse_base_url(url).map_err(|e| ("provider".to_string(), e))?;
         if let Some(host) = &named.host_override {
             // A bare host:port is plain HTTP unless backendTLS says otherwise.
@@ -154,9 +287,10 @@ impl Provider {
             Some(BackendAuth::Key(source)) => {
                 let key = resolve_secret(source, base_dir)
                     .map_err(|e| ("policies.backendAuth.key".to_string(), e))?;
-                let (name, value) = match flavor {
-                    Flavor::OpenAi => (http::header::AUTHORIZATION, format!("Bearer {key}")),
-                    Flavor::Anthropic => (http::HeaderName::from_static("x-api-key"), key),
+                let (name, value) = match preset.key {
+                    KeyHeader::Bearer => (http::header::AUTHORIZATION, format!("Bearer {key}")),
+                    KeyHeader::XApiKey => (http::HeaderName::from_static("x-api-key"), key),
+                    KeyHeader::ApiKey => (http::HeaderName::from_static("api-key"), key),
                 };
                 let mut value = HeaderValue::from_str(&value).map_err(|_| {
                     (
@@ -171,7 +305,7 @@ impl Provider {
         };
         let mut upstream = WeightedBackend::new(at.target, 1, &transport);
         // Realtime sessions (OpenAI's) are WebSocket upgrades.
-        if flavor == Flavor::OpenAi
+        if preset.natives.contains(&"realtime")
             && let Some(via) = clients
                 .upgrade_transport(
                     tls_settings.as_ref(),
@@ -184,13 +318,15 @@ impl Provider {
         }
         Ok(Provider {
             name: named.name.clone(),
-            family,
+            family: preset.family,
             flavor,
             upstream,
             base_path: at.base_path,
+            query: preset.query,
             path_override: named.path_override.clone(),
-            model: params.model.clone(),
+            model: preset.model,
             credential,
+            natives: preset.natives,
         })
     }
 
@@ -198,14 +334,24 @@ impl Provider {
     pub fn serves(&self, api: Api) -> bool {
         match api {
             Api::Chat(_) | Api::Other => true,
-            Api::Native("messages/count_tokens") => self.flavor == Flavor::Anthropic,
-            Api::Native("models") => true,
-            Api::Native(_) => self.flavor == Flavor::OpenAi,
+            Api::Native(endpoint) => self.natives.contains(&endpoint),
         }
     }
 
+    /// The upstream path (and query) for `api`, with the client's query
+    /// when it is to be kept; `client_path` is kept for passthrough.
+    pub fn uri_for(&self, api: Api, client_path: &str, client_query: Option<&str>) -> String {
+        let path = self.path_for(api, client_path);
+        let query = match (self.query.as_deref(), client_query) {
+            (Some(own), Some(client)) => format!("?{client}&{own}"),
+            (Some(q), None) | (None, Some(q)) => format!("?{q}"),
+            (None, None) => String::new(),
+        };
+        format!("{path}{query}")
+    }
+
     /// The upstream path for `api`; `client_path` is kept for passthrough.
-    pub fn path_for(&self, api: Api, client_path: &str) -> String {
+    fn path_for(&self, api: Api, client_path: &str) -> String {
         let endpoint = match api {
             Api::Chat(_) => {
                 if let Some(p) = &self.path_override {
@@ -246,3 +392,78 @@ impl Provider {
 }
 
 pub type Providers = Vec<Arc<Provider>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn azure_params(version: Option<&str>, model: Option<&str>) -> AzureParams {
+        AzureParams {
+            model: model.map(str::to_string),
+            resource_name: "contoso".into(),
+            resource_type: AzureResourceType::OpenAi,
+            api_version: version.map(str::to_string),
+            project_name: None,
+        }
+    }
+
+    #[test]
+    fn azure_endpoints_follow_the_api_version_and_resource_type() {
+        let v1 = azure(&azure_params(None, None)).unwrap();
+        assert_eq!(
+            v1.url.as_deref(),
+            Some("https://contoso.openai.azure.com/openai/v1")
+        );
+        assert_eq!(v1.query, None);
+        let preview = azure(&azure_params(Some("preview"), None)).unwrap();
+        assert_eq!(preview.query.as_deref(), Some("api-version=preview"));
+        let dated = azure(&azure_params(Some("2024-10-21"), Some("gpt-4o-prod"))).unwrap();
+        assert_eq!(
+            dated.url.as_deref(),
+            Some("https://contoso.openai.azure.com/openai/deployments/gpt-4o-prod")
+        );
+        assert_eq!(dated.query.as_deref(), Some("api-version=2024-10-21"));
+        let (field, message) = azure(&azure_params(Some("2024-10-21"), None))
+            .err()
+            .unwrap();
+        assert_eq!(field, "provider.azure.model");
+        assert!(message.contains("addresses a deployment"), "{message}");
+
+        let mut foundry = azure_params(None, None);
+        foundry.resource_type = AzureResourceType::Foundry;
+        assert_eq!(
+            azure(&foundry).unwrap().url.as_deref(),
+            Some("https://contoso.services.ai.azure.com/api/projects/contoso/openai/v1")
+        );
+        foundry.project_name = Some("agents".into());
+        assert!(
+            azure(&foundry)
+                .unwrap()
+                .url
+                .unwrap()
+                .ends_with("/api/projects/agents/openai/v1")
+        );
+        let mut bad = azure_params(None, None);
+        bad.resource_name = "contoso.openai.azure.com/x".into();
+        assert_eq!(azure(&bad).err().unwrap().0, "provider.azure.resourceName");
+    }
+
+    #[test]
+    fn each_kind_of_provider_serves_its_own_apis() {
+        let params = ProviderParams::default();
+        let gemini = preset(&AiProvider::Gemini(params.clone())).unwrap();
+        assert_eq!(
+            gemini.url.as_deref(),
+            Some("https://generativelanguage.googleapis.com/v1beta/openai")
+        );
+        assert!(matches!(gemini.key, KeyHeader::Bearer));
+        assert!(!gemini.natives.contains(&"responses") && !gemini.natives.contains(&"realtime"));
+        let azure = preset(&AiProvider::Azure(azure_params(None, None))).unwrap();
+        assert!(matches!(azure.key, KeyHeader::ApiKey));
+        assert!(azure.natives.contains(&"responses") && !azure.natives.contains(&"realtime"));
+        let anthropic = preset(&AiProvider::Anthropic(params.clone())).unwrap();
+        assert_eq!(anthropic.natives, ["messages/count_tokens", "models"]);
+        let (field, _) = preset(&AiProvider::OpenAiCompatible(params)).err().unwrap();
+        assert_eq!(field, "provider.openAICompatible.baseUrl");
+    }
+}

@@ -85,12 +85,7 @@ pub async fn serve(
         p.authorize(&mut headers, llm.passthrough_auth);
         let mut req = Request::new(crate::proxy::full(bytes));
         *req.method_mut() = http::Method::POST;
-        let query = parts
-            .uri
-            .query()
-            .map(|q| format!("?{q}"))
-            .unwrap_or_default();
-        let path = format!("{}{query}", p.path_for(Api::RESPONSES, parts.uri.path()));
+        let path = p.uri_for(Api::RESPONSES, parts.uri.path(), parts.uri.query());
         *req.uri_mut() = path.parse().unwrap_or_else(|_| http::Uri::from_static("/"));
         *req.headers_mut() = headers;
         req

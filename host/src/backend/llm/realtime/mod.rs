@@ -53,11 +53,7 @@ pub async fn handshake(
     for (_, provider) in candidates {
         let aliases = &llm.models.aliases;
         let (query, model) = query_for(parts.uri.query(), aliases, provider.model.as_deref());
-        let path = provider.path_for(api, parts.uri.path());
-        let target = match query {
-            Some(q) => format!("{path}?{q}"),
-            None => path,
-        };
+        let target = provider.uri_for(api, parts.uri.path(), query.as_deref());
         let passthrough = llm.passthrough_auth;
         let req = super::provider_request(&parts, &provider, &target, Bytes::new(), passthrough);
         match forward_upgrade(&provider.upstream, req, protocol.clone(), timeout).await {
