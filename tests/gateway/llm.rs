@@ -657,6 +657,101 @@ async fn gemini_and_azure_providers_get_their_paths_and_key_headers() {
     );
 }
 
+/// `policies.ai.prompts` puts the route's messages around the client's, in
+/// the client's API shape before the hooks and translation (so either
+/// provider gets them in its own), and `promptCaching` sets Anthropic cache
+/// breakpoints; a prompt with an unknown role is a placed config error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_prompts_and_cache_breakpoints_reach_the_provider() {
+    let openai = FakeProvider::start("openai", "fake-openai", &[]);
+    let anthropic = FakeProvider::start("anthropic", "fake-anthropic", &[]);
+    let route = |name: &str, provider: &str, addr: String| {
+        format!(
+            r#"
+    - name: {name}
+      matches: [{{path: {{pathPrefix: /{name}}}}}]
+      policies:
+        ai:
+          prompts:
+            prepend: [{{role: system, content: "You are Acme's assistant."}}]
+            append: [{{role: user, content: "Answer briefly."}}]
+          promptCaching: {{cacheTools: false}}
+      backends:
+      - ai: {{provider: {{{provider}: {{}}}}, hostOverride: "{addr}"}}"#
+        )
+    };
+    let gw = Gateway::start(&format!(
+        "binds:\n- port: 0\n  listeners:\n  - routes:{}{}\n",
+        route("an", "anthropic", anthropic.addr()),
+        route("oa", "openAI", openai.addr()),
+    ))
+    .await;
+    // An OpenAI client, translated for Anthropic.
+    let (status, _, body) = post(
+        &gw.url("/an/v1/chat/completions"),
+        serde_json::json!({"model": "m", "messages": [
+            {"role": "system", "content": "Client rules."},
+            {"role": "user", "content": "hello there"}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let sent = &anthropic.requests().await[0]["body"];
+    let ephemeral = serde_json::json!({"type": "ephemeral"});
+    // Translation joins the system messages; the breakpoint ends them.
+    let system = sent["system"].as_array().expect("system blocks");
+    assert_eq!(
+        system[0]["text"], "You are Acme's assistant.\n\nClient rules.",
+        "{sent}"
+    );
+    assert_eq!(system[0]["cache_control"], ephemeral, "{sent}");
+    let turns = sent["messages"].as_array().unwrap();
+    assert_eq!(turns.len(), 1, "one user turn: {sent}");
+    let blocks = turns[0]["content"].as_array().unwrap();
+    let texts: Vec<_> = blocks.iter().map(|b| b["text"].as_str().unwrap()).collect();
+    assert_eq!(texts, ["hello there", "Answer briefly."], "{sent}");
+    assert_eq!(blocks[1]["cache_control"], ephemeral);
+    // The fake answers the last user text: the appended prompt.
+    assert_eq!(
+        json(&body)["choices"][0]["message"]["content"],
+        "Echo: hello thereAnswer briefly."
+    );
+
+    // An Anthropic client, translated for OpenAI: the prompts become
+    // messages; no cache breakpoints (OpenAI caches by itself).
+    let (status, _, body) = post(
+        &gw.url("/oa/v1/messages"),
+        serde_json::json!({"model": "m", "max_tokens": 20,
+            "messages": [{"role": "user", "content": "hello there"}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let sent = &openai.requests().await[0]["body"];
+    let messages = sent["messages"].as_array().unwrap();
+    let roles: Vec<_> = messages
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["system", "user"], "{sent}");
+    assert_eq!(messages[0]["content"], "You are Acme's assistant.");
+    assert!(!sent.to_string().contains("cache_control"), "{sent}");
+    drop(gw);
+
+    let path = std::env::temp_dir().join(format!("wardgate-prompts-{}.yaml", std::process::id()));
+    std::fs::write(
+        &path,
+        "binds:\n- port: 4000\n  listeners:\n  - routes:\n    - policies:\n        ai:\n          prompts:\n            prepend: [{role: robot, content: x}]\n      backends:\n      - ai: {provider: {openAI: {}}}\n",
+    )
+    .unwrap();
+    let out = super::process::wardgate(&["validate", "-c", path.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(":8:30: binds[0].listeners[0].routes[0].policies.ai.prompts.prepend[0].role: unknown variant `robot`"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_file(path);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_budgets_debit_the_usage_of_streamed_and_whole_answers() {
     let anthropic = FakeProvider::start("anthropic", "fake-anthropic", &[]);

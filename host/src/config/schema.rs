@@ -871,7 +871,8 @@ pub enum RateLimitKind {
     Tokens,
 }
 
-/// LLM policies (`policies.ai`). Only `promptGuard` is read so far.
+/// LLM policies (`policies.ai`): `promptGuard` is sugar for prompt-guard;
+/// the rest shape the request an LLM backend sends.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AiPolicy {
@@ -883,6 +884,67 @@ pub struct AiPolicy {
     pub overrides: Option<BTreeMap<String, serde_json::Value>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_aliases: Option<BTreeMap<String, String>>,
+    /// Messages put before and after the client's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompts: Option<PromptEnrichment>,
+    /// Cache breakpoints the gateway sets on requests to Anthropic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_caching: Option<PromptCaching>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PromptEnrichment {
+    #[serde(default)]
+    pub prepend: Vec<PromptMessage>,
+    #[serde(default)]
+    pub append: Vec<PromptMessage>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PromptMessage {
+    pub role: PromptRole,
+    pub content: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PromptRole {
+    System,
+    Developer,
+    User,
+    Assistant,
+}
+
+impl PromptRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PromptRole::System => "system",
+            PromptRole::Developer => "developer",
+            PromptRole::User => "user",
+            PromptRole::Assistant => "assistant",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PromptCaching {
+    #[serde(default = "yes")]
+    pub cache_system: bool,
+    #[serde(default = "yes")]
+    pub cache_messages: bool,
+    #[serde(default = "yes")]
+    pub cache_tools: bool,
+    /// Below this estimate of the prompt's tokens no breakpoint is set
+    /// (Anthropic does not cache shorter prompts anyway).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_tokens: Option<u64>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// `cors`: which browser origins may read the route's answers

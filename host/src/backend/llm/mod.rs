@@ -10,6 +10,7 @@
 //! its streamed events in [`answer_events`]). Realtime sessions are
 //! WebSocket handshakes sent on to a provider ([`realtime`]).
 
+pub mod ai_policy;
 pub mod answer_events;
 pub mod api;
 pub mod chat;
@@ -19,7 +20,6 @@ pub mod realtime;
 pub mod responses;
 pub mod stream;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -30,6 +30,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{Map, Value};
 
+use self::ai_policy::{AiPolicy, BodyShape};
 use self::api::{Api, Flavor};
 use self::failover::Failover;
 use self::provider::Provider;
@@ -50,32 +51,9 @@ const DEFAULT_IDLE: Duration = Duration::from_secs(120);
 pub struct LlmBackend {
     pub failover: Failover,
     pub idle_timeout: Duration,
-    /// `policies.ai`: model aliases, defaults and overrides.
-    models: ModelPolicy,
+    /// `policies.ai`: model aliases, defaults, overrides, prompts, caching.
+    ai: AiPolicy,
     passthrough_auth: bool,
-}
-
-#[derive(Default)]
-struct ModelPolicy {
-    aliases: BTreeMap<String, String>,
-    defaults: Map<String, Value>,
-    overrides: Map<String, Value>,
-}
-
-impl ModelPolicy {
-    fn apply(&self, body: &mut Map<String, Value>) {
-        if let Some(Value::String(m)) = body.get("model")
-            && let Some(real) = self.aliases.get(m)
-        {
-            body.insert("model".into(), real.clone().into());
-        }
-        for (k, v) in &self.defaults {
-            body.entry(k.clone()).or_insert_with(|| v.clone());
-        }
-        for (k, v) in &self.overrides {
-            body.insert(k.clone(), v.clone());
-        }
-    }
 }
 
 /// A build error: the config path under the backend (or, starting with
@@ -159,23 +137,6 @@ impl LlmBackend {
             }
             built.push(group);
         }
-        let models = ai
-            .map(|ai| ModelPolicy {
-                aliases: ai.model_aliases.clone().unwrap_or_default(),
-                defaults: ai
-                    .defaults
-                    .clone()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .collect(),
-                overrides: ai
-                    .overrides
-                    .clone()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .collect(),
-            })
-            .unwrap_or_default();
         Ok(LlmBackend {
             failover: Failover::new(built, config.cooldown.as_ref().map(|d| d.0)).with_retry(
                 retry.map(|r| r.attempts),
@@ -186,7 +147,7 @@ impl LlmBackend {
                 .as_ref()
                 .map(|d| d.0)
                 .unwrap_or(DEFAULT_IDLE),
-            models,
+            ai: AiPolicy::build(ai),
             passthrough_auth: matches!(route_auth, Some(BackendAuth::Passthrough(_))),
         })
     }
@@ -343,7 +304,11 @@ async fn chat(
         Ok(body) => body,
         Err(refusal) => return refusal,
     };
-    llm.models.apply(&mut body);
+    let shape = match from {
+        Flavor::OpenAi => BodyShape::OpenAiChat,
+        Flavor::Anthropic => BodyShape::AnthropicMessages,
+    };
+    llm.ai.apply(shape, &mut body);
     let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let client_wants_usage = body
         .get("stream_options")
@@ -380,6 +345,9 @@ async fn chat(
         };
         if let Some(model) = &p.model {
             out.insert("model".into(), model.clone().into());
+        }
+        if p.flavor == Flavor::Anthropic {
+            llm.ai.cache(&mut out);
         }
         if stream && p.flavor == Flavor::OpenAi {
             // Usage comes only when asked for; the gateway always wants it.

@@ -17,6 +17,7 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use http::{Request, Response, StatusCode};
 use serde_json::{Map, Value, json};
 
+use super::ai_policy::BodyShape;
 use super::answer_events::{self, AnswerEvents};
 use super::api::{Api, Flavor};
 use super::chat::message;
@@ -54,7 +55,7 @@ pub async fn serve(
         Ok(body) => body,
         Err(refusal) => return refusal,
     };
-    llm.models.apply(&mut body);
+    llm.ai.apply(BodyShape::Responses, &mut body);
     let primary = &candidates[0].1;
     let (mut view, shape) = request_view(&body, primary.family);
     let requested_model = view.model.clone();

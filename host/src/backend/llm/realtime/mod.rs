@@ -51,7 +51,7 @@ pub async fn handshake(
     }
     let mut unreachable = Vec::new();
     for (_, provider) in candidates {
-        let aliases = &llm.models.aliases;
+        let aliases = &llm.ai.aliases;
         let (query, model) = query_for(parts.uri.query(), aliases, provider.model.as_deref());
         let target = provider.uri_for(api, parts.uri.path(), query.as_deref());
         let passthrough = llm.passthrough_auth;

@@ -1,0 +1,383 @@
+//! The route's `policies.ai` on a request body: model aliases, defaults and
+//! overrides, the route's prompts around the client's messages, and cache
+//! breakpoints on what goes to Anthropic.
+//!
+//! Prompts are added to the body in the client's own API shape, before the
+//! hooks read it, so plugins see (and translation carries) what the
+//! provider will get.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value, json};
+
+use crate::config::schema::{self, PromptCaching, PromptMessage, PromptRole};
+
+/// The shape of a request body, by the client's API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyShape {
+    /// OpenAI chat completions: `messages` with roles.
+    OpenAiChat,
+    /// Anthropic messages: `system` apart, `messages` of user and assistant.
+    AnthropicMessages,
+    /// OpenAI's Responses API: `input` (a string or items).
+    Responses,
+}
+
+#[derive(Default)]
+pub struct AiPolicy {
+    pub aliases: BTreeMap<String, String>,
+    defaults: Map<String, Value>,
+    overrides: Map<String, Value>,
+    prepend: Vec<PromptMessage>,
+    append: Vec<PromptMessage>,
+    caching: Option<PromptCaching>,
+}
+
+/// Anthropic allows four cache breakpoints per request.
+const MAX_BREAKPOINTS: usize = 4;
+
+impl AiPolicy {
+    pub fn build(ai: Option<&schema::AiPolicy>) -> AiPolicy {
+        let Some(ai) = ai else {
+            return AiPolicy::default();
+        };
+        let prompts = ai.prompts.clone().unwrap_or_default();
+        AiPolicy {
+            aliases: ai.model_aliases.clone().unwrap_or_default(),
+            defaults: ai
+                .defaults
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+            overrides: ai
+                .overrides
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+            prepend: prompts.prepend,
+            append: prompts.append,
+            caching: ai.prompt_caching.clone(),
+        }
+    }
+
+    /// The client's body as the route wants it sent.
+    pub fn apply(&self, shape: BodyShape, body: &mut Map<String, Value>) {
+        if let Some(Value::String(m)) = body.get("model")
+            && let Some(real) = self.aliases.get(m)
+        {
+            body.insert("model".into(), real.clone().into());
+        }
+        for (k, v) in &self.defaults {
+            body.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        for (k, v) in &self.overrides {
+            body.insert(k.clone(), v.clone());
+        }
+        if !self.prepend.is_empty() || !self.append.is_empty() {
+            self.enrich(shape, body);
+        }
+    }
+
+    fn enrich(&self, shape: BodyShape, body: &mut Map<String, Value>) {
+        match shape {
+            BodyShape::OpenAiChat => {
+                let item =
+                    |m: &PromptMessage| json!({"role": m.role.as_str(), "content": m.content});
+                surround(body, "messages", &self.prepend, &self.append, item);
+            }
+            BodyShape::Responses => {
+                if let Some(Value::String(text)) = body.get("input") {
+                    let text = text.clone();
+                    body.insert("input".into(), json!([{"role": "user", "content": text}]));
+                }
+                let item = |m: &PromptMessage| json!({"type": "message", "role": m.role.as_str(), "content": m.content});
+                surround(body, "input", &self.prepend, &self.append, item);
+            }
+            BodyShape::AnthropicMessages => {
+                // Anthropic has no system role among messages: system and
+                // developer prompts join the `system` blocks, in order.
+                let is_system = |m: &&PromptMessage| {
+                    matches!(m.role, PromptRole::System | PromptRole::Developer)
+                };
+                let block = |m: &PromptMessage| json!({"type": "text", "text": m.content});
+                let before: Vec<Value> = self.prepend.iter().filter(is_system).map(block).collect();
+                let after: Vec<Value> = self.append.iter().filter(is_system).map(block).collect();
+                if !before.is_empty() || !after.is_empty() {
+                    let mut system = before;
+                    system.extend(system_blocks(body.remove("system")));
+                    system.extend(after);
+                    body.insert("system".into(), Value::Array(system));
+                }
+                // A turn next to one of the same role joins it, so roles
+                // still alternate.
+                let messages = body
+                    .entry("messages")
+                    .or_insert_with(|| Value::Array(Vec::new()));
+                let Value::Array(messages) = messages else {
+                    return;
+                };
+                for m in self.prepend.iter().rev().filter(|m| !is_system(m)) {
+                    match messages.first_mut() {
+                        Some(first) if first["role"] == m.role.as_str() => {
+                            content_blocks(first).insert(0, block(m));
+                        }
+                        _ => messages.insert(0, turn(m)),
+                    }
+                }
+                for m in self.append.iter().filter(|m| !is_system(m)) {
+                    match messages.last_mut() {
+                        Some(last) if last["role"] == m.role.as_str() => {
+                            content_blocks(last).push(block(m));
+                        }
+                        _ => messages.push(turn(m)),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Set cache breakpoints on a body about to go to Anthropic: the last
+    /// tool, the last system block, the last block of the last message
+    /// (each as configured), within Anthropic's limit of four counting the
+    /// client's own.
+    pub fn cache(&self, body: &mut Map<String, Value>) {
+        let Some(caching) = &self.caching else {
+            return;
+        };
+        if let Some(min) = caching.min_tokens
+            && estimated_tokens(body) < min
+        {
+            return;
+        }
+        let mut free =
+            MAX_BREAKPOINTS.saturating_sub(count_breakpoints(&Value::Object(body.clone())));
+        let mut mark = |block: Option<&mut Value>| {
+            if let Some(Value::Object(block)) = block
+                && free > 0
+                && !block.contains_key("cache_control")
+            {
+                block.insert("cache_control".into(), json!({"type": "ephemeral"}));
+                free -= 1;
+            }
+        };
+        if caching.cache_tools
+            && let Some(Value::Array(tools)) = body.get_mut("tools")
+        {
+            mark(tools.last_mut());
+        }
+        if caching.cache_system && body.contains_key("system") {
+            let blocks = system_blocks(body.remove("system"));
+            body.insert("system".into(), Value::Array(blocks));
+            if let Some(Value::Array(blocks)) = body.get_mut("system") {
+                mark(blocks.last_mut());
+            }
+        }
+        if caching.cache_messages
+            && let Some(Value::Array(messages)) = body.get_mut("messages")
+            && let Some(last) = messages.last_mut()
+        {
+            mark(content_blocks(last).last_mut());
+        }
+    }
+}
+
+/// Put `before` items first and `after` items last in the list at `key`.
+fn surround(
+    body: &mut Map<String, Value>,
+    key: &str,
+    before: &[PromptMessage],
+    after: &[PromptMessage],
+    item: impl Fn(&PromptMessage) -> Value,
+) {
+    let list = body.entry(key).or_insert_with(|| Value::Array(Vec::new()));
+    if let Value::Array(list) = list {
+        list.splice(0..0, before.iter().map(&item));
+        list.extend(after.iter().map(&item));
+    }
+}
+
+fn turn(m: &PromptMessage) -> Value {
+    json!({"role": m.role.as_str(), "content": m.content})
+}
+
+/// A message's content as a list of blocks (it may be a string), to add to.
+fn content_blocks(message: &mut Value) -> &mut Vec<Value> {
+    if !message["content"].is_array() {
+        let blocks = system_blocks(message.get_mut("content").map(Value::take));
+        message["content"] = Value::Array(blocks);
+    }
+    match &mut message["content"] {
+        Value::Array(blocks) => blocks,
+        _ => unreachable!("just made a list"),
+    }
+}
+
+/// Anthropic's `system` as a list of text blocks (it may be a string).
+fn system_blocks(system: Option<Value>) -> Vec<Value> {
+    match system {
+        Some(Value::String(s)) if s.is_empty() => Vec::new(),
+        Some(Value::String(s)) => vec![json!({"type": "text", "text": s})],
+        Some(Value::Array(blocks)) => blocks,
+        _ => Vec::new(),
+    }
+}
+
+fn count_breakpoints(v: &Value) -> usize {
+    match v {
+        Value::Object(map) => {
+            usize::from(map.contains_key("cache_control"))
+                + map.values().map(count_breakpoints).sum::<usize>()
+        }
+        Value::Array(list) => list.iter().map(count_breakpoints).sum(),
+        _ => 0,
+    }
+}
+
+/// About four characters a token: enough to tell a short prompt from a long one.
+fn estimated_tokens(body: &Map<String, Value>) -> u64 {
+    fn chars(v: &Value) -> usize {
+        match v {
+            Value::String(s) => s.len(),
+            Value::Array(list) => list.iter().map(chars).sum(),
+            Value::Object(map) => map.values().map(chars).sum(),
+            _ => 0,
+        }
+    }
+    let text: usize = ["system", "messages", "tools"]
+        .iter()
+        .filter_map(|k| body.get(*k))
+        .map(chars)
+        .sum();
+    (text / 4) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(yaml_ai: Value) -> AiPolicy {
+        let ai: schema::AiPolicy = serde_json::from_value(yaml_ai).unwrap();
+        AiPolicy::build(Some(&ai))
+    }
+
+    fn body(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap()
+    }
+
+    fn enrichment() -> AiPolicy {
+        policy(json!({"prompts": {
+            "prepend": [{"role": "system", "content": "Be polite."}, {"role": "user", "content": "Context: acme"}],
+            "append": [{"role": "developer", "content": "Answer in English."}]}}))
+    }
+
+    #[test]
+    fn prompts_go_around_the_messages_in_each_shape() {
+        let p = enrichment();
+        let mut b = body(json!({"messages": [{"role": "user", "content": "hi"}]}));
+        p.apply(BodyShape::OpenAiChat, &mut b);
+        let roles: Vec<_> = b["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["role"].as_str().unwrap())
+            .collect();
+        assert_eq!(roles, ["system", "user", "user", "developer"]);
+        assert_eq!(b["messages"][2]["content"], "hi");
+
+        let mut b = body(
+            json!({"system": "Client system.", "messages": [{"role": "user", "content": "hi"}]}),
+        );
+        p.apply(BodyShape::AnthropicMessages, &mut b);
+        let system: Vec<_> = b["system"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["text"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            system,
+            ["Be polite.", "Client system.", "Answer in English."]
+        );
+        // The user prompt joins the client's first user turn: roles alternate.
+        assert_eq!(b["messages"].as_array().unwrap().len(), 1);
+        assert_eq!(b["messages"][0]["content"][0]["text"], "Context: acme");
+        assert_eq!(b["messages"][0]["content"][1]["text"], "hi");
+        let prefill =
+            policy(json!({"prompts": {"append": [{"role": "assistant", "content": "Sure:"}]}}));
+        let mut b = body(json!({"messages": [{"role": "user", "content": "hi"}]}));
+        prefill.apply(BodyShape::AnthropicMessages, &mut b);
+        assert_eq!(
+            b["messages"][1],
+            json!({"role": "assistant", "content": "Sure:"})
+        );
+
+        let mut b = body(json!({"input": "hi", "instructions": "terse"}));
+        p.apply(BodyShape::Responses, &mut b);
+        let input = b["input"].as_array().unwrap();
+        assert_eq!(input.len(), 4);
+        assert_eq!(
+            input[0],
+            json!({"type": "message", "role": "system", "content": "Be polite."})
+        );
+        assert_eq!(input[2], json!({"role": "user", "content": "hi"}));
+        assert_eq!(input[3]["role"], "developer");
+        assert_eq!(b["instructions"], "terse");
+    }
+
+    #[test]
+    fn aliases_defaults_and_overrides_still_apply() {
+        let p = policy(
+            json!({"modelAliases": {"fast": "real"}, "defaults": {"temperature": 0.5},
+            "overrides": {"max_tokens": 7}}),
+        );
+        let mut b = body(json!({"model": "fast", "temperature": 1.0, "max_tokens": 100}));
+        p.apply(BodyShape::OpenAiChat, &mut b);
+        assert_eq!(b["model"], "real");
+        assert_eq!(b["temperature"], 1.0);
+        assert_eq!(b["max_tokens"], 7);
+        assert!(b.get("messages").is_none(), "no prompts, no messages added");
+    }
+
+    #[test]
+    fn cache_breakpoints_mark_tools_system_and_the_last_turn_within_four() {
+        let p = policy(json!({"promptCaching": {}}));
+        let mut b = body(json!({"system": "Long instructions.",
+            "tools": [{"name": "a"}, {"name": "b"}],
+            "messages": [{"role": "user", "content": "one"}, {"role": "assistant", "content": "two"},
+                         {"role": "user", "content": "three"}]}));
+        p.cache(&mut b);
+        let ephemeral = json!({"type": "ephemeral"});
+        assert_eq!(b["tools"][1]["cache_control"], ephemeral);
+        assert!(b["tools"][0].get("cache_control").is_none());
+        assert_eq!(b["system"][0]["text"], "Long instructions.");
+        assert_eq!(b["system"][0]["cache_control"], ephemeral);
+        assert_eq!(b["messages"][2]["content"][0]["text"], "three");
+        assert_eq!(b["messages"][2]["content"][0]["cache_control"], ephemeral);
+        assert!(b["messages"][0]["content"].is_string());
+
+        // The client's own breakpoints count against the four.
+        let mut b = body(json!({"system": [
+                {"type": "text", "text": "a", "cache_control": {"type": "ephemeral"}},
+                {"type": "text", "text": "b", "cache_control": {"type": "ephemeral"}},
+                {"type": "text", "text": "c", "cache_control": {"type": "ephemeral"}}],
+            "tools": [{"name": "a"}], "messages": [{"role": "user", "content": "x"}]}));
+        p.cache(&mut b);
+        assert_eq!(count_breakpoints(&Value::Object(b.clone())), 4, "{b:?}");
+        assert_eq!(b["tools"][0]["cache_control"], ephemeral);
+        assert!(
+            b["messages"][0]["content"][0]
+                .get("cache_control")
+                .is_none()
+        );
+
+        // Below minTokens nothing is marked; switched-off parts are left alone.
+        let p = policy(json!({"promptCaching": {"minTokens": 1000, "cacheTools": false}}));
+        let mut b =
+            body(json!({"system": "short", "messages": [{"role": "user", "content": "x"}]}));
+        p.cache(&mut b);
+        assert_eq!(count_breakpoints(&Value::Object(b.clone())), 0);
+        assert_eq!(b["system"], "short");
+    }
+}
