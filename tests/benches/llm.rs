@@ -1,7 +1,9 @@
 //! Chat completions through Wardgate vs direct to the provider, with
 //! translation on: the client speaks OpenAI chat completions, the provider
-//! Anthropic messages. The provider is an in-process fake on loopback that
-//! answers at once (a Python fake would drown the gateway's cost in its own).
+//! Anthropic messages. Then OpenAI's Responses API, whole and streamed
+//! (its events read by the gateway for usage and the hooks). The provider
+//! is an in-process fake on loopback that answers at once (a Python fake
+//! would drown the gateway's cost in its own).
 //!
 //! Reports, from one run: p50/p99 per request direct and through the
 //! gateway (non-streamed), and for a streamed answer of CHUNKS events the
@@ -74,18 +76,82 @@ fn anthropic_events(chunks: usize) -> Vec<Bytes> {
     out
 }
 
+/// A Responses API answer, and its streamed events (`chunks` text deltas),
+/// as OpenAI sends them.
+fn responses_answer(chunks: usize) -> (Bytes, Vec<Bytes>) {
+    let text: String = (0..chunks).map(|i| format!(" word{i}")).collect();
+    let item = serde_json::json!({"id": "msg_bench", "type": "message", "status": "completed",
+        "role": "assistant", "content": [{"type": "output_text", "text": text, "annotations": []}]});
+    let done = serde_json::json!({"id": "resp_bench", "object": "response", "status": "completed",
+        "model": "gpt-bench", "output": [item],
+        "usage": {"input_tokens": 25, "output_tokens": chunks, "total_tokens": 25 + chunks}});
+    let mut seq = 0;
+    let mut ev = |v: serde_json::Value| {
+        let mut v = v;
+        v["sequence_number"] = seq.into();
+        seq += 1;
+        Bytes::from(format!(
+            "event: {}\ndata: {v}\n\n",
+            v["type"].as_str().unwrap()
+        ))
+    };
+    let started = serde_json::json!({"id": "resp_bench", "object": "response",
+        "status": "in_progress", "model": "gpt-bench", "output": []});
+    let at = serde_json::json!({"item_id": "msg_bench", "output_index": 0, "content_index": 0});
+    let with = |mut base: serde_json::Value, extra: serde_json::Value| {
+        for (k, v) in extra.as_object().unwrap() {
+            base[k] = v.clone();
+        }
+        base
+    };
+    let mut events = vec![
+        ev(serde_json::json!({"type": "response.created", "response": started})),
+        ev(
+            serde_json::json!({"type": "response.output_item.added", "output_index": 0,
+            "item": {"id": "msg_bench", "type": "message", "status": "in_progress", "role": "assistant", "content": []}}),
+        ),
+    ];
+    for i in 0..chunks {
+        events.push(ev(with(
+            at.clone(),
+            serde_json::json!({"type": "response.output_text.delta", "delta": format!(" word{i}")}),
+        )));
+    }
+    events.push(ev(with(
+        at.clone(),
+        serde_json::json!({"type": "response.output_text.done", "text": text}),
+    )));
+    events.push(ev(with(
+        at,
+        serde_json::json!({"type": "response.content_part.done", "part": item["content"][0]}),
+    )));
+    events.push(ev(
+        serde_json::json!({"type": "response.output_item.done", "output_index": 0, "item": item}),
+    ));
+    events.push(ev(
+        serde_json::json!({"type": "response.completed", "response": done}),
+    ));
+    (Bytes::from(done.to_string()), events)
+}
+
 type Body = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
 
 async fn fake(req: Request<Incoming>) -> Result<Response<Body>, std::convert::Infallible> {
     // Paced: PACED_CHUNKS events 1 ms apart, as a model writes, leaving the CPU idle between.
     let paced = req.headers().contains_key("x-bench-paced");
+    let responses_api = req.uri().path().ends_with("/responses");
     let body = req.into_body().collect().await.unwrap().to_bytes();
     let stream = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
         .and_then(|v| v["stream"].as_bool())
         .unwrap_or(false);
     if !stream {
-        let mut r = Response::new(Full::new(anthropic_message()).boxed());
+        let answer = if responses_api {
+            responses_answer(1).0
+        } else {
+            anthropic_message()
+        };
+        let mut r = Response::new(Full::new(answer).boxed());
         r.headers_mut()
             .insert("content-type", "application/json".parse().unwrap());
         return Ok(r);
@@ -93,7 +159,12 @@ async fn fake(req: Request<Incoming>) -> Result<Response<Body>, std::convert::In
     // One frame per event, each written as the provider would.
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
     tokio::spawn(async move {
-        let events = anthropic_events(if paced { PACED_CHUNKS } else { CHUNKS });
+        let chunks = if paced { PACED_CHUNKS } else { CHUNKS };
+        let events = if responses_api {
+            responses_answer(chunks).1
+        } else {
+            anthropic_events(chunks)
+        };
         for e in events {
             if tx.send(e).await.is_err() {
                 return;
@@ -190,7 +261,7 @@ async fn main() {
     let port = free_port();
     let admin = free_port();
     let config = format!(
-        "config: {{adminAddr: 127.0.0.1:{admin}}}\nbinds:\n- port: {port}\n  listeners:\n  - routes:\n    - name: raw\n      matches: [{{path: {{pathPrefix: /raw}}}}]\n      backends: [{{host: \"{upstream}\"}}]\n    - name: chat\n      policies: {{backendAuth: {{key: sk-bench}}}}\n      backends:\n      - ai: {{provider: {{anthropic: {{}}}}, hostOverride: \"{upstream}\"}}\n"
+        "config: {{adminAddr: 127.0.0.1:{admin}}}\nbinds:\n- port: {port}\n  listeners:\n  - routes:\n    - name: raw\n      matches: [{{path: {{pathPrefix: /raw}}}}]\n      backends: [{{host: \"{upstream}\"}}]\n    - name: chat\n      policies: {{backendAuth: {{key: sk-bench}}}}\n      backends:\n      - ai: {{provider: {{anthropic: {{}}}}, hostOverride: \"{upstream}\"}}\n    - name: responses\n      matches: [{{path: {{pathPrefix: /oa}}}}]\n      policies: {{backendAuth: {{key: sk-bench}}}}\n      backends:\n      - ai: {{provider: {{openAI: {{}}}}, hostOverride: \"{upstream}\"}}\n"
     );
     let gw = Gateway::start(&gateway_process::wardgate_bin(), &config, port, "llm");
 
@@ -259,6 +330,53 @@ async fn main() {
                 g - d,
                 pct(&mut rf, 0.5)
             );
+            let (d, g) = (pct(&mut ds, 0.5), pct(&mut gs, 0.5));
+            println!(
+                "{:13} first->last event p50: direct {d:7.1} us, gateway {g:7.1} us over {CHUNKS} chunks: added {:5.2} us per chunk",
+                "",
+                (g - d) / CHUNKS as f64
+            );
+        }
+    }
+    // The Responses API, same format both sides: what reading its body and
+    // events costs (for usage and the hooks, none configured here).
+    let resp_body = |stream: bool| {
+        Bytes::from(
+            serde_json::json!({"model": "gpt-bench", "stream": stream,
+            "input": "Summarize the report in three bullet points."})
+            .to_string(),
+        )
+    };
+    let direct_responses = format!("http://{upstream}/v1/responses");
+    let gw_responses = format!("http://127.0.0.1:{port}/oa/v1/responses");
+    for stream in [false, true] {
+        let body = resp_body(stream);
+        for _ in 0..200 {
+            once(&c, &direct_responses, &body, false, false).await;
+            once(&c, &gw_responses, &body, false, false).await;
+        }
+        let (mut d, mut g, mut ds, mut gs) = (vec![], vec![], vec![], vec![]);
+        for _ in 0..n {
+            let (t, s, _) = once(&c, &direct_responses, &body, false, false).await;
+            d.push(t);
+            ds.push(s);
+            let (t, s, _) = once(&c, &gw_responses, &body, false, false).await;
+            g.push(t);
+            gs.push(s);
+        }
+        let kind = if stream {
+            "responses, streamed"
+        } else {
+            "responses"
+        };
+        let (d50, g50) = (pct(&mut d, 0.5), pct(&mut g, 0.5));
+        println!(
+            "{kind:13} direct p50 {d50:7.1} us p99 {:7.1} us | gateway p50 {g50:7.1} us p99 {:7.1} us | added p50 {:6.1} us",
+            pct(&mut d, 0.99),
+            pct(&mut g, 0.99),
+            g50 - d50
+        );
+        if stream {
             let (d, g) = (pct(&mut ds, 0.5), pct(&mut gs, 0.5));
             println!(
                 "{:13} first->last event p50: direct {d:7.1} us, gateway {g:7.1} us over {CHUNKS} chunks: added {:5.2} us per chunk",

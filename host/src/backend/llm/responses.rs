@@ -535,7 +535,7 @@ impl ResponsesStream {
         }
     }
 
-    /// Write `event`, renumbered; `seq` is its provider's number.
+    /// Write `event` with its sequence number moved by the shift so far.
     fn write(&mut self, out: &mut BytesMut, mut event: Value) {
         if let Some(seq) = event.get("sequence_number").and_then(Value::as_u64) {
             let seq = seq.saturating_add_signed(self.shift);
