@@ -752,6 +752,55 @@ async fn route_prompts_and_cache_breakpoints_reach_the_provider() {
     let _ = std::fs::remove_file(path);
 }
 
+/// `policies.ai.routes` (agentgateway's Claude Code example): only
+/// `/v1/messages` is read as the Messages API; every other path passes to
+/// the provider as it came, untranslated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_types_from_ai_routes_decide_what_is_read_and_what_passes() {
+    let anthropic = FakeProvider::start("anthropic", "fake-anthropic", &["--key", "sk-ant"]);
+    let gw = Gateway::start(&format!(
+        r#"
+binds:
+- port: 0
+  listeners:
+  - routes:
+    - name: claude-code
+      policies:
+        backendAuth: {{key: sk-ant}}
+        ai:
+          routes:
+            "/v1/messages": "Messages"
+            "/v1/models": "Passthrough"
+            "*": "Passthrough"
+      backends:
+      - ai: {{provider: {{anthropic: {{}}}}, hostOverride: "{an}"}}
+"#,
+        an = anthropic.addr()
+    ))
+    .await;
+    let (status, _, body) = post(
+        &gw.url("/v1/messages"),
+        serde_json::json!({"model": "m", "max_tokens": 20,
+            "messages": [{"role": "user", "content": "hello there"}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(json(&body)["content"][0]["text"], "Echo: hello there");
+    // Not read as OpenAI chat, so not translated: the provider gets the path
+    // as it came (with the gateway's key) and refuses it.
+    let (status, _, body) = post(
+        &gw.url("/v1/chat/completions"),
+        serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(body.contains("no such path /v1/chat/completions"), "{body}");
+    let seen = anthropic.requests().await;
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[1]["path"], "/v1/chat/completions");
+    assert_eq!(seen[1]["headers"]["x-api-key"], "sk-ant");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_budgets_debit_the_usage_of_streamed_and_whole_answers() {
     let anthropic = FakeProvider::start("anthropic", "fake-anthropic", &[]);

@@ -890,6 +890,36 @@ pub struct AiPolicy {
     /// Cache breakpoints the gateway sets on requests to Anthropic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_caching: Option<PromptCaching>,
+    /// Which API a request path speaks: path suffix (or `*`) → route type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routes: Option<BTreeMap<String, AiRouteType>>,
+}
+
+/// agentgateway's route types (either spelling: `completions`, `Completions`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AiRouteType {
+    #[serde(rename = "completions", alias = "Completions")]
+    Completions,
+    #[serde(rename = "messages", alias = "Messages")]
+    Messages,
+    #[serde(rename = "responses", alias = "Responses")]
+    Responses,
+    #[serde(rename = "embeddings", alias = "Embeddings")]
+    Embeddings,
+    #[serde(rename = "models", alias = "Models")]
+    Models,
+    #[serde(rename = "anthropicTokenCount", alias = "AnthropicTokenCount")]
+    AnthropicTokenCount,
+    #[serde(rename = "realtime", alias = "Realtime")]
+    Realtime,
+    /// Read by nothing here: forwarded like `passthrough`.
+    #[serde(rename = "rerank", alias = "Rerank")]
+    Rerank,
+    /// Read by nothing here: forwarded like `passthrough`.
+    #[serde(rename = "detect", alias = "Detect")]
+    Detect,
+    #[serde(rename = "passthrough", alias = "Passthrough")]
+    Passthrough,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
-use crate::config::schema::{self, PromptCaching, PromptMessage, PromptRole};
+use super::api::{Api, Flavor};
+use crate::config::schema::{self, AiRouteType, PromptCaching, PromptMessage, PromptRole};
 
 /// The shape of a request body, by the client's API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +32,10 @@ pub struct AiPolicy {
     prepend: Vec<PromptMessage>,
     append: Vec<PromptMessage>,
     caching: Option<PromptCaching>,
+    /// `routes`: path suffixes, longest first, and the API each speaks.
+    routes: Vec<(String, Api)>,
+    /// `routes["*"]`: the API of every other path.
+    other_paths: Option<Api>,
 }
 
 /// Anthropic allows four cache breakpoints per request.
@@ -42,6 +47,19 @@ impl AiPolicy {
             return AiPolicy::default();
         };
         let prompts = ai.prompts.clone().unwrap_or_default();
+        let mut routes: Vec<(String, Api)> = ai
+            .routes
+            .iter()
+            .flatten()
+            .filter(|(suffix, _)| suffix.as_str() != "*")
+            .map(|(suffix, kind)| (suffix.trim_end_matches('/').to_string(), api_of(*kind)))
+            .collect();
+        routes.sort_by_key(|(suffix, _)| std::cmp::Reverse(suffix.len()));
+        let other_paths = ai
+            .routes
+            .as_ref()
+            .and_then(|r| r.get("*"))
+            .map(|kind| api_of(*kind));
         AiPolicy {
             aliases: ai.model_aliases.clone().unwrap_or_default(),
             defaults: ai
@@ -59,7 +77,21 @@ impl AiPolicy {
             prepend: prompts.prepend,
             append: prompts.append,
             caching: ai.prompt_caching.clone(),
+            routes,
+            other_paths,
         }
+    }
+
+    /// The API a request path speaks: the route's `routes` first (the
+    /// longest suffix the path ends with, else `*`), then the built-in table.
+    pub fn classify(&self, path: &str) -> Api {
+        let trimmed = path.trim_end_matches('/');
+        self.routes
+            .iter()
+            .find(|(suffix, _)| trimmed.ends_with(suffix.as_str()))
+            .map(|(_, api)| *api)
+            .or(self.other_paths)
+            .unwrap_or_else(|| Api::classify(path))
     }
 
     /// The client's body as the route wants it sent.
@@ -180,6 +212,19 @@ impl AiPolicy {
         {
             mark(content_blocks(last).last_mut());
         }
+    }
+}
+
+fn api_of(kind: AiRouteType) -> Api {
+    match kind {
+        AiRouteType::Completions => Api::Chat(Flavor::OpenAi),
+        AiRouteType::Messages => Api::Chat(Flavor::Anthropic),
+        AiRouteType::Responses => Api::RESPONSES,
+        AiRouteType::Embeddings => Api::Native("embeddings"),
+        AiRouteType::Models => Api::Native("models"),
+        AiRouteType::AnthropicTokenCount => Api::Native("messages/count_tokens"),
+        AiRouteType::Realtime => Api::REALTIME,
+        AiRouteType::Rerank | AiRouteType::Detect | AiRouteType::Passthrough => Api::Other,
     }
 }
 
@@ -324,6 +369,28 @@ mod tests {
         assert_eq!(input[2], json!({"role": "user", "content": "hi"}));
         assert_eq!(input[3]["role"], "developer");
         assert_eq!(b["instructions"], "terse");
+    }
+
+    #[test]
+    fn route_types_by_path_suffix_then_star_then_the_built_in_table() {
+        let p = policy(
+            json!({"routes": {"/v1/messages": "Messages", "/v1/models": "Passthrough",
+            "/custom/chat": "completions", "*": "Passthrough"}}),
+        );
+        assert_eq!(p.classify("/v1/messages"), Api::Chat(Flavor::Anthropic));
+        assert_eq!(
+            p.classify("/anthropic/v1/messages/"),
+            Api::Chat(Flavor::Anthropic)
+        );
+        assert_eq!(p.classify("/custom/chat"), Api::Chat(Flavor::OpenAi));
+        assert_eq!(p.classify("/v1/models"), Api::Other);
+        assert_eq!(p.classify("/v1/chat/completions"), Api::Other, "the star");
+        let p = policy(json!({"routes": {"/v1/chat/completions": "completions"}}));
+        assert_eq!(p.classify("/v1/embeddings"), Api::Native("embeddings"));
+        assert_eq!(
+            AiPolicy::default().classify("/v1/responses"),
+            Api::RESPONSES
+        );
     }
 
     #[test]

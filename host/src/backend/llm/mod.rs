@@ -187,7 +187,7 @@ pub async fn serve(
     input: LlmRequestIn,
     trace: &mut LlmTrace,
 ) -> Response<Body> {
-    let api = Api::classify(input.parts.uri.path());
+    let api = llm.ai.classify(input.parts.uri.path());
     let client = api.flavor();
     let candidates = llm.failover.candidates(api);
     if candidates.is_empty() {

@@ -36,7 +36,7 @@ pub async fn handshake(
         trace.error = Some(message.clone());
         Err(api::error_response(Flavor::OpenAi, status, None, &message))
     };
-    let api = Api::classify(parts.uri.path());
+    let api = llm.ai.classify(parts.uri.path());
     if api != Api::REALTIME {
         let message = format!(
             "{} cannot be upgraded: on an LLM route only Realtime sessions (…/realtime) are WebSockets",
