@@ -1,6 +1,7 @@
-//! The route's `policies.ai` on a request body: model aliases, defaults and
-//! overrides, the route's prompts around the client's messages, and cache
-//! breakpoints on what goes to Anthropic.
+//! The route's `policies.ai`: which API a request path speaks (`routes`),
+//! and on a request body model aliases, defaults and overrides, the route's
+//! prompts around the client's messages, and cache breakpoints on what goes
+//! to Anthropic.
 //!
 //! Prompts are added to the body in the client's own API shape, before the
 //! hooks read it, so plugins see (and translation carries) what the

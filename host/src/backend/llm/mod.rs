@@ -51,7 +51,8 @@ const DEFAULT_IDLE: Duration = Duration::from_secs(120);
 pub struct LlmBackend {
     pub failover: Failover,
     pub idle_timeout: Duration,
-    /// `policies.ai`: model aliases, defaults, overrides, prompts, caching.
+    /// `policies.ai`: route types, model aliases, defaults, overrides,
+    /// prompts, caching.
     ai: AiPolicy,
     passthrough_auth: bool,
 }
