@@ -489,23 +489,28 @@ binds:
     }
 }
 
+/// `wardgate validate` on `yaml` (in a temp file named after `name`), which
+/// must refuse it: its error output.
+fn refused_config(name: &str, yaml: &str) -> String {
+    let path = std::env::temp_dir().join(format!("wardgate-{name}-{}.yaml", std::process::id()));
+    std::fs::write(&path, yaml).unwrap();
+    let out = super::process::wardgate(&["validate", "-c", path.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&path);
+    assert!(!out.status.success(), "{name}: the config was accepted");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[test]
 fn a_missing_key_variable_is_a_config_error_naming_the_route() {
-    let path = std::env::temp_dir().join(format!("wardgate-llm-bad-{}.yaml", std::process::id()));
-    std::fs::write(
-        &path,
+    let stderr = refused_config(
+        "llm-bad",
         "binds:\n- port: 4000\n  listeners:\n  - routes:\n    - name: chat\n      policies:\n        backendAuth: {key: $WARDGATE_TEST_UNSET_KEY}\n      backends:\n      - ai: {provider: {openAI: {}}}\n",
-    )
-    .unwrap();
-    let out = super::process::wardgate(&["validate", "-c", path.to_str().unwrap()]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    );
     assert!(
         stderr.contains("routes[0].policies.backendAuth.key")
             && stderr.contains("WARDGATE_TEST_UNSET_KEY is not set"),
         "{stderr}"
     );
-    let _ = std::fs::remove_file(path);
 }
 
 /// agentgateway's Gemini and Azure provider configs validate, and a typo in
@@ -736,20 +741,14 @@ async fn route_prompts_and_cache_breakpoints_reach_the_provider() {
     assert!(!sent.to_string().contains("cache_control"), "{sent}");
     drop(gw);
 
-    let path = std::env::temp_dir().join(format!("wardgate-prompts-{}.yaml", std::process::id()));
-    std::fs::write(
-        &path,
+    let stderr = refused_config(
+        "prompts",
         "binds:\n- port: 4000\n  listeners:\n  - routes:\n    - policies:\n        ai:\n          prompts:\n            prepend: [{role: robot, content: x}]\n      backends:\n      - ai: {provider: {openAI: {}}}\n",
-    )
-    .unwrap();
-    let out = super::process::wardgate(&["validate", "-c", path.to_str().unwrap()]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    );
     assert!(
         stderr.contains(":8:30: binds[0].listeners[0].routes[0].policies.ai.prompts.prepend[0].role: unknown variant `robot`"),
         "{stderr}"
     );
-    let _ = std::fs::remove_file(path);
 }
 
 /// `policies.ai.routes` (agentgateway's Claude Code example): only

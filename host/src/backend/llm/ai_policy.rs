@@ -185,7 +185,7 @@ impl AiPolicy {
             return;
         }
         let mut free =
-            MAX_BREAKPOINTS.saturating_sub(count_breakpoints(&Value::Object(body.clone())));
+            MAX_BREAKPOINTS.saturating_sub(body.values().map(count_breakpoints).sum::<usize>());
         let mut mark = |block: Option<&mut Value>| {
             if let Some(Value::Object(block)) = block
                 && free > 0

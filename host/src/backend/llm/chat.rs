@@ -27,7 +27,7 @@ fn text_of(v: &Value) -> String {
     }
 }
 
-fn str_field(v: &Value, key: &str) -> Option<String> {
+pub(super) fn str_field(v: &Value, key: &str) -> Option<String> {
     v.get(key).and_then(Value::as_str).map(str::to_string)
 }
 
@@ -107,6 +107,19 @@ fn openai_messages(body: &Value) -> Vec<ChatMessage> {
         .collect()
 }
 
+/// A function tool's definition: `name`, `description`, `parameters`
+/// (OpenAI chat nests it under `function`; the Responses API does not).
+pub(super) fn tool_definition(f: &Value) -> ToolDefinition {
+    ToolDefinition {
+        name: str_field(f, "name").unwrap_or_default(),
+        description: str_field(f, "description"),
+        parameters: f
+            .get("parameters")
+            .map(Value::to_string)
+            .unwrap_or_else(|| r#"{"type":"object","properties":{}}"#.into()),
+    }
+}
+
 fn openai_tools(body: &Value) -> Vec<ToolDefinition> {
     body.get("tools")
         .and_then(Value::as_array)
@@ -114,14 +127,7 @@ fn openai_tools(body: &Value) -> Vec<ToolDefinition> {
             tools
                 .iter()
                 .filter_map(|t| t.get("function"))
-                .map(|f| ToolDefinition {
-                    name: str_field(f, "name").unwrap_or_default(),
-                    description: str_field(f, "description"),
-                    parameters: f
-                        .get("parameters")
-                        .map(Value::to_string)
-                        .unwrap_or_else(|| r#"{"type":"object","properties":{}}"#.into()),
-                })
+                .map(tool_definition)
                 .collect()
         })
         .unwrap_or_default()

@@ -20,7 +20,7 @@ use serde_json::{Map, Value, json};
 use super::ai_policy::BodyShape;
 use super::answer_events::{self, AnswerEvents};
 use super::api::{Api, Flavor};
-use super::chat::message;
+use super::chat::{message, str_field, tool_definition};
 use super::provider::Provider;
 use super::stream::ChunkGuard;
 use super::{EventRelay, LlmBackend, LlmRequestIn, LlmTrace, StreamGuard};
@@ -28,7 +28,6 @@ use crate::backend::http::Body;
 use crate::backend::sse::SseEvent;
 use crate::policy::bindings::{
     ChatMessage, ContentPart, Hooks, LlmRequest, LlmResponse, Role, TokenUsage, ToolCall,
-    ToolDefinition,
 };
 use crate::policy::hooks::{OnLlmRequest, OnLlmResponse};
 use crate::proxy::Shared;
@@ -184,10 +183,6 @@ enum Source {
     Call { item: usize },
 }
 
-fn str_field(v: &Value, key: &str) -> Option<String> {
-    v.get(key).and_then(Value::as_str).map(str::to_string)
-}
-
 /// The view of a content value (a string, or a list of parts), and the
 /// indices of its text parts when it is a list.
 fn content_of(v: &Value) -> (Vec<ContentPart>, Option<Vec<usize>>) {
@@ -282,19 +277,16 @@ pub fn request_view(body: &Map<String, Value>, provider: &str) -> (LlmRequest, R
         .into_iter()
         .flatten()
         .filter(|t| t.get("type").and_then(Value::as_str) == Some("function"))
-        .map(|t| ToolDefinition {
-            name: str_field(t, "name").unwrap_or_default(),
-            description: str_field(t, "description"),
-            parameters: t
-                .get("parameters")
-                .map(Value::to_string)
-                .unwrap_or_else(|| r#"{"type":"object","properties":{}}"#.into()),
-        })
+        .map(tool_definition)
         .collect();
     let roles = messages.iter().map(|m| m.role).collect();
     let view = LlmRequest {
         provider: provider.to_string(),
-        model: str_field(&Value::Object(body.clone()), "model").unwrap_or_default(),
+        model: body
+            .get("model")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
         messages,
         tools,
         stream: body.get("stream").and_then(Value::as_bool).unwrap_or(false),
