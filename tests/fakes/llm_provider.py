@@ -11,11 +11,20 @@ No internet here, so no real provider; this one answers deterministically:
 The OpenAI flavor also serves the Responses API (/v1/responses: input
 string or items, function calls, named stream events with sequence numbers).
 Streams send one word per event; so does a Realtime session (OpenAI's
-WebSocket API at .../realtime, with the Realtime event names). `--fail STATUS`
+WebSocket API at .../realtime, with the Realtime event names).
+The vertex flavor is Google's Vertex AI: Claude models at
+.../publishers/anthropic/models/MODEL:rawPredict and :streamRawPredict
+(Anthropic's API, its version in the body, no model in it), count-tokens,
+the OpenAI-compatible .../endpoints/openapi/ paths, and Google's OAuth token
+endpoint (POST /token: a service account's RS256 JWT assertion, verified,
+for an access token that every Vertex call must carry).
+GET /_test/service-account.json gives a key whose token_uri is this fake
+(?forged=1: one signed by another key); GET /_tokens counts tokens issued. `--fail STATUS`
 answers every request with that error. `--key` makes the API key mandatory. GET /_requests lists what
 was received (path, headers, body, the caller's port), for the tests' assertions.
 
-Usage: llm_provider.py --flavor openai|anthropic [--port 0] [--key K] [--fail 429]
+Usage: llm_provider.py --flavor openai|anthropic|vertex [--port 0] [--key K] [--fail 429]
+                       [--token-ttl SECONDS]
 Prints "listening on PORT" once ready.
 """
 
@@ -24,11 +33,29 @@ import json
 import sys
 import threading
 import time
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 ARGS = None
 RECEIVED = []
 LOCK = threading.Lock()
+# Vertex: the service account's key, and the access tokens issued with it.
+SA_KEY = None
+TOKENS = []
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
+SA_EMAIL = "gateway@wardgate-test.iam.gserviceaccount.com"
+
+
+def rsa_key():
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def pem(key):
+    from cryptography.hazmat.primitives import serialization
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption()).decode()
 
 
 def words(text):
@@ -109,7 +136,7 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
     def error(self, status, message, kind=None):
-        if ARGS.flavor == "openai":
+        if ARGS.flavor == "openai" or (ARGS.flavor == "vertex" and "/endpoints/openapi/" in self.path):
             kinds = {400: "invalid_request_error", 401: "invalid_request_error",
                      429: "requests", 500: "server_error", 503: "server_error"}
             codes = {401: "invalid_api_key", 429: "rate_limit_exceeded"}
@@ -129,6 +156,16 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/_requests":
             with LOCK:
                 return self.send_json(200, RECEIVED)
+        if self.path == "/_tokens":
+            with LOCK:
+                return self.send_json(200, {"issued": len(TOKENS)})
+        if self.path.startswith("/_test/service-account.json"):
+            key = rsa_key() if "forged=1" in self.path else SA_KEY
+            return self.send_json(200, {
+                "type": "service_account", "project_id": "wardgate-test",
+                "private_key_id": "k1", "private_key": pem(key), "client_email": SA_EMAIL,
+                "client_id": "1", "auth_uri": "https://accounts.google.com/o/oauth2/auth",
+                "token_uri": "http://127.0.0.1:%d/token" % self.server.server_address[1]})
         if self.path.split("?")[0].endswith("/realtime") and ARGS.flavor == "openai":
             return self.realtime()
         if self.path.endswith("/models"):
@@ -146,6 +183,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         raw = self.body()
+        if ARGS.flavor == "vertex" and self.path == "/token":
+            return self.google_token(raw)
         self.record(raw)
         if ARGS.fail:
             return self.error(ARGS.fail, f"{ARGS.name} fails on purpose ({ARGS.fail})")
@@ -160,6 +199,8 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError:
             return self.error(400, "body is not JSON")
         path = self.path.split("?")[0]
+        if ARGS.flavor == "vertex":
+            return self.vertex(path, req)
         if ARGS.flavor == "openai":
             if path.endswith("/embeddings"):
                 return self.send_json(200, {"object": "list", "model": req.get("model"),
@@ -427,8 +468,73 @@ class Handler(BaseHTTPRequestHandler):
 
     # ---- Anthropic --------------------------------------------------------
 
-    def anthropic(self, req):
-        if not self.headers.get("anthropic-version"):
+    # ---- Google: OAuth token endpoint and Vertex AI ------------------------
+
+    def google_token(self, raw):
+        import jwt
+        form = urllib.parse.parse_qs(raw.decode())
+        if form.get("grant_type") != [JWT_BEARER] or "assertion" not in form:
+            return self.send_json(400, {"error": "unsupported_grant_type",
+                                        "error_description": "Invalid grant_type"})
+        token_uri = "http://127.0.0.1:%d/token" % self.server.server_address[1]
+        try:
+            claims = jwt.decode(form["assertion"][0], SA_KEY.public_key(), algorithms=["RS256"],
+                                audience=token_uri,
+                                # Google takes `"sub": null` (no user to act as).
+                                options={"require": ["exp", "iat", "iss"], "verify_sub": False})
+        except jwt.PyJWTError as e:
+            return self.send_json(400, {"error": "invalid_grant",
+                                        "error_description": "Invalid JWT Signature. (%s)" % e})
+        if claims["iss"] != SA_EMAIL or CLOUD_PLATFORM not in claims.get("scope", "").split():
+            return self.send_json(400, {"error": "invalid_scope", "error_description": "bad iss or scope"})
+        if claims["exp"] - claims["iat"] > 3600:
+            return self.send_json(400, {"error": "invalid_grant", "error_description": "JWT lives too long"})
+        with LOCK:
+            TOKENS.append("ya29.fake-%d" % (len(TOKENS) + 1))
+            token = TOKENS[-1]
+        self.send_json(200, {"access_token": token, "expires_in": ARGS.token_ttl, "token_type": "Bearer"})
+
+    def google_error(self, status, message, word):
+        self.send_json(status, {"error": {"code": status, "message": message, "status": word}})
+
+    def vertex(self, path, req):
+        auth = self.headers.get("authorization") or ""
+        with LOCK:
+            known = auth.startswith("Bearer ") and auth[7:] in TOKENS
+        if not known:
+            return self.google_error(401, "Request had invalid authentication credentials. Expected OAuth 2 "
+                                     "access token, login cookie or other valid authentication credential.",
+                                     "UNAUTHENTICATED")
+        prefix = "/v1/projects/wardgate-test/locations/"
+        if not path.startswith(prefix):
+            return self.google_error(404, "no such project or location: " + path, "NOT_FOUND")
+        location, _, rest = path[len(prefix):].partition("/")
+        if rest == "endpoints/openapi/chat/completions":
+            return self.openai(req)
+        if rest == "endpoints/openapi/embeddings":
+            return self.send_json(200, {"object": "list", "model": req.get("model"),
+                "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2, 0.3]}],
+                "usage": {"prompt_tokens": 3, "total_tokens": 3}})
+        models = "publishers/anthropic/models/"
+        if not rest.startswith(models) or ":" not in rest:
+            return self.google_error(404, "no such Vertex path: " + path, "NOT_FOUND")
+        model, _, method = rest[len(models):].partition(":")
+        if req.get("anthropic_version") != "vertex-2023-10-16":
+            return self.error(400, "anthropic_version: vertex-2023-10-16 is required in the body")
+        if model == "count-tokens" and method == "rawPredict":
+            msgs = req.get("messages") or []
+            return self.send_json(200, {"input_tokens": sum(
+                count_tokens(texts_of_content(m.get("content"))) for m in msgs)})
+        if "model" in req:
+            return self.error(400, "model: Extra inputs are not permitted")
+        if method not in ("rawPredict", "streamRawPredict") or \
+                (method == "streamRawPredict") != bool(req.get("stream")):
+            return self.error(400, "%s does not match stream=%s" % (method, req.get("stream")))
+        req["model"] = model
+        return self.anthropic(req, vertex=True)
+
+    def anthropic(self, req, vertex=False):
+        if not vertex and not self.headers.get("anthropic-version"):
             return self.error(400, "anthropic-version: header is required")
         if not isinstance(req.get("max_tokens"), int):
             return self.error(400, "max_tokens: Field required")
@@ -509,13 +615,17 @@ class Handler(BaseHTTPRequestHandler):
 def main():
     global ARGS
     p = argparse.ArgumentParser()
-    p.add_argument("--flavor", choices=["openai", "anthropic"], required=True)
+    p.add_argument("--flavor", choices=["openai", "anthropic", "vertex"], required=True)
+    p.add_argument("--token-ttl", type=int, default=3599)
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--key")
     p.add_argument("--fail", type=int)
     p.add_argument("--name", default="fake")
     p.add_argument("--chunk-delay-ms", type=float, default=0)
     ARGS = p.parse_args()
+    if ARGS.flavor == "vertex":
+        global SA_KEY
+        SA_KEY = rsa_key()
     server = ThreadingHTTPServer(("127.0.0.1", ARGS.port), Handler)
     server.daemon_threads = True
     print("listening on %d" % server.server_address[1], flush=True)

@@ -1361,3 +1361,287 @@ fn realtime_client(gw: &Gateway, base: &str, model: &str, prompts: &[&str]) -> s
     );
     json(&String::from_utf8_lossy(&out.stdout))
 }
+
+/// A service account key from the fake Vertex provider (its token endpoint
+/// as `token_uri`), written to a temp file; `forged` signs with another key.
+async fn service_account_file(fake: &FakeProvider, forged: bool) -> PathBuf {
+    let query = if forged { "?forged=1" } else { "" };
+    let (status, _, body) = get(
+        &client(),
+        &format!("http://{}/_test/service-account.json{query}", fake.addr()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let path = std::env::temp_dir().join(format!(
+        "wardgate-sa-{}-{}{}.json",
+        std::process::id(),
+        fake.port,
+        query.len()
+    ));
+    std::fs::write(&path, body).unwrap();
+    path
+}
+
+async fn tokens_issued(fake: &FakeProvider) -> u64 {
+    let (_, _, body) = get(&client(), &format!("http://{}/_tokens", fake.addr())).await;
+    json(&body)["issued"].as_u64().unwrap()
+}
+
+/// Vertex AI in agentgateway's shape: Claude models go to Anthropic's API
+/// on Vertex (`:rawPredict`/`:streamRawPredict`, the version in the body,
+/// the model in the path), other models to the OpenAI-compatible endpoint,
+/// each call with a Google access token the gateway gets by signing a
+/// service account assertion (RS256, verified by the fake's token
+/// endpoint) and reuses until it nears expiry. Both official SDKs run
+/// their whole suite through each kind of model.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vertex_providers_reach_claude_and_openai_endpoints_with_google_tokens() {
+    let fake = FakeProvider::start("vertex", "fake-vertex", &[]);
+    let key = service_account_file(&fake, false).await;
+    let forged = service_account_file(&fake, true).await;
+    let route = |name: &str, provider: &str, auth: &str| {
+        format!(
+            r#"
+    - name: {name}
+      matches: [{{path: {{pathPrefix: /{name}}}}}]
+      policies:
+        backendAuth: {auth}
+      backends:
+      - ai: {{name: {name}, provider: {{vertex: {provider}}}, hostOverride: "{addr}"}}"#,
+            addr = fake.addr()
+        )
+    };
+    let explicit = format!("{{gcp: {{credential: {{file: \"{}\"}}}}}}", key.display());
+    let gw = Gateway::start(&format!(
+        "binds:\n- port: 0\n  listeners:\n  - routes:{}{}{}{}\n",
+        route(
+            "claude",
+            "{projectId: wardgate-test, region: us-east5, model: claude-sonnet-4-5@20250929}",
+            &explicit
+        ),
+        route(
+            "gemini",
+            "{projectId: wardgate-test, region: us-east5, model: google/gemini-2.5-flash}",
+            &explicit
+        ),
+        route("any", "{projectId: wardgate-test}", &explicit),
+        route(
+            "forged",
+            "{projectId: wardgate-test}",
+            &format!(
+                "{{gcp: {{credential: {{file: \"{}\"}}}}}}",
+                forged.display()
+            )
+        ),
+    ))
+    .await;
+
+    for prefix in ["claude", "gemini"] {
+        let out = Command::new(python())
+            .arg(root().join("tests/clients/llm_sdks.py"))
+            .arg(gw.url(&format!("/{prefix}")))
+            .output()
+            .expect("python runs the SDK checks");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "SDK checks via /{prefix} failed:\n{stdout}\n{}\ngateway log:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            gw.log()
+        );
+        assert_eq!(stdout.lines().filter(|l| l.starts_with("ok ")).count(), 10);
+    }
+    let seen = fake.requests().await;
+    let base = "/v1/projects/wardgate-test/locations/us-east5";
+    let claude = format!("{base}/publishers/anthropic/models/claude-sonnet-4-5@20250929:");
+    for r in &seen {
+        let path = r["path"].as_str().unwrap();
+        assert!(
+            r["headers"]["authorization"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("Bearer ya29.fake-")),
+            "{r}"
+        );
+        if path.starts_with(&claude) {
+            let method = if r["body"]["stream"] == true {
+                "streamRawPredict"
+            } else {
+                "rawPredict"
+            };
+            assert_eq!(path, format!("{claude}{method}"), "{r}");
+            assert_eq!(r["body"]["anthropic_version"], "vertex-2023-10-16", "{r}");
+            assert!(r["body"].get("model").is_none(), "{r}");
+            assert!(r["headers"].get("anthropic-version").is_none(), "{r}");
+        } else {
+            assert_eq!(path, format!("{base}/endpoints/openapi/chat/completions"));
+            assert_eq!(r["body"]["model"], "google/gemini-2.5-flash", "{r}");
+        }
+    }
+    assert!(seen.iter().any(|r| r["body"]["stream"] == true));
+    // 20 SDK checks, one token: it is cached until it nears expiry.
+    assert_eq!(tokens_issued(&fake).await, 1);
+
+    // Without a configured model the request's model decides: Claude
+    // (also in its `anthropic/` form) or the OpenAI-compatible endpoint;
+    // the location defaults to global.
+    let global = "/v1/projects/wardgate-test/locations/global";
+    let chat = |model: &str| {
+        serde_json::json!({"model": model, "max_tokens": 20,
+            "messages": [{"role": "user", "content": "hello there"}]})
+    };
+    let last = || async { fake.requests().await.pop().unwrap() };
+    for (model, path) in [
+        (
+            "claude-haiku-4-5@20251001",
+            format!("{global}/publishers/anthropic/models/claude-haiku-4-5@20251001:rawPredict"),
+        ),
+        (
+            "anthropic/claude-opus-4-1",
+            format!("{global}/publishers/anthropic/models/claude-opus-4-1:rawPredict"),
+        ),
+        (
+            "google/gemini-2.5-pro",
+            format!("{global}/endpoints/openapi/chat/completions"),
+        ),
+    ] {
+        let (status, headers, body) = post(&gw.url("/any/v1/chat/completions"), chat(model)).await;
+        assert_eq!(status, StatusCode::OK, "{model}: {body}");
+        assert_eq!(headers["x-wardgate-provider"], "any");
+        assert_eq!(
+            json(&body)["choices"][0]["message"]["content"],
+            "Echo: hello there",
+            "{model}"
+        );
+        assert_eq!(last().await["path"], path, "{model}");
+    }
+    // Anthropic's token count and the OpenAI-compatible embeddings.
+    let (status, _, body) = post(
+        &gw.url("/any/v1/messages/count_tokens"),
+        chat("claude-haiku-4-5@20251001"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(json(&body)["input_tokens"], 2);
+    assert_eq!(
+        last().await["path"],
+        format!("{global}/publishers/anthropic/models/count-tokens:rawPredict")
+    );
+    let (status, _, body) = post(
+        &gw.url("/any/v1/embeddings"),
+        serde_json::json!({"model": "text-embedding-005", "input": "hi"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        last().await["path"],
+        format!("{global}/endpoints/openapi/embeddings")
+    );
+    // No Responses API on Vertex: refused before it is called.
+    let calls = fake.requests().await.len();
+    let (status, _, _) = post(
+        &gw.url("/any/v1/responses"),
+        serde_json::json!({"model": "m", "input": "hi"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(fake.requests().await.len(), calls);
+    assert_eq!(tokens_issued(&fake).await, 1);
+
+    // A key the token endpoint refuses: 502 naming the provider and why,
+    // in the client's API shape; nothing reached Vertex.
+    let (status, _, body) = post(&gw.url("/forged/v1/messages"), chat("claude-haiku-4-5")).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    let message = json(&body)["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.contains("provider forged") && message.contains("Google access token"),
+        "{message}"
+    );
+    assert_eq!(json(&body)["type"], "error", "{body}");
+    assert_eq!(fake.requests().await.len(), calls);
+    // The key never shows in the config dump.
+    let (_, _, dump) = get(&client(), &gw.admin_url("/config_dump")).await;
+    assert!(!dump.contains("PRIVATE KEY"), "{dump}");
+    let _ = std::fs::remove_file(&key);
+    let _ = std::fs::remove_file(&forged);
+}
+
+/// With no `backendAuth`, a Vertex provider uses the process's Application
+/// Default Credentials (here `GOOGLE_APPLICATION_CREDENTIALS`), and a token
+/// near expiry is replaced before it is used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vertex_uses_application_default_credentials_and_refreshes_tokens() {
+    // Tokens live 22 s; one within 20 s of expiring is fetched anew.
+    let fake = FakeProvider::start("vertex", "fake-vertex", &["--token-ttl", "22"]);
+    let key = service_account_file(&fake, false).await;
+    let gw = Gateway::start_env(
+        &format!(
+            r#"
+binds:
+- port: 0
+  listeners:
+  - routes:
+    - backends:
+      - ai: {{provider: {{vertex: {{projectId: wardgate-test, model: claude-sonnet-4-5}}}}, hostOverride: "{}"}}
+"#,
+            fake.addr()
+        ),
+        &[(
+            "GOOGLE_APPLICATION_CREDENTIALS",
+            key.display().to_string(),
+        )],
+    )
+    .await;
+    let chat = serde_json::json!({"model": "m", "max_tokens": 20,
+        "messages": [{"role": "user", "content": "hello there"}]});
+    for _ in 0..2 {
+        let (status, _, body) = post(&gw.url("/v1/messages"), chat.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{body}\n{}", gw.log());
+        assert_eq!(json(&body)["content"][0]["text"], "Echo: hello there");
+    }
+    assert_eq!(tokens_issued(&fake).await, 1);
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let (status, _, body) = post(&gw.url("/v1/messages"), chat).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(tokens_issued(&fake).await, 2);
+    let seen = fake.requests().await;
+    assert_eq!(seen[0]["headers"]["authorization"], "Bearer ya29.fake-1");
+    assert_eq!(seen[2]["headers"]["authorization"], "Bearer ya29.fake-2");
+    assert_eq!(
+        seen[2]["path"],
+        "/v1/projects/wardgate-test/locations/global/publishers/anthropic/models/claude-sonnet-4-5:rawPredict"
+    );
+    let _ = std::fs::remove_file(&key);
+}
+
+/// A Vertex config in agentgateway's shape validates; a misspelt key and a
+/// credential that is not a service account key are placed.
+#[test]
+fn vertex_provider_configs_validate_and_their_mistakes_are_placed() {
+    let fixtures = root().join("tests/fixtures/config");
+    let path = fixtures.join("llm-vertex.yaml");
+    let out = super::process::wardgate(&["validate", "-c", path.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (name, expected) in [
+        (
+            "broken-llm-vertex",
+            ":20:19: binds[0].listeners[0].routes[0].backends[0].ai.groups[0].providers[0].provider.vertex.projectID: unknown field `projectID`",
+        ),
+        (
+            "broken-llm-vertex-credential",
+            "binds[0].listeners[0].routes[0].backends[0].ai.groups[1].providers[0].policies.backendAuth.gcp.credential: a credential of type 'authorized_user' cannot be given here",
+        ),
+    ] {
+        let path = fixtures.join(format!("{name}.yaml"));
+        let out = super::process::wardgate(&["validate", "-c", path.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name}");
+        assert!(stderr.contains(expected), "{name}: {stderr}");
+    }
+}

@@ -129,7 +129,7 @@ fn text(status: StatusCode, body: &'static str) -> Response<Body> {
 
 /// Values under keys that name secrets never leave the process.
 pub fn redact(value: &mut serde_json::Value) {
-    const SECRET_KEYS: [&str; 10] = [
+    const SECRET_KEYS: [&str; 11] = [
         "key",
         "keyhash",
         "htpasswd",
@@ -140,6 +140,7 @@ pub fn redact(value: &mut serde_json::Value) {
         "authorization",
         "inline",
         "sessionkey",
+        "credential",
     ];
     match value {
         serde_json::Value::Object(map) => {

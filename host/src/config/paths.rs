@@ -2,7 +2,9 @@
 //! wherever the gateway was started from. This rewrites them once, before
 //! the config is built, so nothing downstream needs to know.
 
-use super::schema::{AiProviderPolicies, BackendAuth, BackendKind, Config, Jwks, SecretSource};
+use super::schema::{
+    AiProviderPolicies, BackendAuth, BackendKind, Config, GcpAuth, Jwks, SecretSource,
+};
 use crate::policy::{PluginSource, PluginSpec};
 
 pub fn resolve(config: &mut Config) {
@@ -46,8 +48,13 @@ pub fn resolve(config: &mut Config) {
                     fix(root);
                 }
                 let fix_policies = |p: &mut Option<BackendAuth>, tls: Option<&mut String>| {
-                    if let Some(BackendAuth::Key(SecretSource::File { file })) = p {
-                        fix(file);
+                    match p {
+                        Some(BackendAuth::Key(SecretSource::File { file }))
+                        | Some(BackendAuth::Gcp(GcpAuth {
+                            credential: Some(SecretSource::File { file }),
+                            ..
+                        })) => fix(file),
+                        _ => {}
                     }
                     if let Some(root) = tls {
                         fix(root);

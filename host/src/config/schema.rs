@@ -841,6 +841,27 @@ pub enum BackendAuth {
     /// An API key the gateway sends upstream: a literal, `$ENV` / `${ENV}`,
     /// or `{file: path}`.
     Key(SecretSource),
+    /// A Google access token (Vertex's default): from `credential`, a
+    /// service account key, or else the process's Application Default
+    /// Credentials.
+    Gcp(GcpAuth),
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GcpAuth {
+    /// Only access tokens: `accessToken` (the default).
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<GcpTokenType>,
+    /// A service account key (JSON): inline, `$ENV`, or `{file: path}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<SecretSource>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum GcpTokenType {
+    AccessToken,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -1261,6 +1282,23 @@ pub enum AiProvider {
     /// Azure OpenAI, or an Azure AI Foundry project.
     #[serde(rename = "azure")]
     Azure(AzureParams),
+    /// Google Vertex AI: Claude models through Anthropic's API on Vertex,
+    /// others through Vertex's OpenAI-compatible endpoint.
+    #[serde(rename = "vertex")]
+    Vertex(VertexParams),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct VertexParams {
+    /// Replaces the request's model; a Claude model (`claude-...`, or
+    /// prefixed `anthropic/`) is served by Anthropic's API on Vertex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// The location (`us-east5`, ...); `global` when not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    pub project_id: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -140,7 +140,13 @@ impl Failover {
                     pause = pause.saturating_mul(2);
                 }
             }
-            let req = build(provider);
+            let mut req = build(provider);
+            if let Err(e) = provider.sign(req.headers_mut()).await {
+                tracing::warn!(provider = %provider.name, "no credentials for the provider: {e}");
+                self.cool(*index, None);
+                last = Some(SendFailure::Credentials(provider.name.clone(), e));
+                continue;
+            }
             match clients.forward(&provider.upstream, req, timeout).await {
                 Ok(resp) if resp.status().as_u16() == 429 || resp.status().is_server_error() => {
                     let wait = retry_after(resp.headers());

@@ -8,13 +8,16 @@
 //! through the response or chunk hooks, with token usage recorded.
 //! The Responses API takes the same hooks on its own shapes ([`responses`],
 //! its streamed events in [`answer_events`]). Realtime sessions are
-//! WebSocket handshakes sent on to a provider ([`realtime`]).
+//! WebSocket handshakes sent on to a provider ([`realtime`]). A provider
+//! adds its credentials: a key, or a Google access token
+//! ([`google_credentials`]).
 
 pub mod ai_policy;
 pub mod answer_events;
 pub mod api;
 pub mod chat;
 pub mod failover;
+pub mod google_credentials;
 pub mod provider;
 pub mod realtime;
 pub mod responses;
@@ -239,7 +242,7 @@ async fn passthrough(
             &input.parts,
             p,
             &path,
-            input.body.clone(),
+            p.native_body(api, &input.body),
             llm.passthrough_auth,
         )
     };
@@ -276,6 +279,10 @@ fn provider_request(
     let mut headers = client.headers.clone();
     headers.remove(http::header::HOST);
     headers.remove(http::header::ACCEPT_ENCODING);
+    // The provider may have changed the body (see `Provider::native_body`).
+    if headers.contains_key(CONTENT_LENGTH) || !body.is_empty() {
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+    }
     provider.authorize(&mut headers, passthrough_auth);
     let mut req = Request::new(crate::proxy::full(body));
     *req.method_mut() = client.method.clone();
@@ -331,7 +338,9 @@ async fn chat(
     run.request_phase_done();
 
     let attempt = |p: &Provider| {
-        let mut out = if p.flavor == from {
+        let model = p.model.as_deref().unwrap_or(&view.model);
+        let to = p.flavor_for(model);
+        let mut out = if to == from {
             let mut body = original.as_object().cloned().unwrap_or_default();
             if edited {
                 chat::set_messages(from, &mut body, &view.messages);
@@ -339,7 +348,7 @@ async fn chat(
             }
             body
         } else {
-            match chat::translate_request(from, p.flavor, &original, &view) {
+            match chat::translate_request(from, to, &original, &view) {
                 Value::Object(m) => m,
                 _ => Map::new(),
             }
@@ -347,10 +356,11 @@ async fn chat(
         if let Some(model) = &p.model {
             out.insert("model".into(), model.clone().into());
         }
-        if p.flavor == Flavor::Anthropic {
+        if to == Flavor::Anthropic {
             llm.ai.cache(&mut out);
         }
-        if stream && p.flavor == Flavor::OpenAi {
+        p.finish_body(model, &mut out);
+        if stream && to == Flavor::OpenAi {
             // Usage comes only when asked for; the gateway always wants it.
             let opts = out
                 .entry("stream_options")
@@ -364,8 +374,8 @@ async fn chat(
         headers.remove(http::header::HOST);
         // The answer is parsed here, so it must come uncompressed.
         headers.remove(http::header::ACCEPT_ENCODING);
-        if p.flavor != from {
-            let foreign = match p.flavor {
+        if to != from {
+            let foreign = match to {
                 Flavor::OpenAi => "anthropic-",
                 Flavor::Anthropic => "openai-",
             };
@@ -384,7 +394,7 @@ async fn chat(
         let mut req = Request::new(crate::proxy::full(bytes));
         *req.method_mut() = http::Method::POST;
         *req.uri_mut() = p
-            .uri_for(Api::Chat(from), parts.uri.path(), None)
+            .chat_uri(model, stream)
             .parse()
             .unwrap_or_else(|_| http::Uri::from_static("/"));
         *req.headers_mut() = headers;
@@ -403,11 +413,12 @@ async fn chat(
         Err(answer) => return answer,
     };
     let created = now_secs();
+    let to = provider.flavor_for(provider.model.as_deref().unwrap_or(&view.model));
 
     if is_event_stream(&resp) {
         let relay = ChatStream {
             guard: StreamGuard::new(run, &provider, &requested_model),
-            relay: StreamRelay::new(provider.flavor, from, client_wants_usage, created),
+            relay: StreamRelay::new(to, from, client_wants_usage, created),
         };
         return stream_response(shared, resp, relay, &llm, route, provider);
     }
@@ -428,7 +439,7 @@ async fn chat(
             &format!("provider {} sent an answer that is not JSON", provider.name),
         );
     };
-    let (mut view, id) = chat::response_view(provider.flavor, &answer, provider.family);
+    let (mut view, id) = chat::response_view(to, &answer, provider.family);
     let mut edited = false;
     if run.wants(Hooks::LLM_RESPONSE) {
         let verdict = run.run::<OnLlmResponse>(&mut view);
@@ -448,7 +459,7 @@ async fn chat(
         &model,
         view.usage.map(|u| (u.input, u.output, u.cached_input)),
     );
-    let out = if provider.flavor == from {
+    let out = if to == from {
         if !edited {
             let mut resp = Response::new(crate::proxy::full(bytes));
             resp.headers_mut()
@@ -866,6 +877,9 @@ pub enum SendFailure {
     Upstream(UpstreamError, String),
     /// The last provider answered with an error status (429/5xx).
     Status(Arc<Provider>, Response<UpstreamBody>),
+    /// The gateway could not get the last provider's credentials (a
+    /// Google access token).
+    Credentials(String, String),
 }
 
 impl SendFailure {
@@ -880,6 +894,16 @@ impl SendFailure {
                     status,
                     Some("api_error"),
                     &format!("provider {name} is unavailable: {e}"),
+                )
+            }
+            SendFailure::Credentials(name, e) => {
+                trace.upstream = Some(name.clone());
+                trace.error = Some(e.clone());
+                api::error_response(
+                    client,
+                    StatusCode::BAD_GATEWAY,
+                    Some("api_error"),
+                    &format!("provider {name}: the gateway has no credentials for it: {e}"),
                 )
             }
             SendFailure::Status(provider, resp) => {

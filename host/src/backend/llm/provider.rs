@@ -6,21 +6,26 @@ use std::sync::Arc;
 use http::HeaderValue;
 
 use super::api::{Api, Flavor};
+use super::google_credentials::GoogleCredentials;
 use crate::backend::http::HttpBackends;
 use crate::config::schema::{
-    AiProvider, AzureParams, AzureResourceType, BackendAuth, BackendTls, HostPort, HttpVersion,
-    NamedAiProvider, ProviderParams, SecretSource,
+    AiProvider, AzureParams, AzureResourceType, BackendAuth, BackendTls, GcpAuth, HostPort,
+    HttpVersion, NamedAiProvider, ProviderParams, SecretSource, VertexParams,
 };
 use crate::gateway::WeightedBackend;
 
 const ANTHROPIC_VERSION: &str = "2023-06-01";
+/// Anthropic's API on Vertex names its version in the body.
+const VERTEX_ANTHROPIC_VERSION: &str = "vertex-2023-10-16";
 
 pub struct Provider {
     /// Name in logs and metrics (`openai`, `anthropic`, or the configured name).
     pub name: String,
-    /// `openai`, `anthropic`, `gemini`, `azure`: the provider family, for
-    /// plugins and metrics.
+    /// `openai`, `anthropic`, `gemini`, `azure`, `vertex`: the provider
+    /// family, for plugins and metrics.
     pub family: &'static str,
+    /// The API it speaks; a Vertex provider speaks Anthropic's for Claude
+    /// models (see [`Provider::flavor_for`]).
     pub flavor: Flavor,
     pub upstream: WeightedBackend,
     /// Path the API paths go under (`/v1` for OpenAI-style APIs, empty for Anthropic's).
@@ -30,10 +35,20 @@ pub struct Provider {
     path_override: Option<String>,
     /// Replaces the model of every request.
     pub model: Option<String>,
-    /// The header carrying the key: `Authorization: Bearer ...`, `x-api-key` or `api-key`.
-    credential: Option<(http::HeaderName, HeaderValue)>,
+    credential: Credential,
     /// The APIs besides chat it serves (see [`Api::Native`]).
     natives: &'static [&'static str],
+    /// Vertex AI: paths and bodies depend on the model (Claude or not).
+    vertex: bool,
+}
+
+/// What the gateway adds to authenticate to the provider.
+enum Credential {
+    None,
+    /// A key: `Authorization: Bearer ...`, `x-api-key` or `api-key`.
+    Header(http::HeaderName, HeaderValue),
+    /// A Google access token, fetched (and cached) per request.
+    Google(GoogleCredentials),
 }
 
 /// What a kind of provider is: its API, where it lives by default, how it
@@ -46,6 +61,7 @@ struct Preset {
     key: KeyHeader,
     natives: &'static [&'static str],
     query: Option<String>,
+    vertex: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -65,6 +81,7 @@ pub fn default_name(provider: &AiProvider) -> &'static str {
         AiProvider::OpenAiCompatible(_) => "openai-compatible",
         AiProvider::Gemini(_) => "gemini",
         AiProvider::Azure(_) => "azure",
+        AiProvider::Vertex(_) => "vertex",
     }
 }
 
@@ -80,6 +97,7 @@ fn preset(provider: &AiProvider) -> Result<Preset, FieldError> {
         key: KeyHeader::Bearer,
         natives,
         query: None,
+        vertex: false,
     };
     Ok(match provider {
         AiProvider::OpenAi(p) => openai(
@@ -117,9 +135,69 @@ fn preset(provider: &AiProvider) -> Result<Preset, FieldError> {
             key: KeyHeader::XApiKey,
             natives: &["messages/count_tokens", "models"],
             query: None,
+            vertex: false,
         },
         AiProvider::Azure(p) => azure(p)?,
+        AiProvider::Vertex(p) => vertex(p)?,
     })
+}
+
+/// Vertex AI: `{region}-aiplatform.googleapis.com` (`aiplatform.googleapis.com`
+/// for `global`), the project's location as the base path.
+fn vertex(p: &VertexParams) -> Result<Preset, FieldError> {
+    let name_like = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' || c == ':')
+    };
+    if !name_like(&p.project_id) {
+        return Err((
+            "provider.vertex.projectId".into(),
+            format!("'{}' is not a Google Cloud project id", p.project_id),
+        ));
+    }
+    let region = p.region.as_deref().unwrap_or("global");
+    if !name_like(region) {
+        return Err((
+            "provider.vertex.region".into(),
+            format!("'{region}' is not a Google Cloud location (e.g. us-east5, or global)"),
+        ));
+    }
+    let host = match region {
+        "global" => "aiplatform.googleapis.com".to_string(),
+        r => format!("{r}-aiplatform.googleapis.com"),
+    };
+    let claude = p.model.as_deref().is_some_and(|m| claude_id(m).is_some());
+    Ok(Preset {
+        flavor: if claude {
+            Flavor::Anthropic
+        } else {
+            Flavor::OpenAi
+        },
+        family: "vertex",
+        model: p.model.clone(),
+        url: Some(format!(
+            "https://{host}/v1/projects/{}/locations/{region}",
+            p.project_id
+        )),
+        key: KeyHeader::Bearer,
+        natives: &["embeddings", "messages/count_tokens"],
+        query: None,
+        vertex: true,
+    })
+}
+
+/// The model id of a Claude model as Vertex names it in the path
+/// (`claude-sonnet-4-5@20250929`), from the model or its `anthropic/` or
+/// `publishers/anthropic/models/` form; `None` for other models.
+fn claude_id(model: &str) -> Option<&str> {
+    if let Some(id) = model
+        .strip_prefix("publishers/anthropic/models/")
+        .or_else(|| model.strip_prefix("anthropic/"))
+    {
+        return Some(id);
+    }
+    model.starts_with("claude").then_some(model)
 }
 
 /// Azure's endpoints: the v1 API (`/openai/v1/...`, also as `preview`), a
@@ -179,6 +257,7 @@ fn azure(p: &AzureParams) -> Result<Preset, FieldError> {
         key: KeyHeader::ApiKey,
         natives: &["responses", "embeddings", "models"],
         query,
+        vertex: false,
     })
 }
 
@@ -284,6 +363,21 @@ impl Provider {
             )
             .map_err(|e| ("policies.backendTLS".to_string(), e))?;
         let credential = match auth {
+            Some(BackendAuth::Gcp(GcpAuth { credential, .. })) => {
+                let field = "policies.backendAuth.gcp.credential";
+                let credentials = match credential {
+                    Some(source) => {
+                        let json =
+                            resolve_secret(source, base_dir).map_err(|e| (field.to_string(), e))?;
+                        GoogleCredentials::service_account(&json)
+                            .map_err(|e| (field.to_string(), e))?
+                    }
+                    None => GoogleCredentials::ambient(),
+                };
+                Credential::Google(credentials)
+            }
+            // Vertex takes Google's credentials unless told otherwise.
+            None if preset.vertex => Credential::Google(GoogleCredentials::ambient()),
             Some(BackendAuth::Key(source)) => {
                 let key = resolve_secret(source, base_dir)
                     .map_err(|e| ("policies.backendAuth.key".to_string(), e))?;
@@ -299,9 +393,9 @@ impl Provider {
                     )
                 })?;
                 value.set_sensitive(true);
-                Some((name, value))
+                Credential::Header(name, value)
             }
-            _ => None,
+            Some(BackendAuth::Passthrough(_)) | None => Credential::None,
         };
         let mut upstream = WeightedBackend::new(at.target, 1, &transport);
         // Realtime sessions (OpenAI's) are WebSocket upgrades.
@@ -327,7 +421,69 @@ impl Provider {
             model: preset.model,
             credential,
             natives: preset.natives,
+            vertex: preset.vertex,
         })
+    }
+
+    /// The API this provider speaks for a request sending `model`.
+    pub fn flavor_for(&self, model: &str) -> Flavor {
+        match self.vertex_claude(model) {
+            Some(_) => Flavor::Anthropic,
+            None => self.flavor,
+        }
+    }
+
+    /// The model id in the path when a Vertex provider serves `model` with
+    /// Anthropic's API.
+    fn vertex_claude<'m>(&'m self, model: &'m str) -> Option<&'m str> {
+        if !self.vertex {
+            return None;
+        }
+        claude_id(self.model.as_deref().unwrap_or(model))
+    }
+
+    /// The upstream path of a chat call sending `model`.
+    pub fn chat_uri(&self, model: &str, stream: bool) -> String {
+        match self.vertex_claude(model) {
+            Some(id) if self.path_override.is_none() => {
+                let method = if stream {
+                    "streamRawPredict"
+                } else {
+                    "rawPredict"
+                };
+                format!(
+                    "{}/publishers/anthropic/models/{id}:{method}",
+                    self.base_path
+                )
+            }
+            _ => self.uri_for(Api::Chat(self.flavor), "", None),
+        }
+    }
+
+    /// Last changes to a chat body in the provider's API: Anthropic's API on
+    /// Vertex takes the model from the path and its version in the body.
+    pub fn finish_body(&self, model: &str, body: &mut serde_json::Map<String, serde_json::Value>) {
+        if self.vertex_claude(model).is_some() {
+            body.remove("model");
+            body.insert("anthropic_version".into(), VERTEX_ANTHROPIC_VERSION.into());
+        }
+    }
+
+    /// The body of another API call as the provider takes it: Vertex's
+    /// token count wants Anthropic's version in the body too.
+    pub fn native_body(&self, api: Api, body: &bytes::Bytes) -> bytes::Bytes {
+        if !(self.vertex && api == Api::Native("messages/count_tokens")) {
+            return body.clone();
+        }
+        match serde_json::from_slice::<serde_json::Value>(body) {
+            Ok(serde_json::Value::Object(mut map)) => {
+                map.entry("anthropic_version")
+                    .or_insert_with(|| VERTEX_ANTHROPIC_VERSION.into());
+                serde_json::Value::Object(map).to_string().into()
+            }
+            // Not ours to fix: the provider says what is wrong with it.
+            _ => body.clone(),
+        }
     }
 
     /// Whether this provider can answer `api` (translating if need be).
@@ -357,10 +513,16 @@ impl Provider {
                 if let Some(p) = &self.path_override {
                     return p.clone();
                 }
-                match self.flavor {
-                    Flavor::OpenAi => "chat/completions",
-                    Flavor::Anthropic => "messages",
+                match (self.vertex, self.flavor) {
+                    (true, _) => "endpoints/openapi/chat/completions",
+                    (false, Flavor::OpenAi) => "chat/completions",
+                    (false, Flavor::Anthropic) => "messages",
                 }
+            }
+            Api::Native("embeddings") if self.vertex => "endpoints/openapi/embeddings",
+            // Vertex counts tokens for every Claude model at one path.
+            Api::Native("messages/count_tokens") if self.vertex => {
+                "publishers/anthropic/models/count-tokens:rawPredict"
             }
             Api::Native(endpoint) => endpoint,
             Api::Other => return client_path.to_string(),
@@ -373,21 +535,38 @@ impl Provider {
         format!("{base}/{endpoint}")
     }
 
-    /// Put the gateway's credentials on an upstream request.
+    /// Put the gateway's key on an upstream request (a Google token comes
+    /// later, from [`Provider::sign`]).
     pub fn authorize(&self, headers: &mut http::HeaderMap, passthrough: bool) {
         if !passthrough {
             headers.remove(http::header::AUTHORIZATION);
             headers.remove("x-api-key");
         }
-        if let Some((name, value)) = &self.credential {
+        if let Credential::Header(name, value) = &self.credential {
             headers.insert(name.clone(), value.clone());
         }
-        if self.flavor == Flavor::Anthropic && !headers.contains_key("anthropic-version") {
+        if self.vertex {
+            // Vertex takes Anthropic's version in the body (as Anthropic's
+            // own Vertex client sends it).
+            headers.remove("anthropic-version");
+        }
+        if self.flavor == Flavor::Anthropic
+            && !self.vertex
+            && !headers.contains_key("anthropic-version")
+        {
             headers.insert(
                 "anthropic-version",
                 HeaderValue::from_static(ANTHROPIC_VERSION),
             );
         }
+    }
+
+    /// Add the credentials that must be fetched: a Google access token.
+    pub async fn sign(&self, headers: &mut http::HeaderMap) -> Result<(), String> {
+        if let Credential::Google(google) = &self.credential {
+            headers.insert(http::header::AUTHORIZATION, google.bearer().await?);
+        }
+        Ok(())
     }
 }
 
@@ -446,6 +625,102 @@ mod tests {
         let mut bad = azure_params(None, None);
         bad.resource_name = "contoso.openai.azure.com/x".into();
         assert_eq!(azure(&bad).err().unwrap().0, "provider.azure.resourceName");
+    }
+
+    fn vertex_provider(model: Option<&str>, region: Option<&str>) -> Provider {
+        let named = NamedAiProvider {
+            name: "vx".into(),
+            provider: AiProvider::Vertex(VertexParams {
+                model: model.map(str::to_string),
+                region: region.map(str::to_string),
+                project_id: "proj-1".into(),
+            }),
+            host_override: None,
+            path_override: None,
+            path_prefix: None,
+            policies: None,
+        };
+        let clients = HttpBackends::new(std::time::Duration::from_secs(1), 0);
+        Provider::build(&named, None, None, None, &clients, None).unwrap()
+    }
+
+    #[test]
+    fn vertex_sends_claude_models_to_anthropics_api_and_others_to_the_openai_endpoint() {
+        assert_eq!(
+            claude_id("claude-sonnet-4-5@20250929"),
+            Some("claude-sonnet-4-5@20250929")
+        );
+        assert_eq!(
+            claude_id("anthropic/claude-opus-4-1"),
+            Some("claude-opus-4-1")
+        );
+        assert_eq!(
+            claude_id("publishers/anthropic/models/claude-haiku-4-5"),
+            Some("claude-haiku-4-5")
+        );
+        assert_eq!(claude_id("google/gemini-2.5-flash"), None);
+
+        let any = vertex_provider(None, Some("us-east5"));
+        assert_eq!(
+            any.upstream.target.host,
+            "us-east5-aiplatform.googleapis.com"
+        );
+        let base = "/v1/projects/proj-1/locations/us-east5";
+        assert_eq!(any.flavor_for("claude-haiku-4-5"), Flavor::Anthropic);
+        assert_eq!(any.flavor_for("google/gemini-2.5-pro"), Flavor::OpenAi);
+        assert_eq!(
+            any.chat_uri("claude-haiku-4-5", true),
+            format!("{base}/publishers/anthropic/models/claude-haiku-4-5:streamRawPredict")
+        );
+        assert_eq!(
+            any.chat_uri("google/gemini-2.5-pro", true),
+            format!("{base}/endpoints/openapi/chat/completions")
+        );
+        assert_eq!(
+            any.uri_for(Api::Native("messages/count_tokens"), "", None),
+            format!("{base}/publishers/anthropic/models/count-tokens:rawPredict")
+        );
+        assert_eq!(
+            any.uri_for(Api::Native("embeddings"), "", None),
+            format!("{base}/endpoints/openapi/embeddings")
+        );
+        assert!(!any.serves(Api::RESPONSES) && !any.serves(Api::REALTIME));
+
+        let mut body = serde_json::Map::new();
+        body.insert("model".into(), "claude-haiku-4-5".into());
+        any.finish_body("claude-haiku-4-5", &mut body);
+        assert_eq!(
+            serde_json::Value::Object(body),
+            serde_json::json!({"anthropic_version": "vertex-2023-10-16"})
+        );
+        let mut body = serde_json::Map::new();
+        body.insert("model".into(), "google/gemini-2.5-pro".into());
+        any.finish_body("google/gemini-2.5-pro", &mut body);
+        assert_eq!(body["model"], "google/gemini-2.5-pro");
+
+        // A configured Claude model decides for every request; global is
+        // the location without a region in the host.
+        let claude = vertex_provider(Some("anthropic/claude-sonnet-4-5"), None);
+        assert_eq!(claude.flavor, Flavor::Anthropic);
+        assert_eq!(claude.upstream.target.host, "aiplatform.googleapis.com");
+        assert_eq!(
+            claude.chat_uri("gpt-4o", false),
+            "/v1/projects/proj-1/locations/global/publishers/anthropic/models/claude-sonnet-4-5:rawPredict"
+        );
+        // No anthropic-version header: Vertex takes it in the body.
+        let mut headers = http::HeaderMap::new();
+        claude.authorize(&mut headers, false);
+        assert!(headers.is_empty());
+
+        let mut bad = VertexParams {
+            model: None,
+            region: Some("us east".into()),
+            project_id: "p".into(),
+        };
+        assert_eq!(vertex(&bad).err().unwrap().0, "provider.vertex.region");
+        bad.region = None;
+        bad.project_id = "a/b".into();
+        assert_eq!(vertex(&bad).err().unwrap().0, "provider.vertex.projectId");
     }
 
     #[test]
