@@ -3,6 +3,8 @@
 
 #[path = "gateway/authoring.rs"]
 mod authoring;
+#[path = "gateway/backend_auth.rs"]
+mod backend_auth;
 #[path = "gateway/cors.rs"]
 mod cors;
 #[path = "gateway/credentials.rs"]

@@ -10,6 +10,7 @@ use crate::auth::api_key::ApiKeyAuth;
 use crate::auth::basic::BasicAuth;
 use crate::auth::jwks::Fetcher;
 use crate::auth::jwt::JwtAuth;
+use crate::backend::credentials::{Credential, KeyHeader};
 use crate::backend::h1pool::HostConns;
 use crate::backend::http::{HttpBackends, Transport, Upstream};
 use crate::backend::llm::LlmBackend;
@@ -207,6 +208,8 @@ pub struct WeightedBackend {
     /// Where upgrade requests (WebSocket) go: HTTP/1.1 connections to
     /// `target`; `None` when the route speaks HTTP/2 only to it.
     pub upgrades: Option<Arc<HostConns>>,
+    /// `backendAuth`: what the gateway adds to authenticate to it.
+    pub credential: Option<Arc<Credential>>,
 }
 
 impl WeightedBackend {
@@ -219,7 +222,14 @@ impl WeightedBackend {
             weight,
             upstream,
             upgrades: None,
+            credential: None,
         }
+    }
+
+    /// Authenticate to this backend with `credential`.
+    pub fn authenticated(mut self, credential: Option<&Arc<Credential>>) -> Self {
+        self.credential = credential.cloned();
+        self
     }
 
     /// Let upgrade requests reach this backend over `via`, an HTTP/1.1 transport.
@@ -401,7 +411,8 @@ impl Gateway {
                     basic_auth(p, &at)?;
                     api_key_auth(p, &at)?;
                     llm_backend(route, &clients, &at)?;
-                    mcp_backend(route, &clients, &checking, &name, &at)?;
+                    let credential = backend_credential(route, &at)?;
+                    mcp_backend(route, &clients, &checking, credential.as_ref(), &name, &at)?;
                 }
             }
         }
@@ -596,7 +607,7 @@ fn basic_auth(
     };
     let path = format!("{at}.policies.basicAuth");
     let text = match (&config.htpasswd, &config.htpasswd_file) {
-        (Some(source), None) => crate::backend::llm::provider::resolve_secret(source, None),
+        (Some(source), None) => crate::backend::credentials::resolve_secret(source, None),
         (None, Some(file)) => std::fs::read_to_string(file)
             .map_err(|e| format!("cannot read htpasswd file {file}: {e}")),
         (Some(_), Some(_)) => Err("give `htpasswd` or `htpasswdFile`, not both".into()),
@@ -632,7 +643,7 @@ fn session_sealer(config: &Config) -> Result<Option<Arc<Sealer>>, BuildError> {
         return Ok(None);
     };
     let at = "config.session.key".to_string();
-    let hex = crate::backend::llm::provider::resolve_secret(&session.key, None)
+    let hex = crate::backend::credentials::resolve_secret(&session.key, None)
         .map_err(|e| BuildError::new(at.clone(), e))?;
     Sealer::from_hex(&hex)
         .map(|s| Some(Arc::new(s)))
@@ -640,10 +651,28 @@ fn session_sealer(config: &Config) -> Result<Option<Arc<Sealer>>, BuildError> {
 }
 
 /// The route's `mcp:` backend, if it has one; it must be the only backend.
+/// The route's `backendAuth` for its HTTP backends and MCP targets, as a
+/// bearer token (AI backends build their providers' credentials).
+fn backend_credential(
+    route: &crate::config::schema::Route,
+    at: &str,
+) -> Result<Option<Arc<Credential>>, BuildError> {
+    let auth = route.policies.backend_auth.as_ref();
+    let credential = match route.backends.first().map(|b| &b.kind) {
+        Some(BackendKind::Host(_) | BackendKind::Mcp(_)) => {
+            Credential::build(auth, KeyHeader::Bearer, false, None)
+                .map_err(|(field, message)| BuildError::new(format!("{at}.{field}"), message))?
+        }
+        _ => Credential::None,
+    };
+    Ok((!credential.is_none()).then(|| Arc::new(credential)))
+}
+
 fn mcp_backend(
     route: &crate::config::schema::Route,
     clients: &HttpBackends,
     sealer: &Arc<Sealer>,
+    credential: Option<&Arc<Credential>>,
     name: &str,
     at: &str,
 ) -> Result<Option<Arc<McpBackend>>, BuildError> {
@@ -666,11 +695,16 @@ fn mcp_backend(
     }
     // `tcp.connectTimeout` was checked with the route's transport.
     let connect_timeout = route.policies.connect_timeout();
-    McpBackend::build(config, clients, sealer.clone(), name, connect_timeout)
-        .map(|b| Some(Arc::new(b)))
-        .map_err(|(field, message)| {
-            BuildError::new(format!("{at}.backends[{i}].mcp.{field}"), message)
-        })
+    McpBackend::build(
+        config,
+        clients,
+        sealer.clone(),
+        credential,
+        name,
+        connect_timeout,
+    )
+    .map(|b| Some(Arc::new(b)))
+    .map_err(|(field, message)| BuildError::new(format!("{at}.backends[{i}].mcp.{field}"), message))
 }
 
 /// What the route's backend speaks, for plugins (`route.protocol`): an MCP
@@ -746,11 +780,13 @@ fn build_route(
     let upgrades = clients
         .upgrade_transport(p.backend_tls.as_ref(), version, connect_timeout(p, at)?)
         .map_err(|e| err(format!("{at}.policies.backendTLS"), e))?;
+    let credential = backend_credential(route, at)?;
     let mut backends = Vec::new();
     for backend in &route.backends {
         // MCP and AI backends have their own runtimes, built below.
         if let BackendKind::Host(target) = &backend.kind {
-            let weighted = WeightedBackend::new(target.clone(), backend.weight, &transport);
+            let weighted = WeightedBackend::new(target.clone(), backend.weight, &transport)
+                .authenticated(credential.as_ref());
             backends.push(match &upgrades {
                 Some(via) => weighted.upgradable(via),
                 None => weighted,
@@ -758,7 +794,7 @@ fn build_route(
         }
     }
     let llm = llm_backend(route, clients, at)?;
-    let mcp = mcp_backend(route, clients, sealer, name, at)?;
+    let mcp = mcp_backend(route, clients, sealer, credential.as_ref(), name, at)?;
     let jwt = jwt_auth(p, at)?;
     let resource_metadata = resource_metadata(route, at)?;
     let basic = basic_auth(p, at)?;

@@ -1364,7 +1364,7 @@ fn realtime_client(gw: &Gateway, base: &str, model: &str, prompts: &[&str]) -> s
 
 /// A service account key from the fake Vertex provider (its token endpoint
 /// as `token_uri`), written to a temp file; `forged` signs with another key.
-async fn service_account_file(fake: &FakeProvider, forged: bool) -> PathBuf {
+pub(super) async fn service_account_file(fake: &FakeProvider, forged: bool) -> PathBuf {
     let query = if forged { "?forged=1" } else { "" };
     let (status, _, body) = get(
         &client(),
@@ -1382,7 +1382,7 @@ async fn service_account_file(fake: &FakeProvider, forged: bool) -> PathBuf {
     path
 }
 
-async fn tokens_issued(fake: &FakeProvider) -> u64 {
+pub(super) async fn tokens_issued(fake: &FakeProvider) -> u64 {
     let (_, _, body) = get(&client(), &format!("http://{}/_tokens", fake.addr())).await;
     json(&body)["issued"].as_u64().unwrap()
 }

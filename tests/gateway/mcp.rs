@@ -39,9 +39,9 @@ pub(super) fn free_port() -> u16 {
 }
 
 /// The FastMCP server (mcp<2) on a loopback port, over Streamable HTTP.
-struct FastMcp {
+pub(super) struct FastMcp {
     child: Child,
-    port: u16,
+    pub(super) port: u16,
 }
 
 impl FastMcp {
@@ -49,7 +49,7 @@ impl FastMcp {
         FastMcp::start_with(&[])
     }
 
-    fn start_with(options: &[&str]) -> FastMcp {
+    pub(super) fn start_with(options: &[&str]) -> FastMcp {
         let port = free_port();
         let child = Command::new(venv("py-mcp1", "python"))
             .arg(root().join("tests/peers/fastmcp_server.py"))

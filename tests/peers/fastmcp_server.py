@@ -2,18 +2,42 @@
 """A FastMCP server (the `mcp` SDK's v1 line, `mcp<2`) over Streamable HTTP,
 as an MCP target for the tests: a few tools, a prompt and a resource.
 
-Usage: fastmcp_server.py PORT [--slow-tools]
+Usage: fastmcp_server.py PORT [--slow-tools] [--require-token TOKEN]
 
 --slow-tools adds `slow` (sleeps, and counts the calls cancelled while it
 slept) and `calls` (those counts), for the cancellation test.
+--require-token makes the server an OAuth resource server (the SDK's own
+bearer-token check): every request needs `Authorization: Bearer TOKEN`.
 """
 
 import asyncio
 import sys
 
+from mcp.server.auth.provider import AccessToken, TokenVerifier
+from mcp.server.auth.settings import AuthSettings
 from mcp.server.fastmcp import FastMCP
 
-mcp = FastMCP("calc", host="127.0.0.1", port=int(sys.argv[1]), stateless_http=False)
+PORT = int(sys.argv[1])
+
+
+class OneToken(TokenVerifier):
+    def __init__(self, token):
+        self.token = token
+
+    async def verify_token(self, token):
+        if token != self.token:
+            return None
+        return AccessToken(token=token, client_id="wardgate", scopes=[])
+
+
+auth = {}
+if "--require-token" in sys.argv:
+    auth = {
+        "token_verifier": OneToken(sys.argv[sys.argv.index("--require-token") + 1]),
+        "auth": AuthSettings(issuer_url="http://127.0.0.1:9", required_scopes=[],
+                             resource_server_url="http://127.0.0.1:%d/mcp" % PORT),
+    }
+mcp = FastMCP("calc", host="127.0.0.1", port=PORT, stateless_http=False, **auth)
 
 
 @mcp.tool()

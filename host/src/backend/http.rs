@@ -41,6 +41,9 @@ pub enum UpstreamError {
     Timeout(String, Duration),
     #[error("{0} failed: {1}")]
     Protocol(String, String),
+    /// `backendAuth` could not be met (a Google token was refused).
+    #[error("the gateway has no credentials for {0}: {1}")]
+    Credentials(String, String),
 }
 
 impl UpstreamError {
@@ -353,6 +356,13 @@ pub fn forward_to(
                 "not a valid host:port".into(),
             ));
         };
+        if let Some(credential) = &target.credential {
+            credential.authorize(req.headers_mut());
+            // Boxed: only routes with fetched credentials pay for its size.
+            Box::pin(credential.sign(req.headers_mut()))
+                .await
+                .map_err(|e| UpstreamError::Credentials(name(), e))?;
+        }
         strip_hop_by_hop(req.headers_mut());
         let call = async {
             match upstream {
@@ -414,6 +424,12 @@ pub async fn forward_upgrade(
         };
         return Err(UpstreamError::Protocol(name(), why.into()));
     };
+    if let Some(credential) = &target.credential {
+        credential.authorize(req.headers_mut());
+        Box::pin(credential.sign(req.headers_mut()))
+            .await
+            .map_err(|e| UpstreamError::Credentials(name(), e))?;
+    }
     strip_hop_by_hop(req.headers_mut());
     upgrade::mark(req.headers_mut(), protocol);
     let call = async {

@@ -2,6 +2,8 @@
 //! [`tls`]), and the tunnels of upgraded connections ([`upgrade`]). MCP and
 //! LLM backends come with their own modules.
 
+pub mod credentials;
+pub mod google_credentials;
 pub mod h1pool;
 pub mod h1wire;
 pub mod http;

@@ -144,7 +144,8 @@ impl Failover {
             if let Err(e) = provider.sign(req.headers_mut()).await {
                 tracing::warn!(provider = %provider.name, "no credentials for the provider: {e}");
                 self.cool(*index, None);
-                last = Some(SendFailure::Credentials(provider.name.clone(), e));
+                let e = crate::backend::http::UpstreamError::Credentials(provider.name.clone(), e);
+                last = Some(SendFailure::Upstream(e, provider.name.clone()));
                 continue;
             }
             match clients.forward(&provider.upstream, req, timeout).await {

@@ -9,15 +9,13 @@
 //! The Responses API takes the same hooks on its own shapes ([`responses`],
 //! its streamed events in [`answer_events`]). Realtime sessions are
 //! WebSocket handshakes sent on to a provider ([`realtime`]). A provider
-//! adds its credentials: a key, or a Google access token
-//! ([`google_credentials`]).
+//! adds its credentials ([`crate::backend::credentials`]).
 
 pub mod ai_policy;
 pub mod answer_events;
 pub mod api;
 pub mod chat;
 pub mod failover;
-pub mod google_credentials;
 pub mod provider;
 pub mod realtime;
 pub mod responses;
@@ -877,9 +875,6 @@ pub enum SendFailure {
     Upstream(UpstreamError, String),
     /// The last provider answered with an error status (429/5xx).
     Status(Arc<Provider>, Response<UpstreamBody>),
-    /// The gateway could not get the last provider's credentials (a
-    /// Google access token).
-    Credentials(String, String),
 }
 
 impl SendFailure {
@@ -894,16 +889,6 @@ impl SendFailure {
                     status,
                     Some("api_error"),
                     &format!("provider {name} is unavailable: {e}"),
-                )
-            }
-            SendFailure::Credentials(name, e) => {
-                trace.upstream = Some(name.clone());
-                trace.error = Some(e.clone());
-                api::error_response(
-                    client,
-                    StatusCode::BAD_GATEWAY,
-                    Some("api_error"),
-                    &format!("provider {name}: the gateway has no credentials for it: {e}"),
                 )
             }
             SendFailure::Status(provider, resp) => {

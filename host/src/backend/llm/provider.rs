@@ -6,11 +6,11 @@ use std::sync::Arc;
 use http::HeaderValue;
 
 use super::api::{Api, Flavor};
-use super::google_credentials::GoogleCredentials;
+use crate::backend::credentials::{Credential, KeyHeader};
 use crate::backend::http::HttpBackends;
 use crate::config::schema::{
-    AiProvider, AzureParams, AzureResourceType, BackendAuth, BackendTls, GcpAuth, HostPort,
-    HttpVersion, NamedAiProvider, ProviderParams, SecretSource, VertexParams,
+    AiProvider, AzureParams, AzureResourceType, BackendAuth, BackendTls, HostPort, HttpVersion,
+    NamedAiProvider, ProviderParams, VertexParams,
 };
 use crate::gateway::WeightedBackend;
 
@@ -42,15 +42,6 @@ pub struct Provider {
     vertex: bool,
 }
 
-/// What the gateway adds to authenticate to the provider.
-enum Credential {
-    None,
-    /// A key: `Authorization: Bearer ...`, `x-api-key` or `api-key`.
-    Header(http::HeaderName, HeaderValue),
-    /// A Google access token, fetched (and cached) per request.
-    Google(GoogleCredentials),
-}
-
 /// What a kind of provider is: its API, where it lives by default, how it
 /// takes a key, and which APIs besides chat it serves.
 struct Preset {
@@ -62,13 +53,6 @@ struct Preset {
     natives: &'static [&'static str],
     query: Option<String>,
     vertex: bool,
-}
-
-#[derive(Clone, Copy)]
-enum KeyHeader {
-    Bearer,
-    XApiKey,
-    ApiKey,
 }
 
 const OPENAI_NATIVES: &[&str] = &["responses", "embeddings", "models", "realtime"];
@@ -297,35 +281,6 @@ fn parse_base_url(url: &str) -> Result<Location, String> {
     })
 }
 
-/// Resolve a key: a literal, `$ENV` / `${ENV}`, or a file's trimmed contents.
-pub fn resolve_secret(
-    source: &SecretSource,
-    base_dir: Option<&std::path::Path>,
-) -> Result<String, String> {
-    match source {
-        SecretSource::Value(v) => {
-            let name = v
-                .strip_prefix("${")
-                .and_then(|n| n.strip_suffix('}'))
-                .or_else(|| v.strip_prefix('$'));
-            match name {
-                Some(name) => std::env::var(name)
-                    .map_err(|_| format!("environment variable {name} is not set")),
-                None => Ok(v.clone()),
-            }
-        }
-        SecretSource::File { file } => {
-            let path = match base_dir {
-                Some(dir) => dir.join(file),
-                None => file.into(),
-            };
-            std::fs::read_to_string(&path)
-                .map(|s| s.trim().to_string())
-                .map_err(|e| format!("cannot read key file {}: {e}", path.display()))
-        }
-    }
-}
-
 impl Provider {
     /// Build a provider; `auth` and `tls` are the provider's own policies,
     /// falling back to the route's.
@@ -362,41 +317,7 @@ impl Provider {
                 connect_timeout,
             )
             .map_err(|e| ("policies.backendTLS".to_string(), e))?;
-        let credential = match auth {
-            Some(BackendAuth::Gcp(GcpAuth { credential, .. })) => {
-                let field = "policies.backendAuth.gcp.credential";
-                let credentials = match credential {
-                    Some(source) => {
-                        let json =
-                            resolve_secret(source, base_dir).map_err(|e| (field.to_string(), e))?;
-                        GoogleCredentials::service_account(&json)
-                            .map_err(|e| (field.to_string(), e))?
-                    }
-                    None => GoogleCredentials::ambient(),
-                };
-                Credential::Google(credentials)
-            }
-            // Vertex takes Google's credentials unless told otherwise.
-            None if preset.vertex => Credential::Google(GoogleCredentials::ambient()),
-            Some(BackendAuth::Key(source)) => {
-                let key = resolve_secret(source, base_dir)
-                    .map_err(|e| ("policies.backendAuth.key".to_string(), e))?;
-                let (name, value) = match preset.key {
-                    KeyHeader::Bearer => (http::header::AUTHORIZATION, format!("Bearer {key}")),
-                    KeyHeader::XApiKey => (http::HeaderName::from_static("x-api-key"), key),
-                    KeyHeader::ApiKey => (http::HeaderName::from_static("api-key"), key),
-                };
-                let mut value = HeaderValue::from_str(&value).map_err(|_| {
-                    (
-                        "policies.backendAuth.key".to_string(),
-                        "the key has characters a header cannot carry".to_string(),
-                    )
-                })?;
-                value.set_sensitive(true);
-                Credential::Header(name, value)
-            }
-            Some(BackendAuth::Passthrough(_)) | None => Credential::None,
-        };
+        let credential = Credential::build(auth, preset.key, preset.vertex, base_dir)?;
         let mut upstream = WeightedBackend::new(at.target, 1, &transport);
         // Realtime sessions (OpenAI's) are WebSocket upgrades.
         if preset.natives.contains(&"realtime")
@@ -542,9 +463,7 @@ impl Provider {
             headers.remove(http::header::AUTHORIZATION);
             headers.remove("x-api-key");
         }
-        if let Credential::Header(name, value) = &self.credential {
-            headers.insert(name.clone(), value.clone());
-        }
+        self.credential.authorize(headers);
         if self.vertex {
             // Vertex takes Anthropic's version in the body (as Anthropic's
             // own Vertex client sends it).
@@ -563,10 +482,7 @@ impl Provider {
 
     /// Add the credentials that must be fetched: a Google access token.
     pub async fn sign(&self, headers: &mut http::HeaderMap) -> Result<(), String> {
-        if let Credential::Google(google) = &self.credential {
-            headers.insert(http::header::AUTHORIZATION, google.bearer().await?);
-        }
-        Ok(())
+        self.credential.sign(headers).await
     }
 }
 

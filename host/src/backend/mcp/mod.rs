@@ -30,6 +30,7 @@ use self::jsonrpc::{
 };
 use self::session::{RELAY_AAD, Sealer, SessionState};
 use self::upstream::{Reach, ServerMessage, Sink, Target};
+use crate::backend::credentials::Credential;
 use crate::backend::http::{Body, HttpBackends};
 use crate::backend::sse;
 use crate::config::schema::{HostPort, HttpVersion, McpBackend as McpConfig};
@@ -65,6 +66,8 @@ impl McpBackend {
         config: &McpConfig,
         clients: &HttpBackends,
         sealer: Arc<Sealer>,
+        // The route's `backendAuth`, for targets reached over HTTP.
+        credential: Option<&Arc<Credential>>,
         route: &str,
         // The route's `tcp.connectTimeout`, for targets reached over HTTP.
         connect_timeout: Option<std::time::Duration>,
@@ -120,7 +123,8 @@ impl McpBackend {
                             connect_timeout,
                         )
                         .map_err(|e| (format!("{at}.{field}"), e))?;
-                    let backend = WeightedBackend::new(target, 1, &transport);
+                    let backend =
+                        WeightedBackend::new(target, 1, &transport).authenticated(credential);
                     if legacy {
                         Reach::Sse { backend, path }
                     } else {

@@ -1,0 +1,142 @@
+//! `backendAuth` on HTTP and MCP routes: the gateway's key as a bearer token
+//! to an HTTP upstream and to a FastMCP server that requires one (the SDK's
+//! own bearer check), a Google access token from a service account key
+//! (verified by the fake Google token endpoint), and the failures: a token
+//! Google refuses, a key variable that is not set.
+
+use http::{Request, StatusCode};
+use http_body_util::Full;
+
+use super::llm::{FakeProvider, service_account_file, tokens_issued};
+use super::mcp::{FastMcp, sdk_client};
+use super::process::{Gateway, Upstream};
+use super::{client, send};
+
+async fn call(url: &str) -> (StatusCode, serde_json::Value) {
+    let req = Request::get(url)
+        .header("authorization", "Bearer the-clients-own")
+        .body(Full::default())
+        .unwrap();
+    let (status, _, body) = send(&client(), req).await;
+    (status, serde_json::from_str(&body).unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_auth_reaches_http_upstreams_and_mcp_targets() {
+    let upstream = Upstream::start().await;
+    let calc = FastMcp::start_with(&["--require-token", "mcp-s3cret"]);
+    let google = FakeProvider::start("vertex", "fake-google", &[]);
+    let key = service_account_file(&google, false).await;
+    let forged = service_account_file(&google, true).await;
+    let http_route = |name: &str, auth: &str| {
+        format!(
+            r#"
+    - name: {name}
+      matches: [{{path: {{pathPrefix: /{name}}}}}]
+      policies: {{backendAuth: {auth}}}
+      backends: [{{host: "{}"}}]"#,
+            upstream.addr
+        )
+    };
+    let mcp_route = |name: &str, policies: &str| {
+        format!(
+            r#"
+    - name: {name}
+      matches: [{{path: {{pathPrefix: /{name}}}}}]
+      policies: {{{policies}}}
+      backends:
+      - mcp:
+          targets:
+          - {{name: calc, mcp: {{host: 127.0.0.1, port: {}, path: /mcp}}}}"#,
+            calc.port
+        )
+    };
+    let gw = Gateway::start_env(
+        &format!(
+            "binds:\n- port: 0\n  listeners:\n  - routes:{}{}{}{}{}\n",
+            http_route("key", "{key: $UPSTREAM_KEY}"),
+            http_route(
+                "gcp",
+                &format!("{{gcp: {{credential: {{file: \"{}\"}}}}}}", key.display())
+            ),
+            http_route(
+                "forged",
+                &format!(
+                    "{{gcp: {{credential: {{file: \"{}\"}}}}}}",
+                    forged.display()
+                )
+            ),
+            mcp_route("tools", "backendAuth: {key: $MCP_KEY}"),
+            mcp_route("bare", ""),
+        ),
+        &[
+            ("UPSTREAM_KEY", "up-123".to_string()),
+            ("MCP_KEY", "mcp-s3cret".to_string()),
+        ],
+    )
+    .await;
+
+    // The gateway's credential replaces the client's.
+    let (status, seen) = call(&gw.url("/key/x")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(seen["headers"]["authorization"], "Bearer up-123");
+    for _ in 0..3 {
+        let (status, seen) = call(&gw.url("/gcp/x")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(seen["headers"]["authorization"], "Bearer ya29.fake-1");
+    }
+    assert_eq!(tokens_issued(&google).await, 1);
+    // A key Google refuses: 502 naming the route and backend; nothing sent.
+    let hits = upstream.hits();
+    let (status, body) = call(&gw.url("/forged/x")).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_eq!(body["error"]["route"], "forged", "{body}");
+    assert_eq!(
+        body["error"]["backend"],
+        upstream.addr.to_string(),
+        "{body}"
+    );
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("no credentials for") && message.contains("Google access token"),
+        "{body}"
+    );
+    assert_eq!(upstream.hits(), hits);
+
+    // The FastMCP server refuses calls without its token: through the
+    // route with backendAuth the SDK client reaches it, without it not.
+    let out = sdk_client("py", &gw.url("/tools"), &[r#"add={"a": 2, "b": 3}"#]);
+    assert_eq!(
+        out[1]["tools"],
+        serde_json::json!(["add", "echo", "multiply"])
+    );
+    assert_eq!(out[2]["text"], "5", "{out:?}");
+    let out = sdk_client("py", &gw.url("/bare"), &[r#"add={"a": 2, "b": 3}"#]);
+    assert!(
+        out[1]["tools"].as_array().is_some_and(|t| t.is_empty()),
+        "{out:?}"
+    );
+
+    let (_, _, dump) = super::get(&client(), &gw.admin_url("/config_dump")).await;
+    assert!(!dump.contains("up-123") && !dump.contains("mcp-s3cret"));
+    let _ = std::fs::remove_file(&key);
+    let _ = std::fs::remove_file(&forged);
+}
+
+#[test]
+fn an_unset_key_variable_on_an_http_route_is_placed() {
+    let path = std::env::temp_dir().join(format!("wardgate-ba-{}.yaml", std::process::id()));
+    std::fs::write(
+        &path,
+        "binds:\n- port: 3000\n  listeners:\n  - routes:\n    - policies:\n        backendAuth: {key: $WARDGATE_TEST_UNSET}\n      backends: [{host: 127.0.0.1:9}]\n",
+    )
+    .unwrap();
+    let out = super::process::wardgate(&["validate", "-c", path.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&path);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(":6:23: binds[0].listeners[0].routes[0].policies.backendAuth.key: environment variable WARDGATE_TEST_UNSET is not set"),
+        "{stderr}"
+    );
+}
