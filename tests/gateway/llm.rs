@@ -77,6 +77,24 @@ impl Drop for FakeProvider {
     }
 }
 
+/// Both official SDKs' checks (tests/clients/llm_sdks.py: plain, streamed,
+/// tools whole and streamed, an error) through the route at `/{prefix}`.
+fn sdk_suite(gw: &Gateway, prefix: &str) {
+    let out = Command::new(python())
+        .arg(root().join("tests/clients/llm_sdks.py"))
+        .arg(gw.url(&format!("/{prefix}")))
+        .output()
+        .expect("python runs the SDK checks");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "SDK checks via /{prefix} failed:\n{stdout}\n{}\ngateway log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        gw.log()
+    );
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("ok ")).count(), 10);
+}
+
 async fn post(url: &str, body: serde_json::Value) -> (StatusCode, http::HeaderMap, String) {
     let req = Request::post(url)
         .header("content-type", "application/json")
@@ -121,19 +139,7 @@ binds:
     .await;
 
     for prefix in ["oa", "an"] {
-        let out = Command::new(python())
-            .arg(root().join("tests/clients/llm_sdks.py"))
-            .arg(gw.url(&format!("/{prefix}")))
-            .output()
-            .expect("python runs the SDK checks");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "SDK checks via /{prefix} failed:\n{stdout}\n{}\ngateway log:\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            gw.log()
-        );
-        assert_eq!(stdout.lines().filter(|l| l.starts_with("ok ")).count(), 10);
+        sdk_suite(&gw, prefix);
     }
 
     // Each provider got only its own wire format, with the gateway's key.
@@ -1437,19 +1443,7 @@ async fn vertex_providers_reach_claude_and_openai_endpoints_with_google_tokens()
     .await;
 
     for prefix in ["claude", "gemini"] {
-        let out = Command::new(python())
-            .arg(root().join("tests/clients/llm_sdks.py"))
-            .arg(gw.url(&format!("/{prefix}")))
-            .output()
-            .expect("python runs the SDK checks");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "SDK checks via /{prefix} failed:\n{stdout}\n{}\ngateway log:\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            gw.log()
-        );
-        assert_eq!(stdout.lines().filter(|l| l.starts_with("ok ")).count(), 10);
+        sdk_suite(&gw, prefix);
     }
     let seen = fake.requests().await;
     let base = "/v1/projects/wardgate-test/locations/us-east5";

@@ -173,15 +173,22 @@ fn vertex(p: &VertexParams) -> Result<Preset, FieldError> {
 
 /// The model id of a Claude model as Vertex names it in the path
 /// (`claude-sonnet-4-5@20250929`), from the model or its `anthropic/` or
-/// `publishers/anthropic/models/` form; `None` for other models.
+/// `publishers/anthropic/models/` form; `None` for other models, and for
+/// ids that are no model name (a client's `../` must not steer the path).
 fn claude_id(model: &str) -> Option<&str> {
-    if let Some(id) = model
+    let id = match model
         .strip_prefix("publishers/anthropic/models/")
         .or_else(|| model.strip_prefix("anthropic/"))
     {
-        return Some(id);
-    }
-    model.starts_with("claude").then_some(model)
+        Some(id) => id,
+        None => model.strip_prefix("claude").map(|_| model)?,
+    };
+    let name_like = !id.is_empty()
+        && !id.starts_with('.')
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'));
+    name_like.then_some(id)
 }
 
 /// Azure's endpoints: the v1 API (`/openai/v1/...`, also as `preview`), a
@@ -575,6 +582,8 @@ mod tests {
             Some("claude-haiku-4-5")
         );
         assert_eq!(claude_id("google/gemini-2.5-flash"), None);
+        assert_eq!(claude_id("claude-x/../../../projects/other"), None);
+        assert_eq!(claude_id("anthropic/..%2f"), None);
 
         let any = vertex_provider(None, Some("us-east5"));
         assert_eq!(
