@@ -17,7 +17,8 @@ The vertex flavor is Google's Vertex AI: Claude models at
 (Anthropic's API, its version in the body, no model in it), count-tokens,
 the OpenAI-compatible .../endpoints/openapi/ paths, and Google's OAuth token
 endpoint (POST /token: a service account's RS256 JWT assertion, verified,
-for an access token that every Vertex call must carry).
+for an access token that every Vertex call must carry, or for an ID token
+when it names a target_audience) and the metadata server's identity endpoint.
 GET /_test/service-account.json gives a key whose token_uri is this fake
 (?forged=1: one signed by another key); GET /_tokens counts tokens issued. `--fail STATUS`
 answers every request with that error. `--key` makes the API key mandatory. GET /_requests lists what
@@ -42,6 +43,7 @@ LOCK = threading.Lock()
 # Vertex: the service account's key, and the access tokens issued with it.
 SA_KEY = None
 TOKENS = []
+ID_TOKENS = []
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
 SA_EMAIL = "gateway@wardgate-test.iam.gserviceaccount.com"
@@ -158,7 +160,10 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send_json(200, RECEIVED)
         if self.path == "/_tokens":
             with LOCK:
-                return self.send_json(200, {"issued": len(TOKENS)})
+                return self.send_json(200, {"issued": len(TOKENS), "id_tokens": ID_TOKENS})
+        if ARGS.flavor == "vertex" and self.path.startswith(
+                "/computeMetadata/v1/instance/service-accounts/default/identity"):
+            return self.metadata_identity()
         if self.path.startswith("/_test/service-account.json"):
             key = rsa_key() if "forged=1" in self.path else SA_KEY
             return self.send_json(200, {
@@ -485,14 +490,44 @@ class Handler(BaseHTTPRequestHandler):
         except jwt.PyJWTError as e:
             return self.send_json(400, {"error": "invalid_grant",
                                         "error_description": "Invalid JWT Signature. (%s)" % e})
-        if claims["iss"] != SA_EMAIL or CLOUD_PLATFORM not in claims.get("scope", "").split():
-            return self.send_json(400, {"error": "invalid_scope", "error_description": "bad iss or scope"})
         if claims["exp"] - claims["iat"] > 3600:
             return self.send_json(400, {"error": "invalid_grant", "error_description": "JWT lives too long"})
+        if claims.get("target_audience"):
+            # An ID token: Google's answer carries only `id_token`.
+            if claims["iss"] != SA_EMAIL:
+                return self.send_json(400, {"error": "invalid_grant", "error_description": "bad iss"})
+            return self.send_json(200, {"id_token": self.id_token(claims["target_audience"], "key")})
+        if claims["iss"] != SA_EMAIL or CLOUD_PLATFORM not in claims.get("scope", "").split():
+            return self.send_json(400, {"error": "invalid_scope", "error_description": "bad iss or scope"})
         with LOCK:
             TOKENS.append("ya29.fake-%d" % (len(TOKENS) + 1))
             token = TOKENS[-1]
         self.send_json(200, {"access_token": token, "expires_in": ARGS.token_ttl, "token_type": "Bearer"})
+
+    def id_token(self, audience, via):
+        import jwt
+        now = int(time.time())
+        token = jwt.encode({"iss": "https://accounts.google.com", "aud": audience, "azp": SA_EMAIL,
+                            "email": SA_EMAIL, "email_verified": True, "sub": "1",
+                            "iat": now, "exp": now + ARGS.token_ttl}, SA_KEY, algorithm="RS256")
+        with LOCK:
+            ID_TOKENS.append({"aud": audience, "via": via})
+        return token
+
+    def metadata_identity(self):
+        """The metadata server's identity endpoint (on Google Cloud machines)."""
+        if self.headers.get("metadata-flavor") != "Google":
+            return self.send_json(403, {"error": "Missing Metadata-Flavor:Google header"})
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+        if not query.get("audience"):
+            return self.send_json(400, {"error": "non-empty audience parameter required"})
+        data = self.id_token(query["audience"][0], "metadata").encode()
+        self.send_response(200)
+        self.send_header("content-type", "text/html")
+        self.send_header("metadata-flavor", "Google")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
     def google_error(self, status, message, word):
         self.send_json(status, {"error": {"code": status, "message": message, "status": word}})

@@ -140,3 +140,116 @@ fn an_unset_key_variable_on_an_http_route_is_placed() {
         "{stderr}"
     );
 }
+
+/// The claims of the bearer JWT an upstream saw.
+fn bearer_claims(seen: &serde_json::Value) -> serde_json::Value {
+    use base64::Engine as _;
+    let header = seen["headers"]["authorization"]
+        .as_str()
+        .unwrap_or_default();
+    let token = header.strip_prefix("Bearer ").expect("a bearer token");
+    let payload = token.split('.').nth(1).expect("a JWT");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+async fn id_tokens(google: &FakeProvider) -> Vec<serde_json::Value> {
+    let (_, _, body) = super::get(&client(), &format!("http://{}/_tokens", google.addr())).await;
+    serde_json::from_str::<serde_json::Value>(&body).unwrap()["id_tokens"]
+        .as_array()
+        .cloned()
+        .unwrap()
+}
+
+/// `type: idToken` (for Cloud Run behind IAM and the like): a service
+/// account key mints an ID token for the route's audience, or for
+/// `https://` and the backend's host; without a key, the metadata server
+/// mints it. Each is kept until near expiry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn id_tokens_come_from_a_key_or_the_metadata_server() {
+    let upstream = Upstream::start().await;
+    let google = FakeProvider::start("vertex", "fake-google", &[]);
+    let key = service_account_file(&google, false).await;
+    let route = |name: &str, auth: &str| {
+        format!(
+            r#"
+    - name: {name}
+      matches: [{{path: {{pathPrefix: /{name}}}}}]
+      policies: {{backendAuth: {{gcp: {auth}}}}}
+      backends: [{{host: "{}"}}]"#,
+            upstream.addr
+        )
+    };
+    let file = format!("credential: {{file: \"{}\"}}", key.display());
+    let gw = Gateway::start(&format!(
+        "binds:\n- port: 0\n  listeners:\n  - routes:{}{}\n",
+        route(
+            "run",
+            &format!("{{type: idToken, audience: \"https://calc-7x.a.run.app\", {file}}}")
+        ),
+        route("host", &format!("{{type: idToken, {file}}}")),
+    ))
+    .await;
+    for _ in 0..2 {
+        let (status, seen) = call(&gw.url("/run/x")).await;
+        assert_eq!(status, StatusCode::OK);
+        let claims = bearer_claims(&seen);
+        assert_eq!(claims["aud"], "https://calc-7x.a.run.app", "{claims}");
+        assert_eq!(
+            claims["email"],
+            "gateway@wardgate-test.iam.gserviceaccount.com"
+        );
+    }
+    let (status, seen) = call(&gw.url("/host/x")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(bearer_claims(&seen)["aud"], "https://127.0.0.1");
+    assert_eq!(
+        id_tokens(&google).await,
+        serde_json::json!([
+            {"aud": "https://calc-7x.a.run.app", "via": "key"},
+            {"aud": "https://127.0.0.1", "via": "key"},
+        ])
+        .as_array()
+        .cloned()
+        .unwrap()
+    );
+    drop(gw);
+
+    // On Google Cloud without a key: the metadata server.
+    let gw = Gateway::start_env(
+        &format!(
+            "binds:\n- port: 0\n  listeners:\n  - routes:{}\n",
+            route(
+                "run",
+                "{type: idToken, audience: \"https://calc-7x.a.run.app\"}"
+            )
+        ),
+        &[("GCE_METADATA_HOST", google.addr())],
+    )
+    .await;
+    let (status, seen) = call(&gw.url("/run/x")).await;
+    assert_eq!(status, StatusCode::OK, "{}", gw.log());
+    assert_eq!(bearer_claims(&seen)["aud"], "https://calc-7x.a.run.app");
+    assert_eq!(id_tokens(&google).await[2]["via"], "metadata");
+    let _ = std::fs::remove_file(&key);
+}
+
+#[test]
+fn an_audience_without_id_tokens_is_placed() {
+    let path = std::env::temp_dir().join(format!("wardgate-aud-{}.yaml", std::process::id()));
+    std::fs::write(
+        &path,
+        "binds:\n- port: 3000\n  listeners:\n  - routes:\n    - policies:\n        backendAuth: {gcp: {audience: https://x.run.app}}\n      backends: [{host: 127.0.0.1:9}]\n",
+    )
+    .unwrap();
+    let out = super::process::wardgate(&["validate", "-c", path.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&path);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("binds[0].listeners[0].routes[0].policies.backendAuth.gcp.audience: an audience is for ID tokens"),
+        "{stderr}"
+    );
+}

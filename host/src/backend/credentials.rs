@@ -5,7 +5,8 @@
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::google_credentials::GoogleCredentials;
-use crate::config::schema::{BackendAuth, GcpAuth, SecretSource};
+use super::google_id_tokens::GoogleIdTokens;
+use crate::config::schema::{BackendAuth, GcpAuth, GcpTokenType, SecretSource};
 
 pub enum Credential {
     None,
@@ -13,6 +14,8 @@ pub enum Credential {
     Header(HeaderName, HeaderValue),
     /// A Google access token, cached and fetched when near expiry.
     Google(GoogleCredentials),
+    /// A Google ID token for the backend's audience, likewise.
+    GoogleId(GoogleIdTokens),
 }
 
 /// Where a backend reads a key.
@@ -58,15 +61,38 @@ impl Credential {
                 value.set_sensitive(true);
                 Credential::Header(name, value)
             }
-            Some(BackendAuth::Gcp(GcpAuth { credential, .. })) => {
+            Some(BackendAuth::Gcp(GcpAuth {
+                kind,
+                audience,
+                credential,
+            })) => {
                 let field = || "policies.backendAuth.gcp.credential".to_string();
-                Credential::Google(match credential {
+                let json = match credential {
                     Some(source) => {
-                        let json = resolve_secret(source, base_dir).map_err(|e| (field(), e))?;
-                        GoogleCredentials::service_account(&json).map_err(|e| (field(), e))?
+                        Some(resolve_secret(source, base_dir).map_err(|e| (field(), e))?)
                     }
-                    None => GoogleCredentials::ambient(),
-                })
+                    None => None,
+                };
+                match kind.unwrap_or(GcpTokenType::AccessToken) {
+                    GcpTokenType::AccessToken => {
+                        if audience.is_some() {
+                            return Err((
+                                "policies.backendAuth.gcp.audience".into(),
+                                "an audience is for ID tokens: add `type: idToken`".into(),
+                            ));
+                        }
+                        Credential::Google(match json {
+                            Some(json) => GoogleCredentials::service_account(&json)
+                                .map_err(|e| (field(), e))?,
+                            None => GoogleCredentials::ambient(),
+                        })
+                    }
+                    GcpTokenType::IdToken => Credential::GoogleId(match json {
+                        Some(json) => GoogleIdTokens::service_account(&json, audience.clone())
+                            .map_err(|e| (field(), e))?,
+                        None => GoogleIdTokens::ambient(audience.clone()),
+                    }),
+                }
             }
             None if google_by_default => Credential::Google(GoogleCredentials::ambient()),
             Some(BackendAuth::Passthrough(_)) | None => Credential::None,
@@ -84,11 +110,15 @@ impl Credential {
         }
     }
 
-    /// Set the credential that may need fetching: a Google access token.
-    pub async fn sign(&self, headers: &mut HeaderMap) -> Result<(), String> {
-        if let Credential::Google(google) = self {
-            headers.insert(http::header::AUTHORIZATION, google.bearer().await?);
-        }
+    /// Set the credential that may need fetching, a Google token, for a
+    /// request to `host`.
+    pub async fn sign(&self, headers: &mut HeaderMap, host: &str) -> Result<(), String> {
+        let token = match self {
+            Credential::Google(google) => google.bearer().await?,
+            Credential::GoogleId(google) => google.bearer(host).await?,
+            Credential::None | Credential::Header(..) => return Ok(()),
+        };
+        headers.insert(http::header::AUTHORIZATION, token);
         Ok(())
     }
 }

@@ -1,6 +1,7 @@
-//! Google access tokens for providers whose `backendAuth` is `gcp` (the
-//! default for Vertex): from a service account key in the config, or else
-//! from the process's Application Default Credentials
+//! Google access tokens for `backendAuth: gcp` (a Vertex provider's
+//! default; `type: idToken` is [`super::google_id_tokens`]): from a service
+//! account key in the config, or else from the process's Application
+//! Default Credentials
 //! (`GOOGLE_APPLICATION_CREDENTIALS`, `gcloud auth application-default
 //! login`, the metadata server, the `gcloud` CLI). The `gcp_auth` crate
 //! fetches and caches the tokens; a request waits for one only when the

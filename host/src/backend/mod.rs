@@ -4,6 +4,7 @@
 
 pub mod credentials;
 pub mod google_credentials;
+pub mod google_id_tokens;
 pub mod h1pool;
 pub mod h1wire;
 pub mod http;

@@ -850,9 +850,13 @@ pub enum BackendAuth {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct GcpAuth {
-    /// Only access tokens: `accessToken` (the default).
+    /// `accessToken` (the default: Google APIs) or `idToken` (services
+    /// that admit callers by ID token, such as Cloud Run).
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub kind: Option<GcpTokenType>,
+    /// An ID token's audience; `https://` and the backend's host by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
     /// A service account key (JSON): inline, `$ENV`, or `{file: path}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credential: Option<SecretSource>,
@@ -862,6 +866,7 @@ pub struct GcpAuth {
 #[serde(rename_all = "camelCase")]
 pub enum GcpTokenType {
     AccessToken,
+    IdToken,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -489,7 +489,9 @@ impl Provider {
 
     /// Add the credentials that must be fetched: a Google access token.
     pub async fn sign(&self, headers: &mut http::HeaderMap) -> Result<(), String> {
-        self.credential.sign(headers).await
+        self.credential
+            .sign(headers, &self.upstream.target.host)
+            .await
     }
 }
 
