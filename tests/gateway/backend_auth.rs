@@ -7,7 +7,7 @@
 use http::{Request, StatusCode};
 use http_body_util::Full;
 
-use super::llm::{FakeProvider, service_account_file, tokens_issued};
+use super::llm::{FakeProvider, refused_config, service_account_file, tokens_issued};
 use super::mcp::{FastMcp, sdk_client};
 use super::process::{Gateway, Upstream};
 use super::{client, send};
@@ -125,16 +125,10 @@ async fn backend_auth_reaches_http_upstreams_and_mcp_targets() {
 
 #[test]
 fn an_unset_key_variable_on_an_http_route_is_placed() {
-    let path = std::env::temp_dir().join(format!("wardgate-ba-{}.yaml", std::process::id()));
-    std::fs::write(
-        &path,
+    let stderr = refused_config(
+        "backend-auth-key",
         "binds:\n- port: 3000\n  listeners:\n  - routes:\n    - policies:\n        backendAuth: {key: $WARDGATE_TEST_UNSET}\n      backends: [{host: 127.0.0.1:9}]\n",
-    )
-    .unwrap();
-    let out = super::process::wardgate(&["validate", "-c", path.to_str().unwrap()]);
-    let _ = std::fs::remove_file(&path);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    );
     assert!(
         stderr.contains(":6:23: binds[0].listeners[0].routes[0].policies.backendAuth.key: environment variable WARDGATE_TEST_UNSET is not set"),
         "{stderr}"
@@ -238,16 +232,10 @@ async fn id_tokens_come_from_a_key_or_the_metadata_server() {
 
 #[test]
 fn an_audience_without_id_tokens_is_placed() {
-    let path = std::env::temp_dir().join(format!("wardgate-aud-{}.yaml", std::process::id()));
-    std::fs::write(
-        &path,
+    let stderr = refused_config(
+        "backend-auth-audience",
         "binds:\n- port: 3000\n  listeners:\n  - routes:\n    - policies:\n        backendAuth: {gcp: {audience: https://x.run.app}}\n      backends: [{host: 127.0.0.1:9}]\n",
-    )
-    .unwrap();
-    let out = super::process::wardgate(&["validate", "-c", path.to_str().unwrap()]);
-    let _ = std::fs::remove_file(&path);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    );
     assert!(
         stderr.contains("binds[0].listeners[0].routes[0].policies.backendAuth.gcp.audience: an audience is for ID tokens"),
         "{stderr}"

@@ -497,7 +497,7 @@ binds:
 
 /// `wardgate validate` on `yaml` (in a temp file named after `name`), which
 /// must refuse it: its error output.
-fn refused_config(name: &str, yaml: &str) -> String {
+pub(super) fn refused_config(name: &str, yaml: &str) -> String {
     let path = std::env::temp_dir().join(format!("wardgate-{name}-{}.yaml", std::process::id()));
     std::fs::write(&path, yaml).unwrap();
     let out = super::process::wardgate(&["validate", "-c", path.to_str().unwrap()]);

@@ -44,18 +44,11 @@ impl GoogleCredentials {
     pub fn service_account(json: &str) -> Result<Self, String> {
         let parsed: serde_json::Value = serde_json::from_str(json)
             .map_err(|e| format!("the credential is not JSON (a service account key): {e}"))?;
-        match parsed.get("type").and_then(|t| t.as_str()) {
-            Some("service_account") => {}
-            Some(other) => {
-                return Err(format!(
-                    "a credential of type '{other}' cannot be given here: use a service account key, or leave `credential` out to use Application Default Credentials"
-                ));
-            }
-            None => return Err(
-                "the credential has no `type` (a service account key has type 'service_account')"
-                    .into(),
-            ),
-        }
+        require_service_account(parsed.get("type").and_then(|t| t.as_str()), |other| {
+            format!(
+                "a credential of type '{other}' cannot be given here: use a service account key, or leave `credential` out to use Application Default Credentials"
+            )
+        })?;
         use sha2::Digest;
         let digest: [u8; 32] = sha2::Sha256::digest(json.as_bytes()).into();
         let mut accounts = ACCOUNTS.lock().unwrap_or_else(|p| p.into_inner());
@@ -109,6 +102,22 @@ impl GoogleCredentials {
             .map_err(|_| "the Google access token cannot go in a header".to_string())?;
         value.set_sensitive(true);
         Ok(value)
+    }
+}
+
+/// A key file's `type` must be a service account key's; `refusal` says
+/// why another type will not do.
+pub(super) fn require_service_account(
+    kind: Option<&str>,
+    refusal: impl Fn(&str) -> String,
+) -> Result<(), String> {
+    match kind {
+        Some("service_account") => Ok(()),
+        Some(other) => Err(refusal(other)),
+        None => Err(
+            "the credential has no `type` (a service account key has type 'service_account')"
+                .into(),
+        ),
     }
 }
 

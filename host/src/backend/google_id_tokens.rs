@@ -64,18 +64,11 @@ impl ServiceAccountKey {
     fn parse(json: &str) -> Result<ServiceAccountKey, String> {
         let file: KeyFile = serde_json::from_str(json)
             .map_err(|e| format!("the credential is not a service account key (JSON): {e}"))?;
-        match file.kind.as_deref() {
-            Some("service_account") => {}
-            Some(other) => {
-                return Err(format!(
-                    "a credential of type '{other}' cannot mint ID tokens: use a service account key"
-                ));
-            }
-            None => return Err(
-                "the credential has no `type` (a service account key has type 'service_account')"
-                    .into(),
-            ),
-        }
+        super::google_credentials::require_service_account(file.kind.as_deref(), |other| {
+            format!(
+                "a credential of type '{other}' cannot mint ID tokens: use a service account key"
+            )
+        })?;
         let field = |v: Option<String>, name: &str| {
             v.ok_or_else(|| format!("the service account key has no `{name}`"))
         };
