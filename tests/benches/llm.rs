@@ -212,6 +212,27 @@ fn start_fake() -> SocketAddr {
     addr
 }
 
+/// One case's whole-request latency, direct and through the gateway.
+fn report_latency(kind: &str, direct: &mut [f64], gateway: &mut [f64]) {
+    let (d50, g50) = (pct(direct, 0.5), pct(gateway, 0.5));
+    println!(
+        "{kind:13} direct p50 {d50:7.1} us p99 {:7.1} us | gateway p50 {g50:7.1} us p99 {:7.1} us | added p50 {:6.1} us",
+        pct(direct, 0.99),
+        pct(gateway, 0.99),
+        g50 - d50
+    );
+}
+
+/// A stream's first-to-last event time, as what the gateway adds per chunk.
+fn report_per_chunk(direct: &mut [f64], gateway: &mut [f64]) {
+    let (d, g) = (pct(direct, 0.5), pct(gateway, 0.5));
+    println!(
+        "{:13} first->last event p50: direct {d:7.1} us, gateway {g:7.1} us over {CHUNKS} chunks: added {:5.2} us per chunk",
+        "",
+        (g - d) / CHUNKS as f64
+    );
+}
+
 fn pct(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[((v.len() as f64 * p) as usize).min(v.len() - 1)]
@@ -310,13 +331,7 @@ async fn main() {
             rf.push(f);
         }
         let kind = if stream { "streamed" } else { "non-streamed" };
-        let (d50, g50) = (pct(&mut d, 0.5), pct(&mut g, 0.5));
-        println!(
-            "{kind:13} direct p50 {d50:7.1} us p99 {:7.1} us | gateway p50 {g50:7.1} us p99 {:7.1} us | added p50 {:6.1} us",
-            pct(&mut d, 0.99),
-            pct(&mut g, 0.99),
-            g50 - d50
-        );
+        report_latency(kind, &mut d, &mut g);
         println!(
             "{:13} plain HTTP route to the same provider: p50 {:7.1} us",
             "",
@@ -330,12 +345,7 @@ async fn main() {
                 g - d,
                 pct(&mut rf, 0.5)
             );
-            let (d, g) = (pct(&mut ds, 0.5), pct(&mut gs, 0.5));
-            println!(
-                "{:13} first->last event p50: direct {d:7.1} us, gateway {g:7.1} us over {CHUNKS} chunks: added {:5.2} us per chunk",
-                "",
-                (g - d) / CHUNKS as f64
-            );
+            report_per_chunk(&mut ds, &mut gs);
         }
     }
     // The Responses API, same format both sides: what reading its body and
@@ -369,20 +379,9 @@ async fn main() {
         } else {
             "responses"
         };
-        let (d50, g50) = (pct(&mut d, 0.5), pct(&mut g, 0.5));
-        println!(
-            "{kind:13} direct p50 {d50:7.1} us p99 {:7.1} us | gateway p50 {g50:7.1} us p99 {:7.1} us | added p50 {:6.1} us",
-            pct(&mut d, 0.99),
-            pct(&mut g, 0.99),
-            g50 - d50
-        );
+        report_latency(kind, &mut d, &mut g);
         if stream {
-            let (d, g) = (pct(&mut ds, 0.5), pct(&mut gs, 0.5));
-            println!(
-                "{:13} first->last event p50: direct {d:7.1} us, gateway {g:7.1} us over {CHUNKS} chunks: added {:5.2} us per chunk",
-                "",
-                (g - d) / CHUNKS as f64
-            );
+            report_per_chunk(&mut ds, &mut gs);
         }
     }
     // Paced streams: the CPU is idle between events, so what remains is the

@@ -107,14 +107,15 @@ fn openai_messages(body: &Value) -> Vec<ChatMessage> {
         .collect()
 }
 
-/// A function tool's definition: `name`, `description`, `parameters`
-/// (OpenAI chat nests it under `function`; the Responses API does not).
-pub(super) fn tool_definition(f: &Value) -> ToolDefinition {
+/// A function tool's definition: `name`, `description`, and its JSON
+/// schema under `schema_key` (`parameters` in OpenAI's APIs, which chat
+/// nests under `function`; `input_schema` in Anthropic's).
+pub(super) fn tool_definition(f: &Value, schema_key: &str) -> ToolDefinition {
     ToolDefinition {
         name: str_field(f, "name").unwrap_or_default(),
         description: str_field(f, "description"),
         parameters: f
-            .get("parameters")
+            .get(schema_key)
             .map(Value::to_string)
             .unwrap_or_else(|| r#"{"type":"object","properties":{}}"#.into()),
     }
@@ -127,7 +128,7 @@ fn openai_tools(body: &Value) -> Vec<ToolDefinition> {
             tools
                 .iter()
                 .filter_map(|t| t.get("function"))
-                .map(tool_definition)
+                .map(|f| tool_definition(f, "parameters"))
                 .collect()
         })
         .unwrap_or_default()
@@ -208,14 +209,7 @@ fn anthropic_tools(body: &Value) -> Vec<ToolDefinition> {
         .map(|tools| {
             tools
                 .iter()
-                .map(|t| ToolDefinition {
-                    name: str_field(t, "name").unwrap_or_default(),
-                    description: str_field(t, "description"),
-                    parameters: t
-                        .get("input_schema")
-                        .map(Value::to_string)
-                        .unwrap_or_else(|| r#"{"type":"object","properties":{}}"#.into()),
-                })
+                .map(|t| tool_definition(t, "input_schema"))
                 .collect()
         })
         .unwrap_or_default()

@@ -129,11 +129,7 @@ fn preset(provider: &AiProvider) -> Result<Preset, FieldError> {
 /// Vertex AI: `{region}-aiplatform.googleapis.com` (`aiplatform.googleapis.com`
 /// for `global`), the project's location as the base path.
 fn vertex(p: &VertexParams) -> Result<Preset, FieldError> {
-    let name_like = |s: &str| {
-        !s.is_empty()
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' || c == ':')
-    };
+    let name_like = |s: &str| path_segment(s, &['-', '_', '.', ':']);
     if !name_like(&p.project_id) {
         return Err((
             "provider.vertex.projectId".into(),
@@ -183,12 +179,16 @@ fn claude_id(model: &str) -> Option<&str> {
         Some(id) => id,
         None => model.strip_prefix("claude").map(|_| model)?,
     };
-    let name_like = !id.is_empty()
-        && !id.starts_with('.')
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'));
-    name_like.then_some(id)
+    path_segment(id, &['-', '_', '.', '@']).then_some(id)
+}
+
+/// Whether `s` can go into a path as one segment as it is: letters, digits
+/// and `extra`, not empty and not starting with a dot (no `..`).
+fn path_segment(s: &str, extra: &[char]) -> bool {
+    !s.is_empty()
+        && !s.starts_with('.')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || extra.contains(&c))
 }
 
 /// Azure's endpoints: the v1 API (`/openai/v1/...`, also as `preview`), a

@@ -277,7 +277,7 @@ pub fn request_view(body: &Map<String, Value>, provider: &str) -> (LlmRequest, R
         .into_iter()
         .flatten()
         .filter(|t| t.get("type").and_then(Value::as_str) == Some("function"))
-        .map(tool_definition)
+        .map(|f| tool_definition(f, "parameters"))
         .collect();
     let roles = messages.iter().map(|m| m.role).collect();
     let view = LlmRequest {
