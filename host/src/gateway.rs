@@ -10,7 +10,7 @@ use crate::auth::api_key::ApiKeyAuth;
 use crate::auth::basic::BasicAuth;
 use crate::auth::jwks::Fetcher;
 use crate::auth::jwt::JwtAuth;
-use crate::backend::credentials::{Credential, KeyHeader};
+use crate::backend::credentials::{Credential, KeyHeader, Takes};
 use crate::backend::h1pool::HostConns;
 use crate::backend::http::{HttpBackends, Transport, Upstream};
 use crate::backend::llm::LlmBackend;
@@ -660,7 +660,7 @@ fn backend_credential(
     let auth = route.policies.backend_auth.as_ref();
     let credential = match route.backends.first().map(|b| &b.kind) {
         Some(BackendKind::Host(_) | BackendKind::Mcp(_)) => {
-            Credential::build(auth, KeyHeader::Bearer, false, None)
+            Credential::build(auth, KeyHeader::Bearer, Takes::Configured, None)
                 .map_err(|(field, message)| BuildError::new(format!("{at}.{field}"), message))?
         }
         _ => Credential::None,

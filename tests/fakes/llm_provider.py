@@ -19,22 +19,42 @@ the OpenAI-compatible .../endpoints/openapi/ paths, and Google's OAuth token
 endpoint (POST /token: a service account's RS256 JWT assertion, verified,
 for an access token that every Vertex call must carry, or for an ID token
 when it names a target_audience) and the metadata server's identity endpoint.
+The bedrock flavor is Amazon Bedrock's runtime API: Converse at
+/model/MODEL/converse and /converse-stream (the model id URL-escaped in the
+path; unknown body fields refused, roles alternating, no blank text), its
+streamed answers as AWS event-stream frames (messageStart,
+contentBlockStart/Delta/Stop, messageStop, metadata; an exception frame for
+"break mid-stream"), Bedrock's error bodies and x-amzn-ErrorType, and a
+guardrail that intervenes on "forbidden". Every call must carry a SigV4
+signature by --aws-key ID:SECRET[:TOKEN] for service bedrock and
+--region, checked by botocore's own signer (or, with --key, a Bedrock API
+key as a bearer token). Temporary keys are issued, to be signed with like
+the fixed one, by STS (POST / with AssumeRoleWithWebIdentity and the token
+--web-identity-token), container credentials (GET /_aws/container-credentials
+with the token --container-token) and IMDSv2 (PUT /latest/api/token, then
+/latest/meta-data/iam/security-credentials/ROLE); they expire after
+--aws-ttl seconds. GET /_aws_issued counts what each source issued.
 GET /_test/service-account.json gives a key whose token_uri is this fake
 (?forged=1: one signed by another key); GET /_tokens counts tokens issued. `--fail STATUS`
 answers every request with that error. `--key` makes the API key mandatory. GET /_requests lists what
 was received (path, headers, body, the caller's port), for the tests' assertions.
 
-Usage: llm_provider.py --flavor openai|anthropic|vertex [--port 0] [--key K] [--fail 429]
-                       [--token-ttl SECONDS]
+Usage: llm_provider.py --flavor openai|anthropic|vertex|bedrock [--port 0] [--key K]
+                       [--fail 429] [--token-ttl SECONDS] [--aws-key ID:SECRET[:TOKEN]]
+                       [--region us-east-1]
 Prints "listening on PORT" once ready.
 """
 
 import argparse
+import binascii
+import datetime
 import json
+import struct
 import sys
 import threading
 import time
 import urllib.parse
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 ARGS = None
@@ -97,7 +117,277 @@ def decide(last_user, tool_result, tool_names):
     return Turn("Echo: " + last_user)
 
 
-class Handler(BaseHTTPRequestHandler):
+# ---- Amazon Bedrock -------------------------------------------------------
+
+# Key id -> (secret, session token, expiry or None): the fixed key and those issued.
+AWS_KEYS = {}
+AWS_ISSUED = {"sts": 0, "container": 0, "imds": 0}
+IMDS_TOKEN = "imds-session-token"
+
+
+def issue_keys(source):
+    with LOCK:
+        AWS_ISSUED[source] += 1
+        n = sum(AWS_ISSUED.values())
+        key_id = "ASIA%s%d" % (source.upper(), n)
+        secret, token = "temp-secret-%d" % n, "temp-token-%s-%d" % (source, n)
+        expires = time.time() + ARGS.aws_ttl
+        AWS_KEYS[key_id] = (secret, token, expires)
+    stamp = datetime.datetime.fromtimestamp(expires, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return key_id, secret, token, stamp
+
+
+CONVERSE_FIELDS = {"messages", "system", "inferenceConfig", "toolConfig", "guardrailConfig",
+                   "additionalModelRequestFields", "additionalModelResponseFieldPaths",
+                   "promptVariables", "requestMetadata", "performanceConfig"}
+
+
+def event_frame(headers, payload):
+    """One AWS event-stream message: prelude (total and header lengths, and
+    their CRC32), string headers, payload, and the message's CRC32."""
+    hdrs = b""
+    for name, value in headers.items():
+        n, v = name.encode(), value.encode()
+        hdrs += struct.pack("B", len(n)) + n + b"\x07" + struct.pack(">H", len(v)) + v
+    total = 12 + len(hdrs) + len(payload) + 4
+    prelude = struct.pack(">II", total, len(hdrs))
+    prelude += struct.pack(">I", binascii.crc32(prelude))
+    message = prelude + hdrs + payload
+    return message + struct.pack(">I", binascii.crc32(message))
+
+
+def check_own_frames():
+    """The frames this fake writes parse with botocore's event-stream parser."""
+    from botocore.eventstream import EventStreamBuffer
+    buf = EventStreamBuffer()
+    buf.add_data(event_frame({":event-type": "messageStop", ":content-type": "application/json",
+                              ":message-type": "event"}, b'{"stopReason":"end_turn"}'))
+    (msg,) = list(buf)
+    assert msg.headers[":event-type"] == "messageStop" and msg.payload == b'{"stopReason":"end_turn"}'
+
+
+class BedrockMixin:
+    """Amazon Bedrock's runtime API, for the Handler below."""
+
+    def sigv4_refusal(self, raw):
+        """None if the request is signed by --aws-key for bedrock in
+        --region (verified with botocore's signer), else why not."""
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+        from botocore.credentials import Credentials
+        auth = self.headers.get("authorization") or ""
+        if ARGS.key and auth == "Bearer " + ARGS.key:
+            return None
+        if not auth.startswith("AWS4-HMAC-SHA256 "):
+            return (403, "Missing Authentication Token", "MissingAuthenticationTokenException")
+        fields = dict(part.strip().split("=", 1) for part in auth[len("AWS4-HMAC-SHA256 "):].split(","))
+        key_id, day, region, service, _ = fields["Credential"].split("/")
+        with LOCK:
+            known = AWS_KEYS.get(key_id)
+        if known is None:
+            return (403, "The security token included in the request is invalid.",
+                    "UnrecognizedClientException")
+        secret, token, expires = known
+        if expires is not None and time.time() > expires:
+            return (403, "The security token included in the request is expired", "ExpiredTokenException")
+        if region != ARGS.region or service != "bedrock":
+            return (403, "Credential should be scoped to a valid region and service bedrock, not %s/%s"
+                    % (region, service), "InvalidSignatureException")
+        amz_date = self.headers.get("x-amz-date") or ""
+        signed_at = datetime.datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(
+            tzinfo=datetime.timezone.utc)
+        if abs((datetime.datetime.now(datetime.timezone.utc) - signed_at).total_seconds()) > 300:
+            return (403, "Signature expired", "InvalidSignatureException")
+        signed = fields["SignedHeaders"].split(";")
+        if token and (self.headers.get("x-amz-security-token") != token
+                      or "x-amz-security-token" not in signed):
+            return (403, "The security token included in the request is invalid.",
+                    "UnrecognizedClientException")
+        req = AWSRequest(method="POST", url="https://%s%s" % (self.headers["host"], self.path), data=raw,
+                         headers={h: self.headers[h] for h in signed})
+        req.context["timestamp"] = amz_date
+        signer = SigV4Auth(Credentials(key_id, secret, token), "bedrock", ARGS.region)
+        canonical = signer.canonical_request(req)
+        want = signer.signature(signer.string_to_sign(req, canonical), req)
+        if want != fields["Signature"]:
+            return (403, "The request signature we calculated does not match the signature you "
+                    "provided. Check your AWS Secret Access Key and signing method.\n\n"
+                    "The Canonical String for this request should have been\n'%s'" % canonical,
+                    "InvalidSignatureException")
+        return None
+
+    def sts(self, raw):
+        form = dict(urllib.parse.parse_qsl(raw.decode()))
+        if form.get("Action") != "AssumeRoleWithWebIdentity" or form.get("Version") != "2011-06-15":
+            return self.send_json(400, {"message": "unsupported STS call %s" % form.get("Action")})
+        if form.get("WebIdentityToken") != ARGS.web_identity_token or \
+                not form.get("RoleArn", "").startswith("arn:aws:iam::") or not form.get("RoleSessionName"):
+            data = ("<ErrorResponse><Error><Type>Sender</Type><Code>InvalidIdentityToken</Code>"
+                    "<Message>Couldn't retrieve verification key from your identity provider</Message>"
+                    "</Error></ErrorResponse>").encode()
+            self.send_response(400)
+            self.send_header("content-type", "text/xml")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            return self.wfile.write(data)
+        key_id, secret, token, stamp = issue_keys("sts")
+        data = ("""<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+  <AssumeRoleWithWebIdentityResult>
+    <SubjectFromWebIdentityToken>system:serviceaccount:ai:wardgate</SubjectFromWebIdentityToken>
+    <AssumedRoleUser>
+      <AssumedRoleId>AROAFAKE:%s</AssumedRoleId>
+      <Arn>arn:aws:sts::123456789012:assumed-role/wardgate/%s</Arn>
+    </AssumedRoleUser>
+    <Credentials>
+      <SessionToken>%s</SessionToken>
+      <SecretAccessKey>%s</SecretAccessKey>
+      <Expiration>%s</Expiration>
+      <AccessKeyId>%s</AccessKeyId>
+    </Credentials>
+  </AssumeRoleWithWebIdentityResult>
+  <ResponseMetadata><RequestId>%s</RequestId></ResponseMetadata>
+</AssumeRoleWithWebIdentityResponse>
+""" % (form["RoleSessionName"], form["RoleSessionName"], token, secret, stamp, key_id,
+               uuid.uuid4())).encode()
+        self.send_response(200)
+        self.send_header("content-type", "text/xml")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def aws_get(self):
+        """Container credentials and the instance metadata service; False
+        if the path is neither."""
+        if self.path == "/_aws/container-credentials":
+            if self.headers.get("authorization") != ARGS.container_token:
+                self.send_json(401, {"message": "invalid authorization token"})
+                return True
+            key_id, secret, token, stamp = issue_keys("container")
+            self.send_json(200, {"AccessKeyId": key_id, "SecretAccessKey": secret, "Token": token,
+                                 "Expiration": stamp, "RoleArn": "arn:aws:iam::123456789012:role/wardgate"})
+            return True
+        prefix = "/latest/meta-data/iam/security-credentials/"
+        if not self.path.startswith(prefix):
+            return False
+        if self.headers.get("x-aws-ec2-metadata-token") != IMDS_TOKEN:
+            self.send_response(401)
+            self.send_header("content-length", "0")
+            self.end_headers()
+            return True
+        role = self.path[len(prefix):]
+        if not role:
+            data = b"wardgate-role"
+            self.send_response(200)
+            self.send_header("content-type", "text/plain")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return True
+        key_id, secret, token, stamp = issue_keys("imds")
+        self.send_json(200, {"Code": "Success", "LastUpdated": stamp, "Type": "AWS-HMAC",
+                             "AccessKeyId": key_id, "SecretAccessKey": secret, "Token": token,
+                             "Expiration": stamp})
+        return True
+
+    def do_PUT(self):
+        if self.path == "/latest/api/token" and self.headers.get("x-aws-ec2-metadata-token-ttl-seconds"):
+            data = IMDS_TOKEN.encode()
+            self.send_response(200)
+            self.send_header("content-type", "text/plain")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            return self.wfile.write(data)
+        self.send_response(400)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def bedrock(self, path, req, raw):
+        refusal = self.sigv4_refusal(raw)
+        if refusal:
+            return self.error(refusal[0], refusal[1], refusal[2])
+        parts = self.path.split("?")[0].split("/")
+        if len(parts) != 4 or parts[1] != "model" or parts[3] not in ("converse", "converse-stream"):
+            return self.error(404, "no such Bedrock path: " + path, "UnknownOperationException")
+        model, stream = urllib.parse.unquote(parts[2]), parts[3] == "converse-stream"
+        extra = sorted(set(req) - CONVERSE_FIELDS)
+        if extra:
+            return self.error(400, "Malformed input request: extraneous key [%s] is not permitted" % extra[0])
+        msgs = req.get("messages")
+        if not isinstance(msgs, list) or not msgs:
+            return self.error(400, "A conversation must start with a user message.")
+        roles = [m.get("role") for m in msgs]
+        if roles[0] != "user" or any(a == b for a, b in zip(roles, roles[1:])):
+            return self.error(400, "A conversation must alternate between user and assistant roles.")
+        for m in msgs:
+            for b in m.get("content") or []:
+                if "text" in b and not b["text"].strip():
+                    return self.error(400, "The text field in the ContentBlock object is blank.")
+        last = msgs[-1]
+        results = [b["toolResult"] for b in last.get("content") or [] if "toolResult" in b]
+        tool_result = "".join(c.get("text", "") for c in results[-1]["content"]) if results else None
+        last_user = "".join(b.get("text", "") for b in last.get("content") or [] if "text" in b)
+        if last_user == "bad request":
+            return self.error(400, "the fake refuses 'bad request'")
+        tools = [t["toolSpec"]["name"] for t in (req.get("toolConfig") or {}).get("tools") or []]
+        turn = decide(last_user, tool_result, tools)
+        stop = "tool_use" if turn.tool else "end_turn"
+        if req.get("guardrailConfig") and "forbidden" in last_user:
+            turn, stop = Turn("Sorry, the model cannot answer this question."), "guardrail_intervened"
+        prompt = sum(count_tokens(" ".join(b.get("text", "") for b in m.get("content") or []))
+                     for m in msgs) + sum(count_tokens(b.get("text", "")) for b in req.get("system") or [])
+        out = count_tokens(turn.text) if turn.text else 5
+        usage = {"inputTokens": prompt, "outputTokens": out, "totalTokens": prompt + out}
+        rid = str(uuid.uuid4())
+        content = []
+        if turn.text:
+            content.append({"text": turn.text})
+        if turn.tool:
+            content.append({"toolUse": {"toolUseId": "tooluse_fake1", "name": turn.tool[0],
+                                        "input": turn.tool[1]}})
+        if not stream:
+            return self.send_json(200, {"output": {"message": {"role": "assistant", "content": content}},
+                                        "stopReason": stop, "usage": usage, "metrics": {"latencyMs": 42}},
+                                  {"x-amzn-RequestId": rid})
+        self.send_response(200)
+        self.send_header("content-type", "application/vnd.amazon.eventstream")
+        self.send_header("x-amzn-RequestId", rid)
+        self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+
+        def event(kind, obj):
+            obj["p"] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJ"[: 1 + len(kind)]  # AWS's padding field
+            frame = event_frame({":event-type": kind, ":content-type": "application/json",
+                                 ":message-type": "event"}, json.dumps(obj).encode())
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(frame), frame))
+            self.wfile.flush()
+
+        event("messageStart", {"role": "assistant"})
+        if last_user == "break mid-stream":
+            event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "Half"}})
+            frame = event_frame({":exception-type": "modelStreamErrorException",
+                                 ":content-type": "application/json", ":message-type": "exception"},
+                                b'{"message":"The model stopped: try again."}')
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(frame), frame))
+            return self.end_stream()
+        index = 0
+        if turn.text:
+            for w in words(turn.text):
+                event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": w}})
+            event("contentBlockStop", {"contentBlockIndex": 0})
+            index = 1
+        if turn.tool:
+            event("contentBlockStart", {"contentBlockIndex": index, "start": {"toolUse": {
+                "toolUseId": "tooluse_fake1", "name": turn.tool[0]}}})
+            args = json.dumps(turn.tool[1])
+            for part in (args[: len(args) // 2], args[len(args) // 2:]):
+                event("contentBlockDelta", {"contentBlockIndex": index, "delta": {"toolUse": {"input": part}}})
+            event("contentBlockStop", {"contentBlockIndex": index})
+        event("messageStop", {"stopReason": stop})
+        event("metadata", {"usage": usage, "metrics": {"latencyMs": 42}})
+        self.end_stream()
+
+
+class Handler(BedrockMixin, BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def log_message(self, *a):
@@ -138,6 +428,14 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
     def error(self, status, message, kind=None):
+        if ARGS.flavor == "bedrock":
+            kinds = {400: "ValidationException", 403: "AccessDeniedException",
+                     404: "ResourceNotFoundException", 429: "ThrottlingException",
+                     500: "InternalServerException", 503: "ServiceUnavailableException"}
+            return self.send_json(status, {"message": message},
+                                  {"x-amzn-ErrorType": (kind or kinds.get(status, "InternalServerException"))
+                                   + ":http://internal.amazon.com/coral/com.amazon.bedrock/",
+                                   "x-amzn-RequestId": str(uuid.uuid4())})
         if ARGS.flavor == "openai" or (ARGS.flavor == "vertex" and "/endpoints/openapi/" in self.path):
             kinds = {400: "invalid_request_error", 401: "invalid_request_error",
                      429: "requests", 500: "server_error", 503: "server_error"}
@@ -155,6 +453,11 @@ class Handler(BaseHTTPRequestHandler):
     # ---- routes -----------------------------------------------------------
 
     def do_GET(self):
+        if self.path == "/_aws_issued":
+            with LOCK:
+                return self.send_json(200, AWS_ISSUED)
+        if ARGS.flavor == "bedrock" and self.aws_get():
+            return
         if self.path == "/_requests":
             with LOCK:
                 return self.send_json(200, RECEIVED)
@@ -190,10 +493,12 @@ class Handler(BaseHTTPRequestHandler):
         raw = self.body()
         if ARGS.flavor == "vertex" and self.path == "/token":
             return self.google_token(raw)
+        if ARGS.flavor == "bedrock" and self.path == "/":
+            return self.sts(raw)
         self.record(raw)
         if ARGS.fail:
             return self.error(ARGS.fail, f"{ARGS.name} fails on purpose ({ARGS.fail})")
-        if ARGS.key:
+        if ARGS.key and ARGS.flavor != "bedrock":
             got = (self.headers.get("authorization") or "") if ARGS.flavor == "openai" \
                 else (self.headers.get("x-api-key") or "")
             want = "Bearer " + ARGS.key if ARGS.flavor == "openai" else ARGS.key
@@ -206,6 +511,8 @@ class Handler(BaseHTTPRequestHandler):
         path = self.path.split("?")[0]
         if ARGS.flavor == "vertex":
             return self.vertex(path, req)
+        if ARGS.flavor == "bedrock":
+            return self.bedrock(path, req, raw)
         if ARGS.flavor == "openai":
             if path.endswith("/embeddings"):
                 return self.send_json(200, {"object": "list", "model": req.get("model"),
@@ -650,7 +957,12 @@ class Handler(BaseHTTPRequestHandler):
 def main():
     global ARGS
     p = argparse.ArgumentParser()
-    p.add_argument("--flavor", choices=["openai", "anthropic", "vertex"], required=True)
+    p.add_argument("--flavor", choices=["openai", "anthropic", "vertex", "bedrock"], required=True)
+    p.add_argument("--aws-key", default="AKIDWARDGATETEST:wardgate-test-secret")
+    p.add_argument("--region", default="us-east-1")
+    p.add_argument("--aws-ttl", type=int, default=3600)
+    p.add_argument("--web-identity-token", default="wardgate-k8s-token")
+    p.add_argument("--container-token", default="wardgate-pod-token")
     p.add_argument("--token-ttl", type=int, default=3599)
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--key")
@@ -661,6 +973,10 @@ def main():
     if ARGS.flavor == "vertex":
         global SA_KEY
         SA_KEY = rsa_key()
+    if ARGS.flavor == "bedrock":
+        check_own_frames()
+        key_id, secret, token = (ARGS.aws_key.split(":") + [None])[:3]
+        AWS_KEYS[key_id] = (secret, token, None)
     server = ThreadingHTTPServer(("127.0.0.1", ARGS.port), Handler)
     server.daemon_threads = True
     print("listening on %d" % server.server_address[1], flush=True)

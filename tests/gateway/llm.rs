@@ -519,17 +519,38 @@ fn a_missing_key_variable_is_a_config_error_naming_the_route() {
     );
 }
 
-/// agentgateway's Gemini and Azure provider configs and a Vertex one
-/// validate; a typo in one, a dated Azure API version without its
-/// deployment, or a Vertex credential that is no service account key is placed.
+/// AWS signatures cover a request's whole body, which HTTP routes stream:
+/// `backendAuth: aws` there is a placed error, not a silent no-op.
+#[test]
+fn aws_signatures_are_for_bedrock_providers_only() {
+    let stderr = refused_config(
+        "aws-http",
+        "binds:\n- port: 4000\n  listeners:\n  - routes:\n    - name: web\n      policies:\n        backendAuth: {aws: {}}\n      backends:\n      - host: 127.0.0.1:9\n",
+    );
+    assert!(
+        stderr.contains("routes[0].policies.backendAuth.aws")
+            && stderr.contains("for Bedrock providers only"),
+        "{stderr}"
+    );
+}
+
+/// agentgateway's Gemini and Azure provider configs, a Vertex one and a
+/// Bedrock one validate; a typo in one, a dated Azure API version without
+/// its deployment, a Vertex credential that is no service account key, or
+/// an AWS key id without its secret is placed.
 #[test]
 fn provider_configs_validate_and_their_mistakes_are_placed() {
     let fixtures = root().join("tests/fixtures/config");
     let keys = [
         ("GEMINI_API_KEY", "gm".to_string()),
         ("AZURE_OPENAI_API_KEY", "az".to_string()),
+        ("AWS_ACCESS_KEY_ID", "AKIDENV".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "env-secret".to_string()),
+        ("BEDROCK_ACCESS_KEY_ID", "AKIDFILE".to_string()),
+        ("BEDROCK_SECRET_ACCESS_KEY", "file-secret".to_string()),
+        ("BEDROCK_SESSION_TOKEN", "tok".to_string()),
     ];
-    for name in ["llm-gemini", "llm-azure", "llm-vertex"] {
+    for name in ["llm-gemini", "llm-azure", "llm-vertex", "llm-bedrock"] {
         let path = fixtures.join(format!("{name}.yaml"));
         let out = super::process::wardgate_env(&["validate", "-c", path.to_str().unwrap()], &keys);
         assert!(
@@ -554,6 +575,14 @@ fn provider_configs_validate_and_their_mistakes_are_placed() {
         (
             "broken-llm-vertex-credential",
             "binds[0].listeners[0].routes[0].backends[0].ai.groups[1].providers[0].policies.backendAuth.gcp.credential: a credential of type 'authorized_user' cannot be given here",
+        ),
+        (
+            "broken-llm-bedrock",
+            ":21:19: binds[0].listeners[0].routes[0].backends[0].ai.groups[0].providers[0].provider.bedrock.guardrailIdentifer: unknown field `guardrailIdentifer`",
+        ),
+        (
+            "broken-llm-bedrock-keys",
+            "binds[0].listeners[0].routes[0].backends[0].ai.groups[1].providers[0].policies.backendAuth.aws: give both accessKeyId and secretAccessKey, or neither",
         ),
     ] {
         let path = fixtures.join(format!("{name}.yaml"));
@@ -1617,4 +1646,367 @@ binds:
         "/v1/projects/wardgate-test/locations/global/publishers/anthropic/models/claude-sonnet-4-5:rawPredict"
     );
     let _ = std::fs::remove_file(&key);
+}
+
+/// Amazon Bedrock providers: both official SDKs' suites through Converse,
+/// every call signed with SigV4 (checked by botocore's signer in the fake)
+/// with keys from the environment or the config, a session token, the
+/// model id escaped in the path, a guardrail, Bedrock API keys, a stream
+/// the provider breaks off, and a refused signature.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bedrock_providers_speak_converse_with_sigv4_signatures() {
+    let fake = FakeProvider::start(
+        "bedrock",
+        "fake-bedrock",
+        &[
+            "--aws-key",
+            "AKIDWARDGATETEST:wardgate-test-secret:session-tok-1",
+            "--key",
+            "bedrock-api-key",
+        ],
+    );
+    let route = |name: &str, provider: &str, auth: &str| {
+        format!(
+            r#"
+    - name: {name}
+      matches: [{{path: {{pathPrefix: /{name}}}}}]{auth}
+      backends:
+      - ai: {{name: {name}, provider: {{bedrock: {provider}}}, hostOverride: "{addr}"}}"#,
+            addr = fake.addr()
+        )
+    };
+    let explicit = |secret: &str| {
+        format!(
+            "\n      policies:\n        backendAuth: {{aws: {{accessKeyId: AKIDWARDGATETEST, secretAccessKey: {secret}, sessionToken: session-tok-1}}}}"
+        )
+    };
+    let gw = Gateway::start_env(
+        &format!(
+            "binds:\n- port: 0\n  listeners:\n  - routes:{}{}{}{}\n",
+            route(
+                "claude",
+                "{region: us-east-1, model: 'anthropic.claude-3-5-haiku-20241022-v1:0'}",
+                ""
+            ),
+            route(
+                "guarded",
+                "{region: us-east-1, guardrailIdentifier: gr-wardgate, guardrailVersion: '1'}",
+                &explicit("$WARDGATE_TEST_AWS_SECRET")
+            ),
+            route(
+                "apikey",
+                "{region: us-east-1}",
+                "\n      policies:\n        backendAuth: {key: bedrock-api-key}"
+            ),
+            route("forged", "{region: us-east-1}", &explicit("not-the-secret")),
+        ),
+        &[
+            ("AWS_ACCESS_KEY_ID", "AKIDWARDGATETEST".into()),
+            ("AWS_SECRET_ACCESS_KEY", "wardgate-test-secret".into()),
+            ("AWS_SESSION_TOKEN", "session-tok-1".into()),
+            ("WARDGATE_TEST_AWS_SECRET", "wardgate-test-secret".into()),
+        ],
+    )
+    .await;
+
+    for prefix in ["claude", "guarded"] {
+        sdk_suite(&gw, prefix);
+    }
+    let seen = fake.requests().await;
+    assert_eq!(seen.len(), 24, "12 SDK calls per route");
+    for r in &seen {
+        let path = r["path"].as_str().unwrap();
+        let method = if path.ends_with("/converse-stream") {
+            "converse-stream"
+        } else {
+            "converse"
+        };
+        let auth = r["headers"]["authorization"].as_str().unwrap();
+        assert!(
+            auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDWARDGATETEST/")
+                && auth.contains("/us-east-1/bedrock/aws4_request")
+                && auth.contains("SignedHeaders=content-type;host;x-amz-date;x-amz-security-token"),
+            "{r}"
+        );
+        assert_eq!(r["headers"]["x-amz-security-token"], "session-tok-1");
+        assert!(r["headers"].get("x-api-key").is_none(), "{r}");
+        assert!(r["body"].get("model").is_none() && r["body"].get("stream").is_none());
+        if r["body"].get("guardrailConfig").is_some() {
+            assert_eq!(path, format!("/model/m/{method}"));
+            assert_eq!(
+                r["body"]["guardrailConfig"],
+                serde_json::json!({"guardrailIdentifier": "gr-wardgate", "guardrailVersion": "1"})
+            );
+        } else {
+            assert_eq!(
+                path,
+                format!("/model/anthropic.claude-3-5-haiku-20241022-v1%3A0/{method}")
+            );
+        }
+    }
+    assert!(
+        seen.iter()
+            .any(|r| r["path"].as_str().unwrap().ends_with("/converse-stream"))
+    );
+
+    // The guardrail intervenes: the client hears a content filter.
+    let chat = |text: &str, stream: bool| {
+        serde_json::json!({"model": "m", "stream": stream,
+            "messages": [{"role": "user", "content": text}]})
+    };
+    let (status, _, body) = post(
+        &gw.url("/guarded/v1/chat/completions"),
+        chat("something forbidden", false),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let answer = json(&body);
+    assert_eq!(answer["choices"][0]["finish_reason"], "content_filter");
+    assert_eq!(
+        answer["choices"][0]["message"]["content"],
+        "Sorry, the model cannot answer this question."
+    );
+    assert!(answer["id"].as_str().unwrap().starts_with("chatcmpl-"));
+
+    // A stream the provider breaks off with an exception frame ends with
+    // an error event naming it, after the text that came.
+    let (status, _, body) = post(
+        &gw.url("/claude/v1/chat/completions"),
+        chat("break mid-stream", true),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains(r#""content":"Half""#), "{body}");
+    let last = body.trim().lines().last().unwrap();
+    assert!(
+        last.contains("modelStreamErrorException") && last.contains("try again"),
+        "{body}"
+    );
+    assert!(!body.contains("[DONE]"), "{body}");
+
+    // A Bedrock API key goes as a bearer token, unsigned.
+    let (status, _, body) = post(&gw.url("/apikey/v1/messages"), {
+        let mut m = chat("hello there", false);
+        m["max_tokens"] = 20.into();
+        m
+    })
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(json(&body)["content"][0]["text"], "Echo: hello there");
+    let last = fake.requests().await.pop().unwrap();
+    assert_eq!(last["headers"]["authorization"], "Bearer bedrock-api-key");
+    assert!(last["headers"].get("x-amz-date").is_none());
+
+    // A wrong secret: Bedrock's 403 and its message reach the client.
+    let (status, _, body) = post(
+        &gw.url("/forged/v1/chat/completions"),
+        chat("hello there", false),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(
+        json(&body)["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("signature we calculated does not match"),
+        "{body}"
+    );
+    // Bedrock serves chat only here: other APIs are refused unsent.
+    let calls = fake.requests().await.len();
+    for path in [
+        "/claude/v1/responses",
+        "/claude/v1/embeddings",
+        "/claude/v1/files",
+    ] {
+        let (status, _, _) = post(&gw.url(path), chat("hi", false)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+    }
+    assert_eq!(fake.requests().await.len(), calls);
+    let (_, _, dump) = get(&client(), &gw.admin_url("/config_dump")).await;
+    assert!(
+        !dump.contains("not-the-secret") && !dump.contains("session-tok-1"),
+        "{dump}"
+    );
+}
+
+/// With no keys in the config or the environment, a Bedrock provider finds
+/// them as the AWS SDKs do: web identity traded at STS (EKS IRSA),
+/// container credentials (ECS, EKS Pod Identity) or the instance metadata
+/// service (IMDSv2), all played by the fake, whose keys expire; keys are
+/// fetched anew five minutes before they expire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bedrock_keys_come_from_web_identity_containers_and_instance_metadata() {
+    // Issued keys live 302 s: five minutes before expiry is 2 s away.
+    let fake = FakeProvider::start(
+        "bedrock",
+        "fake-bedrock",
+        &[
+            "--aws-ttl",
+            "302",
+            "--aws-key",
+            "AKIDUNUSED:unused",
+            "--region",
+            "eu-central-1",
+        ],
+    );
+    let dir = std::env::temp_dir();
+    let file = |name: &str, text: &str| {
+        let path = dir.join(format!(
+            "wardgate-aws-{}-{}-{name}",
+            std::process::id(),
+            fake.port
+        ));
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let config = format!(
+        "binds:\n- port: 0\n  listeners:\n  - routes:\n    - backends:\n      - ai: {{name: br, provider: {{bedrock: {{region: eu-central-1, model: amazon.nova-lite-v1:0}}}}, hostOverride: \"{}\"}}\n",
+        fake.addr()
+    );
+    let chat = serde_json::json!({"model": "m",
+        "messages": [{"role": "user", "content": "hello there"}]});
+    let issued = || async {
+        let (_, _, body) = get(&client(), &format!("http://{}/_aws_issued", fake.addr())).await;
+        json(&body)
+    };
+    // No shared credentials file of the machine's may win over these.
+    let base = [
+        ("AWS_SHARED_CREDENTIALS_FILE", file("none", "")),
+        ("AWS_REGION", "eu-central-1".to_string()),
+    ];
+    let sts = format!("http://{}", fake.addr());
+    let sources: [(&str, Vec<(&str, String)>); 3] = [
+        (
+            "sts",
+            vec![
+                (
+                    "AWS_WEB_IDENTITY_TOKEN_FILE",
+                    file("token", "wardgate-k8s-token\n"),
+                ),
+                (
+                    "AWS_ROLE_ARN",
+                    "arn:aws:iam::123456789012:role/wardgate".into(),
+                ),
+                ("AWS_ENDPOINT_URL_STS", sts.clone()),
+            ],
+        ),
+        (
+            "container",
+            vec![
+                (
+                    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                    format!("http://{}/_aws/container-credentials", fake.addr()),
+                ),
+                (
+                    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+                    file("pod-token", "wardgate-pod-token"),
+                ),
+            ],
+        ),
+        (
+            "imds",
+            vec![(
+                "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+                format!("http://{}", fake.addr()),
+            )],
+        ),
+    ];
+    for (source, envs) in sources {
+        let envs: Vec<_> = base.iter().cloned().chain(envs).collect();
+        let gw = Gateway::start_env(&config, &envs).await;
+        for _ in 0..2 {
+            let (status, _, body) = post(&gw.url("/v1/chat/completions"), chat.clone()).await;
+            assert_eq!(status, StatusCode::OK, "{source}: {body}\n{}", gw.log());
+            assert_eq!(
+                json(&body)["choices"][0]["message"]["content"],
+                "Echo: hello there"
+            );
+        }
+        assert_eq!(issued().await[source], 1, "{source}: keys are reused");
+        let last = fake.requests().await.pop().unwrap();
+        let auth = last["headers"]["authorization"].as_str().unwrap();
+        let prefix = format!("AWS4-HMAC-SHA256 Credential=ASIA{}", source.to_uppercase());
+        assert!(
+            auth.starts_with(&prefix) && auth.contains("/eu-central-1/bedrock/"),
+            "{source}: {auth}"
+        );
+        assert!(
+            last["headers"]["x-amz-security-token"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("temp-token-{source}-")),
+            "{last}"
+        );
+        assert_eq!(last["path"], "/model/amazon.nova-lite-v1%3A0/converse");
+        if source == "sts" {
+            tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+            let (status, _, body) = post(&gw.url("/v1/chat/completions"), chat.clone()).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            assert_eq!(issued().await["sts"], 2, "keys near expiry are replaced");
+        }
+    }
+
+    // The shared credentials file's profile: fixed keys, before any fetching.
+    let profiles = file(
+        "credentials",
+        "[default]\naws_access_key_id = AKIDWRONG\naws_secret_access_key = wrong\n\n[wardgate]\naws_access_key_id = AKIDUNUSED\naws_secret_access_key = unused\n",
+    );
+    let gw = Gateway::start_env(
+        &config,
+        &[
+            ("AWS_SHARED_CREDENTIALS_FILE", profiles),
+            ("AWS_PROFILE", "wardgate".into()),
+            (
+                "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+                format!("http://{}", fake.addr()),
+            ),
+        ],
+    )
+    .await;
+    let (status, _, body) = post(&gw.url("/v1/chat/completions"), chat.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let last = fake.requests().await.pop().unwrap();
+    assert!(
+        last["headers"]["authorization"]
+            .as_str()
+            .unwrap()
+            .starts_with("AWS4-HMAC-SHA256 Credential=AKIDUNUSED/"),
+        "{last}"
+    );
+    assert_eq!(issued().await["imds"], 1, "the profile came first");
+
+    // A web identity token STS refuses: 502 naming the provider and why;
+    // nothing reaches Bedrock.
+    let calls = fake.requests().await.len();
+    let mut envs = base.to_vec();
+    envs.extend([
+        (
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            file("bad-token", "not-the-token"),
+        ),
+        (
+            "AWS_ROLE_ARN",
+            "arn:aws:iam::123456789012:role/wardgate".into(),
+        ),
+        ("AWS_ENDPOINT_URL_STS", sts),
+    ]);
+    let gw = Gateway::start_env(&config, &envs).await;
+    let (status, _, body) = post(&gw.url("/v1/chat/completions"), chat).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    let message = json(&body)["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.contains("provider br") && message.contains("InvalidIdentityToken"),
+        "{message}"
+    );
+    assert_eq!(fake.requests().await.len(), calls);
+    for name in ["none", "token", "pod-token", "credentials", "bad-token"] {
+        let _ = std::fs::remove_file(dir.join(format!(
+            "wardgate-aws-{}-{}-{name}",
+            std::process::id(),
+            fake.port
+        )));
+    }
 }

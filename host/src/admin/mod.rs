@@ -129,7 +129,7 @@ fn text(status: StatusCode, body: &'static str) -> Response<Body> {
 
 /// Values under keys that name secrets never leave the process.
 pub fn redact(value: &mut serde_json::Value) {
-    const SECRET_KEYS: [&str; 11] = [
+    const SECRET_KEYS: [&str; 14] = [
         "key",
         "keyhash",
         "htpasswd",
@@ -141,6 +141,9 @@ pub fn redact(value: &mut serde_json::Value) {
         "inline",
         "sessionkey",
         "credential",
+        "accesskeyid",
+        "secretaccesskey",
+        "sessiontoken",
     ];
     match value {
         serde_json::Value::Object(map) => {

@@ -1,12 +1,14 @@
 //! What the gateway adds to authenticate to a backend (`backendAuth`): a key
-//! in the header the backend reads, or a Google access token, which may
-//! have to be fetched and so is added last ([`Credential::sign`]).
+//! in the header the backend reads, a Google token, which may have to be
+//! fetched, or an AWS signature over the finished request; the last two
+//! are added last ([`Credential::sign`]).
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue, Request};
 
+use super::aws_signer::AwsSigner;
 use super::google_credentials::GoogleCredentials;
 use super::google_id_tokens::GoogleIdTokens;
-use crate::config::schema::{BackendAuth, GcpAuth, GcpTokenType, SecretSource};
+use crate::config::schema::{AwsAuth, BackendAuth, GcpAuth, GcpTokenType, HostPort, SecretSource};
 
 pub enum Credential {
     None,
@@ -16,6 +18,20 @@ pub enum Credential {
     Google(GoogleCredentials),
     /// A Google ID token for the backend's audience, likewise.
     GoogleId(GoogleIdTokens),
+    /// An AWS SigV4 signature.
+    Aws(AwsSigner),
+}
+
+/// What a backend takes when `backendAuth` names nothing, and what it can
+/// take at all.
+#[derive(Clone, Copy)]
+pub enum Takes<'a> {
+    /// What `backendAuth` gives; nothing otherwise.
+    Configured,
+    /// A Google access token by default (Vertex).
+    Google,
+    /// AWS signatures for this region by default (Bedrock).
+    Aws { region: &'a str },
 }
 
 /// Where a backend reads a key.
@@ -34,13 +50,12 @@ pub enum KeyHeader {
 pub type FieldError = (String, String);
 
 impl Credential {
-    /// The credential `auth` names; with none, Google's when the backend
-    /// takes Google credentials by default (Vertex). Keys and key files are
-    /// read here, once.
+    /// The credential `auth` names; with none, the backend's default
+    /// (`takes`). Keys and key files are read here, once.
     pub fn build(
         auth: Option<&BackendAuth>,
         key_header: KeyHeader,
-        google_by_default: bool,
+        takes: Takes,
         base_dir: Option<&std::path::Path>,
     ) -> Result<Credential, FieldError> {
         Ok(match auth {
@@ -94,8 +109,23 @@ impl Credential {
                     }),
                 }
             }
-            None if google_by_default => Credential::Google(GoogleCredentials::ambient()),
-            Some(BackendAuth::Passthrough(_)) | None => Credential::None,
+            Some(BackendAuth::Aws(aws)) => match takes {
+                Takes::Aws { region } => Credential::Aws(AwsSigner::build(aws, region, base_dir)?),
+                _ => {
+                    return Err((
+                        "policies.backendAuth.aws".into(),
+                        "AWS signatures are made for Bedrock providers only (a signature covers the whole body, which the gateway streams to other backends)".into(),
+                    ));
+                }
+            },
+            None => match takes {
+                Takes::Google => Credential::Google(GoogleCredentials::ambient()),
+                Takes::Aws { region } => {
+                    Credential::Aws(AwsSigner::build(&AwsAuth::default(), region, base_dir)?)
+                }
+                Takes::Configured => Credential::None,
+            },
+            Some(BackendAuth::Passthrough(_)) => Credential::None,
         })
     }
 
@@ -110,16 +140,32 @@ impl Credential {
         }
     }
 
-    /// Set the credential that may need fetching, a Google token, for a
-    /// request to `host`.
-    pub async fn sign(&self, headers: &mut HeaderMap, host: &str) -> Result<(), String> {
+    /// Set the credential that may need fetching (a Google token), or
+    /// that covers the finished request (an AWS signature), for a request
+    /// to `target`.
+    pub async fn sign<B>(&self, req: &mut Request<B>, target: &HostPort) -> Result<(), String> {
         let token = match self {
             Credential::Google(google) => google.bearer().await?,
-            Credential::GoogleId(google) => google.bearer(host).await?,
+            Credential::GoogleId(google) => google.bearer(&target.host).await?,
+            Credential::Aws(signer) => return signer.sign(req, &host_header(target)).await,
             Credential::None | Credential::Header(..) => return Ok(()),
         };
-        headers.insert(http::header::AUTHORIZATION, token);
+        req.headers_mut().insert(http::header::AUTHORIZATION, token);
         Ok(())
+    }
+}
+
+/// The Host header a request to `target` carries: the name, and the port
+/// unless it is HTTP's or HTTPS's.
+fn host_header(target: &HostPort) -> String {
+    let name = if target.host.contains(':') {
+        format!("[{}]", target.host)
+    } else {
+        target.host.clone()
+    };
+    match target.port {
+        80 | 443 => name,
+        port => format!("{name}:{port}"),
     }
 }
 

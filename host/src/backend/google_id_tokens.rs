@@ -7,16 +7,15 @@
 //! Tokens are kept per audience until a minute before they expire.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use bytes::Bytes;
 use http::{HeaderValue, Request};
-use http_body_util::{BodyExt, Full};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
+use http_body_util::Full;
+
+use super::fetch::send;
 
 const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -211,32 +210,6 @@ async fn from_metadata(audience: &str) -> Result<String, String> {
     String::from_utf8(body.to_vec())
         .map(|t| t.trim().to_string())
         .map_err(|_| "the metadata server's token is not text".to_string())
-}
-
-type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
-
-async fn send(req: Request<Full<Bytes>>) -> Result<Bytes, String> {
-    static CLIENT: OnceLock<Result<HttpClient, String>> = OnceLock::new();
-    let client = CLIENT
-        .get_or_init(crate::backend::tls::http_or_https_client)
-        .as_ref()?;
-    let uri = req.uri().clone();
-    let resp = client
-        .request(req)
-        .await
-        .map_err(|e| format!("{uri} failed: {e}"))?;
-    let status = resp.status();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| format!("{uri} failed: {e}"))?
-        .to_bytes();
-    if !status.is_success() {
-        let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
-        return Err(format!("{uri} answered {status}: {text}"));
-    }
-    Ok(body)
 }
 
 /// How long a token lives, from its `exp`.

@@ -359,7 +359,7 @@ pub fn forward_to(
         if let Some(credential) = &target.credential {
             credential.authorize(req.headers_mut());
             // Boxed: only routes with fetched credentials pay for its size.
-            Box::pin(credential.sign(req.headers_mut(), &target.target.host))
+            Box::pin(credential.sign(&mut req, &target.target))
                 .await
                 .map_err(|e| UpstreamError::Credentials(name(), e))?;
         }
@@ -426,7 +426,7 @@ pub async fn forward_upgrade(
     };
     if let Some(credential) = &target.credential {
         credential.authorize(req.headers_mut());
-        Box::pin(credential.sign(req.headers_mut(), &target.target.host))
+        Box::pin(credential.sign(&mut req, &target.target))
             .await
             .map_err(|e| UpstreamError::Credentials(name(), e))?;
     }

@@ -2,7 +2,10 @@
 //! [`tls`]), and the tunnels of upgraded connections ([`upgrade`]). MCP and
 //! LLM backends come with their own modules.
 
+pub mod aws_credentials;
+pub mod aws_signer;
 pub mod credentials;
+pub mod fetch;
 pub mod google_credentials;
 pub mod google_id_tokens;
 pub mod h1pool;

@@ -54,6 +54,18 @@ pub fn resolve(config: &mut Config) {
                             credential: Some(SecretSource::File { file }),
                             ..
                         })) => fix(file),
+                        Some(BackendAuth::Aws(aws)) => {
+                            let keys = [
+                                &mut aws.access_key_id,
+                                &mut aws.secret_access_key,
+                                &mut aws.session_token,
+                            ];
+                            for key in keys {
+                                if let Some(SecretSource::File { file }) = key {
+                                    fix(file);
+                                }
+                            }
+                        }
                         _ => {}
                     }
                     if let Some(root) = tls {

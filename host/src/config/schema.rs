@@ -845,6 +845,24 @@ pub enum BackendAuth {
     /// service account key, or else the process's Application Default
     /// Credentials.
     Gcp(GcpAuth),
+    /// AWS SigV4 signing (Bedrock's default): keys given here, or else the
+    /// process's `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` /
+    /// `AWS_SESSION_TOKEN`.
+    Aws(AwsAuth),
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AwsAuth {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key_id: Option<SecretSource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_access_key: Option<SecretSource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_token: Option<SecretSource>,
+    /// The region to sign for; the provider's by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -1291,6 +1309,25 @@ pub enum AiProvider {
     /// others through Vertex's OpenAI-compatible endpoint.
     #[serde(rename = "vertex")]
     Vertex(VertexParams),
+    /// Amazon Bedrock, through its Converse API, signed with AWS SigV4.
+    #[serde(rename = "bedrock")]
+    Bedrock(BedrockParams),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BedrockParams {
+    /// Replaces the request's model: a model id (`anthropic.claude-...`),
+    /// an inference profile (`us.anthropic.claude-...`) or an ARN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// The AWS region (`us-east-1`, ...).
+    pub region: String,
+    /// A Bedrock guardrail applied to every call, with its version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guardrail_identifier: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guardrail_version: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

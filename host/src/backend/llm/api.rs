@@ -15,6 +15,14 @@ pub enum Flavor {
     Anthropic,
 }
 
+/// What a provider speaks for a chat call: a client format, or Bedrock's
+/// Converse API, which the gateway writes but no client speaks to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    Chat(Flavor),
+    Converse,
+}
+
 /// What the client asked for, from the request path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Api {
@@ -136,6 +144,8 @@ pub fn translate_error(from: Flavor, to: Flavor, status: u16, body: &[u8]) -> se
     let error = parsed.as_ref().and_then(|v| v.get("error"));
     let message = error
         .and_then(|e| e.get("message"))
+        // Bedrock's errors carry their message at the top.
+        .or_else(|| parsed.as_ref().and_then(|v| v.get("message")))
         .and_then(|m| m.as_str())
         .map(str::to_string)
         .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_string());
@@ -186,6 +196,12 @@ mod tests {
         assert_eq!(v["type"], "error");
         assert_eq!(v["error"]["type"], "rate_limit_error");
         assert_eq!(v["error"]["message"], "Rate limit reached");
+        let bedrock = br#"{"message":"The provided model identifier is invalid."}"#;
+        let v = translate_error(Flavor::OpenAi, Flavor::Anthropic, 400, bedrock);
+        assert_eq!(
+            v["error"]["message"],
+            "The provided model identifier is invalid."
+        );
         let v = translate_error(Flavor::OpenAi, Flavor::OpenAi, 502, b"bad gateway");
         assert_eq!(v["error"]["message"], "bad gateway");
     }

@@ -141,7 +141,7 @@ impl Failover {
                 }
             }
             let mut req = build(provider);
-            if let Err(e) = provider.sign(req.headers_mut()).await {
+            if let Err(e) = provider.sign(&mut req).await {
                 tracing::warn!(provider = %provider.name, "no credentials for the provider: {e}");
                 self.cool(*index, None);
                 let e = crate::backend::http::UpstreamError::Credentials(provider.name.clone(), e);

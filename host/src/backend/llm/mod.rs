@@ -3,8 +3,9 @@
 //! A request's path here: classify the API from the path ([`api`]) → parse
 //! the chat body into the neutral view and run the LLM request hooks
 //! ([`chat`]) → pick a provider, translating the body if it speaks the
-//! other format, failing over on 429/5xx/connect errors ([`failover`]) →
-//! the answer back in the client's format, whole or streamed ([`stream`]),
+//! other format (or Bedrock's Converse API, [`converse`]), failing over on
+//! 429/5xx/connect errors ([`failover`]) → the answer back in the client's
+//! format, whole or streamed ([`stream`]; Bedrock's frames: [`aws_events`]),
 //! through the response or chunk hooks, with token usage recorded.
 //! The Responses API takes the same hooks on its own shapes ([`responses`],
 //! its streamed events in [`answer_events`]). Realtime sessions are
@@ -14,7 +15,9 @@
 pub mod ai_policy;
 pub mod answer_events;
 pub mod api;
+pub mod aws_events;
 pub mod chat;
+pub mod converse;
 pub mod failover;
 pub mod provider;
 pub mod realtime;
@@ -32,12 +35,13 @@ use http_body_util::BodyExt;
 use serde_json::{Map, Value};
 
 use self::ai_policy::{AiPolicy, BodyShape};
-use self::api::{Api, Flavor};
+use self::api::{Api, Flavor, Wire};
+use self::aws_events::EventDecoder;
 use self::failover::Failover;
 use self::provider::Provider;
 use self::stream::{ChunkGuard, StreamRelay, TextVerdict};
 use crate::backend::http::{Body, UpstreamError};
-use crate::backend::sse::{SseDecoder, SseEvent};
+use crate::backend::sse::SseEvent;
 use crate::config::schema::{AiBackend, BackendAuth, NamedAiProvider, Policies};
 use crate::policy::bindings::{Hooks, LlmChunk, TokenUsage};
 use crate::policy::hooks::{OnLlmChunk, OnLlmRequest, OnLlmResponse};
@@ -282,10 +286,11 @@ fn provider_request(
         headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
     }
     provider.authorize(&mut headers, passthrough_auth);
-    let mut req = Request::new(crate::proxy::full(body));
+    let mut req = Request::new(crate::proxy::full(body.clone()));
     *req.method_mut() = client.method.clone();
     *req.uri_mut() = path.parse().unwrap_or_else(|_| http::Uri::from_static("/"));
     *req.headers_mut() = headers;
+    provider.digest_body(&mut req, &body);
     req
 }
 
@@ -337,28 +342,31 @@ async fn chat(
 
     let attempt = |p: &Provider| {
         let model = p.model.as_deref().unwrap_or(&view.model);
-        let to = p.flavor_for(model);
-        let mut out = if to == from {
-            let mut body = original.as_object().cloned().unwrap_or_default();
-            if edited {
-                chat::set_messages(from, &mut body, &view.messages);
-                body.insert("model".into(), view.model.clone().into());
+        let wire = p.wire_for(model);
+        let mut out = match wire {
+            Wire::Chat(to) if to == from => {
+                let mut body = original.as_object().cloned().unwrap_or_default();
+                if edited {
+                    chat::set_messages(from, &mut body, &view.messages);
+                    body.insert("model".into(), view.model.clone().into());
+                }
+                body
             }
-            body
-        } else {
-            match chat::translate_request(from, to, &original, &view) {
+            Wire::Chat(to) => match chat::translate_request(from, to, &original, &view) {
                 Value::Object(m) => m,
                 _ => Map::new(),
-            }
+            },
+            // The model goes in the path.
+            Wire::Converse => converse::request(from, &original, &view, p.guardrail()),
         };
-        if let Some(model) = &p.model {
+        if let (Some(model), Wire::Chat(_)) = (&p.model, wire) {
             out.insert("model".into(), model.clone().into());
         }
-        if to == Flavor::Anthropic {
+        if wire == Wire::Chat(Flavor::Anthropic) {
             llm.ai.cache(&mut out);
         }
         p.finish_body(model, &mut out);
-        if stream && to == Flavor::OpenAi {
+        if stream && wire == Wire::Chat(Flavor::OpenAi) {
             // Usage comes only when asked for; the gateway always wants it.
             let opts = out
                 .entry("stream_options")
@@ -372,30 +380,40 @@ async fn chat(
         headers.remove(http::header::HOST);
         // The answer is parsed here, so it must come uncompressed.
         headers.remove(http::header::ACCEPT_ENCODING);
-        if to != from {
-            let foreign = match to {
-                Flavor::OpenAi => "anthropic-",
-                Flavor::Anthropic => "openai-",
+        if wire != Wire::Chat(from) {
+            let foreign: &[&str] = match wire {
+                Wire::Chat(Flavor::OpenAi) => &["anthropic-"],
+                Wire::Chat(Flavor::Anthropic) => &["openai-"],
+                Wire::Converse => &["anthropic-", "openai-"],
             };
             let drop: Vec<_> = headers
                 .keys()
-                .filter(|k| k.as_str().starts_with(foreign))
+                .filter(|k| foreign.iter().any(|f| k.as_str().starts_with(f)))
                 .cloned()
                 .collect();
             for k in drop {
                 headers.remove(k);
             }
         }
+        if wire == Wire::Converse {
+            let accept = if stream {
+                aws_events::CONTENT_TYPE
+            } else {
+                "application/json"
+            };
+            headers.insert(http::header::ACCEPT, HeaderValue::from_static(accept));
+        }
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         headers.insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
         p.authorize(&mut headers, llm.passthrough_auth);
-        let mut req = Request::new(crate::proxy::full(bytes));
+        let mut req = Request::new(crate::proxy::full(bytes.clone()));
         *req.method_mut() = http::Method::POST;
         *req.uri_mut() = p
             .chat_uri(model, stream)
             .parse()
             .unwrap_or_else(|_| http::Uri::from_static("/"));
         *req.headers_mut() = headers;
+        p.digest_body(&mut req, &bytes);
         req
     };
     let exchange = Exchange {
@@ -411,12 +429,21 @@ async fn chat(
         Err(answer) => return answer,
     };
     let created = now_secs();
-    let to = provider.flavor_for(provider.model.as_deref().unwrap_or(&view.model));
+    let sent_model = provider.model.as_deref().unwrap_or(&view.model).to_string();
+    let wire = provider.wire_for(&sent_model);
+    // Converse names no answer: AWS's request id stands in.
+    let request_id = resp
+        .headers()
+        .get("x-amzn-requestid")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
 
     if is_event_stream(&resp) {
         let relay = ChatStream {
             guard: StreamGuard::new(run, &provider, &requested_model),
-            relay: StreamRelay::new(to, from, client_wants_usage, created),
+            relay: StreamRelay::new(wire, from, client_wants_usage, created)
+                .named(&request_id, &sent_model),
         };
         return stream_response(shared, resp, relay, &llm, route, provider);
     }
@@ -437,7 +464,13 @@ async fn chat(
             &format!("provider {} sent an answer that is not JSON", provider.name),
         );
     };
-    let (mut view, id) = chat::response_view(to, &answer, provider.family);
+    let (mut view, id) = match wire {
+        Wire::Chat(to) => chat::response_view(to, &answer, provider.family),
+        Wire::Converse => (
+            converse::response_view(&answer, provider.family, &sent_model),
+            request_id,
+        ),
+    };
     let mut edited = false;
     if run.wants(Hooks::LLM_RESPONSE) {
         let verdict = run.run::<OnLlmResponse>(&mut view);
@@ -457,7 +490,7 @@ async fn chat(
         &model,
         view.usage.map(|u| (u.input, u.output, u.cached_input)),
     );
-    let out = if to == from {
+    let out = if wire == Wire::Chat(from) {
         if !edited {
             let mut resp = Response::new(crate::proxy::full(bytes));
             resp.headers_mut()
@@ -553,7 +586,9 @@ fn is_event_stream<B>(resp: &Response<B>) -> bool {
     resp.headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"))
+        .is_some_and(|v| {
+            v.starts_with("text/event-stream") || v.starts_with(aws_events::CONTENT_TYPE)
+        })
 }
 
 fn with_provider(mut resp: Response<Body>, provider: &Provider) -> Response<Body> {
@@ -770,8 +805,14 @@ fn stream_response(
     route: String,
     provider: Arc<Provider>,
 ) -> Response<Body> {
+    let decoder = EventDecoder::for_content_type(
+        resp.headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+    );
     let body = relay_body(
         shared,
+        decoder,
         resp.into_body(),
         relay,
         llm.idle_timeout,
@@ -792,6 +833,7 @@ fn stream_response(
 /// they come, so each chunk leaves as soon as it is read.
 fn relay_body(
     shared: Arc<Shared>,
+    mut decoder: EventDecoder,
     mut upstream: UpstreamBody,
     mut relay: impl EventRelay,
     idle: Duration,
@@ -800,7 +842,6 @@ fn relay_body(
 ) -> Body {
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(32);
     tokio::spawn(async move {
-        let mut decoder = SseDecoder::default();
         let mut events = Vec::new();
         let mut out = BytesMut::new();
         loop {
@@ -830,9 +871,14 @@ fn relay_body(
             let Ok(data) = frame.into_data() else {
                 continue;
             };
-            decoder.push(&data, &mut events);
+            let decoded = decoder.push(&data, &mut events);
             for ev in events.drain(..) {
                 relay.relay(&ev, &mut out);
+            }
+            if let Err(e) = decoded {
+                relay.fail(&mut out, &format!("the provider's stream broke: {e}"));
+                let _ = tx.send(out.split().freeze()).await;
+                break;
             }
             if !out.is_empty() && tx.send(out.split().freeze()).await.is_err() {
                 // The client left; dropping `upstream` cancels the provider's call.

@@ -5,12 +5,14 @@ use std::sync::Arc;
 
 use http::HeaderValue;
 
-use super::api::{Api, Flavor};
-use crate::backend::credentials::{Credential, KeyHeader};
+use super::api::{Api, Flavor, Wire};
+use super::converse::Guardrail;
+use crate::backend::aws_signer::PayloadDigest;
+use crate::backend::credentials::{Credential, KeyHeader, Takes};
 use crate::backend::http::HttpBackends;
 use crate::config::schema::{
-    AiProvider, AzureParams, AzureResourceType, BackendAuth, BackendTls, HostPort, HttpVersion,
-    NamedAiProvider, ProviderParams, VertexParams,
+    AiProvider, AzureParams, AzureResourceType, BackendAuth, BackendTls, BedrockParams, HostPort,
+    HttpVersion, NamedAiProvider, ProviderParams, VertexParams,
 };
 use crate::gateway::WeightedBackend;
 
@@ -40,6 +42,15 @@ pub struct Provider {
     natives: &'static [&'static str],
     /// Vertex AI: paths and bodies depend on the model (Claude or not).
     vertex: bool,
+    /// Amazon Bedrock: chat goes through Converse (`flavor` is then only
+    /// the shape its errors are read in).
+    bedrock: Option<Bedrock>,
+}
+
+#[derive(Debug, Clone)]
+struct Bedrock {
+    region: String,
+    guardrail: Option<Guardrail>,
 }
 
 /// What a kind of provider is: its API, where it lives by default, how it
@@ -53,6 +64,7 @@ struct Preset {
     natives: &'static [&'static str],
     query: Option<String>,
     vertex: bool,
+    bedrock: Option<Bedrock>,
 }
 
 const OPENAI_NATIVES: &[&str] = &["responses", "embeddings", "models", "realtime"];
@@ -66,6 +78,7 @@ pub fn default_name(provider: &AiProvider) -> &'static str {
         AiProvider::Gemini(_) => "gemini",
         AiProvider::Azure(_) => "azure",
         AiProvider::Vertex(_) => "vertex",
+        AiProvider::Bedrock(_) => "bedrock",
     }
 }
 
@@ -82,6 +95,7 @@ fn preset(provider: &AiProvider) -> Result<Preset, FieldError> {
         natives,
         query: None,
         vertex: false,
+        bedrock: None,
     };
     Ok(match provider {
         AiProvider::OpenAi(p) => openai(
@@ -120,10 +134,72 @@ fn preset(provider: &AiProvider) -> Result<Preset, FieldError> {
             natives: &["messages/count_tokens", "models"],
             query: None,
             vertex: false,
+            bedrock: None,
         },
         AiProvider::Azure(p) => azure(p)?,
         AiProvider::Vertex(p) => vertex(p)?,
+        AiProvider::Bedrock(p) => bedrock(p)?,
     })
+}
+
+/// Amazon Bedrock's runtime API in the region; chat only, through Converse.
+fn bedrock(p: &BedrockParams) -> Result<Preset, FieldError> {
+    let region_like =
+        |s: &str| path_segment(s, &['-']) && s.chars().all(|c| !c.is_ascii_uppercase());
+    if !region_like(&p.region) {
+        return Err((
+            "provider.bedrock.region".into(),
+            format!("'{}' is not an AWS region (e.g. us-east-1)", p.region),
+        ));
+    }
+    let guardrail = match (&p.guardrail_identifier, &p.guardrail_version) {
+        (Some(identifier), Some(version)) => Some(Guardrail {
+            identifier: identifier.clone(),
+            version: version.clone(),
+        }),
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err((
+                "provider.bedrock.guardrailVersion".into(),
+                "a guardrail needs its version (a number, or DRAFT)".into(),
+            ));
+        }
+        (None, Some(_)) => {
+            return Err((
+                "provider.bedrock.guardrailIdentifier".into(),
+                "a guardrail version needs the guardrail's identifier".into(),
+            ));
+        }
+    };
+    Ok(Preset {
+        flavor: Flavor::OpenAi,
+        family: "bedrock",
+        model: p.model.clone(),
+        url: Some(format!(
+            "https://bedrock-runtime.{}.amazonaws.com",
+            p.region
+        )),
+        // Bedrock API keys are bearer tokens.
+        key: KeyHeader::Bearer,
+        natives: &[],
+        query: None,
+        vertex: false,
+        bedrock: Some(Bedrock {
+            region: p.region.clone(),
+            guardrail,
+        }),
+    })
+}
+
+/// A model id as one path segment: Bedrock's ids hold `:` and ARNs `/`,
+/// which are escaped as AWS's own clients escape them.
+fn model_segment(model: &str) -> String {
+    const ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(model, ESCAPED).to_string()
 }
 
 /// Vertex AI: `{region}-aiplatform.googleapis.com` (`aiplatform.googleapis.com`
@@ -164,6 +240,7 @@ fn vertex(p: &VertexParams) -> Result<Preset, FieldError> {
         natives: &["embeddings", "messages/count_tokens"],
         query: None,
         vertex: true,
+        bedrock: None,
     })
 }
 
@@ -249,6 +326,7 @@ fn azure(p: &AzureParams) -> Result<Preset, FieldError> {
         natives: &["responses", "embeddings", "models"],
         query,
         vertex: false,
+        bedrock: None,
     })
 }
 
@@ -324,7 +402,12 @@ impl Provider {
                 connect_timeout,
             )
             .map_err(|e| ("policies.backendTLS".to_string(), e))?;
-        let credential = Credential::build(auth, preset.key, preset.vertex, base_dir)?;
+        let takes = match (&preset.bedrock, preset.vertex) {
+            (Some(b), _) => Takes::Aws { region: &b.region },
+            (None, true) => Takes::Google,
+            (None, false) => Takes::Configured,
+        };
+        let credential = Credential::build(auth, preset.key, takes, base_dir)?;
         let mut upstream = WeightedBackend::new(at.target, 1, &transport);
         // Realtime sessions (OpenAI's) are WebSocket upgrades.
         if preset.natives.contains(&"realtime")
@@ -350,7 +433,28 @@ impl Provider {
             credential,
             natives: preset.natives,
             vertex: preset.vertex,
+            bedrock: preset.bedrock,
         })
+    }
+
+    /// What this provider speaks for a chat call sending `model`.
+    pub fn wire_for(&self, model: &str) -> Wire {
+        match self.bedrock {
+            Some(_) => Wire::Converse,
+            None => Wire::Chat(self.flavor_for(model)),
+        }
+    }
+
+    /// The guardrail every Converse call of this provider names.
+    pub fn guardrail(&self) -> Option<&Guardrail> {
+        self.bedrock.as_ref()?.guardrail.as_ref()
+    }
+
+    /// Let the request's signature cover `body` (AWS signatures do).
+    pub fn digest_body<B>(&self, req: &mut http::Request<B>, body: &[u8]) {
+        if matches!(self.credential, Credential::Aws(_)) {
+            req.extensions_mut().insert(PayloadDigest::of(body));
+        }
     }
 
     /// The API this provider speaks for a request sending `model`.
@@ -372,6 +476,15 @@ impl Provider {
 
     /// The upstream path of a chat call sending `model`.
     pub fn chat_uri(&self, model: &str, stream: bool) -> String {
+        if self.bedrock.is_some() && self.path_override.is_none() {
+            let method = if stream {
+                "converse-stream"
+            } else {
+                "converse"
+            };
+            let model = self.model.as_deref().unwrap_or(model);
+            return format!("{}/model/{}/{method}", self.base_path, model_segment(model));
+        }
         match self.vertex_claude(model) {
             Some(id) if self.path_override.is_none() => {
                 let method = if stream {
@@ -417,7 +530,10 @@ impl Provider {
     /// Whether this provider can answer `api` (translating if need be).
     pub fn serves(&self, api: Api) -> bool {
         match api {
-            Api::Chat(_) | Api::Other => true,
+            Api::Chat(_) => true,
+            // Other calls are forwarded as they come; Bedrock's would need
+            // to be signed, and its API has no client here.
+            Api::Other => self.bedrock.is_none(),
             Api::Native(endpoint) => self.natives.contains(&endpoint),
         }
     }
@@ -487,11 +603,10 @@ impl Provider {
         }
     }
 
-    /// Add the credentials that must be fetched: a Google access token.
-    pub async fn sign(&self, headers: &mut http::HeaderMap) -> Result<(), String> {
-        self.credential
-            .sign(headers, &self.upstream.target.host)
-            .await
+    /// Add the credentials that must be fetched (a Google token) or cover
+    /// the finished request (an AWS signature).
+    pub async fn sign<B>(&self, req: &mut http::Request<B>) -> Result<(), String> {
+        self.credential.sign(req, &self.upstream.target).await
     }
 }
 
@@ -648,6 +763,62 @@ mod tests {
         bad.region = None;
         bad.project_id = "a/b".into();
         assert_eq!(vertex(&bad).err().unwrap().0, "provider.vertex.projectId");
+    }
+
+    #[test]
+    fn bedrock_speaks_converse_at_the_models_escaped_path() {
+        let params = BedrockParams {
+            model: None,
+            region: "eu-west-1".into(),
+            guardrail_identifier: None,
+            guardrail_version: None,
+        };
+        let named = NamedAiProvider {
+            name: "br".into(),
+            provider: AiProvider::Bedrock(params.clone()),
+            host_override: None,
+            path_override: None,
+            path_prefix: None,
+            policies: None,
+        };
+        let clients = HttpBackends::new(std::time::Duration::from_secs(1), 0);
+        let auth = BackendAuth::Aws(crate::config::schema::AwsAuth {
+            access_key_id: Some(crate::config::schema::SecretSource::Value("AKID".into())),
+            secret_access_key: Some(crate::config::schema::SecretSource::Value("s".into())),
+            ..Default::default()
+        });
+        let p = Provider::build(&named, Some(&auth), None, None, &clients, None).unwrap();
+        assert_eq!(
+            p.upstream.target.host,
+            "bedrock-runtime.eu-west-1.amazonaws.com"
+        );
+        assert_eq!(p.wire_for("anything"), Wire::Converse);
+        assert_eq!(
+            p.chat_uri("anthropic.claude-3-5-haiku-20241022-v1:0", false),
+            "/model/anthropic.claude-3-5-haiku-20241022-v1%3A0/converse"
+        );
+        // An ARN's slashes stay in its one segment; `..` cannot climb.
+        assert_eq!(
+            p.chat_uri("arn:aws:bedrock:eu-west-1:1:inference-profile/x", true),
+            "/model/arn%3Aaws%3Abedrock%3Aeu-west-1%3A1%3Ainference-profile%2Fx/converse-stream"
+        );
+        assert_eq!(p.chat_uri("../../x", false), "/model/..%2F..%2Fx/converse");
+        assert!(p.serves(Api::Chat(Flavor::Anthropic)));
+        assert!(!p.serves(Api::Other) && !p.serves(Api::Native("embeddings")));
+
+        let mut req = http::Request::new(());
+        p.digest_body(&mut req, b"{}");
+        assert!(req.extensions().get::<PayloadDigest>().is_some());
+
+        let mut bad = params.clone();
+        bad.region = "US-EAST-1".into();
+        assert_eq!(bedrock(&bad).err().unwrap().0, "provider.bedrock.region");
+        let mut half = params;
+        half.guardrail_identifier = Some("gr".into());
+        assert_eq!(
+            bedrock(&half).err().unwrap().0,
+            "provider.bedrock.guardrailVersion"
+        );
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Streamed chat answers: server-sent events in, server-sent events out.
+//! Streamed chat answers: server-sent events (or Bedrock's event-stream
+//! messages, read as events) in, server-sent events out.
 //!
 //! Each upstream event is read into neutral [`Piece`]s (text, tool call
 //! start and argument fragments, finish, usage). Text pieces pass the
@@ -9,7 +10,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::{Value, json};
 
-use super::api::{Flavor, anthropic_type};
+use super::api::{Flavor, Wire, anthropic_type};
 use super::chat::{finish_from_anthropic, id_for, stop_from_openai, usage_of};
 use crate::backend::sse::SseEvent;
 use crate::policy::bindings::TokenUsage;
@@ -74,7 +75,7 @@ impl Piece {
 
 /// One streamed answer being relayed.
 pub struct StreamRelay {
-    from: Flavor,
+    from: Wire,
     to: Flavor,
     /// The client asked for `stream_options.include_usage` itself.
     client_wants_usage: bool,
@@ -103,7 +104,7 @@ enum BlockKind {
 }
 
 impl StreamRelay {
-    pub fn new(from: Flavor, to: Flavor, client_wants_usage: bool, created: u64) -> Self {
+    pub fn new(from: Wire, to: Flavor, client_wants_usage: bool, created: u64) -> Self {
         StreamRelay {
             from,
             to,
@@ -121,6 +122,16 @@ impl StreamRelay {
             next_block: 0,
             block_of_call: Vec::new(),
         }
+    }
+
+    /// The answer's id and model, for a provider whose stream names
+    /// neither (Bedrock's).
+    pub fn named(mut self, id: &str, model: &str) -> Self {
+        if self.from == Wire::Converse {
+            self.id = id.to_string();
+            self.model = model.to_string();
+        }
+        self
     }
 
     pub fn usage(&self) -> Option<TokenUsage> {
@@ -148,8 +159,16 @@ impl StreamRelay {
         }
         let parsed: Option<Value> = serde_json::from_str(&ev.data).ok();
         let mut pieces = match self.from {
-            Flavor::OpenAi => self.read_openai(&ev.data, parsed.as_ref()),
-            Flavor::Anthropic => self.read_anthropic(ev, parsed.as_ref()),
+            Wire::Chat(Flavor::OpenAi) => self.read_openai(&ev.data, parsed.as_ref()),
+            Wire::Chat(Flavor::Anthropic) => self.read_anthropic(ev, parsed.as_ref()),
+            Wire::Converse => match &parsed {
+                Some(v) => {
+                    let event = ev.event.as_deref().unwrap_or_default();
+                    self.started |= event == "messageStart";
+                    super::converse::read_event(event, v, &self.id, &self.model, &mut self.usage)
+                }
+                None => Vec::new(),
+            },
         };
         let mut edited = false;
         let mut held_back: Option<(usize, String, u64)> = None;
@@ -191,7 +210,7 @@ impl StreamRelay {
                 _ => {}
             }
         }
-        if self.from == self.to {
+        if self.from == Wire::Chat(self.to) {
             // Held-back text leaves as its own event, before the one that
             // ended the text.
             if let Some((_, text, block)) = held_back {
@@ -213,7 +232,7 @@ impl StreamRelay {
 
     /// One text delta in the source's own format (pass-through streams).
     fn text_event(&mut self, text: &str, block: u64, out: &mut BytesMut) {
-        match self.from {
+        match self.to {
             Flavor::OpenAi => data_frame(
                 out,
                 &self
@@ -461,7 +480,7 @@ impl StreamRelay {
             self.finished = true;
         }
         // The usage-only chunk the gateway asked for on the client's behalf.
-        if self.from == Flavor::OpenAi
+        if self.to == Flavor::OpenAi
             && !self.client_wants_usage
             && let Some(v) = &parsed
             && v.get("choices")
@@ -480,7 +499,7 @@ impl StreamRelay {
                         _ => None,
                     })
                     .collect();
-                match self.from {
+                match self.to {
                     Flavor::OpenAi => {
                         if let Some(d) = v.pointer_mut("/choices/0/delta") {
                             d["content"] = text.into();
@@ -718,7 +737,7 @@ mod tests {
         guard: &mut dyn ChunkGuard,
     ) -> (String, StreamRelay) {
         let mut dec = SseDecoder::default();
-        let mut relay = StreamRelay::new(from, to, wants_usage, 7);
+        let mut relay = StreamRelay::new(Wire::Chat(from), to, wants_usage, 7);
         let mut out = BytesMut::new();
         // Feed in small slices so events split across reads.
         for piece in input.as_bytes().chunks(7) {
