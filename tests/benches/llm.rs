@@ -1,7 +1,9 @@
 //! Chat completions through Wardgate vs direct to the provider, with
 //! translation on: the client speaks OpenAI chat completions, the provider
 //! Anthropic messages. Then OpenAI's Responses API, whole and streamed
-//! (its events read by the gateway for usage and the hooks). The provider
+//! (its events read by the gateway for usage and the hooks). Then Amazon
+//! Bedrock: OpenAI chat in, Converse out, each call signed with SigV4 and
+//! its streamed answer read from AWS event-stream frames. The provider
 //! is an in-process fake on loopback that answers at once (a Python fake
 //! would drown the gateway's cost in its own).
 //!
@@ -134,20 +136,75 @@ fn responses_answer(chunks: usize) -> (Bytes, Vec<Bytes>) {
     (Bytes::from(done.to_string()), events)
 }
 
+/// A Converse answer, and its streamed events (`chunks` text deltas) as
+/// AWS event-stream frames.
+fn converse_answer(chunks: usize) -> (Bytes, Vec<Bytes>) {
+    use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
+    let usage =
+        serde_json::json!({"inputTokens": 25, "outputTokens": chunks, "totalTokens": 25 + chunks});
+    let whole = serde_json::json!({"output": {"message": {"role": "assistant",
+        "content": [{"text": "The quick brown fox jumps over the lazy dog."}]}},
+        "stopReason": "end_turn", "usage": usage, "metrics": {"latencyMs": 1}});
+    let frame = |kind: &'static str, v: serde_json::Value| {
+        let message = Message::new_from_parts(
+            vec![
+                Header::new(":event-type", HeaderValue::String(kind.into())),
+                Header::new(
+                    ":content-type",
+                    HeaderValue::String("application/json".into()),
+                ),
+                Header::new(":message-type", HeaderValue::String("event".into())),
+            ],
+            v.to_string(),
+        );
+        let mut out = Vec::new();
+        aws_smithy_eventstream::frame::write_message_to(&message, &mut out).unwrap();
+        Bytes::from(out)
+    };
+    let mut events = vec![frame(
+        "messageStart",
+        serde_json::json!({"role": "assistant"}),
+    )];
+    for i in 0..chunks {
+        events.push(frame(
+            "contentBlockDelta",
+            serde_json::json!({"contentBlockIndex": 0, "delta": {"text": format!(" word{i}")}}),
+        ));
+    }
+    events.push(frame(
+        "contentBlockStop",
+        serde_json::json!({"contentBlockIndex": 0}),
+    ));
+    events.push(frame(
+        "messageStop",
+        serde_json::json!({"stopReason": "end_turn"}),
+    ));
+    events.push(frame(
+        "metadata",
+        serde_json::json!({"usage": usage, "metrics": {"latencyMs": 1}}),
+    ));
+    (Bytes::from(whole.to_string()), events)
+}
+
 type Body = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
 
 async fn fake(req: Request<Incoming>) -> Result<Response<Body>, std::convert::Infallible> {
     // Paced: PACED_CHUNKS events 1 ms apart, as a model writes, leaving the CPU idle between.
     let paced = req.headers().contains_key("x-bench-paced");
     let responses_api = req.uri().path().ends_with("/responses");
+    let converse = req.uri().path().starts_with("/model/");
+    let converse_stream = req.uri().path().ends_with("/converse-stream");
     let body = req.into_body().collect().await.unwrap().to_bytes();
-    let stream = serde_json::from_slice::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|v| v["stream"].as_bool())
-        .unwrap_or(false);
+    let stream = converse_stream
+        || serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["stream"].as_bool())
+            .unwrap_or(false);
     if !stream {
         let answer = if responses_api {
             responses_answer(1).0
+        } else if converse {
+            converse_answer(1).0
         } else {
             anthropic_message()
         };
@@ -162,6 +219,8 @@ async fn fake(req: Request<Incoming>) -> Result<Response<Body>, std::convert::In
         let chunks = if paced { PACED_CHUNKS } else { CHUNKS };
         let events = if responses_api {
             responses_answer(chunks).1
+        } else if converse {
+            converse_answer(chunks).1
         } else {
             anthropic_events(chunks)
         };
@@ -180,8 +239,13 @@ async fn fake(req: Request<Incoming>) -> Result<Response<Body>, std::convert::In
         rx.recv().await.map(|b| (Ok(Frame::data(b)), rx))
     });
     let mut r = Response::new(StreamBody::new(s).boxed());
+    let content_type = if converse {
+        "application/vnd.amazon.eventstream"
+    } else {
+        "text/event-stream"
+    };
     r.headers_mut()
-        .insert("content-type", "text/event-stream".parse().unwrap());
+        .insert("content-type", content_type.parse().unwrap());
     Ok(r)
 }
 
@@ -282,7 +346,7 @@ async fn main() {
     let port = free_port();
     let admin = free_port();
     let config = format!(
-        "config: {{adminAddr: 127.0.0.1:{admin}}}\nbinds:\n- port: {port}\n  listeners:\n  - routes:\n    - name: raw\n      matches: [{{path: {{pathPrefix: /raw}}}}]\n      backends: [{{host: \"{upstream}\"}}]\n    - name: chat\n      policies: {{backendAuth: {{key: sk-bench}}}}\n      backends:\n      - ai: {{provider: {{anthropic: {{}}}}, hostOverride: \"{upstream}\"}}\n    - name: responses\n      matches: [{{path: {{pathPrefix: /oa}}}}]\n      policies: {{backendAuth: {{key: sk-bench}}}}\n      backends:\n      - ai: {{provider: {{openAI: {{}}}}, hostOverride: \"{upstream}\"}}\n"
+        "config: {{adminAddr: 127.0.0.1:{admin}}}\nbinds:\n- port: {port}\n  listeners:\n  - routes:\n    - name: raw\n      matches: [{{path: {{pathPrefix: /raw}}}}]\n      backends: [{{host: \"{upstream}\"}}]\n    - name: chat\n      policies: {{backendAuth: {{key: sk-bench}}}}\n      backends:\n      - ai: {{provider: {{anthropic: {{}}}}, hostOverride: \"{upstream}\"}}\n    - name: responses\n      matches: [{{path: {{pathPrefix: /oa}}}}]\n      policies: {{backendAuth: {{key: sk-bench}}}}\n      backends:\n      - ai: {{provider: {{openAI: {{}}}}, hostOverride: \"{upstream}\"}}\n    - name: bedrock\n      matches: [{{path: {{pathPrefix: /br}}}}]\n      policies: {{backendAuth: {{aws: {{accessKeyId: AKIDBENCH, secretAccessKey: bench-secret}}}}}}\n      backends:\n      - ai: {{provider: {{bedrock: {{region: us-east-1, model: bench-model}}}}, hostOverride: \"{upstream}\"}}\n"
     );
     let gw = Gateway::start(&gateway_process::wardgate_bin(), &config, port, "llm");
 
@@ -378,6 +442,45 @@ async fn main() {
             "responses, streamed"
         } else {
             "responses"
+        };
+        report_latency(kind, &mut d, &mut g);
+        if stream {
+            report_per_chunk(&mut ds, &mut gs);
+        }
+    }
+    // Bedrock: OpenAI chat in, Converse out, signed; the direct side sends
+    // the Converse request itself.
+    let converse_body = Bytes::from(
+        serde_json::json!({"messages": [{"role": "user", "content": [{"text": "Summarize the report in three bullet points."}]}],
+            "inferenceConfig": {"maxTokens": 256}})
+        .to_string(),
+    );
+    let gw_bedrock = format!("http://127.0.0.1:{port}/br/v1/chat/completions");
+    for stream in [false, true] {
+        let method = if stream {
+            "converse-stream"
+        } else {
+            "converse"
+        };
+        let direct = format!("http://{upstream}/model/bench-model/{method}");
+        let gb = gw_body(stream);
+        for _ in 0..200 {
+            once(&c, &direct, &converse_body, false, false).await;
+            once(&c, &gw_bedrock, &gb, false, false).await;
+        }
+        let (mut d, mut g, mut ds, mut gs) = (vec![], vec![], vec![], vec![]);
+        for _ in 0..n {
+            let (t, s, _) = once(&c, &direct, &converse_body, false, false).await;
+            d.push(t);
+            ds.push(s);
+            let (t, s, _) = once(&c, &gw_bedrock, &gb, false, false).await;
+            g.push(t);
+            gs.push(s);
+        }
+        let kind = if stream {
+            "bedrock, streamed"
+        } else {
+            "bedrock"
         };
         report_latency(kind, &mut d, &mut g);
         if stream {

@@ -95,6 +95,14 @@ fn sdk_suite(gw: &Gateway, prefix: &str) {
     assert_eq!(stdout.lines().filter(|l| l.starts_with("ok ")).count(), 10);
 }
 
+/// The message of an error answer in either API's shape.
+fn error_message(body: &str) -> String {
+    json(body)["error"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not an error answer: {body}"))
+        .to_string()
+}
+
 async fn post(url: &str, body: serde_json::Value) -> (StatusCode, http::HeaderMap, String) {
     let req = Request::post(url)
         .header("content-type", "application/json")
@@ -1583,10 +1591,7 @@ async fn vertex_providers_reach_claude_and_openai_endpoints_with_google_tokens()
     // in the client's API shape; nothing reached Vertex.
     let (status, _, body) = post(&gw.url("/forged/v1/messages"), chat("claude-haiku-4-5")).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
-    let message = json(&body)["error"]["message"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let message = error_message(&body);
     assert!(
         message.contains("provider forged") && message.contains("Google access token"),
         "{message}"
@@ -1805,10 +1810,7 @@ async fn bedrock_providers_speak_converse_with_sigv4_signatures() {
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert!(
-        json(&body)["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("signature we calculated does not match"),
+        error_message(&body).contains("signature we calculated does not match"),
         "{body}"
     );
     // Bedrock serves chat only here: other APIs are refused unsent.
@@ -1993,10 +1995,7 @@ async fn bedrock_keys_come_from_web_identity_containers_and_instance_metadata() 
     let gw = Gateway::start_env(&config, &envs).await;
     let (status, _, body) = post(&gw.url("/v1/chat/completions"), chat).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
-    let message = json(&body)["error"]["message"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let message = error_message(&body);
     assert!(
         message.contains("provider br") && message.contains("InvalidIdentityToken"),
         "{message}"

@@ -93,11 +93,11 @@ impl AwsSigner {
                 .unwrap_or("/")
         );
         // Only what no hop rewrites is signed: the host and the body's type.
-        let signed = req.headers().iter().filter_map(|(name, value)| {
-            let keep = name == http::header::HOST || name == http::header::CONTENT_TYPE;
-            keep.then(|| Some((name.as_str(), value.to_str().ok()?)))
-                .flatten()
-        });
+        let signed = req
+            .headers()
+            .iter()
+            .filter(|(name, _)| *name == http::header::HOST || *name == http::header::CONTENT_TYPE)
+            .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)));
         let params = SigningParams::builder()
             .identity(&identity)
             .region(&self.region)

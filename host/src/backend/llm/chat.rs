@@ -358,7 +358,7 @@ fn anthropic_part_json(part: &ContentPart) -> Value {
 /// alternating; tool results ride in user turns.
 fn anthropic_turns(messages: &[ChatMessage]) -> (Option<Value>, Vec<Value>) {
     let mut system = Vec::new();
-    let mut turns: Vec<(&'static str, Vec<Value>)> = Vec::new();
+    let mut turns = Turns::default();
     for m in messages {
         let (role, blocks) = match m.role {
             Role::System | Role::Developer => {
@@ -400,17 +400,32 @@ fn anthropic_turns(messages: &[ChatMessage]) -> (Option<Value>, Vec<Value>) {
                 ("assistant", blocks)
             }
         };
-        match turns.last_mut() {
-            Some((last, prev)) if *last == role => prev.extend(blocks),
-            _ => turns.push((role, blocks)),
-        }
+        turns.push(role, blocks);
     }
     let system = (!system.is_empty()).then(|| Value::String(system.join("\n\n")));
-    let turns = turns
-        .into_iter()
-        .map(|(role, blocks)| json!({"role": role, "content": blocks}))
-        .collect();
-    (system, turns)
+    (system, turns.into_json())
+}
+
+/// User and assistant turns that alternate, as Anthropic's API and
+/// Bedrock's Converse want them: a message of the last turn's role joins it.
+#[derive(Default)]
+pub(super) struct Turns(Vec<(&'static str, Vec<Value>)>);
+
+impl Turns {
+    pub(super) fn push(&mut self, role: &'static str, blocks: Vec<Value>) {
+        match self.0.last_mut() {
+            Some((last, prev)) if *last == role => prev.extend(blocks),
+            _ => self.0.push((role, blocks)),
+        }
+    }
+
+    /// `[{role, content: [blocks]}]`.
+    pub(super) fn into_json(self) -> Vec<Value> {
+        self.0
+            .into_iter()
+            .map(|(role, content)| json!({"role": role, "content": content}))
+            .collect()
+    }
 }
 
 /// A chat request of `from`'s format rewritten for a provider speaking `to`.

@@ -9,7 +9,7 @@
 use serde_json::{Map, Value, json};
 
 use super::api::Flavor;
-use super::chat::str_field;
+use super::chat::{Turns, str_field};
 use super::stream::Piece;
 use crate::policy::bindings::{
     ChatMessage, ContentPart, LlmRequest, LlmResponse, Role, TokenUsage,
@@ -141,7 +141,7 @@ fn tool_config(from: Flavor, body: &Value, view: &LlmRequest) -> Option<Value> {
 /// user turns, no empty text (Converse refuses blank text blocks).
 fn turns(messages: &[ChatMessage]) -> (Vec<Value>, Vec<Value>) {
     let mut system = Vec::new();
-    let mut turns: Vec<(&'static str, Vec<Value>)> = Vec::new();
+    let mut turns = Turns::default();
     for m in messages {
         let (role, blocks) = match m.role {
             Role::System | Role::Developer => {
@@ -169,19 +169,11 @@ fn turns(messages: &[ChatMessage]) -> (Vec<Value>, Vec<Value>) {
                 ("assistant", blocks)
             }
         };
-        if blocks.is_empty() {
-            continue;
-        }
-        match turns.last_mut() {
-            Some((last, prev)) if *last == role => prev.extend(blocks),
-            _ => turns.push((role, blocks)),
+        if !blocks.is_empty() {
+            turns.push(role, blocks);
         }
     }
-    let turns = turns
-        .into_iter()
-        .map(|(role, content)| json!({"role": role, "content": content}))
-        .collect();
-    (system, turns)
+    (system, turns.into_json())
 }
 
 fn texts(content: &[ContentPart]) -> impl Iterator<Item = &str> {

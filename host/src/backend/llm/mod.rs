@@ -432,12 +432,15 @@ async fn chat(
     let sent_model = provider.model.as_deref().unwrap_or(&view.model).to_string();
     let wire = provider.wire_for(&sent_model);
     // Converse names no answer: AWS's request id stands in.
-    let request_id = resp
-        .headers()
-        .get("x-amzn-requestid")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
+    let request_id = match wire {
+        Wire::Converse => resp
+            .headers()
+            .get("x-amzn-requestid")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string(),
+        Wire::Chat(_) => String::new(),
+    };
 
     if is_event_stream(&resp) {
         let relay = ChatStream {

@@ -164,7 +164,6 @@ impl StreamRelay {
             Wire::Converse => match &parsed {
                 Some(v) => {
                     let event = ev.event.as_deref().unwrap_or_default();
-                    self.started |= event == "messageStart";
                     super::converse::read_event(event, v, &self.id, &self.model, &mut self.usage)
                 }
                 None => Vec::new(),
