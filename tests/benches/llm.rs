@@ -276,6 +276,36 @@ fn start_fake() -> SocketAddr {
     addr
 }
 
+/// One case, `n` requests each way, interleaved after a warm-up: its
+/// latency direct and through the gateway, and for a stream the delay the
+/// gateway adds per chunk.
+async fn compare(
+    c: &Http,
+    n: usize,
+    kind: &str,
+    stream: bool,
+    (direct_url, direct_body): (&str, &Bytes),
+    (gw_url, gw_body): (&str, &Bytes),
+) {
+    for _ in 0..200 {
+        once(c, direct_url, direct_body, false, false).await;
+        once(c, gw_url, gw_body, false, false).await;
+    }
+    let (mut d, mut g, mut ds, mut gs) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..n {
+        let (t, s, _) = once(c, direct_url, direct_body, false, false).await;
+        d.push(t);
+        ds.push(s);
+        let (t, s, _) = once(c, gw_url, gw_body, false, false).await;
+        g.push(t);
+        gs.push(s);
+    }
+    report_latency(kind, &mut d, &mut g);
+    if stream {
+        report_per_chunk(&mut ds, &mut gs);
+    }
+}
+
 /// One case's whole-request latency, direct and through the gateway.
 fn report_latency(kind: &str, direct: &mut [f64], gateway: &mut [f64]) {
     let (d50, g50) = (pct(direct, 0.5), pct(gateway, 0.5));
@@ -425,28 +455,20 @@ async fn main() {
     let gw_responses = format!("http://127.0.0.1:{port}/oa/v1/responses");
     for stream in [false, true] {
         let body = resp_body(stream);
-        for _ in 0..200 {
-            once(&c, &direct_responses, &body, false, false).await;
-            once(&c, &gw_responses, &body, false, false).await;
-        }
-        let (mut d, mut g, mut ds, mut gs) = (vec![], vec![], vec![], vec![]);
-        for _ in 0..n {
-            let (t, s, _) = once(&c, &direct_responses, &body, false, false).await;
-            d.push(t);
-            ds.push(s);
-            let (t, s, _) = once(&c, &gw_responses, &body, false, false).await;
-            g.push(t);
-            gs.push(s);
-        }
         let kind = if stream {
             "responses, streamed"
         } else {
             "responses"
         };
-        report_latency(kind, &mut d, &mut g);
-        if stream {
-            report_per_chunk(&mut ds, &mut gs);
-        }
+        compare(
+            &c,
+            n,
+            kind,
+            stream,
+            (&direct_responses, &body),
+            (&gw_responses, &body),
+        )
+        .await;
     }
     // Bedrock: OpenAI chat in, Converse out, signed; the direct side sends
     // the Converse request itself.
@@ -463,29 +485,21 @@ async fn main() {
             "converse"
         };
         let direct = format!("http://{upstream}/model/bench-model/{method}");
-        let gb = gw_body(stream);
-        for _ in 0..200 {
-            once(&c, &direct, &converse_body, false, false).await;
-            once(&c, &gw_bedrock, &gb, false, false).await;
-        }
-        let (mut d, mut g, mut ds, mut gs) = (vec![], vec![], vec![], vec![]);
-        for _ in 0..n {
-            let (t, s, _) = once(&c, &direct, &converse_body, false, false).await;
-            d.push(t);
-            ds.push(s);
-            let (t, s, _) = once(&c, &gw_bedrock, &gb, false, false).await;
-            g.push(t);
-            gs.push(s);
-        }
         let kind = if stream {
             "bedrock, streamed"
         } else {
             "bedrock"
         };
-        report_latency(kind, &mut d, &mut g);
-        if stream {
-            report_per_chunk(&mut ds, &mut gs);
-        }
+        let gb = gw_body(stream);
+        compare(
+            &c,
+            n,
+            kind,
+            stream,
+            (&direct, &converse_body),
+            (&gw_bedrock, &gb),
+        )
+        .await;
     }
     // Paced streams: the CPU is idle between events, so what remains is the
     // gateway's own delay on the first and on each later event.
