@@ -328,7 +328,8 @@ class BedrockMixin:
         last_user = "".join(b.get("text", "") for b in last.get("content") or [] if "text" in b)
         if last_user == "bad request":
             return self.error(400, "the fake refuses 'bad request'")
-        tools = [t["toolSpec"]["name"] for t in (req.get("toolConfig") or {}).get("tools") or []]
+        tools = [t["toolSpec"]["name"] for t in (req.get("toolConfig") or {}).get("tools") or []
+                 if "toolSpec" in t]
         turn = decide(last_user, tool_result, tools)
         stop = "tool_use" if turn.tool else "end_turn"
         if req.get("guardrailConfig") and "forbidden" in last_user:

@@ -1696,7 +1696,10 @@ async fn bedrock_providers_speak_converse_with_sigv4_signatures() {
             route(
                 "guarded",
                 "{region: us-east-1, guardrailIdentifier: gr-wardgate, guardrailVersion: '1'}",
-                &explicit("$WARDGATE_TEST_AWS_SECRET")
+                &format!(
+                    "{}\n        ai: {{promptCaching: {{}}}}",
+                    explicit("$WARDGATE_TEST_AWS_SECRET")
+                )
             ),
             route(
                 "apikey",
@@ -1742,6 +1745,19 @@ async fn bedrock_providers_speak_converse_with_sigv4_signatures() {
                 r["body"]["guardrailConfig"],
                 serde_json::json!({"guardrailIdentifier": "gr-wardgate", "guardrailVersion": "1"})
             );
+            // promptCaching: a cache point closes the last turn (and the
+            // system blocks and tools, where there are any).
+            let point = serde_json::json!({"cachePoint": {"type": "default"}});
+            let last_turn = r["body"]["messages"].as_array().unwrap().last().unwrap();
+            assert_eq!(
+                last_turn["content"].as_array().unwrap().last(),
+                Some(&point)
+            );
+            for list in [&r["body"]["system"], &r["body"]["toolConfig"]["tools"]] {
+                if let Some(list) = list.as_array() {
+                    assert_eq!(list.last(), Some(&point), "{r}");
+                }
+            }
         } else {
             assert_eq!(
                 path,

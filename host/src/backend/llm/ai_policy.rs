@@ -214,6 +214,40 @@ impl AiPolicy {
             mark(content_blocks(last).last_mut());
         }
     }
+
+    /// The same breakpoints on a Converse body (Bedrock), as Converse
+    /// writes them: a `cachePoint` block after the tools, after the system
+    /// blocks and after the last message's blocks (three of Bedrock's four).
+    pub fn cache_converse(&self, body: &mut Map<String, Value>) {
+        let Some(caching) = &self.caching else {
+            return;
+        };
+        if let Some(min) = caching.min_tokens
+            && estimated_tokens(body) < min
+        {
+            return;
+        }
+        let append = |list: Option<&mut Value>| {
+            if let Some(Value::Array(list)) = list
+                && !list.is_empty()
+            {
+                list.push(json!({"cachePoint": {"type": "default"}}));
+            }
+        };
+        if caching.cache_tools {
+            append(body.get_mut("toolConfig").and_then(|c| c.get_mut("tools")));
+        }
+        if caching.cache_system {
+            append(body.get_mut("system"));
+        }
+        if caching.cache_messages {
+            let last = body
+                .get_mut("messages")
+                .and_then(Value::as_array_mut)
+                .and_then(|m| m.last_mut());
+            append(last.and_then(|m| m.get_mut("content")));
+        }
+    }
 }
 
 fn api_of(kind: AiRouteType) -> Api {
@@ -291,7 +325,7 @@ fn estimated_tokens(body: &Map<String, Value>) -> u64 {
             _ => 0,
         }
     }
-    let text: usize = ["system", "messages", "tools"]
+    let text: usize = ["system", "messages", "tools", "toolConfig"]
         .iter()
         .filter_map(|k| body.get(*k))
         .map(chars)
@@ -447,5 +481,33 @@ mod tests {
         p.cache(&mut b);
         assert_eq!(count_breakpoints(&Value::Object(b.clone())), 0);
         assert_eq!(b["system"], "short");
+    }
+
+    #[test]
+    fn converse_bodies_get_cache_points_after_tools_system_and_the_last_turn() {
+        let p = policy(json!({"promptCaching": {}}));
+        let point = json!({"cachePoint": {"type": "default"}});
+        let mut b = body(json!({"system": [{"text": "Long instructions."}],
+            "toolConfig": {"tools": [{"toolSpec": {"name": "a"}}]},
+            "messages": [{"role": "user", "content": [{"text": "one"}]},
+                         {"role": "assistant", "content": [{"text": "two"}]},
+                         {"role": "user", "content": [{"text": "three"}]}]}));
+        p.cache_converse(&mut b);
+        assert_eq!(b["toolConfig"]["tools"][1], point);
+        assert_eq!(b["system"], json!([{"text": "Long instructions."}, point]));
+        assert_eq!(b["messages"][2]["content"][1], point);
+        assert_eq!(b["messages"][0]["content"].as_array().unwrap().len(), 1);
+
+        // Below minTokens, or switched off, nothing is added.
+        let p = policy(json!({"promptCaching": {"minTokens": 1000}}));
+        let before = body(json!({"system": [{"text": "short"}],
+            "messages": [{"role": "user", "content": [{"text": "x"}]}]}));
+        let mut b = before.clone();
+        p.cache_converse(&mut b);
+        assert_eq!(b, before);
+        let p = policy(json!({"promptCaching": {"cacheSystem": false, "cacheMessages": false}}));
+        let mut b = before.clone();
+        p.cache_converse(&mut b);
+        assert_eq!(b, before, "no tools to mark, the rest switched off");
     }
 }

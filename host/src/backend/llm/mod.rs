@@ -362,8 +362,10 @@ async fn chat(
         if let (Some(model), Wire::Chat(_)) = (&p.model, wire) {
             out.insert("model".into(), model.clone().into());
         }
-        if wire == Wire::Chat(Flavor::Anthropic) {
-            llm.ai.cache(&mut out);
+        match wire {
+            Wire::Chat(Flavor::Anthropic) => llm.ai.cache(&mut out),
+            Wire::Converse => llm.ai.cache_converse(&mut out),
+            Wire::Chat(Flavor::OpenAi) => {}
         }
         p.finish_body(model, &mut out);
         if stream && wire == Wire::Chat(Flavor::OpenAi) {
