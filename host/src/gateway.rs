@@ -506,7 +506,7 @@ fn jwt_auth(
             (config, path)
         }
     };
-    let fetcher = Fetcher::global().map_err(|e| BuildError::new(path.clone(), e))?;
+    let fetcher = Fetcher::global();
     JwtAuth::from_config(&config, &fetcher)
         .map(|j| Some(Arc::new(j)))
         .map_err(|e| BuildError::new(path, e))

@@ -6,8 +6,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
 use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use moka::sync::Cache;
@@ -135,32 +133,21 @@ impl RemoteJwks {
     }
 }
 
-type Client = hyper_util::client::legacy::Client<
-    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-    Empty<Bytes>,
->;
-
 /// Fetches and caches remote key sets; one per process, shared by reloads.
 pub struct Fetcher {
-    client: Client,
     cache: Cache<String, KeySet>,
     last_fetch: Cache<String, Instant>,
 }
 
 impl Fetcher {
     /// The process's fetcher: its cache outlives config reloads.
-    pub fn global() -> Result<Arc<Fetcher>, String> {
+    pub fn global() -> Arc<Fetcher> {
         static GLOBAL: std::sync::OnceLock<Arc<Fetcher>> = std::sync::OnceLock::new();
-        if let Some(f) = GLOBAL.get() {
-            return Ok(f.clone());
-        }
-        let fetcher = Arc::new(Fetcher::new()?);
-        Ok(GLOBAL.get_or_init(|| fetcher).clone())
+        GLOBAL.get_or_init(|| Arc::new(Fetcher::new())).clone()
     }
 
-    pub fn new() -> Result<Fetcher, String> {
-        Ok(Fetcher {
-            client: crate::backend::tls::http_or_https_client()?,
+    fn new() -> Fetcher {
+        Fetcher {
             cache: Cache::builder()
                 .max_capacity(1024)
                 .time_to_live(CACHE_TTL)
@@ -169,7 +156,7 @@ impl Fetcher {
                 .max_capacity(1024)
                 .time_to_live(REFETCH_INTERVAL)
                 .build(),
-        })
+        }
     }
 
     fn may_refetch(&self, url: &str) -> bool {
@@ -178,21 +165,14 @@ impl Fetcher {
 
     async fn fetch(&self, url: &str) -> Result<KeySet, String> {
         self.last_fetch.insert(url.to_string(), Instant::now());
-        let uri: http::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
-        let call = self.client.get(uri);
-        let resp = tokio::time::timeout(Duration::from_secs(5), call)
+        let req = http::Request::get(url)
+            .body(Default::default())
+            .map_err(|e| format!("{url}: {e}"))?;
+        let call = crate::backend::fetch::send(req);
+        let body = tokio::time::timeout(Duration::from_secs(5), call)
             .await
             .map_err(|_| format!("fetching JWKS {url}: timed out"))?
-            .map_err(|e| format!("fetching JWKS {url}: {e}"))?;
-        if !resp.status().is_success() {
-            return Err(format!("fetching JWKS {url}: status {}", resp.status()));
-        }
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| format!("fetching JWKS {url}: {e}"))?
-            .to_bytes();
+            .map_err(|e| format!("fetching JWKS: {e}"))?;
         let text = String::from_utf8_lossy(&body);
         let keys: KeySet = Arc::new(parse(&text, url)?);
         self.cache.insert(url.to_string(), keys.clone());

@@ -176,14 +176,9 @@ impl AiPolicy {
     /// (each as configured), within Anthropic's limit of four counting the
     /// client's own.
     pub fn cache(&self, body: &mut Map<String, Value>) {
-        let Some(caching) = &self.caching else {
+        let Some(caching) = self.caching_for(body) else {
             return;
         };
-        if let Some(min) = caching.min_tokens
-            && estimated_tokens(body) < min
-        {
-            return;
-        }
         let mut free =
             MAX_BREAKPOINTS.saturating_sub(body.values().map(count_breakpoints).sum::<usize>());
         let mut mark = |block: Option<&mut Value>| {
@@ -215,18 +210,23 @@ impl AiPolicy {
         }
     }
 
+    /// The caching settings, if the route caches and `body`'s prompt is
+    /// long enough to be worth it.
+    fn caching_for(&self, body: &Map<String, Value>) -> Option<&PromptCaching> {
+        let caching = self.caching.as_ref()?;
+        let short = caching
+            .min_tokens
+            .is_some_and(|min| estimated_tokens(body) < min);
+        (!short).then_some(caching)
+    }
+
     /// The same breakpoints on a Converse body (Bedrock), as Converse
     /// writes them: a `cachePoint` block after the tools, after the system
     /// blocks and after the last message's blocks (three of Bedrock's four).
     pub fn cache_converse(&self, body: &mut Map<String, Value>) {
-        let Some(caching) = &self.caching else {
+        let Some(caching) = self.caching_for(body) else {
             return;
         };
-        if let Some(min) = caching.min_tokens
-            && estimated_tokens(body) < min
-        {
-            return;
-        }
         let append = |list: Option<&mut Value>| {
             if let Some(Value::Array(list)) = list
                 && !list.is_empty()

@@ -431,8 +431,8 @@ async fn chat(
         Err(answer) => return answer,
     };
     let created = now_secs();
-    let sent_model = provider.model.as_deref().unwrap_or(&view.model).to_string();
-    let wire = provider.wire_for(&sent_model);
+    let sent_model = provider.model.as_deref().unwrap_or(&view.model);
+    let wire = provider.wire_for(sent_model);
     // Converse names no answer: AWS's request id stands in.
     let request_id = match wire {
         Wire::Converse => resp
@@ -448,7 +448,7 @@ async fn chat(
         let relay = ChatStream {
             guard: StreamGuard::new(run, &provider, &requested_model),
             relay: StreamRelay::new(wire, from, client_wants_usage, created)
-                .named(&request_id, &sent_model),
+                .named(&request_id, sent_model),
         };
         return stream_response(shared, resp, relay, &llm, route, provider);
     }
@@ -472,7 +472,7 @@ async fn chat(
     let (mut view, id) = match wire {
         Wire::Chat(to) => chat::response_view(to, &answer, provider.family),
         Wire::Converse => (
-            converse::response_view(&answer, provider.family, &sent_model),
+            converse::response_view(&answer, provider.family, sent_model),
             request_id,
         ),
     };
