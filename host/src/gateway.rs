@@ -700,6 +700,10 @@ fn mcp_backend(
         clients,
         sealer.clone(),
         credential,
+        matches!(
+            route.policies.backend_auth,
+            Some(crate::config::schema::BackendAuth::Passthrough(_))
+        ),
         name,
         connect_timeout,
     )

@@ -9,12 +9,15 @@ TEXT; with --elicit JSON it accepts their elicitations with that content
 (each prints {"sampled": prompt} or {"elicited": message} when asked);
 --progress prints {"progress": n} for each progress notification.
 
-A URL ending in /sse uses the legacy HTTP+SSE transport.
+A URL ending in /sse uses the legacy HTTP+SSE transport. --bearer TOKEN
+sends `Authorization: Bearer TOKEN` with every request.
 
-Usage: mcp_client.py URL [--sample TEXT] [--elicit JSON] [--progress] [NAME=JSON ...]
+Usage: mcp_client.py URL [--sample TEXT] [--elicit JSON] [--progress] [--bearer TOKEN] [NAME=JSON ...]
 """
 
 import asyncio
+import contextlib
+import inspect
 import json
 import sys
 
@@ -24,6 +27,7 @@ try:  # the v2 line
 except ImportError:  # the v1 line: yields (read, write, get_session_id)
     from mcp.client.streamable_http import streamablehttp_client as streamable_http_client
 from mcp.client.sse import sse_client
+from mcp.shared._httpx_utils import create_mcp_http_client
 try:  # the v2 line
     from mcp import MCPError as McpError
 except ImportError:  # the v1 line
@@ -52,13 +56,28 @@ def callbacks(sample, elicit):
     return out
 
 
-async def main(url, calls, sample=None, elicit=None, progress=False):
+@contextlib.asynccontextmanager
+async def connect(url, headers):
+    # A URL ending in /sse speaks the legacy HTTP+SSE transport.
+    if url.rstrip("/").endswith("/sse"):
+        async with sse_client(url, headers=headers) as streams:
+            yield streams
+        return
+    if "headers" in inspect.signature(streamable_http_client).parameters:  # v1
+        async with streamable_http_client(url, headers=headers) as streams:
+            yield streams
+        return
+    async with create_mcp_http_client(headers=headers) as http:
+        async with streamable_http_client(url, http_client=http) as streams:
+            yield streams
+
+
+async def main(url, calls, sample=None, elicit=None, progress=False, bearer=None):
     async def on_progress(p, total, message):
         print(json.dumps({"progress": p}), flush=True)
 
-    # A URL ending in /sse speaks the legacy HTTP+SSE transport.
-    connect = sse_client if url.rstrip("/").endswith("/sse") else streamable_http_client
-    async with connect(url) as streams:
+    headers = {"Authorization": f"Bearer {bearer}"} if bearer else None
+    async with connect(url, headers) as streams:
         read, write = streams[0], streams[1]
         async with ClientSession(read, write, **callbacks(sample, elicit)) as session:
             init = await session.initialize()

@@ -241,3 +241,82 @@ fn an_audience_without_id_tokens_is_placed() {
         "{stderr}"
     );
 }
+
+/// `backendAuth: passthrough` on an MCP route: each caller's verified token
+/// reaches the HTTP target in sessions of the caller's own (the SDK server
+/// binds a session to the token that opened it, so one shared session
+/// would fail every caller but the first), over Streamable HTTP and the
+/// legacy SSE transport downstream; a token the target refuses is named in
+/// the call's error; without passthrough the target gets no token; and a
+/// reload ends the old sessions with a DELETE under their own tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passthrough_gives_each_caller_its_own_target_sessions() {
+    use super::jwt::{AUDIENCE, FIXTURES, ISSUER, claims, token};
+    let server = FastMcp::start_with(&["--accept-jwts"]);
+    let route = |name: &str, auth: &str| {
+        format!(
+            r#"
+    - name: {name}
+      matches: [{{path: {{pathPrefix: /{name}}}}}]
+      policies:
+        jwtAuth: {{issuer: '{ISSUER}', audiences: [{AUDIENCE}], jwks: {{file: '{FIXTURES}/jwks-1.json'}}}}
+        {auth}
+      backends:
+      - mcp:
+          targets:
+          - {{name: calc, mcp: {{host: 127.0.0.1, port: {}, path: /mcp}}}}"#,
+            server.port
+        )
+    };
+    let gw = Gateway::start(&format!(
+        "binds:\n- port: 0\n  listeners:\n  - routes:{}{}\n",
+        route("pass", "backendAuth: {passthrough: {}}"),
+        route("strip", ""),
+    ))
+    .await;
+    let as_user = |sub: &str| {
+        let mut c = claims();
+        c["sub"] = sub.into();
+        token("rsa1", "r1", c)
+    };
+    let (alice, bob, mallory) = (as_user("alice"), as_user("bob"), as_user("mallory"));
+    let whoami = |line: &str, path: &str, bearer: &str| {
+        let out = sdk_client(line, &gw.url(path), &["--bearer", bearer, "whoami="]);
+        assert!(
+            out[1]["tools"]
+                .as_array()
+                .is_some_and(|t| t.contains(&"whoami".into())),
+            "{out:?}"
+        );
+        out[2]["text"].as_str().unwrap_or_default().to_string()
+    };
+    assert_eq!(whoami("py", "/pass", &alice), "alice");
+    assert_eq!(whoami("py", "/pass", &bob), "bob");
+    assert_eq!(whoami("py-mcp1", "/pass/sse", &bob), "bob");
+    assert_eq!(whoami("py", "/pass", &alice), "alice");
+
+    // A token the gateway accepts and the target refuses: no tools, and a
+    // call says why.
+    let out = sdk_client("py", &gw.url("/pass"), &["--bearer", &mallory, "whoami="]);
+    assert_eq!(out[1]["tools"], serde_json::json!([]), "{out:?}");
+    let message = out[2]["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("target calc is unavailable") && message.contains("401"),
+        "{out:?}"
+    );
+    // Without passthrough the gateway keeps the token to itself.
+    let out = sdk_client("py", &gw.url("/strip"), &["--bearer", &alice]);
+    assert_eq!(out[1]["tools"], serde_json::json!([]), "{out:?}");
+
+    // A reload drops the old config's sessions, each ended under its token.
+    gw.signal("HUP");
+    assert!(gw.wait_for_log("config reloaded").await);
+    super::process::eventually(|| async {
+        let out = sdk_client("py", &gw.url("/pass"), &["--bearer", &alice, "deleted="]);
+        let mut deleted: Vec<String> =
+            serde_json::from_str(out[2]["text"].as_str().unwrap_or("[]")).unwrap_or_default();
+        deleted.sort();
+        deleted == ["alice", "bob"]
+    })
+    .await;
+}

@@ -133,6 +133,15 @@ impl Federation {
         }
     }
 
+    /// The same federation over other sessions with the same servers.
+    pub fn with_targets(&self, targets: Vec<Arc<Target>>) -> Federation {
+        Federation {
+            targets,
+            prefix: self.prefix,
+            names: Mutex::new(HashMap::new()),
+        }
+    }
+
     fn visible(&self, kind: Kind, target: &str, name: &str) -> String {
         if !self.prefix {
             return name.to_string();

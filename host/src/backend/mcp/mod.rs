@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use http::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 
@@ -44,20 +44,35 @@ pub const SUPPORTED_VERSIONS: [&str; 4] = ["2025-11-25", "2025-06-18", "2025-03-
 const SESSION_HEADER: &str = "mcp-session-id";
 const VERSION_HEADER: &str = "mcp-protocol-version";
 
+/// The route's MCP server. A request is served by [`McpBackend::for_caller`]'s
+/// view of it: the same backend, with the caller's own upstream sessions
+/// where the route passes the client's token through.
+#[derive(Clone)]
 pub struct McpBackend {
-    pub federation: Federation,
-    route: String,
+    pub federation: Arc<Federation>,
+    route: Arc<str>,
     sealer: Arc<Sealer>,
     /// Sessions this replica saw deleted (the ids themselves stay valid
     /// elsewhere: there is no shared table).
-    ended: Mutex<HashSet<String>>,
+    ended: Arc<Mutex<HashSet<String>>>,
     /// Browser origins allowed besides loopback ones (DNS-rebinding
     /// protection); `*` allows any.
-    allowed_origins: Vec<String>,
-    legacy: legacy::LegacyStreams,
+    allowed_origins: Arc<[String]>,
+    legacy: Arc<legacy::LegacyStreams>,
     /// Calls in flight here, for the clients' cancellations.
-    in_flight: cancel::Cancellable,
+    in_flight: Arc<cancel::Cancellable>,
+    /// `backendAuth: passthrough`: a federation per client token.
+    callers: Option<Callers>,
 }
+
+/// With `backendAuth: passthrough` each client token gets its own sessions
+/// with the HTTP targets (servers bind a session to the credential that
+/// opened it, and what one user may list or call is not another's);
+/// processes are shared. A federation unused for a while is dropped, and
+/// its upstream sessions with it.
+type Callers = moka::sync::Cache<Vec<u8>, Arc<Federation>>;
+const MAX_CALLERS: u64 = 4096;
+const CALLER_IDLE: std::time::Duration = std::time::Duration::from_secs(600);
 
 pub type BuildError = (String, String);
 
@@ -68,6 +83,8 @@ impl McpBackend {
         sealer: Arc<Sealer>,
         // The route's `backendAuth`, for targets reached over HTTP.
         credential: Option<&Arc<Credential>>,
+        // `backendAuth: passthrough`: HTTP targets get the client's token.
+        passthrough: bool,
         route: &str,
         // The route's `tcp.connectTimeout`, for targets reached over HTTP.
         connect_timeout: Option<std::time::Duration>,
@@ -141,13 +158,44 @@ impl McpBackend {
             targets.push(Target::new(t.name.clone(), reach));
         }
         Ok(McpBackend {
-            federation: Federation::new(targets, mode),
-            route: route.to_string(),
+            federation: Arc::new(Federation::new(targets, mode)),
+            route: route.into(),
             sealer,
-            ended: Mutex::new(HashSet::new()),
-            allowed_origins: config.allowed_origins.clone(),
+            ended: Default::default(),
+            allowed_origins: config.allowed_origins.clone().into(),
             legacy: Default::default(),
             in_flight: Default::default(),
+            callers: passthrough.then(|| {
+                moka::sync::Cache::builder()
+                    .max_capacity(MAX_CALLERS)
+                    .time_to_idle(CALLER_IDLE)
+                    .build()
+            }),
+        })
+    }
+
+    /// The backend as `headers`' caller sees it: with the route's shared
+    /// upstream sessions, or, where the client's token is passed through,
+    /// with sessions opened (lazily) under that token.
+    pub fn for_caller(self: &Arc<Self>, headers: &http::HeaderMap) -> Arc<McpBackend> {
+        let (Some(callers), Some(token)) = (&self.callers, headers.get(AUTHORIZATION)) else {
+            return self.clone();
+        };
+        let federation = callers.get_with_by_ref(token.as_bytes(), || {
+            let mut token = token.clone();
+            token.set_sensitive(true);
+            let credential = Arc::new(Credential::Header(AUTHORIZATION, token));
+            let targets = self
+                .federation
+                .targets
+                .iter()
+                .map(|t| t.with_credential(&credential).unwrap_or_else(|| t.clone()))
+                .collect();
+            Arc::new(self.federation.with_targets(targets))
+        });
+        Arc::new(McpBackend {
+            federation,
+            ..(**self).clone()
         })
     }
 }
@@ -218,6 +266,7 @@ pub async fn serve(
         run,
         origin_trusted,
     } = input;
+    let mcp = mcp.for_caller(&parts.headers);
     let session = parts
         .headers
         .get(SESSION_HEADER)
@@ -757,7 +806,7 @@ impl McpBackend {
     fn new_session(&self, version: &str) -> String {
         self.sealer.seal(&SessionState {
             version: version.to_string(),
-            route: self.route.clone(),
+            route: self.route.to_string(),
             opened: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs())
@@ -858,7 +907,7 @@ impl McpBackend {
 
     /// The state of a session id sealed for this route, unless it ended here.
     fn session(&self, id: &str) -> Option<SessionState> {
-        let state = self.sealer.open(id).filter(|s| s.route == self.route)?;
+        let state = self.sealer.open(id).filter(|s| *s.route == *self.route)?;
         (!self.ended.lock().unwrap().contains(id)).then_some(state)
     }
 }
@@ -982,13 +1031,9 @@ async fn dispatch(
     }
     run.request_phase_done();
     params[key] = Value::String(upstream_name);
-    if target
-        .ready(std::time::Duration::from_secs(10))
-        .await
-        .is_err()
-    {
+    if let Err(why) = target.ready(std::time::Duration::from_secs(10)).await {
         return Err(RpcError::internal(format!(
-            "target {} is unavailable",
+            "target {} is unavailable: {why}",
             target.name
         )));
     }

@@ -18,6 +18,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::jsonrpc::RpcError;
+use crate::backend::credentials::Credential;
 use crate::gateway::WeightedBackend;
 
 /// Where a target's own messages (requests to the client such as sampling
@@ -243,6 +244,24 @@ impl Target {
             next_id: AtomicU64::new(1),
             relay,
         })
+    }
+
+    /// The same server reached with `credential` on every request, in a
+    /// session of its own; `None` for a process, which has no requests
+    /// to carry it.
+    pub fn with_credential(&self, credential: &Arc<Credential>) -> Option<Arc<Target>> {
+        let reach = match &self.reach {
+            Reach::Stdio { .. } => return None,
+            Reach::Http { backend, path } => Reach::Http {
+                backend: backend.clone().authenticated(Some(credential)),
+                path: path.clone(),
+            },
+            Reach::Sse { backend, path } => Reach::Sse {
+                backend: backend.clone().authenticated(Some(credential)),
+                path: path.clone(),
+            },
+        };
+        Some(Target::new(self.name.clone(), reach))
     }
 
     /// Messages of this target that concern no call in particular.
@@ -508,6 +527,39 @@ impl Target {
             info: result.get("serverInfo").cloned().unwrap_or(json!({})),
         };
         Ok((conn, info, watcher))
+    }
+}
+
+impl Drop for Target {
+    /// A Streamable HTTP server keeps a session until it times out; end it
+    /// when the gateway is done with it (a reload, an idle caller's sessions).
+    fn drop(&mut self) {
+        let (Some(conn), Reach::Http { backend, path }) = (self.conn.get_mut().take(), &self.reach)
+        else {
+            return;
+        };
+        let Conn::Http {
+            session: Some(session),
+            ..
+        } = &*conn
+        else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let mut req = Request::delete(path.as_str())
+            .body(crate::proxy::full(Bytes::new()))
+            .expect("valid request");
+        req.headers_mut().insert("mcp-session-id", session.clone());
+        if let Ok(host) = HeaderValue::from_str(&backend.target.to_string()) {
+            req.headers_mut().insert(http::header::HOST, host);
+        }
+        let backend = backend.clone();
+        runtime.spawn(async move {
+            let _ =
+                crate::backend::http::forward_to(&backend, req, Some(Duration::from_secs(5))).await;
+        });
     }
 }
 
