@@ -49,6 +49,7 @@ import argparse
 import binascii
 import datetime
 import json
+import re
 import struct
 import sys
 import threading
@@ -135,6 +136,28 @@ def issue_keys(source):
         AWS_KEYS[key_id] = (secret, token, expires)
     stamp = datetime.datetime.fromtimestamp(expires, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     return key_id, secret, token, stamp
+
+
+TOOL_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+
+
+def converse_name_refusal(req):
+    """Bedrock's validation of tool names: in the tools, the tool choice and
+    the history's tool uses (its words, for the first name that fails)."""
+    config = req.get("toolConfig") or {}
+    named = [("toolConfig.tools.%d.member.toolSpec.name" % (i + 1), t["toolSpec"].get("name"))
+             for i, t in enumerate(config.get("tools") or []) if "toolSpec" in t]
+    if "tool" in (config.get("toolChoice") or {}):
+        named.append(("toolConfig.toolChoice.tool.name", config["toolChoice"]["tool"].get("name")))
+    named += [("messages.%d.member.content.%d.member.toolUse.name" % (i + 1, j + 1), b["toolUse"].get("name"))
+              for i, m in enumerate(req.get("messages") or [])
+              for j, b in enumerate(m.get("content") or []) if "toolUse" in b]
+    for where, name in named:
+        if not isinstance(name, str) or not TOOL_NAME.fullmatch(name):
+            return ("1 validation error detected: Value '%s' at '%s' failed to satisfy constraint: "
+                    "Member must satisfy regular expression pattern: [a-zA-Z0-9_-]+ and have length "
+                    "less than or equal to 64" % (name, where))
+    return None
 
 
 CONVERSE_FIELDS = {"messages", "system", "inferenceConfig", "toolConfig", "guardrailConfig",
@@ -322,6 +345,9 @@ class BedrockMixin:
             for b in m.get("content") or []:
                 if "text" in b and not b["text"].strip():
                     return self.error(400, "The text field in the ContentBlock object is blank.")
+        refused = converse_name_refusal(req)
+        if refused:
+            return self.error(400, refused)
         last = msgs[-1]
         results = [b["toolResult"] for b in last.get("content") or [] if "toolResult" in b]
         tool_result = "".join(c.get("text", "") for c in results[-1]["content"]) if results else None

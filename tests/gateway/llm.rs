@@ -1789,6 +1789,48 @@ async fn bedrock_providers_speak_converse_with_sigv4_signatures() {
     );
     assert!(answer["id"].as_str().unwrap().starts_with("chatcmpl-"));
 
+    // An Anthropic client's tool name of 100 characters, more than Converse
+    // takes (the fake refuses such names as Bedrock does): Bedrock sees a
+    // stand-in, the client its own name, whole and streamed, and the next
+    // turn's history names the call as the tools do.
+    let long = format!("lookup_{}", "weather_by_city_".repeat(6));
+    let ask = |stream: bool, history: bool| {
+        let mut messages = vec![serde_json::json!({"role": "user", "content": "weather?"})];
+        if history {
+            messages.push(serde_json::json!({"role": "assistant", "content": [
+                {"type": "tool_use", "id": "t1", "name": long, "input": {"city": "Paris"}}]}));
+            messages.push(serde_json::json!({"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "t1", "content": "sunny"}]}));
+        }
+        serde_json::json!({"model": "m", "max_tokens": 50, "stream": stream,
+            "messages": messages,
+            "tools": [{"name": long, "input_schema": {"type": "object"}}]})
+    };
+    let (status, _, body) = post(&gw.url("/claude/v1/messages"), ask(false, false)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let answer = json(&body);
+    assert_eq!(answer["content"][0]["name"], long.as_str(), "{body}");
+    let sent = fake.requests().await.pop().unwrap();
+    let stand_in = sent["body"]["toolConfig"]["tools"][0]["toolSpec"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(stand_in.len() <= 64 && stand_in != long, "{stand_in}");
+    let (status, _, body) = post(&gw.url("/claude/v1/messages"), ask(true, false)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        body.contains(&format!(r#""name":"{long}""#)) && !body.contains(&stand_in),
+        "{body}"
+    );
+    let (status, _, body) = post(&gw.url("/claude/v1/messages"), ask(false, true)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(json(&body)["content"][0]["text"], "The tool said: sunny");
+    let sent = fake.requests().await.pop().unwrap();
+    assert_eq!(
+        sent["body"]["messages"][1]["content"][0]["toolUse"]["name"],
+        stand_in.as_str()
+    );
+
     // A stream the provider breaks off with an exception frame ends with
     // an error event naming it, after the text that came.
     let (status, _, body) = post(

@@ -26,6 +26,56 @@ pub struct Guardrail {
     pub version: String,
 }
 
+/// Converse takes tool names of `[a-zA-Z0-9_-]{1,64}`; Anthropic's API
+/// takes up to 128 characters, and clients send other characters too.
+const MAX_TOOL_NAME: usize = 64;
+
+/// The name Bedrock is given for a tool the client calls `name`: the same
+/// when Converse takes it, else a deterministic stand-in (its characters
+/// made safe, cut short, and a hash of the whole name to keep it apart
+/// from others), so history and tool choice name what the tools name.
+fn sent_tool_name(name: &str) -> std::borrow::Cow<'_, str> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    if !name.is_empty() && name.len() <= MAX_TOOL_NAME && name.chars().all(allowed) {
+        return name.into();
+    }
+    let digest = crate::distribution::store::sha256_digest(name.as_bytes());
+    let safe: String = name
+        .chars()
+        .map(|c| if allowed(c) { c } else { '_' })
+        .take(MAX_TOOL_NAME - 9)
+        .collect();
+    format!("{safe}_{}", &digest[7..15]).into()
+}
+
+/// The client's names of the request's tools that Bedrock knows by
+/// another, for the answer's tool calls; empty (no allocation) when every
+/// name goes as it is.
+#[derive(Debug, Default, Clone)]
+pub struct ToolNames(Vec<(String, String)>);
+
+impl ToolNames {
+    pub fn of(view: &LlmRequest) -> ToolNames {
+        ToolNames(
+            view.tools
+                .iter()
+                .filter_map(|t| match sent_tool_name(&t.name) {
+                    std::borrow::Cow::Owned(sent) => Some((sent, t.name.clone())),
+                    std::borrow::Cow::Borrowed(_) => None,
+                })
+                .collect(),
+        )
+    }
+
+    /// The client's name for a tool Bedrock called `sent`.
+    fn client(&self, sent: String) -> String {
+        match self.0.iter().find(|(s, _)| *s == sent) {
+            Some((_, client)) => client.clone(),
+            None => sent,
+        }
+    }
+}
+
 /// The Converse request for a chat request of `from`'s format: the view's
 /// (maybe plugin-edited) messages and tools, and the client's settings.
 pub fn request(
@@ -109,11 +159,15 @@ fn tool_config(from: Flavor, body: &Value, view: &LlmRequest) -> Option<Value> {
         },
         (Flavor::OpenAi, Some(c)) => c
             .pointer("/function/name")
-            .map(|name| json!({"tool": {"name": name}})),
+            .and_then(Value::as_str)
+            .map(|name| json!({"tool": {"name": sent_tool_name(name)}})),
         (Flavor::Anthropic, Some(c)) => match c.get("type").and_then(Value::as_str) {
             Some("none") => return None,
             Some("any") => Some(json!({"any": {}})),
-            Some("tool") => Some(json!({"tool": {"name": c.get("name")}})),
+            Some("tool") => c
+                .get("name")
+                .and_then(Value::as_str)
+                .map(|name| json!({"tool": {"name": sent_tool_name(name)}})),
             _ => Some(json!({"auto": {}})),
         },
     };
@@ -123,7 +177,8 @@ fn tool_config(from: Flavor, body: &Value, view: &LlmRequest) -> Option<Value> {
         .map(|t| {
             let schema = serde_json::from_str::<Value>(&t.parameters)
                 .unwrap_or_else(|_| json!({"type": "object"}));
-            let mut spec = json!({"name": t.name, "inputSchema": {"json": schema}});
+            let mut spec =
+                json!({"name": sent_tool_name(&t.name), "inputSchema": {"json": schema}});
             if let Some(d) = t.description.as_deref().filter(|d| !d.is_empty()) {
                 spec["description"] = d.into();
             }
@@ -163,7 +218,7 @@ fn turns(messages: &[ChatMessage]) -> (Vec<Value>, Vec<Value>) {
                     let input: Value =
                         serde_json::from_str(&c.arguments).unwrap_or_else(|_| json!({}));
                     blocks.push(
-                        json!({"toolUse": {"toolUseId": c.id, "name": c.name, "input": input}}),
+                        json!({"toolUse": {"toolUseId": c.id, "name": sent_tool_name(&c.name), "input": input}}),
                     );
                 }
                 ("assistant", blocks)
@@ -234,9 +289,10 @@ pub fn usage(u: &Value) -> Option<TokenUsage> {
     })
 }
 
-/// The neutral view of a Converse answer. Converse names neither the
-/// answer nor the model: `model` is the one asked for.
-pub fn response_view(body: &Value, provider: &str, model: &str) -> LlmResponse {
+/// The neutral view of a Converse answer, with the client's tool names.
+/// Converse names neither the answer nor the model: `model` is the one
+/// asked for.
+pub fn response_view(body: &Value, provider: &str, model: &str, names: &ToolNames) -> LlmResponse {
     let blocks = body
         .pointer("/output/message/content")
         .and_then(Value::as_array);
@@ -248,7 +304,7 @@ pub fn response_view(body: &Value, provider: &str, model: &str) -> LlmResponse {
         } else if let Some(call) = block.get("toolUse") {
             tool_calls.push(crate::policy::bindings::ToolCall {
                 id: str_field(call, "toolUseId").unwrap_or_default(),
-                name: str_field(call, "name").unwrap_or_default(),
+                name: names.client(str_field(call, "name").unwrap_or_default()),
                 arguments: call
                     .get("input")
                     .map(Value::to_string)
@@ -274,8 +330,8 @@ pub fn response_view(body: &Value, provider: &str, model: &str) -> LlmResponse {
 pub fn read_event(
     event: &str,
     v: &Value,
-    id: &str,
-    model: &str,
+    (id, model): (&str, &str),
+    names: &ToolNames,
     usage_out: &mut Option<TokenUsage>,
 ) -> Vec<Piece> {
     let index = v
@@ -291,7 +347,7 @@ pub fn read_event(
             Some(call) => vec![Piece::ToolStart {
                 index,
                 id: str_field(call, "toolUseId").unwrap_or_default(),
-                name: str_field(call, "name").unwrap_or_default(),
+                name: names.client(str_field(call, "name").unwrap_or_default()),
             }],
             None => Vec::new(),
         },
@@ -445,7 +501,7 @@ mod tests {
                 "cacheReadInputTokens": 4},
             "metrics": {"latencyMs": 120}
         });
-        let view = response_view(&answer, "bedrock", "m");
+        let view = response_view(&answer, "bedrock", "m", &ToolNames::default());
         assert_eq!(view.text, "Let me check.");
         assert_eq!(view.tool_calls[0].id, "tooluse_1");
         assert_eq!(view.tool_calls[0].arguments, r#"{"city":"Oslo"}"#);
@@ -454,5 +510,71 @@ mod tests {
         assert_eq!((u.input, u.output, u.cached_input), (14, 5, 4));
         assert_eq!(finish_reason("guardrail_intervened"), "content_filter");
         assert_eq!(finish_reason("max_tokens"), "length");
+    }
+
+    /// Names Converse refuses (longer than 64, or with other characters)
+    /// go as stand-ins everywhere the request names them, and the answer's
+    /// calls, whole or streamed, come back under the client's names.
+    #[test]
+    fn tool_names_bedrock_refuses_are_stood_in_for_and_restored() {
+        let long = format!("mcp_server_{}", "very_long_tool_name_".repeat(5));
+        let dotted = "files.read";
+        let body = json!({
+            "model": "claude", "max_tokens": 50,
+            "messages": [
+                {"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": [
+                    {"type": "tool_use", "id": "t1", "name": long, "input": {}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1",
+                    "content": "ok"}]}
+            ],
+            "tools": [{"name": long, "input_schema": {"type": "object"}},
+                {"name": dotted, "input_schema": {"type": "object"}},
+                {"name": "plain", "input_schema": {"type": "object"}}],
+            "tool_choice": {"type": "tool", "name": long}
+        });
+        let view = request_view(Flavor::Anthropic, &body, "bedrock");
+        let out = Value::Object(request(Flavor::Anthropic, &body, &view, None));
+        let specs: Vec<&str> = out["toolConfig"]["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["toolSpec"]["name"].as_str().unwrap())
+            .collect();
+        let stand_in = specs[0];
+        assert!(stand_in.len() <= 64 && stand_in.starts_with("mcp_server_very_long"));
+        assert!(specs[1].starts_with("files_read_") && specs[1].len() == 19);
+        assert_eq!(specs[2], "plain");
+        assert_eq!(
+            out["toolConfig"]["toolChoice"],
+            json!({"tool": {"name": stand_in}})
+        );
+        assert_eq!(
+            out["messages"][1]["content"][0]["toolUse"]["name"],
+            stand_in
+        );
+        // Deterministic: the same name gets the same stand-in each request.
+        assert_eq!(sent_tool_name(&long), stand_in);
+
+        let names = ToolNames::of(&view);
+        let answer = json!({"output": {"message": {"role": "assistant", "content": [
+            {"toolUse": {"toolUseId": "a", "name": stand_in, "input": {}}},
+            {"toolUse": {"toolUseId": "b", "name": specs[1], "input": {}}},
+            {"toolUse": {"toolUseId": "c", "name": "plain", "input": {}}}]}},
+            "stopReason": "tool_use"});
+        let calls = response_view(&answer, "bedrock", "m", &names).tool_calls;
+        let called: Vec<&str> = calls.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(called, [long.as_str(), dotted, "plain"]);
+        let pieces = read_event(
+            "contentBlockStart",
+            &json!({"contentBlockIndex": 0, "start": {"toolUse": {"toolUseId": "a", "name": stand_in}}}),
+            ("id", "m"),
+            &names,
+            &mut None,
+        );
+        assert!(
+            matches!(&pieces[..], [Piece::ToolStart { name, .. }] if *name == long),
+            "{pieces:?}"
+        );
     }
 }

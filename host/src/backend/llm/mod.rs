@@ -339,6 +339,7 @@ async fn chat(
         edited = run.modified::<OnLlmRequest>();
     }
     run.request_phase_done();
+    let tool_names = converse::ToolNames::of(&view);
 
     let attempt = |p: &Provider| {
         let model = p.model.as_deref().unwrap_or(&view.model);
@@ -447,8 +448,11 @@ async fn chat(
     if is_event_stream(&resp) {
         let relay = ChatStream {
             guard: StreamGuard::new(run, &provider, &requested_model),
-            relay: StreamRelay::new(wire, from, client_wants_usage, created)
-                .named(&request_id, sent_model),
+            relay: StreamRelay::new(wire, from, client_wants_usage, created).named(
+                &request_id,
+                sent_model,
+                tool_names,
+            ),
         };
         return stream_response(shared, resp, relay, &llm, route, provider);
     }
@@ -472,7 +476,7 @@ async fn chat(
     let (mut view, id) = match wire {
         Wire::Chat(to) => chat::response_view(to, &answer, provider.family),
         Wire::Converse => (
-            converse::response_view(&answer, provider.family, sent_model),
+            converse::response_view(&answer, provider.family, sent_model, &tool_names),
             request_id,
         ),
     };

@@ -82,6 +82,8 @@ pub struct StreamRelay {
     created: u64,
     id: String,
     model: String,
+    /// Tool names Bedrock was given in place of the client's.
+    tool_names: super::converse::ToolNames,
     usage: Option<TokenUsage>,
     finish: Option<String>,
     started: bool,
@@ -112,6 +114,7 @@ impl StreamRelay {
             created,
             id: String::new(),
             model: String::new(),
+            tool_names: Default::default(),
             usage: None,
             finish: None,
             started: false,
@@ -125,11 +128,12 @@ impl StreamRelay {
     }
 
     /// The answer's id and model, for a provider whose stream names
-    /// neither (Bedrock's).
-    pub fn named(mut self, id: &str, model: &str) -> Self {
+    /// neither (Bedrock's), and the client's names of its tools.
+    pub fn named(mut self, id: &str, model: &str, tools: super::converse::ToolNames) -> Self {
         if self.from == Wire::Converse {
             self.id = id.to_string();
             self.model = model.to_string();
+            self.tool_names = tools;
         }
         self
     }
@@ -164,7 +168,13 @@ impl StreamRelay {
             Wire::Converse => match &parsed {
                 Some(v) => {
                     let event = ev.event.as_deref().unwrap_or_default();
-                    super::converse::read_event(event, v, &self.id, &self.model, &mut self.usage)
+                    super::converse::read_event(
+                        event,
+                        v,
+                        (&self.id, &self.model),
+                        &self.tool_names,
+                        &mut self.usage,
+                    )
                 }
                 None => Vec::new(),
             },
