@@ -34,6 +34,17 @@ the fixed one, by STS (POST / with AssumeRoleWithWebIdentity and the token
 with the token --container-token) and IMDSv2 (PUT /latest/api/token, then
 /latest/meta-data/iam/security-credentials/ROLE); they expire after
 --aws-ttl seconds. GET /_aws_issued counts what each source issued.
+With --azure-entra the openai flavor is Azure behind Microsoft Entra ID:
+every call needs a bearer token this fake issued for the path's audience
+(https://ai.azure.com for Foundry's /api/projects/ paths, else
+https://cognitiveservices.azure.com), issued by the tenant token endpoint
+(POST /TENANT/oauth2/v2.0/token: client credentials with the secret of
+--azure-secret CLIENT:SECRET, or the federated token --azure-assertion as
+the client assertion), the instance metadata service (GET
+/metadata/identity/oauth2/token, header Metadata: true), the App Service
+endpoint (GET /_azure/identity, header X-IDENTITY-HEADER: the value of
+--azure-identity-header) or, for a fake `az`, GET /_azure/cli; they live
+--token-ttl seconds. GET /_azure_issued lists what was issued.
 GET /_test/service-account.json gives a key whose token_uri is this fake
 (?forged=1: one signed by another key); GET /_tokens counts tokens issued. `--fail STATUS`
 answers every request with that error. `--key` makes the API key mandatory. GET /_requests lists what
@@ -41,7 +52,8 @@ was received (path, headers, body, the caller's port), for the tests' assertions
 
 Usage: llm_provider.py --flavor openai|anthropic|vertex|bedrock [--port 0] [--key K]
                        [--fail 429] [--token-ttl SECONDS] [--aws-key ID:SECRET[:TOKEN]]
-                       [--region us-east-1]
+                       [--region us-east-1] [--azure-entra] [--azure-secret CLIENT:SECRET]
+                       [--azure-assertion TOKEN] [--azure-identity-header VALUE]
 Prints "listening on PORT" once ready.
 """
 
@@ -65,6 +77,9 @@ LOCK = threading.Lock()
 SA_KEY = None
 TOKENS = []
 ID_TOKENS = []
+# Azure: tokens issued -> (audience, how, expiry); the issue log.
+ENTRA_TOKENS = {}
+ENTRA_ISSUED = []
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
 SA_EMAIL = "gateway@wardgate-test.iam.gserviceaccount.com"
@@ -479,7 +494,94 @@ class Handler(BedrockMixin, BaseHTTPRequestHandler):
 
     # ---- routes -----------------------------------------------------------
 
+    # ---- Microsoft Entra ID ------------------------------------------------
+
+    def entra_issue(self, resource, how, extra):
+        """A token for `resource` (a scope's resource, without /.default)."""
+        with LOCK:
+            token = "entra-%d" % (len(ENTRA_ISSUED) + 1)
+            ENTRA_TOKENS[token] = (resource, time.time() + ARGS.token_ttl)
+            ENTRA_ISSUED.append(dict(extra, via=how, resource=resource))
+        return token
+
+    def entra_error(self, status, code, description):
+        self.send_json(status, {"error": code, "error_description": description,
+                                "error_codes": [int(description[6:description.index(":")])]})
+
+    def entra_token(self, raw):
+        """The tenant's v2.0 token endpoint: client credentials only."""
+        form = dict(urllib.parse.parse_qsl(raw.decode()))
+        tenant = self.path.split("/")[1]
+        if form.get("grant_type") != "client_credentials":
+            return self.entra_error(400, "unsupported_grant_type", "AADSTS70003: grant type not supported")
+        scope = form.get("scope", "")
+        if not scope.endswith("/.default"):
+            return self.entra_error(400, "invalid_scope", "AADSTS70011: the scope must end in /.default")
+        client, secret = ARGS.azure_secret.split(":", 1)
+        if form.get("client_id") != client:
+            return self.entra_error(400, "unauthorized_client", "AADSTS700016: application not found")
+        if "client_secret" in form:
+            if form["client_secret"] != secret:
+                return self.entra_error(401, "invalid_client", "AADSTS7000215: Invalid client secret provided.")
+            how = "secret"
+        elif form.get("client_assertion_type") == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer":
+            if form.get("client_assertion") != ARGS.azure_assertion:
+                return self.entra_error(401, "invalid_client", "AADSTS700024: Client assertion is not valid.")
+            how = "workload"
+        else:
+            return self.entra_error(401, "invalid_client", "AADSTS7000216: a secret or assertion is required")
+        token = self.entra_issue(scope[:-len("/.default")], how, {"tenant": tenant, "client": client})
+        self.send_json(200, {"token_type": "Bearer", "expires_in": ARGS.token_ttl,
+                             "ext_expires_in": ARGS.token_ttl, "access_token": token})
+
+    def entra_managed(self):
+        path, _, query = self.path.partition("?")
+        q = dict(urllib.parse.parse_qsl(query))
+        identity = {k: v for k, v in q.items() if k not in ("api-version", "resource")}
+        resource = q.get("resource", "")
+        if path == "/metadata/identity/oauth2/token":
+            if self.headers.get("metadata") != "true" or q.get("api-version") != "2018-02-01":
+                return self.send_json(400, {"error": "invalid_request", "error_description": "Required metadata header not specified"})
+            token = self.entra_issue(resource, "imds", identity)
+            return self.send_json(200, {"access_token": token, "expires_in": str(ARGS.token_ttl),
+                                        "expires_on": str(int(time.time()) + ARGS.token_ttl),
+                                        "resource": resource, "token_type": "Bearer"})
+        if path == "/_azure/identity":
+            if self.headers.get("x-identity-header") != ARGS.azure_identity_header:
+                return self.send_json(401, {"error": "unauthorized", "error_description": "bad X-IDENTITY-HEADER"})
+            token = self.entra_issue(resource, "appservice", identity)
+            return self.send_json(200, {"access_token": token,
+                                        "expires_on": str(int(time.time()) + ARGS.token_ttl),
+                                        "resource": resource, "token_type": "Bearer"})
+        # What a fake `az account get-access-token` asks for.
+        token = self.entra_issue(resource, "cli", {})
+        self.send_json(200, {"accessToken": token, "tokenType": "Bearer",
+                             "expires_on": int(time.time()) + ARGS.token_ttl,
+                             "expiresOn": "2099-01-01 00:00:00.000000"})
+
+    def entra_refusal(self, path):
+        """Why a call's bearer token is not good for this Azure path, if it is not."""
+        auth = self.headers.get("authorization") or ""
+        token = auth[len("Bearer "):] if auth.startswith("Bearer ") else None
+        want = "https://ai.azure.com" if path.startswith("/api/projects/") \
+            else "https://cognitiveservices.azure.com"
+        with LOCK:
+            issued = ENTRA_TOKENS.get(token)
+        if issued is None:
+            return "Access denied due to invalid subscription key or wrong API endpoint, or a token Entra ID did not issue"
+        if issued[0] != want:
+            return "Token audience %s is not %s" % (issued[0], want)
+        if issued[1] < time.time():
+            return "Token expired"
+        return None
+
     def do_GET(self):
+        if self.path == "/_azure_issued":
+            with LOCK:
+                return self.send_json(200, ENTRA_ISSUED)
+        if ARGS.azure_entra and self.path.startswith(
+                ("/metadata/identity/oauth2/token", "/_azure/identity", "/_azure/cli")):
+            return self.entra_managed()
         if self.path == "/_aws_issued":
             with LOCK:
                 return self.send_json(200, AWS_ISSUED)
@@ -522,9 +624,15 @@ class Handler(BedrockMixin, BaseHTTPRequestHandler):
             return self.google_token(raw)
         if ARGS.flavor == "bedrock" and self.path == "/":
             return self.sts(raw)
+        if ARGS.azure_entra and self.path.endswith("/oauth2/v2.0/token"):
+            return self.entra_token(raw)
         self.record(raw)
         if ARGS.fail:
             return self.error(ARGS.fail, f"{ARGS.name} fails on purpose ({ARGS.fail})")
+        if ARGS.azure_entra:
+            refusal = self.entra_refusal(self.path.split("?")[0])
+            if refusal:
+                return self.send_json(401, {"error": {"code": "401", "message": refusal}})
         if ARGS.key and ARGS.flavor != "bedrock":
             got = (self.headers.get("authorization") or "") if ARGS.flavor == "openai" \
                 else (self.headers.get("x-api-key") or "")
@@ -996,6 +1104,10 @@ def main():
     p.add_argument("--fail", type=int)
     p.add_argument("--name", default="fake")
     p.add_argument("--chunk-delay-ms", type=float, default=0)
+    p.add_argument("--azure-entra", action="store_true")
+    p.add_argument("--azure-secret", default="wardgate-app:wardgate-app-secret")
+    p.add_argument("--azure-assertion", default="wardgate-federated-token")
+    p.add_argument("--azure-identity-header", default="wardgate-identity-header")
     ARGS = p.parse_args()
     if ARGS.flavor == "vertex":
         global SA_KEY

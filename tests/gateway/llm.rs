@@ -542,6 +542,38 @@ fn aws_signatures_are_for_bedrock_providers_only() {
     );
 }
 
+/// `backendAuth: azure` mistakes are placed: a client secret without its
+/// client id, a misspelt identity kind, workload identity on a gateway
+/// without its environment.
+#[test]
+fn azure_auth_mistakes_are_placed() {
+    let config = |auth: &str| {
+        format!(
+            "binds:\n- port: 4000\n  listeners:\n  - routes:\n    - name: chat\n      policies:\n        backendAuth: {{azure: {auth}}}\n      backends:\n      - ai: {{provider: {{azure: {{resourceName: contoso}}}}}}\n"
+        )
+    };
+    for (name, auth, expected) in [
+        (
+            "azure-no-client",
+            "{explicitConfig: {clientSecret: {tenantId: t, clientSecret: s}}}",
+            ":7:76: binds[0].listeners[0].routes[0].policies.backendAuth.azure.explicitConfig.clientSecret: missing field `clientId`",
+        ),
+        (
+            "azure-identity-kind",
+            "{explicitConfig: {managedIdentity: {userAssignedIdentity: {clientID: c}}}}",
+            "policies.backendAuth.azure.explicitConfig.managedIdentity.userAssignedIdentity: unknown variant `clientID`",
+        ),
+        (
+            "azure-workload",
+            "{explicitConfig: {workloadIdentity: {}}}",
+            "routes[0].policies.backendAuth.azure: workload identity needs AZURE_FEDERATED_TOKEN_FILE",
+        ),
+    ] {
+        let stderr = refused_config(name, &config(auth));
+        assert!(stderr.contains(expected), "{name}: {stderr}");
+    }
+}
+
 /// agentgateway's Gemini and Azure provider configs, a Vertex one and a
 /// Bedrock one validate; a typo in one, a dated Azure API version without
 /// its deployment, a Vertex credential that is no service account key, or
@@ -2066,4 +2098,184 @@ async fn bedrock_keys_come_from_web_identity_containers_and_instance_metadata() 
             fake.port
         )));
     }
+}
+
+async fn entra_issued(fake: &FakeProvider) -> Vec<serde_json::Value> {
+    let (_, _, body) = get(&client(), &format!("http://{}/_azure_issued", fake.addr())).await;
+    json(&body).as_array().cloned().unwrap()
+}
+
+/// agentgateway's `backendAuth: azure` in front of Azure providers that
+/// take Microsoft Entra ID tokens only (the fake refuses any other bearer,
+/// and a token for the wrong audience): a service principal's secret, a
+/// workload identity's federated token (for a Foundry project's audience),
+/// a user-assigned managed identity at the instance metadata service, the
+/// App Service identity endpoint through `implicit`, and the Azure CLI
+/// (`developerImplicit`, a fake `az`). Tokens are kept until near expiry;
+/// a secret Entra ID refuses is a 502 naming the provider and Entra's
+/// error, and nothing reaches Azure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn azure_providers_take_entra_id_tokens_from_every_source() {
+    let fake = FakeProvider::start(
+        "openai",
+        "fake-azure",
+        &["--azure-entra", "--azure-secret", "app-1:s3cret"],
+    );
+    let dir = std::env::temp_dir().join(format!("wardgate-azure-{}", fake.port));
+    std::fs::create_dir_all(&dir).unwrap();
+    let federated = dir.join("federated-token");
+    std::fs::write(&federated, "wardgate-federated-token\n").unwrap();
+    let route = |name: &str, kind: &str, auth: &str| {
+        let provider = match kind {
+            "foundry" => {
+                "{azure: {resourceName: contoso, resourceType: foundry, projectName: agents}}"
+            }
+            _ => "{azure: {resourceName: contoso, resourceType: openAI}}",
+        };
+        format!(
+            r#"
+    - name: {name}
+      matches: [{{path: {{pathPrefix: /{name}}}}}]
+      policies:
+        backendAuth: {{azure: {auth}}}
+      backends:
+      - ai: {{name: {name}, provider: {provider}, hostOverride: "{addr}"}}"#,
+            addr = fake.addr()
+        )
+    };
+    let authority = format!("http://{}", fake.addr());
+    let base = |extra: &[(&'static str, String)]| {
+        let mut envs = vec![
+            ("AZURE_AUTHORITY_HOST", authority.clone()),
+            ("AZURE_POD_IDENTITY_AUTHORITY_HOST", authority.clone()),
+        ];
+        envs.extend(extra.iter().cloned());
+        envs
+    };
+    let gw = Gateway::start_env(
+        &format!(
+            "binds:\n- port: 0\n  listeners:\n  - routes:{}{}{}{}\n",
+            route(
+                "secret",
+                "openai",
+                "{explicitConfig: {clientSecret: {tenantId: tenant-1, clientId: app-1, clientSecret: $AZ_SECRET}}}"
+            ),
+            route(
+                "wrong",
+                "openai",
+                "{explicitConfig: {clientSecret: {tenant_id: tenant-1, client_id: app-1, client_secret: not-it}}}"
+            ),
+            route("workload", "foundry", "{explicitConfig: {workloadIdentity: {}}}"),
+            route(
+                "vm",
+                "openai",
+                "{explicitConfig: {managedIdentity: {userAssignedIdentity: {objectId: obj-1}}}}"
+            ),
+        ),
+        &base(&[
+            ("AZ_SECRET", "s3cret".into()),
+            ("AZURE_FEDERATED_TOKEN_FILE", federated.display().to_string()),
+            ("AZURE_TENANT_ID", "tenant-2".into()),
+            ("AZURE_CLIENT_ID", "app-1".into()),
+        ]),
+    )
+    .await;
+    let chat = |url: String| async move {
+        let req = http::Request::post(url)
+                .header("content-type", "application/json")
+                .header("api-key", "the-clients-own")
+                .body(http_body_util::Full::from(
+                    serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "hello there"}]})
+                        .to_string(),
+                ))
+                .unwrap();
+        let (status, _, body) = super::send(&client(), req).await;
+        (status, body)
+    };
+    for _ in 0..2 {
+        for name in ["secret", "workload", "vm"] {
+            let (status, body) = chat(gw.url(&format!("/{name}/v1/chat/completions"))).await;
+            assert_eq!(status, StatusCode::OK, "{name}: {body}");
+            assert_eq!(
+                json(&body)["choices"][0]["message"]["content"],
+                "Echo: hello there"
+            );
+        }
+    }
+    let last = fake.requests().await.pop().unwrap();
+    assert!(last["headers"].get("api-key").is_none(), "{last}");
+    // One token per source, kept for the second round.
+    let issued = entra_issued(&fake).await;
+    let cognitive = "https://cognitiveservices.azure.com";
+    assert_eq!(
+        issued,
+        serde_json::json!([
+            {"via": "secret", "tenant": "tenant-1", "client": "app-1", "resource": cognitive},
+            {"via": "workload", "tenant": "tenant-2", "client": "app-1", "resource": "https://ai.azure.com"},
+            {"via": "imds", "object_id": "obj-1", "resource": cognitive},
+        ])
+        .as_array()
+        .unwrap()
+        .clone(),
+    );
+    // A secret Entra ID refuses: 502 naming the provider and Entra's words.
+    let calls = fake.requests().await.len();
+    let (status, body) = chat(gw.url("/wrong/v1/chat/completions")).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    let message = error_message(&body);
+    assert!(
+        message.contains("wrong") && message.contains("AADSTS7000215"),
+        "{body}"
+    );
+    assert_eq!(fake.requests().await.len(), calls);
+    let (_, _, dump) = get(&client(), &gw.admin_url("/config_dump")).await;
+    assert!(!dump.contains("not-it"), "{dump}");
+
+    // `implicit` on App Service (its identity endpoint), and
+    // `developerImplicit` with the Azure CLI (a fake `az` on PATH).
+    let az = dir.join("az");
+    std::fs::write(
+        &az,
+        format!(
+            "#!/bin/sh\n[ \"$1 $2\" = \"account get-access-token\" ] || exit 2\nexec {} -c 'import sys, urllib.request; print(urllib.request.urlopen(\"http://{}/_azure/cli?resource=\" + sys.argv[-1]).read().decode())' \"$@\"\n",
+            python().display(),
+            fake.addr()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&az, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let gw = Gateway::start_env(
+        &format!(
+            "binds:\n- port: 0\n  listeners:\n  - routes:{}{}\n",
+            route("app", "openai", "{implicit: {}}"),
+            route("cli", "foundry", "{developerImplicit: {}}"),
+        ),
+        &base(&[
+            (
+                "IDENTITY_ENDPOINT",
+                format!("http://{}/_azure/identity", fake.addr()),
+            ),
+            ("IDENTITY_HEADER", "wardgate-identity-header".into()),
+            (
+                "PATH",
+                format!(
+                    "{}:{}",
+                    dir.display(),
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            ),
+        ]),
+    )
+    .await;
+    for name in ["app", "cli", "app"] {
+        let (status, body) = chat(gw.url(&format!("/{name}/v1/chat/completions"))).await;
+        assert_eq!(status, StatusCode::OK, "{name}: {body}");
+    }
+    let issued = entra_issued(&fake).await;
+    assert_eq!(issued.len(), 5, "{issued:?}");
+    assert_eq!(issued[3]["via"], "appservice");
+    assert_eq!(issued[3]["resource"], cognitive);
+    assert_eq!(issued[4]["via"], "cli");
+    assert_eq!(issued[4]["resource"], "https://ai.azure.com");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -129,7 +129,7 @@ fn text(status: StatusCode, body: &'static str) -> Response<Body> {
 
 /// Values under keys that name secrets never leave the process.
 pub fn redact(value: &mut serde_json::Value) {
-    const SECRET_KEYS: [&str; 14] = [
+    const SECRET_KEYS: [&str; 15] = [
         "key",
         "keyhash",
         "htpasswd",
@@ -144,6 +144,7 @@ pub fn redact(value: &mut serde_json::Value) {
         "accesskeyid",
         "secretaccesskey",
         "sessiontoken",
+        "clientsecret",
     ];
     match value {
         serde_json::Value::Object(map) => {

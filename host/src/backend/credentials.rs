@@ -1,14 +1,17 @@
 //! What the gateway adds to authenticate to a backend (`backendAuth`): a key
-//! in the header the backend reads, a Google token, which may have to be
-//! fetched, or an AWS signature over the finished request; the last two
-//! are added last ([`Credential::sign`]).
+//! in the header the backend reads, a Google or Entra ID token, which may
+//! have to be fetched, or an AWS signature over the finished request; the
+//! last three are added last ([`Credential::sign`]).
 
 use http::{HeaderMap, HeaderName, HeaderValue, Request};
 
 use super::aws_signer::AwsSigner;
+use super::azure_credentials::{AzureTokens, COGNITIVE_SERVICES_SCOPE};
 use super::google_credentials::GoogleCredentials;
 use super::google_id_tokens::GoogleIdTokens;
-use crate::config::schema::{AwsAuth, BackendAuth, GcpAuth, GcpTokenType, HostPort, SecretSource};
+use crate::config::schema::{
+    AwsAuth, AzureAuth, AzureExplicit, BackendAuth, GcpAuth, GcpTokenType, HostPort, SecretSource,
+};
 
 pub enum Credential {
     None,
@@ -20,6 +23,8 @@ pub enum Credential {
     GoogleId(GoogleIdTokens),
     /// An AWS SigV4 signature.
     Aws(AwsSigner),
+    /// A Microsoft Entra ID token, cached and fetched when near expiry.
+    Azure(AzureTokens),
 }
 
 /// What a backend takes when `backendAuth` names nothing, and what it can
@@ -32,6 +37,9 @@ pub enum Takes<'a> {
     Google,
     /// AWS signatures for this region by default (Bedrock).
     Aws { region: &'a str },
+    /// What `backendAuth` gives, with Entra ID tokens for this audience
+    /// (an Azure provider's: Foundry's differs from Azure OpenAI's).
+    Azure { scope: &'static str },
 }
 
 /// Where a backend reads a key.
@@ -118,12 +126,34 @@ impl Credential {
                     ));
                 }
             },
+            Some(BackendAuth::Azure(azure)) => {
+                let scope = match takes {
+                    Takes::Azure { scope } => scope,
+                    _ => COGNITIVE_SERVICES_SCOPE,
+                };
+                let secret = match azure {
+                    AzureAuth::ExplicitConfig(AzureExplicit::ClientSecret(c)) => Some(
+                        resolve_secret(&c.client_secret, base_dir).map_err(|e| {
+                            (
+                                "policies.backendAuth.azure.explicitConfig.clientSecret.clientSecret"
+                                    .to_string(),
+                                e,
+                            )
+                        })?,
+                    ),
+                    _ => None,
+                };
+                Credential::Azure(
+                    AzureTokens::build(azure, scope, secret)
+                        .map_err(|e| ("policies.backendAuth.azure".to_string(), e))?,
+                )
+            }
             None => match takes {
                 Takes::Google => Credential::Google(GoogleCredentials::ambient()),
                 Takes::Aws { region } => {
                     Credential::Aws(AwsSigner::build(&AwsAuth::default(), region, base_dir)?)
                 }
-                Takes::Configured => Credential::None,
+                Takes::Configured | Takes::Azure { .. } => Credential::None,
             },
             Some(BackendAuth::Passthrough(_)) => Credential::None,
         })
@@ -147,6 +177,7 @@ impl Credential {
         let token = match self {
             Credential::Google(google) => google.bearer().await?,
             Credential::GoogleId(google) => google.bearer(&target.host).await?,
+            Credential::Azure(azure) => azure.bearer().await?,
             Credential::Aws(signer) => return signer.sign(req, &host_header(target)).await,
             Credential::None | Credential::Header(..) => return Ok(()),
         };

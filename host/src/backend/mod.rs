@@ -4,6 +4,7 @@
 
 pub mod aws_credentials;
 pub mod aws_signer;
+pub mod azure_credentials;
 pub mod credentials;
 pub mod fetch;
 pub mod google_credentials;

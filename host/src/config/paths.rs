@@ -3,7 +3,8 @@
 //! the config is built, so nothing downstream needs to know.
 
 use super::schema::{
-    AiProviderPolicies, BackendAuth, BackendKind, Config, GcpAuth, Jwks, SecretSource,
+    AiProviderPolicies, AzureAuth, AzureClientSecret, AzureExplicit, BackendAuth, BackendKind,
+    Config, GcpAuth, Jwks, SecretSource,
 };
 use crate::policy::{PluginSource, PluginSpec};
 
@@ -53,7 +54,13 @@ pub fn resolve(config: &mut Config) {
                         | Some(BackendAuth::Gcp(GcpAuth {
                             credential: Some(SecretSource::File { file }),
                             ..
-                        })) => fix(file),
+                        }))
+                        | Some(BackendAuth::Azure(AzureAuth::ExplicitConfig(
+                            AzureExplicit::ClientSecret(AzureClientSecret {
+                                client_secret: SecretSource::File { file },
+                                ..
+                            }),
+                        ))) => fix(file),
                         Some(BackendAuth::Aws(aws)) => {
                             let keys = [
                                 &mut aws.access_key_id,

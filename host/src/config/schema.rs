@@ -849,6 +849,59 @@ pub enum BackendAuth {
     /// process's `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` /
     /// `AWS_SESSION_TOKEN`.
     Aws(AwsAuth),
+    /// A Microsoft Entra ID token (Azure OpenAI, Azure AI Foundry).
+    Azure(AzureAuth),
+}
+
+/// agentgateway's `backendAuth: azure`: where the Entra ID token comes from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub enum AzureAuth {
+    ExplicitConfig(AzureExplicit),
+    /// As the Azure SDKs' default chain: a client secret in the
+    /// environment, workload identity, managed identity.
+    Implicit(Empty),
+    /// The Azure CLI's signed-in account (`az account get-access-token`).
+    DeveloperImplicit(Empty),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub enum AzureExplicit {
+    ClientSecret(AzureClientSecret),
+    ManagedIdentity(AzureManagedIdentity),
+    /// Kubernetes workload identity: `AZURE_FEDERATED_TOKEN_FILE`,
+    /// `AZURE_TENANT_ID`, `AZURE_CLIENT_ID`.
+    WorkloadIdentity(Empty),
+}
+
+/// A service principal's secret. agentgateway's schema spells the keys
+/// in snake case and its docs in camel case: both are taken.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AzureClientSecret {
+    #[serde(alias = "tenant_id")]
+    pub tenant_id: String,
+    #[serde(alias = "client_id")]
+    pub client_id: String,
+    #[serde(alias = "client_secret")]
+    pub client_secret: SecretSource,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AzureManagedIdentity {
+    /// A user-assigned identity; the system-assigned one by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_assigned_identity: Option<AzureUserAssignedIdentity>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub enum AzureUserAssignedIdentity {
+    ClientId(String),
+    ObjectId(String),
+    ResourceId(String),
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -8,6 +8,7 @@ use http::HeaderValue;
 use super::api::{Api, Flavor, Wire};
 use super::converse::Guardrail;
 use crate::backend::aws_signer::PayloadDigest;
+use crate::backend::azure_credentials;
 use crate::backend::credentials::{Credential, KeyHeader, Takes};
 use crate::backend::http::HttpBackends;
 use crate::config::schema::{
@@ -402,10 +403,16 @@ impl Provider {
                 connect_timeout,
             )
             .map_err(|e| ("policies.backendTLS".to_string(), e))?;
-        let takes = match (&preset.bedrock, preset.vertex) {
-            (Some(b), _) => Takes::Aws { region: &b.region },
-            (None, true) => Takes::Google,
-            (None, false) => Takes::Configured,
+        let takes = match (&preset.bedrock, preset.vertex, &named.provider) {
+            (Some(b), _, _) => Takes::Aws { region: &b.region },
+            (None, true, _) => Takes::Google,
+            (None, false, AiProvider::Azure(a)) => Takes::Azure {
+                scope: match a.resource_type {
+                    AzureResourceType::Foundry => azure_credentials::FOUNDRY_SCOPE,
+                    AzureResourceType::OpenAi => azure_credentials::COGNITIVE_SERVICES_SCOPE,
+                },
+            },
+            (None, false, _) => Takes::Configured,
         };
         let credential = Credential::build(auth, preset.key, takes, base_dir)?;
         let mut upstream = WeightedBackend::new(at.target, 1, &transport);
@@ -585,6 +592,7 @@ impl Provider {
         if !passthrough {
             headers.remove(http::header::AUTHORIZATION);
             headers.remove("x-api-key");
+            headers.remove("api-key");
         }
         self.credential.authorize(headers);
         if self.vertex {
