@@ -30,7 +30,7 @@ signature by --aws-key ID:SECRET[:TOKEN] for service bedrock and
 --region, checked by botocore's own signer (or, with --key, a Bedrock API
 key as a bearer token). Temporary keys are issued, to be signed with like
 the fixed one, by STS (POST / with AssumeRoleWithWebIdentity and the token
---web-identity-token), container credentials (GET /_aws/container-credentials
+--web-identity-token, or AssumeRole signed for sts by a key it knows), container credentials (GET /_aws/container-credentials
 with the token --container-token) and IMDSv2 (PUT /latest/api/token, then
 /latest/meta-data/iam/security-credentials/ROLE); they expire after
 --aws-ttl seconds. GET /_aws_issued counts what each source issued.
@@ -137,7 +137,9 @@ def decide(last_user, tool_result, tool_names):
 
 # Key id -> (secret, session token, expiry or None): the fixed key and those issued.
 AWS_KEYS = {}
-AWS_ISSUED = {"sts": 0, "container": 0, "imds": 0}
+AWS_ISSUED = {"sts": 0, "container": 0, "imds": 0, "assume": 0}
+# The AssumeRole calls STS took (their form fields).
+ASSUMED = []
 IMDS_TOKEN = "imds-session-token"
 
 
@@ -207,9 +209,10 @@ def check_own_frames():
 class BedrockMixin:
     """Amazon Bedrock's runtime API, for the Handler below."""
 
-    def sigv4_refusal(self, raw):
-        """None if the request is signed by --aws-key for bedrock in
-        --region (verified with botocore's signer), else why not."""
+    def sigv4_refusal(self, raw, service="bedrock"):
+        """None if the request is signed by --aws-key (or keys issued here)
+        for `service` in --region (verified with botocore's signer), else
+        why not."""
         from botocore.auth import SigV4Auth
         from botocore.awsrequest import AWSRequest
         from botocore.credentials import Credentials
@@ -219,6 +222,7 @@ class BedrockMixin:
         if not auth.startswith("AWS4-HMAC-SHA256 "):
             return (403, "Missing Authentication Token", "MissingAuthenticationTokenException")
         fields = dict(part.strip().split("=", 1) for part in auth[len("AWS4-HMAC-SHA256 "):].split(","))
+        want_service = service
         key_id, day, region, service, _ = fields["Credential"].split("/")
         with LOCK:
             known = AWS_KEYS.get(key_id)
@@ -228,9 +232,9 @@ class BedrockMixin:
         secret, token, expires = known
         if expires is not None and time.time() > expires:
             return (403, "The security token included in the request is expired", "ExpiredTokenException")
-        if region != ARGS.region or service != "bedrock":
-            return (403, "Credential should be scoped to a valid region and service bedrock, not %s/%s"
-                    % (region, service), "InvalidSignatureException")
+        if region != ARGS.region or service != want_service:
+            return (403, "Credential should be scoped to a valid region and service %s, not %s/%s"
+                    % (want_service, region, service), "InvalidSignatureException")
         amz_date = self.headers.get("x-amz-date") or ""
         signed_at = datetime.datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(
             tzinfo=datetime.timezone.utc)
@@ -244,7 +248,7 @@ class BedrockMixin:
         req = AWSRequest(method="POST", url="https://%s%s" % (self.headers["host"], self.path), data=raw,
                          headers={h: self.headers[h] for h in signed})
         req.context["timestamp"] = amz_date
-        signer = SigV4Auth(Credentials(key_id, secret, token), "bedrock", ARGS.region)
+        signer = SigV4Auth(Credentials(key_id, secret, token), want_service, ARGS.region)
         canonical = signer.canonical_request(req)
         want = signer.signature(signer.string_to_sign(req, canonical), req)
         if want != fields["Signature"]:
@@ -254,8 +258,47 @@ class BedrockMixin:
                     "InvalidSignatureException")
         return None
 
+    def xml(self, status, text):
+        data = text.encode()
+        self.send_response(status)
+        self.send_header("content-type", "text/xml")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def assume_role(self, raw, form):
+        """STS's AssumeRole: signed (for sts) by keys this fake knows."""
+        refusal = self.sigv4_refusal(raw, "sts")
+        if refusal:
+            return self.xml(refusal[0], "<ErrorResponse><Error><Type>Sender</Type><Code>%s</Code>"
+                            "<Message>%s</Message></Error></ErrorResponse>" % (refusal[2], refusal[1]))
+        if not form.get("RoleArn", "").startswith("arn:aws:iam::") or not form.get("RoleSessionName"):
+            return self.xml(400, "<ErrorResponse><Error><Code>ValidationError</Code>"
+                            "<Message>RoleArn and RoleSessionName are required</Message></Error></ErrorResponse>")
+        with LOCK:
+            ASSUMED.append(form)
+        key_id, secret, token, stamp = issue_keys("assume")
+        self.xml(200, """<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+  <AssumeRoleResult>
+    <AssumedRoleUser>
+      <AssumedRoleId>AROAFAKE:%s</AssumedRoleId>
+      <Arn>arn:aws:sts::123456789012:assumed-role/wardgate/%s</Arn>
+    </AssumedRoleUser>
+    <Credentials>
+      <AccessKeyId>%s</AccessKeyId>
+      <SecretAccessKey>%s</SecretAccessKey>
+      <SessionToken>%s</SessionToken>
+      <Expiration>%s</Expiration>
+    </Credentials>
+  </AssumeRoleResult>
+  <ResponseMetadata><RequestId>%s</RequestId></ResponseMetadata>
+</AssumeRoleResponse>
+""" % (form["RoleSessionName"], form["RoleSessionName"], key_id, secret, token, stamp, uuid.uuid4()))
+
     def sts(self, raw):
         form = dict(urllib.parse.parse_qsl(raw.decode()))
+        if form.get("Action") == "AssumeRole" and form.get("Version") == "2011-06-15":
+            return self.assume_role(raw, form)
         if form.get("Action") != "AssumeRoleWithWebIdentity" or form.get("Version") != "2011-06-15":
             return self.send_json(400, {"message": "unsupported STS call %s" % form.get("Action")})
         if form.get("WebIdentityToken") != ARGS.web_identity_token or \
@@ -584,7 +627,7 @@ class Handler(BedrockMixin, BaseHTTPRequestHandler):
             return self.entra_managed()
         if self.path == "/_aws_issued":
             with LOCK:
-                return self.send_json(200, AWS_ISSUED)
+                return self.send_json(200, dict(AWS_ISSUED, assumed=ASSUMED))
         if ARGS.flavor == "bedrock" and self.aws_get():
             return
         if self.path == "/_requests":

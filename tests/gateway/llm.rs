@@ -1964,6 +1964,7 @@ async fn bedrock_keys_come_from_web_identity_containers_and_instance_metadata() 
     // No shared credentials file of the machine's may win over these.
     let base = [
         ("AWS_SHARED_CREDENTIALS_FILE", file("none", "")),
+        ("AWS_CONFIG_FILE", file("none", "")),
         ("AWS_REGION", "eu-central-1".to_string()),
     ];
     let sts = format!("http://{}", fake.addr());
@@ -2047,6 +2048,7 @@ async fn bedrock_keys_come_from_web_identity_containers_and_instance_metadata() 
         &config,
         &[
             ("AWS_SHARED_CREDENTIALS_FILE", profiles),
+            ("AWS_CONFIG_FILE", file("none", "")),
             ("AWS_PROFILE", "wardgate".into()),
             (
                 "AWS_EC2_METADATA_SERVICE_ENDPOINT",
@@ -2066,6 +2068,58 @@ async fn bedrock_keys_come_from_web_identity_containers_and_instance_metadata() 
         "{last}"
     );
     assert_eq!(issued().await["imds"], 1, "the profile came first");
+
+    // A profile's role, assumed at STS (AssumeRole, signed for sts) with
+    // the keys of its source profile, which assumes a role in turn.
+    let gw = Gateway::start_env(
+        &config,
+        &[
+            (
+                "AWS_CONFIG_FILE",
+                file(
+                    "config",
+                    "[profile bedrock]\nrole_arn = arn:aws:iam::123456789012:role/bedrock-caller\nsource_profile = hop\nexternal_id = ext-7\nrole_session_name = wardgate-test\n\n[profile hop]\nrole_arn = arn:aws:iam::123456789012:role/hop\nsource_profile = base\n",
+                ),
+            ),
+            (
+                "AWS_SHARED_CREDENTIALS_FILE",
+                file(
+                    "role-credentials",
+                    "[base]\naws_access_key_id = AKIDUNUSED\naws_secret_access_key = unused\n",
+                ),
+            ),
+            ("AWS_PROFILE", "bedrock".into()),
+            ("AWS_REGION", "eu-central-1".into()),
+            ("AWS_ENDPOINT_URL_STS", sts.clone()),
+        ],
+    )
+    .await;
+    for _ in 0..2 {
+        let (status, _, body) = post(&gw.url("/v1/chat/completions"), chat.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{body}\n{}", gw.log());
+    }
+    let roles = issued().await;
+    assert_eq!(roles["assume"], 2, "each role assumed once: {roles}");
+    let assumed = roles["assumed"].as_array().unwrap();
+    assert_eq!(assumed[0]["RoleArn"], "arn:aws:iam::123456789012:role/hop");
+    assert_eq!(
+        (
+            &assumed[1]["RoleArn"],
+            &assumed[1]["ExternalId"],
+            &assumed[1]["RoleSessionName"]
+        ),
+        (
+            &"arn:aws:iam::123456789012:role/bedrock-caller".into(),
+            &"ext-7".into(),
+            &"wardgate-test".into()
+        )
+    );
+    let last = fake.requests().await.pop().unwrap();
+    let auth = last["headers"]["authorization"].as_str().unwrap();
+    assert!(
+        auth.starts_with("AWS4-HMAC-SHA256 Credential=ASIAASSUME"),
+        "{auth}"
+    );
 
     // A web identity token STS refuses: 502 naming the provider and why;
     // nothing reaches Bedrock.

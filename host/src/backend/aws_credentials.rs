@@ -1,10 +1,11 @@
 //! The gateway's AWS keys. Given in the config they are fixed; otherwise
 //! they are found as the AWS SDKs find them, in the same order: the
-//! environment (`AWS_ACCESS_KEY_ID`, ...), the shared credentials file's
-//! profile, web identity (EKS IRSA: a token file traded at STS), container
-//! credentials (ECS, EKS Pod Identity) and the EC2 instance metadata
-//! service (IMDSv2). Keys from the last three expire: they are fetched on
-//! first use and again five minutes before they expire.
+//! environment (`AWS_ACCESS_KEY_ID`, ...), the profile in the shared files
+//! (a role it assumes with another profile's keys or a named source, or
+//! its own keys), web identity (EKS IRSA: a token file traded at STS),
+//! container credentials (ECS, EKS Pod Identity) and the EC2 instance
+//! metadata service (IMDSv2). Keys from roles and the last three expire:
+//! they are fetched on first use and again five minutes before they expire.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
@@ -15,6 +16,8 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
 
+use super::aws_profiles::SharedFiles;
+use super::aws_signer::{PayloadDigest, sign_with};
 use super::fetch::send;
 
 /// Keys are replaced this long before they expire (as the AWS SDKs do).
@@ -28,13 +31,12 @@ const IMDS_DEFAULT: &str = "http://169.254.169.254";
 pub enum AwsKeys {
     Fixed(Identity),
     Fetched {
-        source: Source,
+        source: Box<Source>,
         cache: tokio::sync::Mutex<Option<(Identity, Instant)>>,
     },
 }
 
 /// Where expiring keys are fetched from.
-#[derive(Debug)]
 pub enum Source {
     WebIdentity {
         token_file: PathBuf,
@@ -49,6 +51,16 @@ pub enum Source {
     },
     Instance {
         endpoint: String,
+    },
+    /// A profile's role, assumed at STS with the keys of its source.
+    AssumeRole {
+        role_arn: String,
+        session_name: String,
+        external_id: Option<String>,
+        duration: Option<String>,
+        source: Box<AwsKeys>,
+        region: String,
+        sts: String,
     },
 }
 
@@ -76,12 +88,15 @@ impl AwsKeys {
     }
 
     /// The process's keys, looked for once, now; `region` names the STS
-    /// endpoint web identity is traded at (unless `AWS_REGION` says).
+    /// endpoint roles are assumed at (unless the profile or `AWS_REGION`
+    /// says).
     pub fn ambient(region: &str) -> Result<AwsKeys, String> {
-        if let (Some(id), Some(secret)) = (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
-            return Ok(AwsKeys::fixed(id, secret, env("AWS_SESSION_TOKEN")));
+        if let Some(keys) = env_keys() {
+            return Ok(keys);
         }
-        if let Some(keys) = profile_keys()? {
+        let files = SharedFiles::load();
+        let profile = env("AWS_PROFILE").unwrap_or_else(|| "default".into());
+        if let Some(keys) = profile_keys(&files, &profile, region, 0)? {
             return Ok(keys);
         }
         let source = if let (Some(token_file), Some(role_arn)) =
@@ -91,39 +106,24 @@ impl AwsKeys {
             Source::WebIdentity {
                 token_file: token_file.into(),
                 role_arn,
-                session_name: env("AWS_ROLE_SESSION_NAME").unwrap_or_else(|| {
-                    let now = SystemTime::now()
-                        .duration_since(SystemTime::UNIX_EPOCH)
-                        .map(|d| d.as_secs())
-                        .unwrap_or(0);
-                    format!("wardgate-{now}")
-                }),
-                sts: env("AWS_ENDPOINT_URL_STS")
-                    .or_else(|| env("AWS_ENDPOINT_URL"))
-                    .unwrap_or_else(|| format!("https://sts.{region}.amazonaws.com")),
+                session_name: env("AWS_ROLE_SESSION_NAME").unwrap_or_else(session_name),
+                sts: sts_endpoint(&region),
             }
-        } else if let Some(uri) = env("AWS_CONTAINER_CREDENTIALS_FULL_URI").or_else(|| {
-            env("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI").map(|path| format!("{ECS_HOST}{path}"))
-        }) {
-            Source::Container {
-                uri,
-                token: env("AWS_CONTAINER_AUTHORIZATION_TOKEN"),
-                token_file: env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE").map(PathBuf::from),
-            }
+        } else if let Some(container) = container_source() {
+            container
         } else if env("AWS_EC2_METADATA_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
-            return Err("no AWS keys: set accessKeyId and secretAccessKey here, or give the gateway AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile in the shared credentials file, web identity (AWS_WEB_IDENTITY_TOKEN_FILE, AWS_ROLE_ARN) or container credentials; the instance metadata service is disabled (AWS_EC2_METADATA_DISABLED)".into());
+            return Err("no AWS keys: set accessKeyId and secretAccessKey here, or give the gateway AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile in the shared files, web identity (AWS_WEB_IDENTITY_TOKEN_FILE, AWS_ROLE_ARN) or container credentials; the instance metadata service is disabled (AWS_EC2_METADATA_DISABLED)".into());
         } else {
-            Source::Instance {
-                endpoint: env("AWS_EC2_METADATA_SERVICE_ENDPOINT")
-                    .unwrap_or_else(|| IMDS_DEFAULT.to_string())
-                    .trim_end_matches('/')
-                    .to_string(),
-            }
+            instance_source()
         };
-        Ok(AwsKeys::Fetched {
-            source,
+        Ok(AwsKeys::fetched(source))
+    }
+
+    fn fetched(source: Source) -> AwsKeys {
+        AwsKeys::Fetched {
+            source: Box::new(source),
             cache: tokio::sync::Mutex::new(None),
-        })
+        }
     }
 
     /// The keys to sign with now.
@@ -163,12 +163,23 @@ impl std::fmt::Display for Source {
             Source::WebIdentity { sts, .. } => write!(f, "web identity at {sts}"),
             Source::Container { uri, .. } => write!(f, "container credentials at {uri}"),
             Source::Instance { endpoint } => write!(f, "instance metadata at {endpoint}"),
+            Source::AssumeRole { role_arn, sts, .. } => {
+                write!(f, "role {role_arn} assumed at {sts}")
+            }
         }
     }
 }
 
+type Fetch<'a> = std::pin::Pin<Box<dyn Future<Output = Result<KeysJson, String>> + Send + 'a>>;
+
 impl Source {
-    async fn fetch(&self) -> Result<KeysJson, String> {
+    /// Boxed: a role's source may be fetched in turn, and a recursive
+    /// future needs a name for its type.
+    fn fetch(&self) -> Fetch<'_> {
+        Box::pin(self.fetch_now())
+    }
+
+    async fn fetch_now(&self) -> Result<KeysJson, String> {
         let failed = |e: String| format!("{self}: {e}");
         match self {
             Source::WebIdentity {
@@ -218,6 +229,49 @@ impl Source {
                     .map_err(|e| failed(e.to_string()))?;
                 let body = send(req).await.map_err(failed)?;
                 serde_json::from_slice(&body).map_err(|e| failed(format!("not keys: {e}")))
+            }
+            Source::AssumeRole {
+                role_arn,
+                session_name,
+                external_id,
+                duration,
+                source,
+                region,
+                sts,
+            } => {
+                // The source's keys may themselves be fetched (a role of a
+                // role, instance metadata).
+                let identity = source.identity().await.map_err(failed)?;
+                let form = {
+                    let mut form = form_urlencoded::Serializer::new(String::new());
+                    form.append_pair("Action", "AssumeRole")
+                        .append_pair("Version", "2011-06-15")
+                        .append_pair("RoleArn", role_arn)
+                        .append_pair("RoleSessionName", session_name);
+                    if let Some(id) = external_id {
+                        form.append_pair("ExternalId", id);
+                    }
+                    if let Some(secs) = duration {
+                        form.append_pair("DurationSeconds", secs);
+                    }
+                    form.finish()
+                };
+                let digest = PayloadDigest::of(form.as_bytes());
+                let mut req = Request::post(sts.as_str())
+                    .header(
+                        http::header::CONTENT_TYPE,
+                        "application/x-www-form-urlencoded",
+                    )
+                    .body(Full::new(Bytes::from(form)))
+                    .map_err(|e| failed(e.to_string()))?;
+                let host = req
+                    .uri()
+                    .authority()
+                    .map(|a| a.to_string())
+                    .ok_or_else(|| failed("the STS endpoint has no host".into()))?;
+                sign_with(&mut req, &identity, (region, "sts"), &host, digest).map_err(failed)?;
+                let body = send(req).await.map_err(failed)?;
+                sts_keys(&String::from_utf8_lossy(&body)).map_err(failed)
             }
             Source::Instance { endpoint } => {
                 let call = |req| async {
@@ -271,46 +325,124 @@ fn sts_keys(xml: &str) -> Result<KeysJson, String> {
     })
 }
 
-/// Static keys of the shared credentials file's profile (`AWS_PROFILE`, or
-/// `default`), if it has them; profiles that assume roles or sign in with
-/// SSO are not followed.
-fn profile_keys() -> Result<Option<AwsKeys>, String> {
-    let path = match env("AWS_SHARED_CREDENTIALS_FILE") {
-        Some(p) => PathBuf::from(p),
-        None => match env("HOME") {
-            Some(home) => PathBuf::from(home).join(".aws/credentials"),
-            None => return Ok(None),
-        },
-    };
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        return Ok(None);
-    };
-    let profile = env("AWS_PROFILE").unwrap_or_else(|| "default".into());
-    let mut section = None;
-    let (mut id, mut secret, mut token) = (None, None, None);
-    for line in text.lines().map(str::trim) {
-        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            section = Some(name.trim().to_string());
-        } else if section.as_deref() == Some(profile.as_str())
-            && let Some((key, value)) = line.split_once('=')
-        {
-            let value = Some(value.trim().to_string());
-            match key.trim() {
-                "aws_access_key_id" => id = value,
-                "aws_secret_access_key" => secret = value,
-                "aws_session_token" => token = value,
-                _ => {}
-            }
-        }
+fn env_keys() -> Option<AwsKeys> {
+    let (id, secret) = (env("AWS_ACCESS_KEY_ID")?, env("AWS_SECRET_ACCESS_KEY")?);
+    Some(AwsKeys::fixed(id, secret, env("AWS_SESSION_TOKEN")))
+}
+
+fn container_source() -> Option<Source> {
+    let uri = env("AWS_CONTAINER_CREDENTIALS_FULL_URI").or_else(|| {
+        env("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI").map(|path| format!("{ECS_HOST}{path}"))
+    })?;
+    Some(Source::Container {
+        uri,
+        token: env("AWS_CONTAINER_AUTHORIZATION_TOKEN"),
+        token_file: env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE").map(PathBuf::from),
+    })
+}
+
+fn instance_source() -> Source {
+    Source::Instance {
+        endpoint: env("AWS_EC2_METADATA_SERVICE_ENDPOINT")
+            .unwrap_or_else(|| IMDS_DEFAULT.to_string())
+            .trim_end_matches('/')
+            .to_string(),
     }
-    match (id, secret) {
-        (Some(id), Some(secret)) => Ok(Some(AwsKeys::fixed(id, secret, token))),
+}
+
+fn sts_endpoint(region: &str) -> String {
+    env("AWS_ENDPOINT_URL_STS")
+        .or_else(|| env("AWS_ENDPOINT_URL"))
+        .unwrap_or_else(|| format!("https://sts.{region}.amazonaws.com"))
+}
+
+fn session_name() -> String {
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format!("wardgate-{now}")
+}
+
+/// Roles may name a source profile that assumes a role in turn; the SDKs
+/// bound the chain, and so does this.
+const MAX_ROLE_CHAIN: usize = 4;
+
+/// The keys profile `name` gives, as the SDKs read it: a role it assumes
+/// (`role_arn`, with `source_profile` or `credential_source`), or its
+/// own keys; `None` when it has neither (or does not exist).
+fn profile_keys(
+    files: &SharedFiles,
+    name: &str,
+    region: &str,
+    depth: usize,
+) -> Result<Option<AwsKeys>, String> {
+    let get = |key: &str| files.get(name, key);
+    let own_keys = || match (get("aws_access_key_id"), get("aws_secret_access_key")) {
+        (Some(id), Some(secret)) => Ok(Some(AwsKeys::fixed(
+            id.into(),
+            secret.into(),
+            get("aws_session_token").map(str::to_string),
+        ))),
         (None, None) => Ok(None),
         _ => Err(format!(
-            "profile '{profile}' in {} has only half of its keys (aws_access_key_id and aws_secret_access_key)",
-            path.display()
+            "AWS profile '{name}' has only half of its keys (aws_access_key_id and aws_secret_access_key)"
         )),
+    };
+    let Some(role_arn) = get("role_arn") else {
+        if own_keys()?.is_none() && (get("sso_session").is_some() || get("sso_start_url").is_some())
+        {
+            return Err(format!(
+                "AWS profile '{name}' signs in with IAM Identity Center (SSO), which the gateway does not follow: give it keys, a role or web identity"
+            ));
+        }
+        return own_keys();
+    };
+    if depth >= MAX_ROLE_CHAIN {
+        return Err(format!(
+            "AWS profile '{name}': roles chained more than {MAX_ROLE_CHAIN} deep (a loop of source_profile?)"
+        ));
     }
+    let source = match (get("source_profile"), get("credential_source")) {
+        (Some(source), None) if source == name => own_keys()?,
+        (Some(source), None) => profile_keys(files, source, region, depth + 1)?,
+        (None, Some("Environment")) => env_keys(),
+        (None, Some("EcsContainer")) => container_source().map(AwsKeys::fetched),
+        (None, Some("Ec2InstanceMetadata")) => Some(AwsKeys::fetched(instance_source())),
+        (None, Some(other)) => {
+            return Err(format!(
+                "AWS profile '{name}': credential_source '{other}' is not one of Environment, EcsContainer, Ec2InstanceMetadata"
+            ));
+        }
+        (Some(_), Some(_)) => {
+            return Err(format!(
+                "AWS profile '{name}' names both source_profile and credential_source"
+            ));
+        }
+        (None, None) => {
+            return Err(format!(
+                "AWS profile '{name}' has a role_arn but neither source_profile nor credential_source"
+            ));
+        }
+    };
+    let source = source.ok_or_else(|| {
+        format!("AWS profile '{name}': the source of its role ({role_arn}) gives no keys")
+    })?;
+    let region = get("region")
+        .map(str::to_string)
+        .or_else(|| env("AWS_REGION"))
+        .unwrap_or_else(|| region.to_string());
+    Ok(Some(AwsKeys::fetched(Source::AssumeRole {
+        role_arn: role_arn.to_string(),
+        session_name: get("role_session_name")
+            .map(str::to_string)
+            .unwrap_or_else(session_name),
+        external_id: get("external_id").map(str::to_string),
+        duration: get("duration_seconds").map(str::to_string),
+        source: Box::new(source),
+        sts: sts_endpoint(&region),
+        region,
+    })))
 }
 
 #[cfg(test)]
@@ -335,5 +467,36 @@ mod tests {
         assert_eq!(keys.token.as_deref(), Some("tok"));
         assert!(humantime::parse_rfc3339_weak(keys.expiration.as_deref().unwrap()).is_ok());
         assert!(sts_keys("<Error><Message>denied</Message></Error>").is_err());
+    }
+
+    #[test]
+    fn profiles_that_cannot_give_keys_say_why() {
+        let config = "[profile sso]\nsso_session = corp\n[profile lone]\nrole_arn = arn:aws:iam::1:role/r\n\
+            [profile a]\nrole_arn = arn:aws:iam::1:role/a\nsource_profile = b\n\
+            [profile b]\nrole_arn = arn:aws:iam::1:role/b\nsource_profile = a\n\
+            [profile odd]\nrole_arn = arn:aws:iam::1:role/o\ncredential_source = Laptop\n\
+            [profile self]\nrole_arn = arn:aws:iam::1:role/s\nsource_profile = self\n";
+        let files = SharedFiles::from_text(
+            "[self]\naws_access_key_id = A\naws_secret_access_key = S\n",
+            config,
+        );
+        let error = |name: &str| match profile_keys(&files, name, "us-east-1", 0) {
+            Err(e) => e,
+            Ok(_) => panic!("{name} gave keys"),
+        };
+        assert!(error("sso").contains("IAM Identity Center (SSO)"));
+        assert!(error("lone").contains("neither source_profile nor credential_source"));
+        assert!(error("a").contains("a loop of source_profile"));
+        assert!(error("odd").contains("credential_source 'Laptop'"));
+        // A role whose source is the profile's own keys; an unknown profile.
+        assert!(matches!(
+            profile_keys(&files, "self", "us-east-1", 0),
+            Ok(Some(AwsKeys::Fetched { source, .. }))
+                if matches!(*source, Source::AssumeRole { .. })
+        ));
+        assert!(matches!(
+            profile_keys(&files, "none", "us-east-1", 0),
+            Ok(None)
+        ));
     }
 }

@@ -7,6 +7,7 @@ use std::time::SystemTime;
 
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4::SigningParams;
+use aws_smithy_runtime_api::client::identity::Identity;
 use http::{HeaderValue, Request};
 use sha2::{Digest, Sha256};
 
@@ -80,49 +81,60 @@ impl AwsSigner {
         let digest = req
             .extensions()
             .get::<PayloadDigest>()
-            .map(|d| d.0.clone())
+            .cloned()
             .ok_or("the request's body was not digested for signing")?;
-        let host_value =
-            HeaderValue::from_str(host).map_err(|_| format!("'{host}' is not a host name"))?;
-        req.headers_mut().insert(http::header::HOST, host_value);
-        let uri = format!(
-            "https://{host}{}",
-            req.uri()
-                .path_and_query()
-                .map(|p| p.as_str())
-                .unwrap_or("/")
-        );
-        // Only what no hop rewrites is signed: the host and the body's type.
-        let signed = req
-            .headers()
-            .iter()
-            .filter(|(name, _)| *name == http::header::HOST || *name == http::header::CONTENT_TYPE)
-            .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)));
-        let params = SigningParams::builder()
-            .identity(&identity)
-            .region(&self.region)
-            .name(SERVICE)
-            .time(SystemTime::now())
-            .settings(SigningSettings::default())
-            .build()
-            .map_err(|e| e.to_string())?
-            .into();
-        let request = SignableRequest::new(
-            req.method().as_str(),
-            uri,
-            signed,
-            SignableBody::Precomputed(digest),
-        )
-        .map_err(|e| e.to_string())?;
-        let (instructions, _) = sign(request, &params)
-            .map_err(|e| e.to_string())?
-            .into_parts();
-        instructions.apply_to_request_http1x(req);
-        for name in ["authorization", "x-amz-security-token"] {
-            if let Some(v) = req.headers_mut().get_mut(name) {
-                v.set_sensitive(true);
-            }
-        }
-        Ok(())
+        sign_with(req, &identity, (&self.region, SERVICE), host, digest)
     }
+}
+
+/// Sign `req` with `identity` for a service in a region, as sent to `host`.
+pub fn sign_with<B>(
+    req: &mut Request<B>,
+    identity: &Identity,
+    (region, service): (&str, &str),
+    host: &str,
+    digest: PayloadDigest,
+) -> Result<(), String> {
+    let host_value =
+        HeaderValue::from_str(host).map_err(|_| format!("'{host}' is not a host name"))?;
+    req.headers_mut().insert(http::header::HOST, host_value);
+    let uri = format!(
+        "https://{host}{}",
+        req.uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
+    );
+    // Only what no hop rewrites is signed: the host and the body's type.
+    let signed = req
+        .headers()
+        .iter()
+        .filter(|(name, _)| *name == http::header::HOST || *name == http::header::CONTENT_TYPE)
+        .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)));
+    let params = SigningParams::builder()
+        .identity(identity)
+        .region(region)
+        .name(service)
+        .time(SystemTime::now())
+        .settings(SigningSettings::default())
+        .build()
+        .map_err(|e| e.to_string())?
+        .into();
+    let request = SignableRequest::new(
+        req.method().as_str(),
+        uri,
+        signed,
+        SignableBody::Precomputed(digest.0),
+    )
+    .map_err(|e| e.to_string())?;
+    let (instructions, _) = sign(request, &params)
+        .map_err(|e| e.to_string())?
+        .into_parts();
+    instructions.apply_to_request_http1x(req);
+    for name in ["authorization", "x-amz-security-token"] {
+        if let Some(v) = req.headers_mut().get_mut(name) {
+            v.set_sensitive(true);
+        }
+    }
+    Ok(())
 }

@@ -3,6 +3,7 @@
 //! LLM backends come with their own modules.
 
 pub mod aws_credentials;
+pub mod aws_profiles;
 pub mod aws_signer;
 pub mod azure_credentials;
 pub mod credentials;
