@@ -13,6 +13,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Request};
 use http_body_util::Full;
 
+use super::credentials::{FieldError, resolve_secret};
 use super::fetch::send;
 use crate::config::schema::{AzureAuth, AzureExplicit, AzureUserAssignedIdentity};
 
@@ -24,6 +25,7 @@ const REFRESH_MARGIN: Duration = Duration::from_secs(300);
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 const AUTHORITY_DEFAULT: &str = "https://login.microsoftonline.com";
 const IMDS_DEFAULT: &str = "http://169.254.169.254";
+const NO_WORKLOAD: &str = "workload identity needs AZURE_FEDERATED_TOKEN_FILE, AZURE_TENANT_ID and AZURE_CLIENT_ID in the gateway's environment";
 
 pub struct AzureTokens {
     source: Source,
@@ -85,23 +87,29 @@ fn authority() -> String {
 }
 
 impl AzureTokens {
-    /// Tokens for `scope` from the source `auth` names; `secret` is the
-    /// client secret, already resolved (a literal, `$ENV` or a file).
-    pub fn build(auth: &AzureAuth, scope: &str, secret: Option<String>) -> Result<Self, String> {
+    /// Tokens for `scope` from the source `auth` names (a client secret
+    /// is read here, once).
+    pub fn build(
+        auth: &AzureAuth,
+        scope: &str,
+        base_dir: Option<&std::path::Path>,
+    ) -> Result<Self, FieldError> {
+        let field = |at: &str| format!("policies.backendAuth.azure{at}");
         let source = match auth {
             AzureAuth::ExplicitConfig(AzureExplicit::ClientSecret(c)) => Source::ClientSecret {
                 authority: authority(),
                 tenant: c.tenant_id.clone(),
                 client_id: c.client_id.clone(),
-                secret: secret.ok_or("a client secret is required")?,
+                secret: resolve_secret(&c.client_secret, base_dir)
+                    .map_err(|e| (field(".explicitConfig.clientSecret.clientSecret"), e))?,
             },
-            AzureAuth::ExplicitConfig(AzureExplicit::WorkloadIdentity(_)) => workload()?.ok_or(
-                "workload identity needs AZURE_FEDERATED_TOKEN_FILE, AZURE_TENANT_ID and AZURE_CLIENT_ID in the gateway's environment",
-            )?,
+            AzureAuth::ExplicitConfig(AzureExplicit::WorkloadIdentity(_)) => workload()
+                .and_then(|w| w.ok_or_else(|| NO_WORKLOAD.to_string()))
+                .map_err(|e| (field(""), e))?,
             AzureAuth::ExplicitConfig(AzureExplicit::ManagedIdentity(m)) => {
                 managed(m.user_assigned_identity.as_ref())
             }
-            AzureAuth::Implicit(_) => implicit()?,
+            AzureAuth::Implicit(_) => implicit().map_err(|e| (field(""), e))?,
             AzureAuth::DeveloperImplicit(_) => Source::Cli,
         };
         Ok(AzureTokens {

@@ -9,9 +9,7 @@ use super::aws_signer::AwsSigner;
 use super::azure_credentials::{AzureTokens, COGNITIVE_SERVICES_SCOPE};
 use super::google_credentials::GoogleCredentials;
 use super::google_id_tokens::GoogleIdTokens;
-use crate::config::schema::{
-    AwsAuth, AzureAuth, AzureExplicit, BackendAuth, GcpAuth, GcpTokenType, HostPort, SecretSource,
-};
+use crate::config::schema::{AwsAuth, BackendAuth, GcpAuth, GcpTokenType, HostPort, SecretSource};
 
 pub enum Credential {
     None,
@@ -131,22 +129,7 @@ impl Credential {
                     Takes::Azure { scope } => scope,
                     _ => COGNITIVE_SERVICES_SCOPE,
                 };
-                let secret = match azure {
-                    AzureAuth::ExplicitConfig(AzureExplicit::ClientSecret(c)) => Some(
-                        resolve_secret(&c.client_secret, base_dir).map_err(|e| {
-                            (
-                                "policies.backendAuth.azure.explicitConfig.clientSecret.clientSecret"
-                                    .to_string(),
-                                e,
-                            )
-                        })?,
-                    ),
-                    _ => None,
-                };
-                Credential::Azure(
-                    AzureTokens::build(azure, scope, secret)
-                        .map_err(|e| ("policies.backendAuth.azure".to_string(), e))?,
-                )
+                Credential::Azure(AzureTokens::build(azure, scope, base_dir)?)
             }
             None => match takes {
                 Takes::Google => Credential::Google(GoogleCredentials::ambient()),
