@@ -277,23 +277,28 @@ class BedrockMixin:
                             "<Message>RoleArn and RoleSessionName are required</Message></Error></ErrorResponse>")
         with LOCK:
             ASSUMED.append(form)
-        key_id, secret, token, stamp = issue_keys("assume")
-        self.xml(200, """<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
-  <AssumeRoleResult>
+        self.sts_keys("AssumeRole", "assume", form)
+
+    def sts_keys(self, action, source, form, subject=""):
+        """STS's answer to `action`: keys issued by `source`."""
+        key_id, secret, token, stamp = issue_keys(source)
+        name = form["RoleSessionName"]
+        self.xml(200, """<%sResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+  <%sResult>%s
     <AssumedRoleUser>
       <AssumedRoleId>AROAFAKE:%s</AssumedRoleId>
       <Arn>arn:aws:sts::123456789012:assumed-role/wardgate/%s</Arn>
     </AssumedRoleUser>
     <Credentials>
-      <AccessKeyId>%s</AccessKeyId>
-      <SecretAccessKey>%s</SecretAccessKey>
       <SessionToken>%s</SessionToken>
+      <SecretAccessKey>%s</SecretAccessKey>
       <Expiration>%s</Expiration>
+      <AccessKeyId>%s</AccessKeyId>
     </Credentials>
-  </AssumeRoleResult>
+  </%sResult>
   <ResponseMetadata><RequestId>%s</RequestId></ResponseMetadata>
-</AssumeRoleResponse>
-""" % (form["RoleSessionName"], form["RoleSessionName"], key_id, secret, token, stamp, uuid.uuid4()))
+</%sResponse>
+""" % (action, action, subject, name, name, token, secret, stamp, key_id, action, uuid.uuid4(), action))
 
     def sts(self, raw):
         form = dict(urllib.parse.parse_qsl(raw.decode()))
@@ -303,38 +308,11 @@ class BedrockMixin:
             return self.send_json(400, {"message": "unsupported STS call %s" % form.get("Action")})
         if form.get("WebIdentityToken") != ARGS.web_identity_token or \
                 not form.get("RoleArn", "").startswith("arn:aws:iam::") or not form.get("RoleSessionName"):
-            data = ("<ErrorResponse><Error><Type>Sender</Type><Code>InvalidIdentityToken</Code>"
-                    "<Message>Couldn't retrieve verification key from your identity provider</Message>"
-                    "</Error></ErrorResponse>").encode()
-            self.send_response(400)
-            self.send_header("content-type", "text/xml")
-            self.send_header("content-length", str(len(data)))
-            self.end_headers()
-            return self.wfile.write(data)
-        key_id, secret, token, stamp = issue_keys("sts")
-        data = ("""<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
-  <AssumeRoleWithWebIdentityResult>
-    <SubjectFromWebIdentityToken>system:serviceaccount:ai:wardgate</SubjectFromWebIdentityToken>
-    <AssumedRoleUser>
-      <AssumedRoleId>AROAFAKE:%s</AssumedRoleId>
-      <Arn>arn:aws:sts::123456789012:assumed-role/wardgate/%s</Arn>
-    </AssumedRoleUser>
-    <Credentials>
-      <SessionToken>%s</SessionToken>
-      <SecretAccessKey>%s</SecretAccessKey>
-      <Expiration>%s</Expiration>
-      <AccessKeyId>%s</AccessKeyId>
-    </Credentials>
-  </AssumeRoleWithWebIdentityResult>
-  <ResponseMetadata><RequestId>%s</RequestId></ResponseMetadata>
-</AssumeRoleWithWebIdentityResponse>
-""" % (form["RoleSessionName"], form["RoleSessionName"], token, secret, stamp, key_id,
-               uuid.uuid4())).encode()
-        self.send_response(200)
-        self.send_header("content-type", "text/xml")
-        self.send_header("content-length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+            return self.xml(400, "<ErrorResponse><Error><Type>Sender</Type><Code>InvalidIdentityToken</Code>"
+                            "<Message>Couldn't retrieve verification key from your identity provider</Message>"
+                            "</Error></ErrorResponse>")
+        self.sts_keys("AssumeRoleWithWebIdentity", "sts", form, "\n    <SubjectFromWebIdentityToken>"
+                      "system:serviceaccount:ai:wardgate</SubjectFromWebIdentityToken>")
 
     def aws_get(self):
         """Container credentials and the instance metadata service; False

@@ -8,7 +8,7 @@
 //! they are fetched on first use and again five minutes before they expire.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
 use aws_smithy_runtime_api::client::identity::Identity;
@@ -18,11 +18,11 @@ use http_body_util::Full;
 
 use super::aws_profiles::SharedFiles;
 use super::aws_signer::{PayloadDigest, sign_with};
+use super::expiring::Expiring;
 use super::fetch::send;
 
 /// Keys are replaced this long before they expire (as the AWS SDKs do).
 const REFRESH_MARGIN: Duration = Duration::from_secs(300);
-const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// The instance metadata service answers at once or not at all (off EC2).
 const IMDS_TIMEOUT: Duration = Duration::from_secs(1);
 const ECS_HOST: &str = "http://169.254.170.2";
@@ -32,7 +32,7 @@ pub enum AwsKeys {
     Fixed(Identity),
     Fetched {
         source: Box<Source>,
-        cache: tokio::sync::Mutex<Option<(Identity, Instant)>>,
+        cache: Expiring<Identity>,
     },
 }
 
@@ -122,7 +122,7 @@ impl AwsKeys {
     fn fetched(source: Source) -> AwsKeys {
         AwsKeys::Fetched {
             source: Box::new(source),
-            cache: tokio::sync::Mutex::new(None),
+            cache: Expiring::new(REFRESH_MARGIN),
         }
     }
 
@@ -132,28 +132,19 @@ impl AwsKeys {
             AwsKeys::Fixed(identity) => return Ok(identity.clone()),
             AwsKeys::Fetched { source, cache } => (source, cache),
         };
-        // One fetch at a time; the others wait for its keys.
-        let mut cache = cache.lock().await;
-        if let Some((identity, refresh_at)) = cache.as_ref()
-            && *refresh_at > Instant::now()
-        {
-            return Ok(identity.clone());
-        }
-        let keys = tokio::time::timeout(FETCH_TIMEOUT, source.fetch())
+        cache
+            .get(format!("AWS keys ({source})"), || async {
+                let keys = source.fetch().await?;
+                let life = keys
+                    .expiration
+                    .as_deref()
+                    .and_then(|e| humantime::parse_rfc3339_weak(e).ok())
+                    .and_then(|at| at.duration_since(SystemTime::now()).ok())
+                    .unwrap_or(Duration::from_secs(3600));
+                let identity = identity(keys.access_key_id, keys.secret_access_key, keys.token);
+                Ok((identity, life))
+            })
             .await
-            .map_err(|_| format!("no AWS keys within {FETCH_TIMEOUT:?} ({source})"))??;
-        let left = keys
-            .expiration
-            .as_deref()
-            .and_then(|e| humantime::parse_rfc3339_weak(e).ok())
-            .and_then(|at| at.duration_since(SystemTime::now()).ok())
-            .unwrap_or(Duration::from_secs(3600));
-        let identity = identity(keys.access_key_id, keys.secret_access_key, keys.token);
-        *cache = Some((
-            identity.clone(),
-            Instant::now() + left.saturating_sub(REFRESH_MARGIN),
-        ));
-        Ok(identity)
     }
 }
 

@@ -7,13 +7,14 @@
 //! expire, one fetch at a time.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderValue, Request};
 use http_body_util::Full;
 
 use super::credentials::{FieldError, resolve_secret};
+use super::expiring::{Expiring, bearer};
 use super::fetch::send;
 use crate::config::schema::{AzureAuth, AzureExplicit, AzureUserAssignedIdentity};
 
@@ -22,7 +23,6 @@ pub const COGNITIVE_SERVICES_SCOPE: &str = "https://cognitiveservices.azure.com/
 pub const FOUNDRY_SCOPE: &str = "https://ai.azure.com/.default";
 /// Tokens are replaced this long before they expire (as the Azure SDKs do).
 const REFRESH_MARGIN: Duration = Duration::from_secs(300);
-const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 const AUTHORITY_DEFAULT: &str = "https://login.microsoftonline.com";
 const IMDS_DEFAULT: &str = "http://169.254.169.254";
 const NO_WORKLOAD: &str = "workload identity needs AZURE_FEDERATED_TOKEN_FILE, AZURE_TENANT_ID and AZURE_CLIENT_ID in the gateway's environment";
@@ -30,7 +30,7 @@ const NO_WORKLOAD: &str = "workload identity needs AZURE_FEDERATED_TOKEN_FILE, A
 pub struct AzureTokens {
     source: Source,
     scope: String,
-    cache: tokio::sync::Mutex<Option<(HeaderValue, Instant)>>,
+    cache: Expiring<HeaderValue>,
 }
 
 /// Where tokens come from.
@@ -115,36 +115,23 @@ impl AzureTokens {
         Ok(AzureTokens {
             source,
             scope: scope.to_string(),
-            cache: tokio::sync::Mutex::new(None),
+            cache: Expiring::new(REFRESH_MARGIN),
         })
     }
 
     /// `Authorization: Bearer <token>`, fetched when none is kept or the
     /// kept one is about to expire.
     pub async fn bearer(&self) -> Result<HeaderValue, String> {
-        let mut cache = self.cache.lock().await;
-        if let Some((value, refresh_at)) = cache.as_ref()
-            && *refresh_at > Instant::now()
-        {
-            return Ok(value.clone());
-        }
-        let token = tokio::time::timeout(FETCH_TIMEOUT, self.fetch())
+        let what = format!("Entra ID token ({})", self.source);
+        self.cache
+            .get(what, || async {
+                let token = self.fetch().await?;
+                let life = expires_in(&token).unwrap_or(Duration::from_secs(3600));
+                let value =
+                    bearer(&token.access_token).map_err(|e| format!("{}: {e}", self.source))?;
+                Ok((value, life))
+            })
             .await
-            .map_err(|_| {
-                format!(
-                    "no Entra ID token within {FETCH_TIMEOUT:?} ({})",
-                    self.source
-                )
-            })??;
-        let left = expires_in(&token).unwrap_or(Duration::from_secs(3600));
-        let mut value = HeaderValue::from_str(&format!("Bearer {}", token.access_token))
-            .map_err(|_| format!("{}: the token is not a header value", self.source))?;
-        value.set_sensitive(true);
-        *cache = Some((
-            value.clone(),
-            Instant::now() + left.saturating_sub(REFRESH_MARGIN),
-        ));
-        Ok(value)
     }
 
     async fn fetch(&self) -> Result<TokenJson, String> {

@@ -8,17 +8,17 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use bytes::Bytes;
 use http::{HeaderValue, Request};
 use http_body_util::Full;
 
+use super::expiring::{Expiring, bearer};
 use super::fetch::send;
 
 const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
-const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// A token is replaced this long before it expires.
 const REFRESH_MARGIN: Duration = Duration::from_secs(60);
 /// Google's ID tokens live an hour; assumed when a token's `exp` is unreadable.
@@ -28,7 +28,7 @@ pub struct GoogleIdTokens {
     source: Source,
     /// The audience; by default `https://` and the backend's host.
     audience: Option<String>,
-    cache: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Cached>>>>>,
+    cache: Mutex<HashMap<String, Arc<Expiring<HeaderValue>>>>,
 }
 
 enum Source {
@@ -37,11 +37,6 @@ enum Source {
     /// else the metadata server (`GCE_METADATA_HOST`, as Google's own
     /// libraries read it); looked at on each fetch, which is hourly.
     Ambient,
-}
-
-struct Cached {
-    header: HeaderValue,
-    refresh_at: Instant,
 }
 
 struct ServiceAccountKey {
@@ -112,25 +107,18 @@ impl GoogleIdTokens {
         };
         let slot = {
             let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-            cache.entry(audience.clone()).or_default().clone()
+            cache
+                .entry(audience.clone())
+                .or_insert_with(|| Arc::new(Expiring::new(REFRESH_MARGIN)))
+                .clone()
         };
         // One fetch per audience at a time; the others wait for its token.
-        let mut slot = slot.lock().await;
-        if let Some(cached) = slot.as_ref().filter(|c| c.refresh_at > Instant::now()) {
-            return Ok(cached.header.clone());
-        }
-        let token = tokio::time::timeout(FETCH_TIMEOUT, self.fetch(&audience))
-            .await
-            .map_err(|_| format!("no Google ID token within {FETCH_TIMEOUT:?}"))??;
-        let mut header = HeaderValue::from_str(&format!("Bearer {token}"))
-            .map_err(|_| "the Google ID token cannot go in a header".to_string())?;
-        header.set_sensitive(true);
-        let life = lifetime(&token).saturating_sub(REFRESH_MARGIN);
-        *slot = Some(Cached {
-            header: header.clone(),
-            refresh_at: Instant::now() + life,
-        });
-        Ok(header)
+        slot.get("Google ID token", || async {
+            let token = self.fetch(&audience).await?;
+            let header = bearer(&token).map_err(|e| format!("the Google ID token: {e}"))?;
+            Ok((header, lifetime(&token)))
+        })
+        .await
     }
 
     async fn fetch(&self, audience: &str) -> Result<String, String> {

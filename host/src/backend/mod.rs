@@ -7,6 +7,7 @@ pub mod aws_profiles;
 pub mod aws_signer;
 pub mod azure_credentials;
 pub mod credentials;
+pub mod expiring;
 pub mod fetch;
 pub mod google_credentials;
 pub mod google_id_tokens;

@@ -339,7 +339,6 @@ async fn chat(
         edited = run.modified::<OnLlmRequest>();
     }
     run.request_phase_done();
-    let tool_names = converse::ToolNames::of(&view);
 
     let attempt = |p: &Provider| {
         let model = p.model.as_deref().unwrap_or(&view.model);
@@ -434,6 +433,11 @@ async fn chat(
     let created = now_secs();
     let sent_model = provider.model.as_deref().unwrap_or(&view.model);
     let wire = provider.wire_for(sent_model);
+    // Only Bedrock may have been given stand-ins for the tools' names.
+    let tool_names = match wire {
+        Wire::Converse => converse::ToolNames::of(&view),
+        Wire::Chat(_) => converse::ToolNames::default(),
+    };
     // Converse names no answer: AWS's request id stands in.
     let request_id = match wire {
         Wire::Converse => resp
