@@ -478,6 +478,7 @@ async fn main() {
         .to_string(),
     );
     let gw_bedrock = format!("http://127.0.0.1:{port}/br/v1/chat/completions");
+    let gw_bedrock_responses = format!("http://127.0.0.1:{port}/br/v1/responses");
     for stream in [false, true] {
         let method = if stream {
             "converse-stream"
@@ -498,6 +499,20 @@ async fn main() {
             stream,
             (&direct, &converse_body),
             (&gw_bedrock, &gb),
+        )
+        .await; // The Responses API in, translated to Converse and back.
+        let kind = if stream {
+            "responses on bedrock, streamed"
+        } else {
+            "responses on bedrock"
+        };
+        compare(
+            &c,
+            n,
+            kind,
+            stream,
+            (&direct, &converse_body),
+            (&gw_bedrock_responses, &resp_body(stream)),
         )
         .await;
     }

@@ -80,19 +80,29 @@ impl Drop for FakeProvider {
 /// Both official SDKs' checks (tests/clients/llm_sdks.py: plain, streamed,
 /// tools whole and streamed, an error) through the route at `/{prefix}`.
 fn sdk_suite(gw: &Gateway, prefix: &str) {
+    client_checks(gw, "llm_sdks.py", &[&gw.url(&format!("/{prefix}"))], 10);
+}
+
+/// Run a client script of tests/clients with `args`; it must pass and
+/// print `checks` "ok ..." lines.
+fn client_checks(gw: &Gateway, script: &str, args: &[&str], checks: usize) {
     let out = Command::new(python())
-        .arg(root().join("tests/clients/llm_sdks.py"))
-        .arg(gw.url(&format!("/{prefix}")))
+        .arg(root().join("tests/clients").join(script))
+        .args(args)
         .output()
-        .expect("python runs the SDK checks");
+        .unwrap_or_else(|e| panic!("python runs {script}: {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "SDK checks via /{prefix} failed:\n{stdout}\n{}\ngateway log:\n{}",
+        "{script} {args:?} failed:\n{stdout}\n{}\ngateway log:\n{}",
         String::from_utf8_lossy(&out.stderr),
         gw.log()
     );
-    assert_eq!(stdout.lines().filter(|l| l.starts_with("ok ")).count(), 10);
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("ok ")).count(),
+        checks,
+        "{stdout}"
+    );
 }
 
 /// The message of an error answer in either API's shape.
@@ -694,16 +704,21 @@ async fn gemini_and_azure_providers_get_their_paths_and_key_headers() {
     let (status, _, body) = post(&gw.url("/gm/v1/messages"), chat(false)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(json(&body)["content"][0]["text"], "Echo: hello there");
-    // Gemini's endpoint has no Responses API: refused here, in OpenAI's shape.
-    let calls = fake.requests().await.len();
+    // Gemini's endpoint has no Responses API: it gets the call as chat.
     let (status, _, body) = post(
         &gw.url("/gm/v1/responses"),
         serde_json::json!({"model": "m", "input": "hi"}),
     )
     .await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
-    assert!(json(&body)["error"]["message"].is_string(), "{body}");
-    assert_eq!(fake.requests().await.len(), calls);
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        json(&body)["output"][0]["content"][0]["text"],
+        "Echo: hi",
+        "{body}"
+    );
+    let seen = last().await;
+    assert_eq!(seen["path"], "/v1beta/openai/chat/completions");
+    assert_eq!(seen["body"]["messages"][0]["content"], "hi");
 
     let (status, _, body) = post(&gw.url("/az/v1/chat/completions"), chat(true)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -1020,6 +1035,23 @@ binds:
     assert!(started.elapsed() < std::time::Duration::from_millis(1400));
 }
 
+/// The official SDK's Responses checks (tests/clients/openai_responses.py,
+/// all eleven) on the route at `prefix`, whose chain has [`RESPONSES_GUARD`].
+fn responses_sdk_checks(gw: &Gateway, prefix: &str, model: &str) {
+    client_checks(gw, "openai_responses.py", &[&gw.url(prefix), model], 11);
+}
+
+/// The route plugins the Responses checks expect (see the script).
+const RESPONSES_GUARD: &str = r#"
+      plugins:
+      - name: prompt-guard
+        config:
+          patterns: ["(?i)ignore previous instructions"]
+          mask: [{literal: Project Falcon}]
+          responseMask: ['internal-[0-9]+']
+          responsePatterns: ["(?i)credit card"]
+          status: 400"#;
+
 /// OpenAI's Responses API on a route with prompt-guard and one with a token
 /// budget: the official SDK's calls (plain, items, streamed, tools) pass the
 /// request, response and chunk hooks as chat calls do, the route's model
@@ -1038,15 +1070,7 @@ binds:
       matches: [{{path: {{pathPrefix: /g}}}}]
       policies:
         backendAuth: {{key: sk-resp}}
-        ai: {{modelAliases: {{fast: gpt-real}}}}
-      plugins:
-      - name: prompt-guard
-        config:
-          patterns: ["(?i)ignore previous instructions"]
-          mask: [{{literal: Project Falcon}}]
-          responseMask: ['internal-[0-9]+']
-          responsePatterns: ["(?i)credit card"]
-          status: 400
+        ai: {{modelAliases: {{fast: gpt-real}}}}{RESPONSES_GUARD}
       backends:
       - ai: {{name: fake-openai, provider: {{openAI: {{}}}}, hostOverride: "{oa}"}}
     - name: budget
@@ -1062,19 +1086,7 @@ binds:
         oa = openai.addr()
     ))
     .await;
-    let out = Command::new(python())
-        .arg(root().join("tests/clients/openai_responses.py"))
-        .args([gw.url("/g").as_str(), "fast"])
-        .output()
-        .expect("python runs the Responses checks");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "Responses checks failed:\n{stdout}\n{}\ngateway log:\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        gw.log()
-    );
-    assert_eq!(stdout.lines().filter(|l| l.starts_with("ok ")).count(), 11);
+    responses_sdk_checks(&gw, "/g", "fast");
 
     let seen = openai.requests().await;
     for r in &seen {
@@ -1151,6 +1163,182 @@ binds:
         .filter(|r| r["body"]["model"] == "budget-model")
         .count();
     assert_eq!(budget_calls, 2);
+}
+
+/// OpenAI's Responses API on providers that do not have it: Anthropic and
+/// Bedrock get it as their own chat requests, and the official SDK's
+/// Responses checks (the same script as against OpenAI's endpoint: hooks,
+/// masking across deltas, streams and the stream helper, tool rounds, a
+/// provider's error) pass. A group fails over from OpenAI's Responses API
+/// to Anthropic, translated on the way; what only OpenAI keeps (a stored
+/// response, its own tools) is refused naming the field, and on a route
+/// with OpenAI too it goes to OpenAI alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_api_is_translated_for_providers_without_it() {
+    let anthropic = FakeProvider::start("anthropic", "fake-anthropic", &["--key", "sk-ant"]);
+    let bedrock = FakeProvider::start(
+        "bedrock",
+        "fake-bedrock",
+        &[
+            "--aws-key",
+            "AKIDWARDGATETEST:wardgate-test-secret:session-tok-1",
+        ],
+    );
+    let busy = FakeProvider::start("openai", "busy-openai", &["--fail", "429"]);
+    let guard = RESPONSES_GUARD;
+    let gw = Gateway::start(&format!(
+        r#"
+binds:
+- port: 0
+  listeners:
+  - routes:
+    - name: claude
+      matches: [{{path: {{pathPrefix: /claude}}}}]
+      policies:
+        backendAuth: {{key: sk-ant}}{guard}
+      backends:
+      - ai: {{name: fake-anthropic, provider: {{anthropic: {{}}}}, hostOverride: "{ant}"}}
+    - name: bedrock
+      matches: [{{path: {{pathPrefix: /bedrock}}}}]
+      policies:
+        backendAuth: {{aws: {{accessKeyId: AKIDWARDGATETEST, secretAccessKey: wardgate-test-secret, sessionToken: session-tok-1}}}}{guard}
+      backends:
+      - ai: {{name: fake-bedrock, provider: {{bedrock: {{region: us-east-1, model: 'anthropic.claude-3-5-haiku-20241022-v1:0'}}}}, hostOverride: "{br}"}}
+    - name: mixed
+      matches: [{{path: {{pathPrefix: /mixed}}}}]
+      backends:
+      - ai:
+          groups:
+          - providers:
+            - name: busy-openai
+              provider: {{openAI: {{}}}}
+              hostOverride: "{busy}"
+          - providers:
+            - name: fake-anthropic
+              provider: {{anthropic: {{}}}}
+              hostOverride: "{ant}"
+              policies: {{backendAuth: {{key: sk-ant}}}}
+"#,
+        ant = anthropic.addr(),
+        br = bedrock.addr(),
+        busy = busy.addr(),
+    ))
+    .await;
+    responses_sdk_checks(&gw, "/claude", "claude-haiku-4-5");
+    responses_sdk_checks(&gw, "/bedrock", "any");
+
+    // Each provider got its own API: Anthropic's messages with the
+    // instructions as the system prompt and the tool round as tool_use /
+    // tool_result blocks; Bedrock's Converse, signed.
+    let seen = anthropic.requests().await;
+    assert!(seen.iter().all(|r| r["path"] == "/v1/messages"), "{seen:?}");
+    let all = serde_json::Value::Array(seen.clone()).to_string();
+    assert!(!all.contains("Project Falcon"), "{all}");
+    let plain = &seen[0]["body"];
+    assert_eq!(plain["system"], "Be brief.", "{plain}");
+    assert_eq!(
+        plain["messages"][0]["content"][0]["text"], "hello there",
+        "{plain}"
+    );
+    assert_eq!(seen[0]["headers"]["x-api-key"], "sk-ant");
+    let round = seen
+        .iter()
+        .find(|r| {
+            r["body"]["messages"]
+                .as_array()
+                .is_some_and(|m| m.len() == 3)
+        })
+        .expect("the tool round");
+    let msgs = &round["body"]["messages"];
+    assert_eq!(msgs[1]["content"][0]["type"], "tool_use", "{msgs}");
+    assert_eq!(msgs[1]["content"][0]["input"]["city"], "Paris", "{msgs}");
+    assert_eq!(msgs[2]["content"][0]["type"], "tool_result", "{msgs}");
+    assert_eq!(
+        msgs[2]["content"][0]["tool_use_id"],
+        msgs[1]["content"][0]["id"]
+    );
+    assert_eq!(round["body"]["tools"][0]["name"], "get_weather");
+    let seen = bedrock.requests().await;
+    assert!(
+        seen.iter().all(|r| r["path"].as_str().is_some_and(
+            |p| p.starts_with("/model/anthropic.claude-3-5-haiku-20241022-v1%3A0/converse")
+        )),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|r| r["path"].as_str().unwrap().ends_with("/converse-stream"))
+    );
+    assert!(
+        seen[0]["headers"]["authorization"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("AWS4-HMAC-SHA256 ")),
+        "{}",
+        seen[0]
+    );
+    assert_eq!(seen[0]["body"]["system"][0]["text"], "Be brief.");
+
+    // The usage of translated answers is recorded under the provider.
+    let (_, _, metrics) = get(&client(), &gw.admin_url("/metrics")).await;
+    assert!(
+        metrics.lines().any(|l| l
+            .starts_with("wardgate_llm_tokens_total{route=\"bedrock\",provider=\"fake-bedrock\"")),
+        "{metrics}"
+    );
+
+    // OpenAI says 429: the group's next provider, Anthropic, answers the
+    // Responses call as chat, whole and streamed.
+    let before = anthropic.requests().await.len();
+    let (status, headers, body) = post(
+        &gw.url("/mixed/v1/responses"),
+        serde_json::json!({"model": "m", "input": "hi", "max_output_tokens": 64}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(headers["x-wardgate-provider"], "fake-anthropic");
+    let answer = json(&body);
+    assert_eq!(answer["object"], "response");
+    assert_eq!(
+        answer["output"][0]["content"][0]["text"], "Echo: hi",
+        "{answer}"
+    );
+    assert_eq!(answer["max_output_tokens"], 64);
+    assert_eq!(busy.requests().await[0]["path"], "/v1/responses");
+    let sent = anthropic.requests().await;
+    assert_eq!(sent.len(), before + 1);
+    assert_eq!(sent[before]["body"]["max_tokens"], 64);
+
+    // What only OpenAI keeps: refused naming the field, nothing sent.
+    let before = anthropic.requests().await.len();
+    for (body, field) in [
+        (
+            serde_json::json!({"model": "m", "input": "and then?", "previous_response_id": "resp_1"}),
+            "`previous_response_id`",
+        ),
+        (
+            serde_json::json!({"model": "m", "input": "news?", "tools": [{"type": "web_search"}]}),
+            "`tools[0]`",
+        ),
+    ] {
+        let (status, _, text) = post(&gw.url("/claude/v1/responses"), body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+        let message = json(&text)["error"]["message"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            message.contains("provider fake-anthropic has no Responses API")
+                && message.contains(field),
+            "{message}"
+        );
+        // With OpenAI in the route, the call is OpenAI's alone (here: its 429).
+        let calls = busy.requests().await.len();
+        let (status, headers, _) = post(&gw.url("/mixed/v1/responses"), body).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(headers["x-wardgate-provider"], "busy-openai");
+        assert_eq!(busy.requests().await.len(), calls + 1);
+    }
+    assert_eq!(anthropic.requests().await.len(), before);
 }
 
 /// pii-guard on LLM routes: requests are masked before the provider sees
@@ -1608,19 +1796,36 @@ async fn vertex_providers_reach_claude_and_openai_endpoints_with_google_tokens()
         last().await["path"],
         format!("{global}/endpoints/openapi/embeddings")
     );
-    // No Responses API on Vertex: refused before it is called.
-    let calls = fake.requests().await.len();
-    let (status, _, _) = post(
-        &gw.url("/any/v1/responses"),
-        serde_json::json!({"model": "m", "input": "hi"}),
-    )
-    .await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(fake.requests().await.len(), calls);
+    // Vertex has no Responses API: it is sent as chat, to the endpoint the
+    // model's family takes, and answered in the Responses shape.
+    for (model, path) in [
+        (
+            "claude-haiku-4-5@20251001",
+            format!("{global}/publishers/anthropic/models/claude-haiku-4-5@20251001:rawPredict"),
+        ),
+        (
+            "google/gemini-2.5-pro",
+            format!("{global}/endpoints/openapi/chat/completions"),
+        ),
+    ] {
+        let (status, _, body) = post(
+            &gw.url("/any/v1/responses"),
+            serde_json::json!({"model": model, "input": "hi"}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(
+            json(&body)["output"][0]["content"][0]["text"],
+            "Echo: hi",
+            "{body}"
+        );
+        assert_eq!(last().await["path"], path);
+    }
     assert_eq!(tokens_issued(&fake).await, 1);
 
     // A key the token endpoint refuses: 502 naming the provider and why,
     // in the client's API shape; nothing reached Vertex.
+    let calls = fake.requests().await.len();
     let (status, _, body) = post(&gw.url("/forged/v1/messages"), chat("claude-haiku-4-5")).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
     let message = error_message(&body);
@@ -1903,13 +2108,10 @@ async fn bedrock_providers_speak_converse_with_sigv4_signatures() {
         error_message(&body).contains("signature we calculated does not match"),
         "{body}"
     );
-    // Bedrock serves chat only here: other APIs are refused unsent.
+    // Bedrock serves chat (and the Responses API as chat) only here: other
+    // APIs are refused unsent.
     let calls = fake.requests().await.len();
-    for path in [
-        "/claude/v1/responses",
-        "/claude/v1/embeddings",
-        "/claude/v1/files",
-    ] {
+    for path in ["/claude/v1/embeddings", "/claude/v1/files"] {
         let (status, _, _) = post(&gw.url(path), chat("hi", false)).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
     }

@@ -27,7 +27,8 @@ pub struct Failover {
     epoch: Instant,
     next: AtomicUsize,
     cooldown: Duration,
-    /// Total tries per request (first try included); at least one per provider.
+    /// Total tries per request (first try included) the route's `retry`
+    /// asks for; there is always one per candidate provider.
     attempts: usize,
     backoff: Duration,
     budget: RetryBudget,
@@ -53,7 +54,7 @@ impl Failover {
             epoch: Instant::now(),
             next: AtomicUsize::new(0),
             cooldown: cooldown.unwrap_or(DEFAULT_COOLDOWN),
-            attempts: n,
+            attempts: 1,
             backoff: Duration::from_millis(100),
             budget: RetryBudget::default(),
         }
@@ -63,7 +64,7 @@ impl Failover {
     /// same ones after a growing pause.
     pub fn with_retry(mut self, attempts: Option<u32>, backoff: Option<Duration>) -> Self {
         if let Some(a) = attempts {
-            self.attempts = self.attempts.max(a as usize);
+            self.attempts = a as usize;
         }
         if let Some(b) = backoff {
             self.backoff = b;
@@ -93,6 +94,14 @@ impl Failover {
     /// (rotating within a group), then the cooling ones, since an answer
     /// from a recovering provider beats none.
     pub fn candidates(&self, api: Api) -> Vec<(usize, Arc<Provider>)> {
+        self.candidates_for(|p| p.serves(api))
+    }
+
+    /// As [`Self::candidates`], for the providers `serves` picks.
+    pub fn candidates_for(
+        &self,
+        serves: impl Fn(&Provider) -> bool,
+    ) -> Vec<(usize, Arc<Provider>)> {
         let turn = self.next.fetch_add(1, Ordering::Relaxed);
         let mut healthy = Vec::new();
         let mut cooling = Vec::new();
@@ -100,7 +109,7 @@ impl Failover {
             let n = group.len();
             for k in 0..n {
                 let (i, p) = &group[(turn + k) % n];
-                if !p.serves(api) {
+                if !serves(p) {
                     continue;
                 }
                 if self.cooling(*i) {
@@ -124,7 +133,9 @@ impl Failover {
         build: impl Fn(&Provider) -> Request<Body>,
     ) -> Result<(Arc<Provider>, Response<UpstreamBody>), SendFailure> {
         self.budget.request();
-        let attempts = self.attempts.max(1);
+        // One try per candidate: a provider that does not serve this API
+        // adds none, so a lone candidate is asked twice only if `retry` says so.
+        let attempts = self.attempts.max(candidates.len()).max(1);
         let mut pause = self.backoff;
         let mut last = None;
         for n in 0..attempts {

@@ -8,7 +8,8 @@
 //! format, whole or streamed ([`stream`]; Bedrock's frames: [`aws_events`]),
 //! through the response or chunk hooks, with token usage recorded.
 //! The Responses API takes the same hooks on its own shapes ([`responses`],
-//! its streamed events in [`answer_events`]). Realtime sessions are
+//! its streamed events in [`answer_events`]); for providers without it, it
+//! is translated to chat and back ([`responses_chat`]). Realtime sessions are
 //! WebSocket handshakes sent on to a provider ([`realtime`]). A provider
 //! adds its credentials ([`crate::backend::credentials`]).
 
@@ -22,6 +23,7 @@ pub mod failover;
 pub mod provider;
 pub mod realtime;
 pub mod responses;
+pub mod responses_chat;
 pub mod stream;
 
 use std::sync::Arc;
@@ -43,7 +45,7 @@ use self::stream::{ChunkGuard, StreamRelay, TextVerdict};
 use crate::backend::http::{Body, UpstreamError};
 use crate::backend::sse::SseEvent;
 use crate::config::schema::{AiBackend, BackendAuth, NamedAiProvider, Policies};
-use crate::policy::bindings::{Hooks, LlmChunk, TokenUsage};
+use crate::policy::bindings::{Hooks, LlmChunk, LlmRequest, TokenUsage};
 use crate::policy::hooks::{OnLlmChunk, OnLlmRequest, OnLlmResponse};
 use crate::policy::{ChainRun, Verdict};
 use crate::proxy::Shared;
@@ -195,7 +197,12 @@ pub async fn serve(
 ) -> Response<Body> {
     let api = llm.ai.classify(input.parts.uri.path());
     let client = api.flavor();
-    let candidates = llm.failover.candidates(api);
+    let post = input.parts.method == http::Method::POST;
+    let candidates = match api {
+        // Providers without the Responses API get it as chat.
+        Api::RESPONSES if post => llm.failover.candidates_for(|_| true),
+        _ => llm.failover.candidates(api),
+    };
     if candidates.is_empty() {
         trace.error = Some("no provider serves this API".into());
         return api::error_response(
@@ -211,9 +218,7 @@ pub async fn serve(
     }
     match api {
         Api::Chat(from) => chat(shared, llm, input, from, candidates, trace).await,
-        Api::RESPONSES if input.parts.method == http::Method::POST => {
-            responses::serve(shared, llm, input, candidates, trace).await
-        }
+        Api::RESPONSES if post => responses::serve(shared, llm, input, candidates, trace).await,
         _ => passthrough(shared, llm, input, api, candidates, trace).await,
     }
 }
@@ -340,24 +345,75 @@ async fn chat(
     }
     run.request_phase_done();
 
-    let attempt = |p: &Provider| {
+    let call = ChatCall {
+        parts: &parts,
+        original: &original,
+        view: &view,
+        from,
+        edited,
+        stream,
+    };
+    let exchange = Exchange {
+        shared: &shared,
+        llm: &llm,
+        candidates: &candidates,
+        head_timeout,
+        max_body,
+        client: from,
+    };
+    let (provider, resp) = match exchange.send(|p| call.request_for(p, &llm), trace).await {
+        Ok(ok) => ok,
+        Err(answer) => return answer,
+    };
+    let answer = ChatAnswer {
+        run,
+        route,
+        max_body,
+        requested_model,
+        reader: Reader::Chat {
+            flavor: from,
+            wants_usage: client_wants_usage,
+        },
+    };
+    answer
+        .read(shared, &llm, provider, resp, &call, trace)
+        .await
+}
+
+/// A chat request on its way to the providers: the client's body in
+/// `from`'s format and its view, which holds the plugins' edits.
+pub(super) struct ChatCall<'a> {
+    pub parts: &'a http::request::Parts,
+    pub original: &'a Value,
+    pub view: &'a LlmRequest,
+    pub from: Flavor,
+    /// The plugins changed the view: a same-format body takes the edit.
+    pub edited: bool,
+    pub stream: bool,
+}
+
+impl ChatCall<'_> {
+    /// The request `p` gets: the body in the format `p` speaks for the
+    /// model, with its credentials, at its chat path.
+    pub(super) fn request_for(&self, p: &Provider, llm: &LlmBackend) -> Request<Body> {
+        let (from, view, stream) = (self.from, self.view, self.stream);
         let model = p.model.as_deref().unwrap_or(&view.model);
         let wire = p.wire_for(model);
         let mut out = match wire {
             Wire::Chat(to) if to == from => {
-                let mut body = original.as_object().cloned().unwrap_or_default();
-                if edited {
+                let mut body = self.original.as_object().cloned().unwrap_or_default();
+                if self.edited {
                     chat::set_messages(from, &mut body, &view.messages);
                     body.insert("model".into(), view.model.clone().into());
                 }
                 body
             }
-            Wire::Chat(to) => match chat::translate_request(from, to, &original, &view) {
+            Wire::Chat(to) => match chat::translate_request(from, to, self.original, view) {
                 Value::Object(m) => m,
                 _ => Map::new(),
             },
             // The model goes in the path.
-            Wire::Converse => converse::request(from, &original, &view, p.guardrail()),
+            Wire::Converse => converse::request(from, self.original, view, p.guardrail()),
         };
         if let (Some(model), Wire::Chat(_)) = (&p.model, wire) {
             out.insert("model".into(), model.clone().into());
@@ -378,7 +434,7 @@ async fn chat(
             }
         }
         let bytes = Bytes::from(Value::Object(out).to_string());
-        let mut headers = parts.headers.clone();
+        let mut headers = self.parts.headers.clone();
         headers.remove(http::header::HOST);
         // The answer is parsed here, so it must come uncompressed.
         headers.remove(http::header::ACCEPT_ENCODING);
@@ -417,105 +473,150 @@ async fn chat(
         *req.headers_mut() = headers;
         p.digest_body(&mut req, &bytes);
         req
-    };
-    let exchange = Exchange {
-        shared: &shared,
-        llm: &llm,
-        candidates: &candidates,
-        head_timeout,
-        max_body,
-        client: from,
-    };
-    let (provider, resp) = match exchange.send(attempt, trace).await {
-        Ok(ok) => ok,
-        Err(answer) => return answer,
-    };
-    let created = now_secs();
-    let sent_model = provider.model.as_deref().unwrap_or(&view.model);
-    let wire = provider.wire_for(sent_model);
-    // Only Bedrock may have been given stand-ins for the tools' names.
-    let tool_names = match wire {
-        Wire::Converse => converse::ToolNames::of(&view),
-        Wire::Chat(_) => converse::ToolNames::default(),
-    };
-    // Converse names no answer: AWS's request id stands in.
-    let request_id = match wire {
-        Wire::Converse => resp
-            .headers()
-            .get("x-amzn-requestid")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string(),
-        Wire::Chat(_) => String::new(),
-    };
+    }
+}
 
-    if is_event_stream(&resp) {
-        let relay = ChatStream {
-            guard: StreamGuard::new(run, &provider, &requested_model),
-            relay: StreamRelay::new(wire, from, client_wants_usage, created).named(
-                &request_id,
-                sent_model,
-                tool_names,
+/// The API the client reads a chat provider's answer in.
+pub(super) enum Reader {
+    /// A chat format; `wants_usage`: the client asked for
+    /// `stream_options.include_usage` itself.
+    Chat { flavor: Flavor, wants_usage: bool },
+    /// OpenAI's Responses API, with the request's settings to repeat.
+    Responses(responses_chat::Echo),
+}
+
+impl Reader {
+    /// The shape of errors the client understands.
+    fn flavor(&self) -> Flavor {
+        match self {
+            Reader::Chat { flavor, .. } => *flavor,
+            Reader::Responses(_) => Flavor::OpenAi,
+        }
+    }
+}
+
+/// What turning a chat provider's answer into the client's needs.
+pub(super) struct ChatAnswer {
+    pub run: ChainRun,
+    pub route: String,
+    pub max_body: usize,
+    pub requested_model: String,
+    pub reader: Reader,
+}
+
+impl ChatAnswer {
+    /// The client's answer, whole or streamed, through the response or
+    /// chunk hooks, with the usage recorded.
+    pub(super) async fn read(
+        self,
+        shared: Arc<Shared>,
+        llm: &LlmBackend,
+        provider: Arc<Provider>,
+        resp: Response<UpstreamBody>,
+        call: &ChatCall<'_>,
+        trace: &mut LlmTrace,
+    ) -> Response<Body> {
+        let ChatAnswer {
+            mut run,
+            route,
+            max_body,
+            requested_model,
+            reader,
+        } = self;
+        let client = reader.flavor();
+        let created = now_secs();
+        let sent_model = provider.model.as_deref().unwrap_or(&call.view.model);
+        let wire = provider.wire_for(sent_model);
+        // Only Bedrock may have been given stand-ins for the tools' names.
+        let tool_names = match wire {
+            Wire::Converse => converse::ToolNames::of(call.view),
+            Wire::Chat(_) => converse::ToolNames::default(),
+        };
+        // Converse names no answer: AWS's request id stands in.
+        let request_id = match wire {
+            Wire::Converse => resp
+                .headers()
+                .get("x-amzn-requestid")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string(),
+            Wire::Chat(_) => String::new(),
+        };
+
+        if is_event_stream(&resp) {
+            let relay = match reader {
+                Reader::Chat {
+                    flavor,
+                    wants_usage,
+                } => StreamRelay::new(wire, flavor, wants_usage, created),
+                Reader::Responses(echo) => StreamRelay::new(wire, Flavor::OpenAi, false, created)
+                    .into_responses(echo.events(created)),
+            };
+            let relay = ChatStream {
+                guard: StreamGuard::new(run, &provider, &requested_model),
+                relay: relay.named(&request_id, sent_model, tool_names),
+            };
+            return stream_response(shared, resp, relay, llm, route, provider);
+        }
+
+        let bytes = match read_idle(resp.into_body(), max_body, llm.idle_timeout).await {
+            Ok(b) => b,
+            Err(e) => {
+                trace.error = Some(e.clone());
+                return api::error_response(client, StatusCode::BAD_GATEWAY, Some("api_error"), &e);
+            }
+        };
+        let Ok(mut answer) = serde_json::from_slice::<Value>(&bytes) else {
+            trace.error = Some("provider answer is not JSON".into());
+            return api::error_response(
+                client,
+                StatusCode::BAD_GATEWAY,
+                Some("api_error"),
+                &format!("provider {} sent an answer that is not JSON", provider.name),
+            );
+        };
+        let (mut view, id) = match wire {
+            Wire::Chat(to) => chat::response_view(to, &answer, provider.family),
+            Wire::Converse => (
+                converse::response_view(&answer, provider.family, sent_model, &tool_names),
+                request_id,
             ),
         };
-        return stream_response(shared, resp, relay, &llm, route, provider);
-    }
-
-    let bytes = match read_idle(resp.into_body(), max_body, llm.idle_timeout).await {
-        Ok(b) => b,
-        Err(e) => {
-            trace.error = Some(e.clone());
-            return api::error_response(from, StatusCode::BAD_GATEWAY, Some("api_error"), &e);
+        let mut edited = false;
+        if run.wants(Hooks::LLM_RESPONSE) {
+            let verdict = run.run::<OnLlmResponse>(&mut view);
+            if let Some(stop) = settle(verdict, &run, client, trace) {
+                return stop;
+            }
+            edited = run.modified::<OnLlmResponse>();
         }
-    };
-    let Ok(mut answer) = serde_json::from_slice::<Value>(&bytes) else {
-        trace.error = Some("provider answer is not JSON".into());
-        return api::error_response(
-            from,
-            StatusCode::BAD_GATEWAY,
-            Some("api_error"),
-            &format!("provider {} sent an answer that is not JSON", provider.name),
+        let model = if view.model.is_empty() {
+            requested_model
+        } else {
+            view.model.clone()
+        };
+        shared.llm_metrics.record(
+            &route,
+            &provider.name,
+            &model,
+            view.usage.map(|u| (u.input, u.output, u.cached_input)),
         );
-    };
-    let (mut view, id) = match wire {
-        Wire::Chat(to) => chat::response_view(to, &answer, provider.family),
-        Wire::Converse => (
-            converse::response_view(&answer, provider.family, sent_model, &tool_names),
-            request_id,
-        ),
-    };
-    let mut edited = false;
-    if run.wants(Hooks::LLM_RESPONSE) {
-        let verdict = run.run::<OnLlmResponse>(&mut view);
-        if let Some(stop) = settle(verdict, &run, from, trace) {
-            return stop;
-        }
-        edited = run.modified::<OnLlmResponse>();
+        let out = match reader {
+            Reader::Chat { flavor, .. } if wire == Wire::Chat(flavor) => {
+                if !edited {
+                    let mut resp = Response::new(crate::proxy::full(bytes));
+                    resp.headers_mut()
+                        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                    return with_provider(resp, &provider);
+                }
+                chat::apply_response_edit(flavor, &mut answer, &view);
+                answer
+            }
+            Reader::Chat { flavor, .. } => chat::encode_response(flavor, &view, &id, created),
+            Reader::Responses(echo) => echo.answer(&view, &id, created),
+        };
+        with_provider(api::json_response(StatusCode::OK, &out), &provider)
     }
-    let model = if view.model.is_empty() {
-        requested_model
-    } else {
-        view.model.clone()
-    };
-    shared.llm_metrics.record(
-        &route,
-        &provider.name,
-        &model,
-        view.usage.map(|u| (u.input, u.output, u.cached_input)),
-    );
-    let out = if wire == Wire::Chat(from) {
-        if !edited {
-            let mut resp = Response::new(crate::proxy::full(bytes));
-            resp.headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            return with_provider(resp, &provider);
-        }
-        chat::apply_response_edit(from, &mut answer, &view);
-        answer
-    } else {
-        chat::encode_response(from, &view, &id, created)
-    };
-    with_provider(api::json_response(StatusCode::OK, &out), &provider)
 }
 
 /// What sending a request to the route's providers needs.

@@ -5,9 +5,11 @@
 //! tool calls, and a streamed answer's text deltas pass the chunk hook (see
 //! [`super::answer_events`]). Usage is recorded either way.
 //!
-//! Only providers that speak OpenAI's API serve it; nothing is translated.
-//! A conversation kept by the provider (`previous_response_id`,
-//! `conversation`) is not seen: the hooks see what this request sends.
+//! Providers with the API get the body as it is (with the hooks' edits);
+//! the others get it as a chat request, and their answer back in this API's
+//! shape ([`super::responses_chat`]). A conversation kept by the provider
+//! (`previous_response_id`, `conversation`) is not seen: the hooks see what
+//! this request sends.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -20,10 +22,13 @@ use serde_json::{Map, Value, json};
 use super::ai_policy::BodyShape;
 use super::answer_events::{self, AnswerEvents};
 use super::api::{Api, Flavor};
-use super::chat::{message, str_field, tool_definition};
+use super::chat::{self, message, str_field, tool_definition};
 use super::provider::Provider;
+use super::responses_chat;
 use super::stream::ChunkGuard;
-use super::{EventRelay, LlmBackend, LlmRequestIn, LlmTrace, StreamGuard};
+use super::{
+    ChatAnswer, ChatCall, EventRelay, LlmBackend, LlmRequestIn, LlmTrace, Reader, StreamGuard,
+};
 use crate::backend::http::Body;
 use crate::backend::sse::SseEvent;
 use crate::policy::bindings::{
@@ -55,8 +60,8 @@ pub async fn serve(
         Err(refusal) => return refusal,
     };
     llm.ai.apply(BodyShape::Responses, &mut body);
-    let primary = &candidates[0].1;
-    let (mut view, shape) = request_view(&body, primary.family);
+    let family = candidates[0].1.family;
+    let (mut view, shape) = request_view(&body, family);
     let requested_model = view.model.clone();
     if run.wants(Hooks::LLM_REQUEST) {
         let verdict = run.run::<OnLlmRequest>(&mut view);
@@ -70,7 +75,51 @@ pub async fn serve(
     }
     run.request_phase_done();
 
+    // Providers without the API get it as chat, when it can be put so.
+    let mut candidates = candidates;
+    let stream = view.stream;
+    let chat_body = match candidates.iter().find(|(_, p)| !p.serves(Api::RESPONSES)) {
+        None => None,
+        Some((_, foreign)) => match responses_chat::to_chat(&body) {
+            Ok(chat) => Some(chat),
+            Err((field, why)) => {
+                let message = format!(
+                    "provider {} has no Responses API, and `{field}` cannot be sent to it as chat: {why}",
+                    foreign.name
+                );
+                candidates.retain(|(_, p)| p.serves(Api::RESPONSES));
+                if candidates.is_empty() {
+                    trace.error = Some(message.clone());
+                    return super::api::error_response(
+                        CLIENT,
+                        StatusCode::BAD_REQUEST,
+                        None,
+                        &message,
+                    );
+                }
+                None
+            }
+        },
+    };
+    let chat_view = chat_body
+        .as_ref()
+        .map(|b| chat::request_view(CLIENT, b, family));
+    let call = chat_body
+        .as_ref()
+        .zip(chat_view.as_ref())
+        .map(|(original, view)| ChatCall {
+            parts: &parts,
+            original,
+            view,
+            from: CLIENT,
+            edited: false,
+            stream,
+        });
+
     let attempt = |p: &Provider| {
+        if let Some(call) = call.as_ref().filter(|_| !p.serves(Api::RESPONSES)) {
+            return call.request_for(p, &llm);
+        }
         let mut out = body.clone();
         if let Some(model) = &p.model {
             out.insert("model".into(), model.clone().into());
@@ -102,6 +151,16 @@ pub async fn serve(
         Ok(ok) => ok,
         Err(answer) => return answer,
     };
+    if let Some(call) = call.as_ref().filter(|_| !provider.serves(Api::RESPONSES)) {
+        let answer = ChatAnswer {
+            run,
+            route,
+            max_body,
+            requested_model,
+            reader: Reader::Responses(responses_chat::Echo::of(&body)),
+        };
+        return answer.read(shared, &llm, provider, resp, call, trace).await;
+    }
     if super::is_event_stream(&resp) {
         let relay = ResponsesStream::new(StreamGuard::new(run, &provider, &requested_model));
         return super::stream_response(shared, resp, relay, &llm, route, provider);

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use super::api::{Flavor, Wire, anthropic_type};
 use super::chat::{finish_from_anthropic, id_for, stop_from_openai, usage_of};
+use super::responses_chat::{ResponsesEvents, Written};
 use crate::backend::sse::SseEvent;
 use crate::policy::bindings::TokenUsage;
 
@@ -97,6 +98,9 @@ pub struct StreamRelay {
     open_block: Option<(BlockKind, u64)>,
     next_block: u64,
     block_of_call: Vec<(u64, u64)>,
+    /// The client reads OpenAI's Responses API: its events are written
+    /// here instead of chat chunks.
+    responses: Option<Box<ResponsesEvents>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,7 +128,14 @@ impl StreamRelay {
             open_block: None,
             next_block: 0,
             block_of_call: Vec::new(),
+            responses: None,
         }
+    }
+
+    /// Write the answer as the Responses API's events.
+    pub fn into_responses(mut self, events: ResponsesEvents) -> Self {
+        self.responses = Some(Box::new(events));
+        self
     }
 
     /// The answer's id and model, for a provider whose stream names
@@ -219,7 +230,7 @@ impl StreamRelay {
                 _ => {}
             }
         }
-        if self.from == Wire::Chat(self.to) {
+        if self.responses.is_none() && self.from == Wire::Chat(self.to) {
             // Held-back text leaves as its own event, before the one that
             // ended the text.
             if let Some((_, text, block)) = held_back {
@@ -231,6 +242,20 @@ impl StreamRelay {
                 pieces.insert(i, Piece::Text(text));
             }
             for piece in pieces {
+                if let Some(events) = &mut self.responses {
+                    match events.write(piece, self.usage, out) {
+                        Written::Open => {}
+                        Written::Done => self.finished = true,
+                        Written::Failed => {
+                            self.finished = true;
+                            self.failed = true;
+                        }
+                    }
+                    if self.finished {
+                        return;
+                    }
+                    continue;
+                }
                 match self.to {
                     Flavor::OpenAi => self.write_openai(piece, out),
                     Flavor::Anthropic => self.write_anthropic(piece, out),
@@ -272,6 +297,9 @@ impl StreamRelay {
     pub fn fail(&mut self, out: &mut BytesMut, kind: Option<&str>, message: &str) {
         self.finished = true;
         self.failed = true;
+        if let Some(events) = &mut self.responses {
+            return events.fail(out, kind, message);
+        }
         match self.to {
             Flavor::OpenAi => {
                 let err = json!({"error": {"message": message,
@@ -702,7 +730,7 @@ fn data_frame(out: &mut BytesMut, data: &str) {
     out.put_slice(b"\n\n");
 }
 
-fn event_frame(out: &mut BytesMut, name: &str, data: &str) {
+pub(super) fn event_frame(out: &mut BytesMut, name: &str, data: &str) {
     out.reserve(name.len() + data.len() + 16);
     out.put_slice(b"event: ");
     out.put_slice(name.as_bytes());
