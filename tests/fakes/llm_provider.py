@@ -32,8 +32,12 @@ key as a bearer token). Temporary keys are issued, to be signed with like
 the fixed one, by STS (POST / with AssumeRoleWithWebIdentity and the token
 --web-identity-token, or AssumeRole signed for sts by a key it knows), container credentials (GET /_aws/container-credentials
 with the token --container-token) and IMDSv2 (PUT /latest/api/token, then
-/latest/meta-data/iam/security-credentials/ROLE); they expire after
---aws-ttl seconds. GET /_aws_issued counts what each source issued.
+/latest/meta-data/iam/security-credentials/ROLE) and the IAM Identity Center
+portal (GET /federation/credentials with x-amz-sso_bearer_token, a token it
+issued: --sso-token, or one SSO OIDC's POST /token gave for the current
+refresh token of client --sso-client ID:SECRET, which rotates it); they
+expire after --aws-ttl seconds. GET /_aws_issued counts what each source
+issued (and sso_refreshed, the tokens refreshed).
 With --azure-entra the openai flavor is Azure behind Microsoft Entra ID:
 every call needs a bearer token this fake issued for the path's audience
 (https://ai.azure.com for Foundry's /api/projects/ paths, else
@@ -137,7 +141,9 @@ def decide(last_user, tool_result, tool_names):
 
 # Key id -> (secret, session token, expiry or None): the fixed key and those issued.
 AWS_KEYS = {}
-AWS_ISSUED = {"sts": 0, "container": 0, "imds": 0, "assume": 0}
+AWS_ISSUED = {"sts": 0, "container": 0, "imds": 0, "assume": 0, "sso": 0}
+# IAM Identity Center: the access tokens issued, the current refresh token.
+SSO = {"access": set(), "refresh": "sso-refresh-0", "refreshed": 0}
 # The AssumeRole calls STS took (their form fields).
 ASSUMED = []
 IMDS_TOKEN = "imds-session-token"
@@ -314,9 +320,50 @@ class BedrockMixin:
         self.sts_keys("AssumeRoleWithWebIdentity", "sts", form, "\n    <SubjectFromWebIdentityToken>"
                       "system:serviceaccount:ai:wardgate</SubjectFromWebIdentityToken>")
 
+    def sso_oidc(self, raw):
+        """SSO OIDC's CreateToken with a refresh token (rotated on use)."""
+        try:
+            req = json.loads(raw)
+        except ValueError:
+            req = {}
+        client = "%s:%s" % (req.get("clientId"), req.get("clientSecret"))
+        with LOCK:
+            ok = req.get("grantType") == "refresh_token" and client == ARGS.sso_client \
+                and req.get("refreshToken") == SSO["refresh"]
+            if ok:
+                SSO["refreshed"] += 1
+                n = SSO["refreshed"]
+                access, SSO["refresh"] = "sso-access-%d" % n, "sso-refresh-%d" % n
+                SSO["access"].add(access)
+        if not ok:
+            return self.send_json(400, {"error": "invalid_grant",
+                                        "error_description": "Invalid refresh token provided"},
+                                  {"x-amzn-ErrorType": "InvalidGrantException"})
+        self.send_json(200, {"accessToken": access, "tokenType": "Bearer", "expiresIn": 3600,
+                             "refreshToken": SSO["refresh"]})
+
+    def sso_portal(self):
+        """The IAM Identity Center portal's GetRoleCredentials."""
+        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
+        with LOCK:
+            known = self.headers.get("x-amz-sso_bearer_token") in SSO["access"]
+        if not known:
+            return self.send_json(401, {"message": "Session token not found or invalid"},
+                                  {"x-amzn-ErrorType": "UnauthorizedException"})
+        if not query.get("account_id") or not query.get("role_name"):
+            return self.send_json(400, {"message": "account_id and role_name are required"},
+                                  {"x-amzn-ErrorType": "InvalidRequestException"})
+        key_id, secret, token, _ = issue_keys("sso")
+        expires = int(AWS_KEYS[key_id][2] * 1000)
+        self.send_json(200, {"roleCredentials": {"accessKeyId": key_id, "secretAccessKey": secret,
+                                                 "sessionToken": token, "expiration": expires}})
+
     def aws_get(self):
-        """Container credentials and the instance metadata service; False
-        if the path is neither."""
+        """Container credentials, the instance metadata service and the SSO
+        portal; False if the path is none of them."""
+        if self.path.startswith("/federation/credentials"):
+            self.sso_portal()
+            return True
         if self.path == "/_aws/container-credentials":
             if self.headers.get("authorization") != ARGS.container_token:
                 self.send_json(401, {"message": "invalid authorization token"})
@@ -605,7 +652,8 @@ class Handler(BedrockMixin, BaseHTTPRequestHandler):
             return self.entra_managed()
         if self.path == "/_aws_issued":
             with LOCK:
-                return self.send_json(200, dict(AWS_ISSUED, assumed=ASSUMED))
+                return self.send_json(200, dict(AWS_ISSUED, assumed=ASSUMED,
+                                                sso_refreshed=SSO["refreshed"]))
         if ARGS.flavor == "bedrock" and self.aws_get():
             return
         if self.path == "/_requests":
@@ -645,6 +693,8 @@ class Handler(BedrockMixin, BaseHTTPRequestHandler):
             return self.google_token(raw)
         if ARGS.flavor == "bedrock" and self.path == "/":
             return self.sts(raw)
+        if ARGS.flavor == "bedrock" and self.path == "/token":
+            return self.sso_oidc(raw)
         if ARGS.azure_entra and self.path.endswith("/oauth2/v2.0/token"):
             return self.entra_token(raw)
         self.record(raw)
@@ -1119,6 +1169,8 @@ def main():
     p.add_argument("--aws-ttl", type=int, default=3600)
     p.add_argument("--web-identity-token", default="wardgate-k8s-token")
     p.add_argument("--container-token", default="wardgate-pod-token")
+    p.add_argument("--sso-token", default="sso-access-0")
+    p.add_argument("--sso-client", default="wardgate-sso-client:wardgate-sso-secret")
     p.add_argument("--token-ttl", type=int, default=3599)
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--key")
@@ -1137,6 +1189,7 @@ def main():
         check_own_frames()
         key_id, secret, token = (ARGS.aws_key.split(":") + [None])[:3]
         AWS_KEYS[key_id] = (secret, token, None)
+        SSO["access"].add(ARGS.sso_token)
     server = ThreadingHTTPServer(("127.0.0.1", ARGS.port), Handler)
     server.daemon_threads = True
     print("listening on %d" % server.server_address[1], flush=True)

@@ -2123,6 +2123,25 @@ async fn bedrock_providers_speak_converse_with_sigv4_signatures() {
     );
 }
 
+/// A config with one route to `fake`'s Bedrock (Nova Lite in eu-central-1)
+/// and no keys: the gateway finds its own.
+fn nova_route(fake: &FakeProvider) -> String {
+    format!(
+        "binds:\n- port: 0\n  listeners:\n  - routes:\n    - backends:\n      - ai: {{name: br, provider: {{bedrock: {{region: eu-central-1, model: amazon.nova-lite-v1:0}}}}, hostOverride: \"{}\"}}\n",
+        fake.addr()
+    )
+}
+
+fn hello_chat() -> serde_json::Value {
+    serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "hello there"}]})
+}
+
+/// What the fake's AWS sources issued so far (see the fake's /_aws_issued).
+async fn aws_issued(fake: &FakeProvider) -> serde_json::Value {
+    let (_, _, body) = get(&client(), &format!("http://{}/_aws_issued", fake.addr())).await;
+    json(&body)
+}
+
 /// With no keys in the config or the environment, a Bedrock provider finds
 /// them as the AWS SDKs do: web identity traded at STS (EKS IRSA),
 /// container credentials (ECS, EKS Pod Identity) or the instance metadata
@@ -2153,16 +2172,8 @@ async fn bedrock_keys_come_from_web_identity_containers_and_instance_metadata() 
         std::fs::write(&path, text).unwrap();
         path.display().to_string()
     };
-    let config = format!(
-        "binds:\n- port: 0\n  listeners:\n  - routes:\n    - backends:\n      - ai: {{name: br, provider: {{bedrock: {{region: eu-central-1, model: amazon.nova-lite-v1:0}}}}, hostOverride: \"{}\"}}\n",
-        fake.addr()
-    );
-    let chat = serde_json::json!({"model": "m",
-        "messages": [{"role": "user", "content": "hello there"}]});
-    let issued = || async {
-        let (_, _, body) = get(&client(), &format!("http://{}/_aws_issued", fake.addr())).await;
-        json(&body)
-    };
+    let (config, chat) = (nova_route(&fake), hello_chat());
+    let issued = || aws_issued(&fake);
     // No shared credentials file of the machine's may win over these.
     let base = [
         ("AWS_SHARED_CREDENTIALS_FILE", file("none", "")),
@@ -2354,6 +2365,149 @@ async fn bedrock_keys_come_from_web_identity_containers_and_instance_metadata() 
             fake.port
         )));
     }
+}
+
+/// A profile that signs in with IAM Identity Center (SSO), as `aws sso
+/// login` leaves it: the role's keys are bought at the portal with the
+/// cached token, once; a token within 15 minutes of expiry is refreshed at
+/// SSO OIDC first and written back to the cache, which botocore then reads
+/// and uses; an expired sign-in without a refresh, or a token the portal
+/// refuses, is a 502 that says to sign in again, and nothing reaches Bedrock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bedrock_keys_come_from_an_iam_identity_center_sign_in() {
+    let fake = FakeProvider::start(
+        "bedrock",
+        "fake-bedrock",
+        &["--aws-key", "AKIDUNUSED:unused", "--region", "eu-central-1"],
+    );
+    let home =
+        std::env::temp_dir().join(format!("wardgate-sso-{}-{}", std::process::id(), fake.port));
+    let cache = home.join(".aws/sso/cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    let config_file = home.join("config");
+    std::fs::write(
+        &config_file,
+        "[profile dev]\nsso_session = corp\nsso_account_id = 123456789012\nsso_role_name = BedrockUser\nregion = eu-central-1\n\n\
+         [sso-session corp]\nsso_start_url = https://wardgate.awsapps.com/start\nsso_region = eu-central-1\nsso_registration_scopes = sso:account:access\n",
+    )
+    .unwrap();
+    std::fs::write(home.join("credentials"), "").unwrap();
+    // The CLI's cache file for session "corp": sha1("corp").json.
+    let token_file = cache.join("ee0bfd2552fbd840c02cc48b6e823320543c450f.json");
+    let at = |secs: i64| {
+        let now = std::time::SystemTime::now();
+        let t = if secs >= 0 {
+            now + std::time::Duration::from_secs(secs as u64)
+        } else {
+            now - std::time::Duration::from_secs(secs.unsigned_abs())
+        };
+        humantime::format_rfc3339_seconds(t).to_string()
+    };
+    let write_token = |access: &str, expires_in: i64, refresh: Option<&str>| {
+        let mut token = serde_json::json!({
+            "startUrl": "https://wardgate.awsapps.com/start", "region": "eu-central-1",
+            "accessToken": access, "expiresAt": at(expires_in),
+            "clientId": "wardgate-sso-client", "clientSecret": "wardgate-sso-secret",
+            "registrationExpiresAt": at(30 * 86400)});
+        if let Some(refresh) = refresh {
+            token["refreshToken"] = refresh.into();
+        }
+        std::fs::write(&token_file, token.to_string()).unwrap();
+    };
+    let endpoint = format!("http://{}", fake.addr());
+    let envs = vec![
+        ("HOME", home.display().to_string()),
+        ("AWS_CONFIG_FILE", config_file.display().to_string()),
+        (
+            "AWS_SHARED_CREDENTIALS_FILE",
+            home.join("credentials").display().to_string(),
+        ),
+        ("AWS_PROFILE", "dev".to_string()),
+        ("AWS_ENDPOINT_URL_SSO", endpoint.clone()),
+        ("AWS_ENDPOINT_URL_SSO_OIDC", endpoint.clone()),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
+    ];
+    let (config, chat) = (nova_route(&fake), hello_chat());
+    let issued = || aws_issued(&fake);
+
+    // A fresh sign-in: keys bought once, used for both calls.
+    write_token("sso-access-0", 3600, Some("sso-refresh-0"));
+    let gw = Gateway::start_env(&config, &envs).await;
+    for _ in 0..2 {
+        let (status, _, body) = post(&gw.url("/v1/chat/completions"), chat.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{body}\n{}", gw.log());
+    }
+    let counts = issued().await;
+    assert_eq!(
+        (&counts["sso"], &counts["sso_refreshed"]),
+        (&1.into(), &0.into())
+    );
+    let last = fake.requests().await.pop().unwrap();
+    let auth = last["headers"]["authorization"].as_str().unwrap();
+    assert!(
+        auth.starts_with("AWS4-HMAC-SHA256 Credential=ASIASSO")
+            && auth.contains("/eu-central-1/bedrock/"),
+        "{auth}"
+    );
+    drop(gw);
+
+    // Ten minutes left: refreshed first, and the cache holds the new token.
+    write_token("sso-access-0", 600, Some("sso-refresh-0"));
+    let gw = Gateway::start_env(&config, &envs).await;
+    let (status, _, body) = post(&gw.url("/v1/chat/completions"), chat.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}\n{}", gw.log());
+    assert_eq!(issued().await["sso_refreshed"], 1);
+    let cached = json(&std::fs::read_to_string(&token_file).unwrap());
+    assert_eq!(cached["accessToken"], "sso-access-1", "{cached}");
+    assert_eq!(cached["refreshToken"], "sso-refresh-1", "{cached}");
+    assert_eq!(cached["startUrl"], "https://wardgate.awsapps.com/start");
+    drop(gw);
+
+    // botocore reads the cache the gateway wrote and gets keys with it
+    // from the same portal (the token is fresh: no second refresh).
+    let out = Command::new(python())
+        .args([
+            "-c",
+            "import botocore.session\n\
+             c = botocore.session.Session(profile='dev').get_credentials().get_frozen_credentials()\n\
+             print(c.access_key)",
+        ])
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .expect("python runs botocore");
+    let key = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && key.starts_with("ASIASSO"),
+        "{key}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let counts = issued().await;
+    assert_eq!(
+        (&counts["sso"], &counts["sso_refreshed"]),
+        (&3.into(), &1.into())
+    );
+
+    // Expired with no refresh token, then a token the portal refuses: 502s
+    // that say what to run; nothing reaches Bedrock.
+    let calls = fake.requests().await.len();
+    for (token, expires_in, says) in [
+        ("sso-access-1", -60, "expired at"),
+        ("sso-access-forged", 3600, "was refused"),
+    ] {
+        write_token(token, expires_in, None);
+        let gw = Gateway::start_env(&config, &envs).await;
+        let (status, _, body) = post(&gw.url("/v1/chat/completions"), chat.clone()).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+        let message = error_message(&body);
+        assert!(
+            message.contains(says)
+                && message.contains("run `aws sso login --sso-session corp`")
+                && message.contains("provider br"),
+            "{message}"
+        );
+    }
+    assert_eq!(fake.requests().await.len(), calls);
+    let _ = std::fs::remove_dir_all(&home);
 }
 
 async fn entra_issued(fake: &FakeProvider) -> Vec<serde_json::Value> {

@@ -1,8 +1,8 @@
 //! The gateway's AWS keys. Given in the config they are fixed; otherwise
 //! they are found as the AWS SDKs find them, in the same order: the
 //! environment (`AWS_ACCESS_KEY_ID`, ...), the profile in the shared files
-//! (a role it assumes with another profile's keys or a named source, or
-//! its own keys), web identity (EKS IRSA: a token file traded at STS),
+//! (a role it assumes with another profile's keys or a named source, its
+//! own keys, or an IAM Identity Center sign-in: [`super::aws_sso`]), web identity (EKS IRSA: a token file traded at STS),
 //! container credentials (ECS, EKS Pod Identity) and the EC2 instance
 //! metadata service (IMDSv2). Keys from roles and the last three expire:
 //! they are fetched on first use and again five minutes before they expire.
@@ -18,6 +18,7 @@ use http_body_util::Full;
 
 use super::aws_profiles::SharedFiles;
 use super::aws_signer::{PayloadDigest, sign_with};
+use super::aws_sso::SsoRole;
 use super::expiring::Expiring;
 use super::fetch::send;
 
@@ -62,6 +63,8 @@ pub enum Source {
         region: String,
         sts: String,
     },
+    /// A role reached through an IAM Identity Center (SSO) sign-in.
+    Sso(SsoRole),
 }
 
 /// Keys as the services answer them (container credentials and IMDS).
@@ -157,6 +160,7 @@ impl std::fmt::Display for Source {
             Source::AssumeRole { role_arn, sts, .. } => {
                 write!(f, "role {role_arn} assumed at {sts}")
             }
+            Source::Sso(role) => role.fmt(f),
         }
     }
 }
@@ -264,6 +268,15 @@ impl Source {
                 let body = send(req).await.map_err(failed)?;
                 sts_keys(&String::from_utf8_lossy(&body)).map_err(failed)
             }
+            Source::Sso(role) => {
+                let keys = role.fetch().await.map_err(failed)?;
+                Ok(KeysJson {
+                    access_key_id: keys.access_key_id,
+                    secret_access_key: keys.secret_access_key,
+                    token: Some(keys.session_token),
+                    expiration: Some(humantime::format_rfc3339(keys.expiration).to_string()),
+                })
+            }
             Source::Instance { endpoint } => {
                 let call = |req| async {
                     tokio::time::timeout(IMDS_TIMEOUT, send(req))
@@ -360,8 +373,9 @@ fn session_name() -> String {
 const MAX_ROLE_CHAIN: usize = 4;
 
 /// The keys profile `name` gives, as the SDKs read it: a role it assumes
-/// (`role_arn`, with `source_profile` or `credential_source`), or its
-/// own keys; `None` when it has neither (or does not exist).
+/// (`role_arn`, with `source_profile` or `credential_source`), its own
+/// keys, or an SSO sign-in's role; `None` when it has none (or does not
+/// exist).
 fn profile_keys(
     files: &SharedFiles,
     name: &str,
@@ -381,13 +395,11 @@ fn profile_keys(
         )),
     };
     let Some(role_arn) = get("role_arn") else {
-        if own_keys()?.is_none() && (get("sso_session").is_some() || get("sso_start_url").is_some())
-        {
-            return Err(format!(
-                "AWS profile '{name}' signs in with IAM Identity Center (SSO), which the gateway does not follow: give it keys, a role or web identity"
-            ));
+        if let Some(keys) = own_keys()? {
+            return Ok(Some(keys));
         }
-        return own_keys();
+        let sso = SsoRole::of_profile(files, name)?;
+        return Ok(sso.map(|role| AwsKeys::fetched(Source::Sso(role))));
     };
     if depth >= MAX_ROLE_CHAIN {
         return Err(format!(
@@ -475,7 +487,7 @@ mod tests {
             Err(e) => e,
             Ok(_) => panic!("{name} gave keys"),
         };
-        assert!(error("sso").contains("IAM Identity Center (SSO)"));
+        assert!(error("sso").contains("names sso_session 'corp', but the config file has no"));
         assert!(error("lone").contains("neither source_profile nor credential_source"));
         assert!(error("a").contains("a loop of source_profile"));
         assert!(error("odd").contains("credential_source 'Laptop'"));

@@ -5,6 +5,7 @@
 pub mod aws_credentials;
 pub mod aws_profiles;
 pub mod aws_signer;
+pub mod aws_sso;
 pub mod azure_credentials;
 pub mod credentials;
 pub mod expiring;
