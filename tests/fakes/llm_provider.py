@@ -25,7 +25,9 @@ path; unknown body fields refused, roles alternating, no blank text), its
 streamed answers as AWS event-stream frames (messageStart,
 contentBlockStart/Delta/Stop, messageStop, metadata; an exception frame for
 "break mid-stream"), Bedrock's error bodies and x-amzn-ErrorType, and a
-guardrail that intervenes on "forbidden". Every call must carry a SigV4
+guardrail that intervenes on "forbidden", and InvokeModel (/model/MODEL/invoke) for
+Titan Text Embeddings and Cohere Embed (vectors from each text's SHA-256, see
+embedding()). Every call must carry a SigV4
 signature by --aws-key ID:SECRET[:TOKEN] for service bedrock and
 --region, checked by botocore's own signer (or, with --key, a Bedrock API
 key as a bearer token). Temporary keys are issued, to be signed with like
@@ -64,6 +66,7 @@ Prints "listening on PORT" once ready.
 import argparse
 import binascii
 import datetime
+import hashlib
 import json
 import re
 import struct
@@ -412,6 +415,8 @@ class BedrockMixin:
         if refusal:
             return self.error(refusal[0], refusal[1], refusal[2])
         parts = self.path.split("?")[0].split("/")
+        if len(parts) == 4 and parts[1] == "model" and parts[3] == "invoke":
+            return self.invoke(urllib.parse.unquote(parts[2]), req)
         if len(parts) != 4 or parts[1] != "model" or parts[3] not in ("converse", "converse-stream"):
             return self.error(404, "no such Bedrock path: " + path, "UnknownOperationException")
         model, stream = urllib.parse.unquote(parts[2]), parts[3] == "converse-stream"
@@ -495,6 +500,61 @@ class BedrockMixin:
         event("messageStop", {"stopReason": stop})
         event("metadata", {"usage": usage, "metrics": {"latencyMs": 42}})
         self.end_stream()
+
+
+    def invoke(self, model, req):
+        """InvokeModel for Titan Text Embeddings and Cohere Embed, strict
+        about their fields as Bedrock is."""
+        def invalid(message):
+            return self.error(400, message, "ValidationException")
+
+        if "titan-embed" in model:
+            allowed = {"inputText", "normalize", "embeddingTypes"} | \
+                ({"dimensions"} if "v2" in model else set())
+            extra = sorted(set(req) - allowed)
+            if extra:
+                return invalid("Malformed input request: extraneous key [%s] is not permitted" % extra[0])
+            text = req.get("inputText")
+            if not isinstance(text, str) or not text.strip():
+                return invalid("Malformed input request: expected minLength: 1, actual: 0")
+            dims = req.get("dimensions", 1024)
+            if dims not in (256, 512, 1024):
+                return invalid("Malformed input request: %s is not a valid enum value" % dims)
+            vector = embedding(text, dims)
+            tokens = count_tokens(text)
+            return self.send_json(200, {"embedding": vector, "embeddingsByType": {"float": vector},
+                                        "inputTextTokenCount": tokens},
+                                  {"X-Amzn-Bedrock-Input-Token-Count": str(tokens)})
+        if "cohere.embed" in model:
+            allowed = {"texts", "input_type", "truncate", "embedding_types", "images"} | \
+                ({"output_dimension"} if "v4" in model else set())
+            extra = sorted(set(req) - allowed)
+            if extra:
+                return invalid("Malformed input request: extraneous key [%s] is not permitted" % extra[0])
+            texts = req.get("texts")
+            if not isinstance(texts, list) or not 1 <= len(texts) <= 96 or \
+                    not all(isinstance(t, str) for t in texts):
+                return invalid("Malformed input request: texts must hold 1 to 96 strings")
+            kind = req.get("input_type")
+            if kind not in ("search_document", "search_query", "classification", "clustering"):
+                return invalid("Malformed input request: input_type is required")
+            dims = req.get("output_dimension", 1536 if "v4" in model else 1024)
+            vectors = [embedding(kind + ":" + t, dims) for t in texts]
+            tokens = sum(count_tokens(t) for t in texts)
+            body = {"id": str(uuid.uuid4()), "texts": texts}
+            if req.get("embedding_types"):
+                body.update(embeddings={"float": vectors}, response_type="embeddings_by_type")
+            else:
+                body.update(embeddings=vectors, response_type="embeddings_floats")
+            return self.send_json(200, body, {"X-Amzn-Bedrock-Input-Token-Count": str(tokens)})
+        return invalid("The provided model identifier is invalid.")
+
+
+def embedding(text, dims):
+    """A vector the test clients can compute too: the SHA-256 of the text,
+    its bytes as multiples of 1/128 (exact in float32)."""
+    digest = hashlib.sha256(text.encode()).digest()
+    return [(digest[i % 32] - 128) / 128 for i in range(dims)]
 
 
 class Handler(BedrockMixin, BaseHTTPRequestHandler):

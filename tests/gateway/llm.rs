@@ -2108,13 +2108,22 @@ async fn bedrock_providers_speak_converse_with_sigv4_signatures() {
         error_message(&body).contains("signature we calculated does not match"),
         "{body}"
     );
-    // Bedrock serves chat (and the Responses API as chat) only here: other
-    // APIs are refused unsent.
+    // Bedrock serves chat (the Responses API as chat) and embeddings only
+    // here: other APIs are refused unsent, and so are embeddings with a
+    // model that does not embed.
     let calls = fake.requests().await.len();
-    for path in ["/claude/v1/embeddings", "/claude/v1/files"] {
-        let (status, _, _) = post(&gw.url(path), chat("hi", false)).await;
-        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
-    }
+    let (status, _, _) = post(&gw.url("/claude/v1/files"), chat("hi", false)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, body) = post(
+        &gw.url("/claude/v1/embeddings"),
+        serde_json::json!({"model": "m", "input": "hi"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        error_message(&body).contains("cannot embed with 'anthropic.claude-3-5-haiku"),
+        "{body}"
+    );
     assert_eq!(fake.requests().await.len(), calls);
     let (_, _, dump) = get(&client(), &gw.admin_url("/config_dump")).await;
     assert!(
@@ -2508,6 +2517,83 @@ async fn bedrock_keys_come_from_an_iam_identity_center_sign_in() {
     }
     assert_eq!(fake.requests().await.len(), calls);
     let _ = std::fs::remove_dir_all(&home);
+}
+
+/// OpenAI's embeddings API on Bedrock, through InvokeModel: the official
+/// SDK's calls (base64 by default, floats, Titan's dimensions, Cohere's
+/// input_type, more texts than one call takes, token ids refused) get the
+/// fake's vectors back in order, each call signed; the tokens are counted
+/// in the metrics; a model that is neither family is refused unsent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bedrock_embeds_with_titan_and_cohere_models() {
+    let fake = FakeProvider::start("bedrock", "fake-bedrock", &[]);
+    let gw = Gateway::start(&format!(
+        r#"
+binds:
+- port: 0
+  listeners:
+  - routes:
+    - name: embed
+      policies:
+        backendAuth: {{aws: {{accessKeyId: AKIDWARDGATETEST, secretAccessKey: wardgate-test-secret}}}}
+      backends:
+      - ai: {{name: br, provider: {{bedrock: {{region: us-east-1}}}}, hostOverride: "{}"}}
+"#,
+        fake.addr()
+    ))
+    .await;
+    for model in ["amazon.titan-embed-text-v2:0", "cohere.embed-english-v3"] {
+        client_checks(&gw, "openai_embeddings.py", &[&gw.url(""), model], 4);
+    }
+    let seen = fake.requests().await;
+    let titan: Vec<_> = seen
+        .iter()
+        .filter(|r| r["path"] == "/model/amazon.titan-embed-text-v2%3A0/invoke")
+        .collect();
+    // 3 + 1 + 20 texts, one call each (token ids never left).
+    assert_eq!(titan.len(), 24, "{seen:?}");
+    assert_eq!(
+        titan[3]["body"],
+        serde_json::json!({"inputText": "where is it?", "dimensions": 256})
+    );
+    let cohere: Vec<_> = seen
+        .iter()
+        .filter(|r| r["path"] == "/model/cohere.embed-english-v3/invoke")
+        .collect();
+    // 3 texts, 1, then 100 in two calls of 96 and 4.
+    let batches: Vec<usize> = cohere
+        .iter()
+        .map(|r| r["body"]["texts"].as_array().unwrap().len())
+        .collect();
+    assert_eq!(batches, [3, 1, 96, 4]);
+    assert_eq!(cohere[1]["body"]["input_type"], "search_query");
+    assert_eq!(cohere[0]["body"]["input_type"], "search_document");
+    for r in titan.iter().chain(&cohere) {
+        let auth = r["headers"]["authorization"].as_str().unwrap();
+        assert!(auth.contains("/us-east-1/bedrock/aws4_request"), "{auth}");
+    }
+
+    let (_, _, metrics) = get(&client(), &gw.admin_url("/metrics")).await;
+    let line = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("wardgate_llm_tokens_total{route=\"embed\",provider=\"br\",model=\"cohere.embed-english-v3\",type=\"input\"}")
+        })
+        .unwrap_or_else(|| panic!("no token metric:\n{metrics}"));
+    assert!(line.ends_with(" 312"), "9 + 3 + 300 tokens: {line}");
+
+    let calls = fake.requests().await.len();
+    let (status, _, body) = post(
+        &gw.url("/v1/embeddings"),
+        serde_json::json!({"model": "anthropic.claude-3-5-haiku-20241022-v1:0", "input": "hi"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        error_message(&body).contains("Titan Text Embeddings and Cohere Embed"),
+        "{body}"
+    );
+    assert_eq!(fake.requests().await.len(), calls);
 }
 
 async fn entra_issued(fake: &FakeProvider) -> Vec<serde_json::Value> {

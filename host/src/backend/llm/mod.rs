@@ -17,6 +17,7 @@ pub mod ai_policy;
 pub mod answer_events;
 pub mod api;
 pub mod aws_events;
+pub mod bedrock_embeddings;
 pub mod chat;
 pub mod converse;
 pub mod failover;
@@ -198,11 +199,18 @@ pub async fn serve(
     let api = llm.ai.classify(input.parts.uri.path());
     let client = api.flavor();
     let post = input.parts.method == http::Method::POST;
-    let candidates = match api {
+    let mut candidates = match api {
         // Providers without the Responses API get it as chat.
         Api::RESPONSES if post => llm.failover.candidates_for(|_| true),
         _ => llm.failover.candidates(api),
     };
+    // Bedrock embeds through its own API: a call goes to Bedrock providers
+    // or to the others, as the first candidate is.
+    let bedrock_embeddings =
+        api == Api::Native("embeddings") && candidates.first().is_some_and(|(_, p)| p.is_bedrock());
+    if api == Api::Native("embeddings") {
+        candidates.retain(|(_, p)| p.is_bedrock() == bedrock_embeddings);
+    }
     if candidates.is_empty() {
         trace.error = Some("no provider serves this API".into());
         return api::error_response(
@@ -219,6 +227,9 @@ pub async fn serve(
     match api {
         Api::Chat(from) => chat(shared, llm, input, from, candidates, trace).await,
         Api::RESPONSES if post => responses::serve(shared, llm, input, candidates, trace).await,
+        _ if bedrock_embeddings && post => {
+            bedrock_embeddings::serve(shared, llm, input, candidates, trace).await
+        }
         _ => passthrough(shared, llm, input, api, candidates, trace).await,
     }
 }

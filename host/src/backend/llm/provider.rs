@@ -182,7 +182,8 @@ fn bedrock(p: &BedrockParams) -> Result<Preset, FieldError> {
         )),
         // Bedrock API keys are bearer tokens.
         key: KeyHeader::Bearer,
-        natives: &[],
+        // Embeddings go through InvokeModel (see `bedrock_embeddings`).
+        natives: &["embeddings"],
         query: None,
         vertex: false,
         bedrock: Some(Bedrock {
@@ -450,6 +451,17 @@ impl Provider {
             Some(_) => Wire::Converse,
             None => Wire::Chat(self.flavor_for(model)),
         }
+    }
+
+    /// Amazon Bedrock: chat through Converse, embeddings through InvokeModel.
+    pub fn is_bedrock(&self) -> bool {
+        self.bedrock.is_some()
+    }
+
+    /// Bedrock's InvokeModel path for `model` (unless the provider fixes one).
+    pub fn invoke_uri(&self, model: &str) -> String {
+        let model = self.model.as_deref().unwrap_or(model);
+        format!("{}/model/{}/invoke", self.base_path, model_segment(model))
     }
 
     /// The guardrail every Converse call of this provider names.
@@ -812,7 +824,13 @@ mod tests {
         );
         assert_eq!(p.chat_uri("../../x", false), "/model/..%2F..%2Fx/converse");
         assert!(p.serves(Api::Chat(Flavor::Anthropic)));
-        assert!(!p.serves(Api::Other) && !p.serves(Api::Native("embeddings")));
+        assert!(!p.serves(Api::Other) && !p.serves(Api::Native("models")));
+        // Embeddings go to InvokeModel, the model escaped as for Converse.
+        assert!(p.serves(Api::Native("embeddings")));
+        assert_eq!(
+            p.invoke_uri("amazon.titan-embed-text-v2:0"),
+            "/model/amazon.titan-embed-text-v2%3A0/invoke"
+        );
 
         let mut req = http::Request::new(());
         p.digest_body(&mut req, b"{}");
