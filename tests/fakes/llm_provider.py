@@ -417,6 +417,8 @@ class BedrockMixin:
         parts = self.path.split("?")[0].split("/")
         if len(parts) == 4 and parts[1] == "model" and parts[3] == "invoke":
             return self.invoke(urllib.parse.unquote(parts[2]), req)
+        if len(parts) == 4 and parts[1] == "model" and parts[3] == "count-tokens":
+            return self.count_tokens(req)
         if len(parts) != 4 or parts[1] != "model" or parts[3] not in ("converse", "converse-stream"):
             return self.error(404, "no such Bedrock path: " + path, "UnknownOperationException")
         model, stream = urllib.parse.unquote(parts[2]), parts[3] == "converse-stream"
@@ -501,6 +503,25 @@ class BedrockMixin:
         event("metadata", {"usage": usage, "metrics": {"latencyMs": 42}})
         self.end_stream()
 
+
+    def count_tokens(self, req):
+        """CountTokens for a Converse request: its texts' words, plus 10 per
+        tool; strict about the fields as Bedrock is."""
+        inner = req.get("input")
+        if set(req) != {"input"} or not isinstance(inner, dict) or list(inner) != ["converse"]:
+            return self.error(400, "Malformed input request: input must hold converse or invokeModel")
+        conv = inner["converse"]
+        extra = sorted(set(conv) - {"messages", "system", "toolConfig", "additionalModelRequestFields"})
+        if extra:
+            return self.error(400, "Malformed input request: extraneous key [%s] is not permitted" % extra[0])
+        msgs = conv.get("messages") or []
+        roles = [m.get("role") for m in msgs]
+        if not msgs or roles[0] != "user" or any(a == b for a, b in zip(roles, roles[1:])):
+            return self.error(400, "A conversation must alternate between user and assistant roles.")
+        words = sum(count_tokens(b["text"]) for m in msgs for b in m.get("content") or [] if "text" in b)
+        words += sum(count_tokens(b["text"]) for b in conv.get("system") or [] if "text" in b)
+        tools = len((conv.get("toolConfig") or {}).get("tools") or [])
+        self.send_json(200, {"inputTokens": words + 10 * tools})
 
     def invoke(self, model, req):
         """InvokeModel for Titan Text Embeddings and Cohere Embed, strict

@@ -1957,9 +1957,42 @@ async fn bedrock_providers_speak_converse_with_sigv4_signatures() {
     for prefix in ["claude", "guarded"] {
         sdk_suite(&gw, prefix);
     }
+    // Anthropic's token count through Bedrock's CountTokens (the SDK's
+    // call): the Converse request the chat call would send, counted by the
+    // fake as its texts' words plus 10 per tool.
+    let out = Command::new(python())
+        .args([
+            "-c",
+            "import anthropic, sys\n\
+             c = anthropic.Anthropic(base_url=sys.argv[1], api_key='client-key', max_retries=0)\n\
+             r = c.messages.count_tokens(model='m', system='Be brief.',\n\
+                 messages=[{'role': 'user', 'content': 'Weather in Paris today?'}],\n\
+                 tools=[{'name': 'weather', 'input_schema': {'type': 'object'}}])\n\
+             print(r.input_tokens)",
+            &gw.url("/claude"),
+        ])
+        .output()
+        .expect("python runs the anthropic SDK");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "16",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let counted = fake.requests().await.pop().unwrap();
+    assert_eq!(
+        counted["path"],
+        "/model/anthropic.claude-3-5-haiku-20241022-v1%3A0/count-tokens"
+    );
+    assert!(
+        counted["headers"]["authorization"]
+            .as_str()
+            .is_some_and(|a| a.contains("/bedrock/aws4_request")),
+        "{counted}"
+    );
     let seen = fake.requests().await;
-    assert_eq!(seen.len(), 24, "12 SDK calls per route");
-    for r in &seen {
+    assert_eq!(seen.len(), 25, "12 SDK calls per route, and the count");
+    for r in seen.iter().filter(|r| r != &&counted) {
         let path = r["path"].as_str().unwrap();
         let method = if path.ends_with("/converse-stream") {
             "converse-stream"

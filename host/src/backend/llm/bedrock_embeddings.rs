@@ -12,8 +12,7 @@ use std::sync::Arc;
 use base64::Engine;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
-use http::{Request, Response, StatusCode};
+use http::{Response, StatusCode};
 use serde_json::{Map, Value, json};
 
 use super::api::{self, Flavor};
@@ -234,7 +233,8 @@ pub async fn serve(
         let model = &ask.model;
         async move {
             let bytes = Bytes::from(body.to_string());
-            let attempt = |p: &Provider| invoke_request(parts, p, model, &bytes, llm);
+            let attempt =
+                |p: &Provider| super::bedrock_call(parts, p, (model, "invoke"), &bytes, llm);
             let mut trace = LlmTrace::default();
             let sent = exchange.send(attempt, &mut trace).await;
             let answer = match sent {
@@ -312,35 +312,6 @@ pub async fn serve(
     let out = json!({"object": "list", "data": data, "model": model,
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens}});
     super::with_provider(api::json_response(StatusCode::OK, &out), &provider)
-}
-
-/// One InvokeModel call for `p`, signed as its chat calls are.
-fn invoke_request(
-    client: &http::request::Parts,
-    p: &Provider,
-    model: &str,
-    body: &Bytes,
-    llm: &LlmBackend,
-) -> Request<Body> {
-    let mut headers = client.headers.clone();
-    headers.remove(http::header::HOST);
-    headers.remove(http::header::ACCEPT_ENCODING);
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    headers.insert(
-        http::header::ACCEPT,
-        HeaderValue::from_static("application/json"),
-    );
-    headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
-    p.authorize(&mut headers, llm.passthrough_auth);
-    let mut req = Request::new(crate::proxy::full(body.clone()));
-    *req.method_mut() = http::Method::POST;
-    *req.uri_mut() = p
-        .invoke_uri(model)
-        .parse()
-        .unwrap_or_else(|_| http::Uri::from_static("/"));
-    *req.headers_mut() = headers;
-    p.digest_body(&mut req, body);
-    req
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ pub mod ai_policy;
 pub mod answer_events;
 pub mod api;
 pub mod aws_events;
+pub mod bedrock_count_tokens;
 pub mod bedrock_embeddings;
 pub mod chat;
 pub mod converse;
@@ -204,12 +205,12 @@ pub async fn serve(
         Api::RESPONSES if post => llm.failover.candidates_for(|_| true),
         _ => llm.failover.candidates(api),
     };
-    // Bedrock embeds through its own API: a call goes to Bedrock providers
-    // or to the others, as the first candidate is.
-    let bedrock_embeddings =
-        api == Api::Native("embeddings") && candidates.first().is_some_and(|(_, p)| p.is_bedrock());
-    if api == Api::Native("embeddings") {
-        candidates.retain(|(_, p)| p.is_bedrock() == bedrock_embeddings);
+    // Bedrock embeds and counts tokens through its own APIs: such a call
+    // goes to Bedrock providers or to the others, as the first candidate is.
+    let bedrock_native = matches!(api, Api::Native("embeddings" | "messages/count_tokens"));
+    let to_bedrock = bedrock_native && candidates.first().is_some_and(|(_, p)| p.is_bedrock());
+    if bedrock_native {
+        candidates.retain(|(_, p)| p.is_bedrock() == to_bedrock);
     }
     if candidates.is_empty() {
         trace.error = Some("no provider serves this API".into());
@@ -227,8 +228,11 @@ pub async fn serve(
     match api {
         Api::Chat(from) => chat(shared, llm, input, from, candidates, trace).await,
         Api::RESPONSES if post => responses::serve(shared, llm, input, candidates, trace).await,
-        _ if bedrock_embeddings && post => {
+        Api::Native("embeddings") if to_bedrock && post => {
             bedrock_embeddings::serve(shared, llm, input, candidates, trace).await
+        }
+        Api::Native("messages/count_tokens") if to_bedrock && post => {
+            bedrock_count_tokens::serve(shared, llm, input, candidates, trace).await
         }
         _ => passthrough(shared, llm, input, api, candidates, trace).await,
     }
@@ -282,6 +286,37 @@ async fn passthrough(
         }
         Err(failed) => failed.into_response(client, trace).await,
     }
+}
+
+/// A call to one of Bedrock's model APIs (`action`: `invoke`,
+/// `count-tokens`) for `p`: the client's headers with the provider's
+/// credentials, signed as its chat calls are.
+fn bedrock_call(
+    client: &http::request::Parts,
+    p: &Provider,
+    (model, action): (&str, &str),
+    body: &Bytes,
+    llm: &LlmBackend,
+) -> Request<Body> {
+    let mut headers = client.headers.clone();
+    headers.remove(http::header::HOST);
+    headers.remove(http::header::ACCEPT_ENCODING);
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(
+        http::header::ACCEPT,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+    p.authorize(&mut headers, llm.passthrough_auth);
+    let mut req = Request::new(crate::proxy::full(body.clone()));
+    *req.method_mut() = http::Method::POST;
+    *req.uri_mut() = p
+        .model_uri(model, action)
+        .parse()
+        .unwrap_or_else(|_| http::Uri::from_static("/"));
+    *req.headers_mut() = headers;
+    p.digest_body(&mut req, body);
+    req
 }
 
 /// The client's request as `provider` gets it at `path`: its method and

@@ -182,8 +182,9 @@ fn bedrock(p: &BedrockParams) -> Result<Preset, FieldError> {
         )),
         // Bedrock API keys are bearer tokens.
         key: KeyHeader::Bearer,
-        // Embeddings go through InvokeModel (see `bedrock_embeddings`).
-        natives: &["embeddings"],
+        // Embeddings go through InvokeModel (see `bedrock_embeddings`), token
+        // counts through CountTokens (see `bedrock_count_tokens`).
+        natives: &["embeddings", "messages/count_tokens"],
         query: None,
         vertex: false,
         bedrock: Some(Bedrock {
@@ -458,10 +459,11 @@ impl Provider {
         self.bedrock.is_some()
     }
 
-    /// Bedrock's InvokeModel path for `model` (unless the provider fixes one).
-    pub fn invoke_uri(&self, model: &str) -> String {
+    /// Bedrock's path of `action` (`invoke`, `count-tokens`) for `model`
+    /// (unless the provider fixes one).
+    pub fn model_uri(&self, model: &str, action: &str) -> String {
         let model = self.model.as_deref().unwrap_or(model);
-        format!("{}/model/{}/invoke", self.base_path, model_segment(model))
+        format!("{}/model/{}/{action}", self.base_path, model_segment(model))
     }
 
     /// The guardrail every Converse call of this provider names.
@@ -828,7 +830,7 @@ mod tests {
         // Embeddings go to InvokeModel, the model escaped as for Converse.
         assert!(p.serves(Api::Native("embeddings")));
         assert_eq!(
-            p.invoke_uri("amazon.titan-embed-text-v2:0"),
+            p.model_uri("amazon.titan-embed-text-v2:0", "invoke"),
             "/model/amazon.titan-embed-text-v2%3A0/invoke"
         );
 
