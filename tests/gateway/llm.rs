@@ -719,6 +719,32 @@ async fn gemini_and_azure_providers_get_their_paths_and_key_headers() {
     let seen = last().await;
     assert_eq!(seen["path"], "/v1beta/openai/chat/completions");
     assert_eq!(seen["body"]["messages"][0]["content"], "hi");
+    // Streamed: OpenAI chat chunks in (usage asked for), the Responses
+    // events out, the last one with the whole answer and its usage.
+    let (status, _, body) = post(
+        &gw.url("/gm/v1/responses"),
+        serde_json::json!({"model": "m", "input": "say: one two three", "stream": true}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.starts_with("event: response.created\n"), "{body}");
+    let last_event = body
+        .trim_end()
+        .rsplit("\n\n")
+        .next()
+        .and_then(|frame| frame.split_once("\ndata: "))
+        .map(|(_, data)| json(data))
+        .unwrap();
+    assert_eq!(last_event["type"], "response.completed", "{body}");
+    assert_eq!(
+        last_event["response"]["output"][0]["content"][0]["text"],
+        "one two three"
+    );
+    assert!(last_event["response"]["usage"]["output_tokens"].as_u64() > Some(0));
+    assert_eq!(
+        last().await["body"]["stream_options"]["include_usage"],
+        true
+    );
 
     let (status, _, body) = post(&gw.url("/az/v1/chat/completions"), chat(true)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
