@@ -19,6 +19,7 @@ use http_body_util::Full;
 use super::aws_profiles::SharedFiles;
 use super::aws_signer::{PayloadDigest, sign_with};
 use super::aws_sso::SsoRole;
+use super::env;
 use super::expiring::Expiring;
 use super::fetch::send;
 
@@ -75,10 +76,6 @@ struct KeysJson {
     secret_access_key: String,
     token: Option<String>,
     expiration: Option<String>,
-}
-
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
 fn identity(id: String, secret: String, token: Option<String>) -> Identity {

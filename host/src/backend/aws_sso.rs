@@ -19,6 +19,7 @@ use serde_json::{Map, Value, json};
 use sha1::{Digest, Sha1};
 
 use super::aws_profiles::SharedFiles;
+use super::env;
 use super::fetch::send;
 
 /// A token this close to expiry is refreshed first (the SDKs' window).
@@ -45,10 +46,6 @@ pub struct RoleKeys {
     pub secret_access_key: String,
     pub session_token: String,
     pub expiration: SystemTime,
-}
-
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
 fn endpoint(service_var: &str, default: String) -> String {

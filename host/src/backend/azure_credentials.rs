@@ -14,6 +14,7 @@ use http::{HeaderValue, Request};
 use http_body_util::Full;
 
 use super::credentials::{FieldError, resolve_secret};
+use super::env;
 use super::expiring::{Expiring, bearer};
 use super::fetch::send;
 use crate::config::schema::{AzureAuth, AzureExplicit, AzureUserAssignedIdentity};
@@ -73,10 +74,6 @@ struct TokenJson {
     access_token: String,
     expires_in: Option<serde_json::Value>,
     expires_on: Option<serde_json::Value>,
-}
-
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
 fn authority() -> String {

@@ -20,3 +20,9 @@ pub mod mcp;
 pub mod sse;
 pub mod tls;
 pub mod upgrade;
+
+/// An environment variable as credential lookups read it: unset and empty
+/// are the same.
+pub(crate) fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}

@@ -298,24 +298,42 @@ fn bedrock_call(
     body: &Bytes,
     llm: &LlmBackend,
 ) -> Request<Body> {
-    let mut headers = client.headers.clone();
-    headers.remove(http::header::HOST);
-    headers.remove(http::header::ACCEPT_ENCODING);
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let mut headers = forwarded_headers(client);
     headers.insert(
         http::header::ACCEPT,
         HeaderValue::from_static("application/json"),
     );
+    json_post(p, headers, &p.model_uri(model, action), body.clone(), llm)
+}
+
+/// The client's headers as a provider gets them: less Host, and less
+/// Accept-Encoding (the gateway reads the answer, so it must come
+/// uncompressed).
+fn forwarded_headers(client: &http::request::Parts) -> http::HeaderMap {
+    let mut headers = client.headers.clone();
+    headers.remove(http::header::HOST);
+    headers.remove(http::header::ACCEPT_ENCODING);
+    headers
+}
+
+/// A POST of the JSON `body` to `uri` for `p`: `headers` with the body's
+/// type and length and the provider's credentials; an AWS signature
+/// covers the body.
+fn json_post(
+    p: &Provider,
+    mut headers: http::HeaderMap,
+    uri: &str,
+    body: Bytes,
+    llm: &LlmBackend,
+) -> Request<Body> {
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
     p.authorize(&mut headers, llm.passthrough_auth);
     let mut req = Request::new(crate::proxy::full(body.clone()));
     *req.method_mut() = http::Method::POST;
-    *req.uri_mut() = p
-        .model_uri(model, action)
-        .parse()
-        .unwrap_or_else(|_| http::Uri::from_static("/"));
+    *req.uri_mut() = uri.parse().unwrap_or_else(|_| http::Uri::from_static("/"));
     *req.headers_mut() = headers;
-    p.digest_body(&mut req, body);
+    p.digest_body(&mut req, &body);
     req
 }
 
@@ -329,9 +347,7 @@ fn provider_request(
     body: Bytes,
     passthrough_auth: bool,
 ) -> Request<Body> {
-    let mut headers = client.headers.clone();
-    headers.remove(http::header::HOST);
-    headers.remove(http::header::ACCEPT_ENCODING);
+    let mut headers = forwarded_headers(client);
     // The provider may have changed the body (see `Provider::native_body`).
     if headers.contains_key(CONTENT_LENGTH) || !body.is_empty() {
         headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
@@ -480,10 +496,7 @@ impl ChatCall<'_> {
             }
         }
         let bytes = Bytes::from(Value::Object(out).to_string());
-        let mut headers = self.parts.headers.clone();
-        headers.remove(http::header::HOST);
-        // The answer is parsed here, so it must come uncompressed.
-        headers.remove(http::header::ACCEPT_ENCODING);
+        let mut headers = forwarded_headers(self.parts);
         if wire != Wire::Chat(from) {
             let foreign: &[&str] = match wire {
                 Wire::Chat(Flavor::OpenAi) => &["anthropic-"],
@@ -507,18 +520,7 @@ impl ChatCall<'_> {
             };
             headers.insert(http::header::ACCEPT, HeaderValue::from_static(accept));
         }
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        headers.insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
-        p.authorize(&mut headers, llm.passthrough_auth);
-        let mut req = Request::new(crate::proxy::full(bytes.clone()));
-        *req.method_mut() = http::Method::POST;
-        *req.uri_mut() = p
-            .chat_uri(model, stream)
-            .parse()
-            .unwrap_or_else(|_| http::Uri::from_static("/"));
-        *req.headers_mut() = headers;
-        p.digest_body(&mut req, &bytes);
-        req
+        json_post(p, headers, &p.chat_uri(model, stream), bytes, llm)
     }
 }
 

@@ -15,8 +15,8 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
-use http::{Request, Response, StatusCode};
+use http::header::{CONTENT_TYPE, HeaderValue};
+use http::{Response, StatusCode};
 use serde_json::{Map, Value, json};
 
 use super::ai_policy::BodyShape;
@@ -125,19 +125,8 @@ pub async fn serve(
             out.insert("model".into(), model.clone().into());
         }
         let bytes = Bytes::from(Value::Object(out).to_string());
-        let mut headers = parts.headers.clone();
-        headers.remove(http::header::HOST);
-        // The answer is read here, so it must come uncompressed.
-        headers.remove(http::header::ACCEPT_ENCODING);
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        headers.insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
-        p.authorize(&mut headers, llm.passthrough_auth);
-        let mut req = Request::new(crate::proxy::full(bytes));
-        *req.method_mut() = http::Method::POST;
         let path = p.uri_for(Api::RESPONSES, parts.uri.path(), parts.uri.query());
-        *req.uri_mut() = path.parse().unwrap_or_else(|_| http::Uri::from_static("/"));
-        *req.headers_mut() = headers;
-        req
+        super::json_post(p, super::forwarded_headers(&parts), &path, bytes, &llm)
     };
     let exchange = super::Exchange {
         shared: &shared,
