@@ -188,7 +188,100 @@ def converse_name_refusal(req):
 
 CONVERSE_FIELDS = {"messages", "system", "inferenceConfig", "toolConfig", "guardrailConfig",
                    "additionalModelRequestFields", "additionalModelResponseFieldPaths",
-                   "promptVariables", "requestMetadata", "performanceConfig"}
+                   "promptVariables", "requestMetadata", "performanceConfig", "outputConfig"}
+
+
+# ---- thinking and structured output (Claude's rules, as both APIs apply them)
+
+EFFORTS = {"low", "medium", "high", "xhigh", "max"}
+
+
+def signature(text):
+    """The fake's signature of a thinking text: checked when it comes back."""
+    return "fakesig-" + hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def thinking_refusal(thinking, max_tokens, model):
+    """Claude's checks of a `thinking` switch, or None."""
+    if thinking is None:
+        return None
+    kind = thinking.get("type") if isinstance(thinking, dict) else None
+    if kind not in ("enabled", "adaptive", "disabled"):
+        return "thinking.type: Input tag '%s' found using 'type' does not match any of the expected tags" % kind
+    if kind == "adaptive" and re.search(r"claude-(opus|sonnet|haiku)-4-5", model or ""):
+        return "thinking.type: adaptive thinking is not supported on this model; use enabled with budget_tokens"
+    if kind == "enabled":
+        budget = thinking.get("budget_tokens")
+        if not isinstance(budget, int) or budget < 1024:
+            return "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024"
+        if not isinstance(max_tokens, int) or budget >= max_tokens:
+            return "`max_tokens` must be greater than `thinking.budget_tokens`"
+    return None
+
+
+def thinks(thinking):
+    return isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive")
+
+
+def history_refusal(assistant_turns, thinking_on):
+    """Claude's checks of thinking sent back: every thinking block signed by
+    the model, and, with thinking on, a last assistant turn that used a tool
+    starting with its thinking. `assistant_turns`: (index, [(kind, text,
+    signature)]) in order, kinds 'thinking', 'redacted', 'tool', 'text'."""
+    for i, blocks in assistant_turns:
+        for j, (kind, text, sig) in enumerate(blocks):
+            if kind == "thinking" and sig != signature(text):
+                return "messages.%d.content.%d: Invalid `signature` in `thinking` block" % (i, j)
+    if thinking_on and assistant_turns:
+        i, blocks = assistant_turns[-1]
+        kinds = [k for k, _, _ in blocks]
+        if "tool" in kinds and kinds[0] not in ("thinking", "redacted"):
+            return ("messages.%d.content.0.type: Expected `thinking` or `redacted_thinking`, but found `%s`. "
+                    "When `thinking` is enabled, a final `assistant` message must start with a thinking "
+                    "block (preceeding the lastmost set of `tool_use` and `tool_result` blocks)."
+                    % (i, "tool_use" if kinds[0] == "tool" else kinds[0]))
+    return None
+
+
+def sample_of(schema):
+    """A value that fits a JSON schema: what a model held to it writes."""
+    kind = schema.get("type")
+    if "enum" in schema:
+        return schema["enum"][0]
+    if kind == "object":
+        return {k: sample_of(v) for k, v in (schema.get("properties") or {}).items()}
+    if kind == "array":
+        return [sample_of(schema.get("items") or {"type": "string"})]
+    return {"string": "Paris", "integer": 21, "number": 21.5, "boolean": True}.get(kind)
+
+
+def format_refusal(config, converse=False):
+    """Checks of Claude's output_config (Anthropic) or Converse's outputConfig;
+    the schema, or an error."""
+    if config is None:
+        return None, None
+    allowed = {"textFormat", "effort"} if converse else {"format", "effort"}
+    extra = sorted(set(config) - allowed)
+    if extra:
+        return None, "output_config.%s: Extra inputs are not permitted" % extra[0]
+    if "effort" in config and config["effort"] not in EFFORTS:
+        return None, "output_config.effort: Input should be 'low', 'medium', 'high', 'xhigh' or 'max'"
+    fmt = config.get("textFormat" if converse else "format")
+    if fmt is None:
+        return None, None
+    if fmt.get("type") != "json_schema":
+        return None, "output_config.format.type: Input should be 'json_schema'"
+    if converse:
+        raw = ((fmt.get("structure") or {}).get("jsonSchema") or {}).get("schema")
+        try:
+            schema = json.loads(raw)
+        except (TypeError, ValueError):
+            return None, "outputConfig.textFormat.structure.jsonSchema.schema must be a JSON string"
+    else:
+        schema = fmt.get("schema")
+    if not isinstance(schema, dict):
+        return None, "output_config.format.schema: Input should be a valid dictionary"
+    return schema, None
 
 
 def event_frame(headers, payload):
@@ -438,6 +531,21 @@ class BedrockMixin:
         refused = converse_name_refusal(req)
         if refused:
             return self.error(400, refused)
+        thinking = (req.get("additionalModelRequestFields") or {}).get("thinking")
+        refused = thinking_refusal(thinking, (req.get("inferenceConfig") or {}).get("maxTokens"), model)
+        schema, bad_format = format_refusal(req.get("outputConfig"), converse=True)
+
+        def kind(b):
+            r = b.get("reasoningContent")
+            if r is not None:
+                t = r.get("reasoningText")
+                return ("thinking", t["text"], t.get("signature")) if t else ("redacted", "", None)
+            return ("tool" if "toolUse" in b else "text", "", None)
+        turns = [(i, [kind(b) for b in m.get("content") or []])
+                 for i, m in enumerate(msgs) if m["role"] == "assistant"]
+        refused = refused or bad_format or history_refusal(turns, thinks(thinking))
+        if refused:
+            return self.error(400, refused)
         last = msgs[-1]
         results = [b["toolResult"] for b in last.get("content") or [] if "toolResult" in b]
         tool_result = "".join(c.get("text", "") for c in results[-1]["content"]) if results else None
@@ -447,6 +555,9 @@ class BedrockMixin:
         tools = [t["toolSpec"]["name"] for t in (req.get("toolConfig") or {}).get("tools") or []
                  if "toolSpec" in t]
         turn = decide(last_user, tool_result, tools)
+        if schema is not None and not turn.tool:
+            turn = Turn(json.dumps(sample_of(schema)))
+        thought = "Thinking about: " + (tool_result or last_user) if thinks(thinking) else None
         stop = "tool_use" if turn.tool else "end_turn"
         if req.get("guardrailConfig") and "forbidden" in last_user:
             turn, stop = Turn("Sorry, the model cannot answer this question."), "guardrail_intervened"
@@ -456,6 +567,9 @@ class BedrockMixin:
         usage = {"inputTokens": prompt, "outputTokens": out, "totalTokens": prompt + out}
         rid = str(uuid.uuid4())
         content = []
+        if thought:
+            content.append({"reasoningContent": {"reasoningText": {"text": thought,
+                                                                   "signature": signature(thought)}}})
         if turn.text:
             content.append({"text": turn.text})
         if turn.tool:
@@ -487,11 +601,18 @@ class BedrockMixin:
             self.wfile.write(b"%x\r\n%s\r\n" % (len(frame), frame))
             return self.end_stream()
         index = 0
-        if turn.text:
-            for w in words(turn.text):
-                event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": w}})
+        if thought:
+            for w in words(thought):
+                event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"reasoningContent": {"text": w}}})
+            event("contentBlockDelta", {"contentBlockIndex": 0,
+                                        "delta": {"reasoningContent": {"signature": signature(thought)}}})
             event("contentBlockStop", {"contentBlockIndex": 0})
             index = 1
+        if turn.text:
+            for w in words(turn.text):
+                event("contentBlockDelta", {"contentBlockIndex": index, "delta": {"text": w}})
+            event("contentBlockStop", {"contentBlockIndex": index})
+            index += 1
         if turn.tool:
             event("contentBlockStart", {"contentBlockIndex": index, "start": {"toolUse": {
                 "toolUseId": "tooluse_fake1", "name": turn.tool[0]}}})
@@ -930,8 +1051,26 @@ class Handler(BedrockMixin, BaseHTTPRequestHandler):
         last_user = texts_of_content(users[-1].get("content")) if users else ""
         if last_user == "bad request":
             return self.error(400, "the fake refuses 'bad request'")
+        for m in msgs:
+            extra = sorted(set(m) - {"role", "content", "name", "tool_calls", "tool_call_id", "refusal",
+                                     "audio", "function_call", "annotations"})
+            if extra:
+                return self.error(400, "Unrecognized request argument supplied: messages.%s" % extra[0])
+        effort = req.get("reasoning_effort")
+        if effort is not None and effort not in ("none", "minimal", "low", "medium", "high", "xhigh"):
+            return self.error(400, "Invalid value for 'reasoning_effort': '%s'" % effort)
+        fmt = req.get("response_format") or {"type": "text"}
+        if fmt.get("type") not in ("text", "json_object", "json_schema") or \
+                (fmt["type"] == "json_schema" and not isinstance((fmt.get("json_schema") or {}).get("schema"), dict)):
+            return self.error(400, "Invalid 'response_format'")
         tools = [t["function"]["name"] for t in req.get("tools") or []]
         turn = decide(last_user, tool_result, tools)
+        if fmt["type"] != "text" and not turn.tool:
+            schema = fmt["json_schema"]["schema"] if fmt["type"] == "json_schema" else {
+                "type": "object", "properties": {"answer": {"type": "string"}}}
+            turn = Turn(json.dumps(sample_of(schema)))
+        # As OpenAI-compatible reasoning servers (vLLM, DeepSeek) answer.
+        thought = "Thinking about: " + (tool_result or last_user) if effort not in (None, "none") else None
         prompt = sum(count_tokens(texts_of_content(m.get("content"))) for m in msgs)
         out = count_tokens(turn.text) if turn.text else 5
         usage = {"prompt_tokens": prompt, "completion_tokens": out, "total_tokens": prompt + out,
@@ -948,6 +1087,8 @@ class Handler(BedrockMixin, BaseHTTPRequestHandler):
         if not req.get("stream"):
             message = {"role": "assistant", "content": turn.text if not call else None,
                        "refusal": None, "annotations": []}
+            if thought:
+                message["reasoning_content"] = thought
             if call:
                 message["tool_calls"] = [call]
             return self.send_json(200, {"id": cid, "object": "chat.completion", "created": created,
@@ -966,6 +1107,8 @@ class Handler(BedrockMixin, BaseHTTPRequestHandler):
 
         self.start_stream()
         chunk({"role": "assistant", "content": "", "refusal": None})
+        for w in words(thought) if thought else []:
+            chunk({"reasoning_content": w})
         if call:
             chunk({"tool_calls": [{"index": 0, "id": call["id"], "type": "function",
                                    "function": {"name": call["function"]["name"], "arguments": ""}}]})
@@ -1190,14 +1333,29 @@ class Handler(BedrockMixin, BaseHTTPRequestHandler):
                     break
         if last_user == "bad request":
             return self.error(400, "the fake refuses 'bad request'")
+        thinking = req.get("thinking")
+        refusal = thinking_refusal(thinking, req.get("max_tokens"), req.get("model"))
+        schema, bad_format = format_refusal(req.get("output_config"))
+        kinds = {"thinking": "thinking", "redacted_thinking": "redacted", "tool_use": "tool"}
+        turns = [(i, [(kinds.get(b.get("type"), "text"), b.get("thinking", ""), b.get("signature"))
+                      for b in m["content"]])
+                 for i, m in enumerate(msgs) if m["role"] == "assistant" and isinstance(m.get("content"), list)]
+        refusal = refusal or bad_format or history_refusal(turns, thinks(thinking))
+        if refusal:
+            return self.error(400, refusal)
         tools = [t["name"] for t in req.get("tools") or []]
         turn = decide(last_user, tool_result, tools)
+        if schema is not None and not turn.tool:
+            turn = Turn(json.dumps(sample_of(schema)))
+        thought = "Thinking about: " + (tool_result or last_user) if thinks(thinking) else None
         system = req.get("system")
         prompt = sum(count_tokens(texts_of_content(m.get("content"))) for m in msgs) + \
             (count_tokens(texts_of_content(system)) if system else 0)
         out = count_tokens(turn.text) if turn.text else 5
         mid, model = "msg_fake%d" % len(RECEIVED), req.get("model")
         content = []
+        if thought:
+            content.append({"type": "thinking", "thinking": thought, "signature": signature(thought)})
         if turn.text:
             content.append({"type": "text", "text": turn.text})
         if turn.tool:
@@ -1218,15 +1376,25 @@ class Handler(BedrockMixin, BaseHTTPRequestHandler):
             "usage": {"input_tokens": prompt, "cache_creation_input_tokens": 0,
                       "cache_read_input_tokens": 0, "output_tokens": 1}}})
         index = 0
-        if turn.text:
+        if thought:
             event("content_block_start", {"type": "content_block_start", "index": 0,
+                                          "content_block": {"type": "thinking", "thinking": "", "signature": ""}})
+            for w in words(thought):
+                event("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                              "delta": {"type": "thinking_delta", "thinking": w}})
+            event("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                          "delta": {"type": "signature_delta", "signature": signature(thought)}})
+            event("content_block_stop", {"type": "content_block_stop", "index": 0})
+            index = 1
+        if turn.text:
+            event("content_block_start", {"type": "content_block_start", "index": index,
                                           "content_block": {"type": "text", "text": ""}})
             event("ping", {"type": "ping"})
             for w in words(turn.text):
-                event("content_block_delta", {"type": "content_block_delta", "index": 0,
+                event("content_block_delta", {"type": "content_block_delta", "index": index,
                                               "delta": {"type": "text_delta", "text": w}})
-            event("content_block_stop", {"type": "content_block_stop", "index": 0})
-            index = 1
+            event("content_block_stop", {"type": "content_block_stop", "index": index})
+            index += 1
         if turn.tool:
             event("content_block_start", {"type": "content_block_start", "index": index,
                 "content_block": {"type": "tool_use", "id": "toolu_fake1", "name": turn.tool[0], "input": {}}})

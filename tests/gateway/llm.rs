@@ -1067,6 +1067,155 @@ fn responses_sdk_checks(gw: &Gateway, prefix: &str, model: &str) {
     client_checks(gw, "openai_responses.py", &[&gw.url(prefix), model], 11);
 }
 
+/// Thinking and structured output between the formats, with the official
+/// SDKs (tests/clients/llm_reasoning.py): OpenAI's `reasoning_effort` and
+/// `response_format` reach Claude on Anthropic's API and on Bedrock as its
+/// `thinking` and output format, its signed thinking comes back as
+/// `reasoning_content` / `thinking_blocks` (Responses: reasoning items) and
+/// goes back with the next tool round, which the fakes refuse without it;
+/// the Anthropic SDK's `thinking` and `output_config` reach an
+/// OpenAI-compatible reasoning server as `reasoning_effort` and
+/// `response_format`, its `reasoning_content` shown as thinking blocks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thinking_and_structured_output_cross_formats() {
+    let anthropic = FakeProvider::start("anthropic", "fake-anthropic", &["--key", "sk-ant"]);
+    let bedrock = FakeProvider::start(
+        "bedrock",
+        "fake-bedrock",
+        &[
+            "--aws-key",
+            "AKIDWARDGATETEST:wardgate-test-secret:session-tok-1",
+        ],
+    );
+    let openai = FakeProvider::start("openai", "fake-openai", &["--key", "sk-oai"]);
+    let gw = Gateway::start(&format!(
+        r#"
+binds:
+- port: 0
+  listeners:
+  - routes:
+    - name: claude
+      matches: [{{path: {{pathPrefix: /claude}}}}]
+      policies:
+        backendAuth: {{key: sk-ant}}
+      backends:
+      - ai: {{name: fake-anthropic, provider: {{anthropic: {{}}}}, hostOverride: "{ant}"}}
+    - name: bedrock
+      matches: [{{path: {{pathPrefix: /bedrock}}}}]
+      policies:
+        backendAuth: {{aws: {{accessKeyId: AKIDWARDGATETEST, secretAccessKey: wardgate-test-secret, sessionToken: session-tok-1}}}}
+      backends:
+      - ai: {{name: fake-bedrock, provider: {{bedrock: {{region: us-east-1}}}}, hostOverride: "{br}"}}
+    - name: reasoner
+      matches: [{{path: {{pathPrefix: /reasoner}}}}]
+      policies:
+        backendAuth: {{key: sk-oai}}
+      backends:
+      - ai: {{name: fake-openai, provider: {{openAI: {{}}}}, hostOverride: "{oai}"}}
+"#,
+        ant = anthropic.addr(),
+        br = bedrock.addr(),
+        oai = openai.addr(),
+    ))
+    .await;
+    client_checks(
+        &gw,
+        "llm_reasoning.py",
+        &["chat", &gw.url("/claude"), "claude-sonnet-4-5"],
+        6,
+    );
+    client_checks(
+        &gw,
+        "llm_reasoning.py",
+        &[
+            "chat",
+            &gw.url("/bedrock"),
+            "us.anthropic.claude-opus-4-7-v1:0",
+        ],
+        6,
+    );
+    client_checks(
+        &gw,
+        "llm_reasoning.py",
+        &["responses", &gw.url("/claude"), "claude-sonnet-4-5"],
+        4,
+    );
+    client_checks(
+        &gw,
+        "llm_reasoning.py",
+        &["anthropic", &gw.url("/reasoner"), "deepseek-reasoner"],
+        3,
+    );
+
+    // What each provider was sent. Claude before 4.6 thinks on a budget;
+    // the limit left room for it; the thinking went back signed, first.
+    let seen = anthropic.requests().await;
+    let first = &seen[0]["body"];
+    assert_eq!(
+        first["thinking"],
+        serde_json::json!({"type": "enabled", "budget_tokens": 1024}),
+        "{first}"
+    );
+    let round = &seen[1]["body"]["messages"][1]["content"];
+    assert_eq!(round[0]["type"], "thinking", "{round}");
+    assert_eq!(round[1]["type"], "tool_use", "{round}");
+    let formatted = seen
+        .iter()
+        .find(|r| r["body"]["output_config"].is_object())
+        .expect("a structured-output call");
+    let format = &formatted["body"]["output_config"]["format"];
+    assert_eq!(format["type"], "json_schema", "{format}");
+    assert_eq!(format["schema"]["properties"]["city"]["type"], "string");
+    // JSON mode went nowhere.
+    assert!(
+        !seen
+            .iter()
+            .any(|r| r["body"].to_string().contains("JSON please")),
+        "{seen:?}"
+    );
+
+    // Bedrock: Claude 4.7 thinks adaptively at Converse's own effort; the
+    // schema is Converse's textFormat (as a string); thinking went back
+    // as reasoningContent.
+    let seen = bedrock.requests().await;
+    let first = &seen[0]["body"];
+    assert_eq!(
+        first["additionalModelRequestFields"]["thinking"],
+        serde_json::json!({"type": "adaptive"}),
+        "{first}"
+    );
+    assert_eq!(first["outputConfig"]["effort"], "low", "{first}");
+    let round = &seen[1]["body"]["messages"][1]["content"];
+    assert!(
+        round[0]["reasoningContent"]["reasoningText"]["signature"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("fakesig-")),
+        "{round}"
+    );
+    let formatted = seen
+        .iter()
+        .find(|r| r["body"]["outputConfig"]["textFormat"].is_object())
+        .expect("a structured-output call");
+    let schema =
+        formatted["body"]["outputConfig"]["textFormat"]["structure"]["jsonSchema"]["schema"]
+            .as_str()
+            .expect("the schema as a string");
+    assert!(schema.contains("celsius"), "{schema}");
+
+    // The OpenAI-compatible server: a 2,000-token budget is low effort; the
+    // output format a json_schema; no thinking blocks sent to it.
+    let seen = openai.requests().await;
+    assert!(
+        seen.iter()
+            .take(2)
+            .all(|r| r["body"]["reasoning_effort"] == "low"),
+        "{seen:?}"
+    );
+    let last = &seen[2]["body"];
+    assert_eq!(last["response_format"]["type"], "json_schema", "{last}");
+    assert_eq!(last["response_format"]["json_schema"]["strict"], true);
+}
+
 /// The route plugins the Responses checks expect (see the script).
 const RESPONSES_GUARD: &str = r#"
       plugins:

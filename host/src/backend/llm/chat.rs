@@ -8,6 +8,7 @@
 use serde_json::{Map, Value, json};
 
 use super::api::Flavor;
+use super::reasoning;
 use crate::policy::bindings::{
     ChatMessage, ContentPart, LlmRequest, LlmResponse, Role, TokenUsage, ToolCall, ToolDefinition,
 };
@@ -74,6 +75,16 @@ fn openai_messages(body: &Value) -> Vec<ChatMessage> {
                     .collect(),
                 _ => Vec::new(),
             };
+            // Thinking a client kept from an earlier answer goes first, as
+            // Anthropic and Converse want it back.
+            let thinking = m
+                .get("thinking_blocks")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter(|b| reasoning::is_block(b))
+                .map(|b| ContentPart::Other(b.to_string()));
+            let content = thinking.chain(content).collect();
             let tool_calls = m
                 .get("tool_calls")
                 .and_then(Value::as_array)
@@ -286,8 +297,18 @@ fn openai_message(m: &ChatMessage) -> Value {
     };
     let mut out = Map::new();
     out.insert("role".into(), role.into());
-    let all_text = m.content.iter().all(|p| matches!(p, ContentPart::Text(_)));
-    let content = if m.content.is_empty() {
+    // Thinking blocks ride beside the content, where OpenAI-format clients
+    // keep them.
+    let (thinking, content): (Vec<&ContentPart>, Vec<&ContentPart>) =
+        m.content.iter().partition(|p| thinking_block(p).is_some());
+    if !thinking.is_empty() {
+        out.insert(
+            "thinking_blocks".into(),
+            thinking.into_iter().filter_map(thinking_block).collect(),
+        );
+    }
+    let all_text = content.iter().all(|p| matches!(p, ContentPart::Text(_)));
+    let content = if content.is_empty() {
         if m.tool_calls.is_empty() {
             Value::String(String::new())
         } else {
@@ -295,7 +316,7 @@ fn openai_message(m: &ChatMessage) -> Value {
         }
     } else if all_text {
         Value::String(
-            m.content
+            content
                 .iter()
                 .map(|p| match p {
                     ContentPart::Text(t) => t.as_str(),
@@ -304,7 +325,7 @@ fn openai_message(m: &ChatMessage) -> Value {
                 .collect(),
         )
     } else {
-        Value::Array(m.content.iter().map(openai_part).collect())
+        Value::Array(content.into_iter().map(openai_part).collect())
     };
     out.insert("content".into(), content);
     if let Some(name) = &m.name {
@@ -326,6 +347,16 @@ fn openai_message(m: &ChatMessage) -> Value {
         );
     }
     Value::Object(out)
+}
+
+/// A part that is a thinking block, as its JSON.
+fn thinking_block(part: &ContentPart) -> Option<Value> {
+    match part {
+        ContentPart::Other(raw) if raw.contains("thinking") => {
+            serde_json::from_str(raw).ok().filter(reasoning::is_block)
+        }
+        _ => None,
+    }
 }
 
 fn anthropic_part_json(part: &ContentPart) -> Value {
@@ -384,11 +415,13 @@ fn anthropic_turns(messages: &[ChatMessage]) -> (Option<Value>, Vec<Value>) {
             }
             Role::User => ("user", m.content.iter().map(anthropic_part_json).collect()),
             Role::Assistant => {
+                // Claude takes back only thinking it signed.
                 let mut blocks: Vec<Value> = m
                     .content
                     .iter()
                     .filter(|p| !matches!(p, ContentPart::Text(t) if t.is_empty()))
                     .map(anthropic_part_json)
+                    .filter(|b| !reasoning::is_block(b) || reasoning::is_signed(b))
                     .collect();
                 for c in &m.tool_calls {
                     let input: Value =
@@ -497,6 +530,12 @@ pub fn translate_request(from: Flavor, to: Flavor, body: &Value, view: &LlmReque
             }
         }
         (Flavor::Anthropic, Flavor::OpenAi) => {
+            // OpenAI's models take no thinking back.
+            if let Some(Value::Array(messages)) = out.get_mut("messages") {
+                for m in messages.iter_mut().filter_map(Value::as_object_mut) {
+                    m.remove("thinking_blocks");
+                }
+            }
             if let Some(max) = src.get("max_tokens") {
                 out.insert("max_tokens".into(), max.clone());
             }
@@ -654,7 +693,14 @@ pub fn response_view(flavor: Flavor, body: &Value, provider: &str) -> (LlmRespon
 }
 
 /// A complete response body in `to`'s format, from the view.
-pub fn encode_response(to: Flavor, view: &LlmResponse, id: &str, created: u64) -> Value {
+/// `thinking`: the answer's thinking blocks (see [`reasoning`]).
+pub fn encode_response(
+    to: Flavor,
+    view: &LlmResponse,
+    id: &str,
+    created: u64,
+    thinking: &[Value],
+) -> Value {
     let usage = view.usage.unwrap_or(TokenUsage {
         input: 0,
         output: 0,
@@ -673,6 +719,7 @@ pub fn encode_response(to: Flavor, view: &LlmResponse, id: &str, created: u64) -
                     .map(|c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}))
                     .collect();
             }
+            reasoning::onto_openai_message(thinking, &mut message);
             json!({
                 "id": id_for(to, id),
                 "object": "chat.completion",
@@ -688,7 +735,7 @@ pub fn encode_response(to: Flavor, view: &LlmResponse, id: &str, created: u64) -
             })
         }
         Flavor::Anthropic => {
-            let mut content = Vec::new();
+            let mut content = thinking.to_vec();
             if !view.text.is_empty() || view.tool_calls.is_empty() {
                 content.push(json!({"type": "text", "text": view.text}));
             }
@@ -737,7 +784,16 @@ pub fn apply_response_edit(flavor: Flavor, body: &mut Value, view: &LlmResponse)
             }
         }
         Flavor::Anthropic => {
-            let mut content = vec![json!({"type": "text", "text": view.text})];
+            // The thinking stays as it came, ahead of the edited text.
+            let mut content: Vec<Value> = body
+                .get("content")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter(|b| reasoning::is_block(b))
+                .cloned()
+                .collect();
+            content.push(json!({"type": "text", "text": view.text}));
             for c in &view.tool_calls {
                 let input: Value = serde_json::from_str(&c.arguments).unwrap_or_else(|_| json!({}));
                 content
@@ -839,7 +895,7 @@ mod tests {
             "stop_reason": "tool_use", "stop_sequence": null,
             "usage": {"input_tokens": 10, "cache_read_input_tokens": 5, "output_tokens": 7}});
         let (view, id) = response_view(Flavor::Anthropic, &anthropic, "anthropic");
-        let openai = encode_response(Flavor::OpenAi, &view, &id, 1);
+        let openai = encode_response(Flavor::OpenAi, &view, &id, 1, &[]);
         assert_eq!(openai["id"], "chatcmpl-01");
         assert_eq!(openai["choices"][0]["finish_reason"], "tool_calls");
         assert_eq!(
@@ -849,7 +905,7 @@ mod tests {
         assert_eq!(openai["usage"]["prompt_tokens"], 15);
         assert_eq!(openai["usage"]["prompt_tokens_details"]["cached_tokens"], 5);
         let (back, id) = response_view(Flavor::OpenAi, &openai, "openai");
-        let again = encode_response(Flavor::Anthropic, &back, &id, 1);
+        let again = encode_response(Flavor::Anthropic, &back, &id, 1, &[]);
         assert_eq!(again["stop_reason"], "tool_use");
         assert_eq!(again["content"][1]["input"]["city"], "Rome");
         assert_eq!(again["usage"]["input_tokens"], 10);

@@ -238,9 +238,10 @@ fn texts(content: &[ContentPart]) -> impl Iterator<Item = &str> {
     })
 }
 
-/// A content part as a Converse block: text, or an inline image (an
-/// OpenAI `data:` URL or an Anthropic base64 source). Converse takes no
-/// image URLs; such parts, and parts of other kinds, are left out.
+/// A content part as a Converse block: text, an inline image (an OpenAI
+/// `data:` URL or an Anthropic base64 source), or signed thinking sent
+/// back. Converse takes no image URLs; such parts, and parts of other
+/// kinds, are left out.
 fn part(p: &ContentPart) -> Option<Value> {
     let raw = match p {
         ContentPart::Text(t) if t.trim().is_empty() => return None,
@@ -248,6 +249,9 @@ fn part(p: &ContentPart) -> Option<Value> {
         ContentPart::Other(raw) => raw,
     };
     let v: Value = serde_json::from_str(raw).ok()?;
+    if super::reasoning::is_block(&v) {
+        return super::reasoning::to_converse(&v);
+    }
     let (media, data) = match v.get("type").and_then(Value::as_str)? {
         "image_url" => {
             let url = v.pointer("/image_url/url")?.as_str()?;
@@ -363,6 +367,17 @@ pub fn read_event(
                     index,
                     json: input.to_string(),
                 }]
+            } else if let Some(r) = delta.and_then(|d| d.get("reasoningContent")) {
+                let field = |k: &str| r.get(k).and_then(Value::as_str).map(str::to_string);
+                if let Some(t) = field("text") {
+                    vec![Piece::Thinking(t)]
+                } else if let Some(s) = field("signature") {
+                    vec![Piece::ThinkingSignature(s)]
+                } else if let Some(d) = field("redactedContent") {
+                    vec![Piece::RedactedThinking(d)]
+                } else {
+                    Vec::new()
+                }
             } else {
                 Vec::new()
             }

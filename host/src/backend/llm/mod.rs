@@ -24,6 +24,7 @@ pub mod converse;
 pub mod failover;
 pub mod provider;
 pub mod realtime;
+pub mod reasoning;
 pub mod responses;
 pub mod responses_chat;
 pub mod stream;
@@ -406,6 +407,12 @@ async fn chat(
         edited = run.modified::<OnLlmRequest>();
     }
     run.request_phase_done();
+    let mut candidates = candidates;
+    if let Err(message) = keep_translatable(from, &original, &view.model, &mut candidates, |_| true)
+    {
+        trace.error = Some(message.clone());
+        return api::error_response(from, StatusCode::BAD_REQUEST, None, &message);
+    }
 
     let call = ChatCall {
         parts: &parts,
@@ -440,6 +447,34 @@ async fn chat(
     answer
         .read(shared, &llm, provider, resp, &call, trace)
         .await
+}
+
+/// Leave out the providers (of those `checked` picks) a chat request
+/// `body` of `from`'s format cannot be translated for; none left is the
+/// reason for the first.
+pub(super) fn keep_translatable(
+    from: Flavor,
+    body: &Value,
+    model: &str,
+    candidates: &mut Vec<(usize, Arc<Provider>)>,
+    checked: impl Fn(&Provider) -> bool,
+) -> Result<(), String> {
+    let mut first = None;
+    candidates.retain(|(_, p)| {
+        if !checked(p) {
+            return true;
+        }
+        let wire = p.wire_for(p.model.as_deref().unwrap_or(model));
+        let Some((field, why)) = reasoning::untranslatable(from, wire, body) else {
+            return true;
+        };
+        first.get_or_insert_with(|| format!("provider {} cannot take `{field}`: {why}", p.name));
+        false
+    });
+    match first {
+        Some(message) if candidates.is_empty() => Err(message),
+        _ => Ok(()),
+    }
 }
 
 /// A chat request on its way to the providers: the client's body in
@@ -477,6 +512,9 @@ impl ChatCall<'_> {
             // The model goes in the path.
             Wire::Converse => converse::request(from, self.original, view, p.guardrail()),
         };
+        if wire != Wire::Chat(from) {
+            reasoning::carry(from, wire, self.original, model, &mut out);
+        }
         if let (Some(model), Wire::Chat(_)) = (&p.model, wire) {
             out.insert("model".into(), model.clone().into());
         }
@@ -630,6 +668,10 @@ impl ChatAnswer {
                 request_id,
             ),
         };
+        let thinking = match reader {
+            Reader::Chat { flavor, .. } if wire == Wire::Chat(flavor) => Vec::new(),
+            _ => reasoning::of_answer(wire, &answer),
+        };
         let mut edited = false;
         if run.wants(Hooks::LLM_RESPONSE) {
             let verdict = run.run::<OnLlmResponse>(&mut view);
@@ -660,8 +702,10 @@ impl ChatAnswer {
                 chat::apply_response_edit(flavor, &mut answer, &view);
                 answer
             }
-            Reader::Chat { flavor, .. } => chat::encode_response(flavor, &view, &id, created),
-            Reader::Responses(echo) => echo.answer(&view, &id, created),
+            Reader::Chat { flavor, .. } => {
+                chat::encode_response(flavor, &view, &id, created, &thinking)
+            }
+            Reader::Responses(echo) => echo.answer(&view, &id, created, &thinking),
         };
         with_provider(api::json_response(StatusCode::OK, &out), &provider)
     }

@@ -101,6 +101,16 @@ pub async fn serve(
             }
         },
     };
+    if let Some(chat) = &chat_body {
+        // Only providers without the API get the chat form.
+        let foreign = |p: &Provider| !p.serves(Api::RESPONSES);
+        if let Err(message) =
+            super::keep_translatable(CLIENT, chat, &view.model, &mut candidates, foreign)
+        {
+            trace.error = Some(message.clone());
+            return super::api::error_response(CLIENT, StatusCode::BAD_REQUEST, None, &message);
+        }
+    }
     let chat_view = chat_body
         .as_ref()
         .map(|b| chat::request_view(CLIENT, b, family));

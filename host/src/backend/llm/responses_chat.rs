@@ -195,7 +195,13 @@ fn input_item(item: &Value, messages: &mut Vec<Value>) -> Result<(), String> {
                 }
                 _ => return Err("a message needs `content`".into()),
             };
-            messages.push(json!({"role": role, "content": content}));
+            match messages.last_mut() {
+                // The answer's text joins the thinking before it.
+                Some(last) if role == "assistant" && is_thinking_only(last) => {
+                    last["content"] = content;
+                }
+                _ => messages.push(json!({"role": role, "content": content})),
+            }
         }
         Some("function_call") => {
             let call = json!({
@@ -234,8 +240,23 @@ fn input_item(item: &Value, messages: &mut Vec<Value>) -> Result<(), String> {
                 "tool_call_id": item.get("call_id").and_then(Value::as_str).unwrap_or_default(),
                 "content": output}));
         }
-        // OpenAI's own record of its thinking: nothing another model reads.
-        Some("reasoning") => {}
+        // Thinking a translated answer gave (see `reasoning_item`) goes
+        // back with its turn; OpenAI's own record is nothing another
+        // model reads.
+        Some("reasoning") => {
+            let Some(block) = thinking_of_item(item) else {
+                return Ok(());
+            };
+            match messages.last_mut() {
+                Some(last) if is_thinking_only(last) => {
+                    if let Some(blocks) = last["thinking_blocks"].as_array_mut() {
+                        blocks.push(block);
+                    }
+                }
+                _ => messages.push(json!({"role": "assistant", "content": null,
+                    "thinking_blocks": [block]})),
+            }
+        }
         Some("item_reference") => {
             return Err("an item reference names an item only OpenAI keeps".into());
         }
@@ -247,6 +268,57 @@ fn input_item(item: &Value, messages: &mut Vec<Value>) -> Result<(), String> {
         None => return Err("an item needs `type` or `role`".into()),
     }
     Ok(())
+}
+
+/// Marks a redacted thinking block's data in a reasoning item's
+/// `encrypted_content`.
+const REDACTED: &str = "redacted_thinking:";
+
+/// The reasoning item of a translated answer's thinking block: its text as
+/// `reasoning_text` and its signature as `encrypted_content`, which is
+/// what the client sends back (a redacted block: its data, marked).
+fn reasoning_item(id: &str, status: &str, block: &Value) -> Value {
+    let field = |k: &str| block.get(k).and_then(Value::as_str).unwrap_or_default();
+    let (content, encrypted) = match field("type") {
+        "redacted_thinking" => (json!([]), format!("{REDACTED}{}", field("data"))),
+        _ => (
+            json!([{"type": "reasoning_text", "text": field("thinking")}]),
+            field("signature").to_string(),
+        ),
+    };
+    let encrypted = if encrypted.is_empty() {
+        Value::Null
+    } else {
+        encrypted.into()
+    };
+    json!({"id": id, "type": "reasoning", "status": status, "summary": [],
+        "content": content, "encrypted_content": encrypted})
+}
+
+/// The thinking block a reasoning item of ours carries back; none for
+/// OpenAI's own items or unsigned thinking.
+fn thinking_of_item(item: &Value) -> Option<Value> {
+    let encrypted = item.get("encrypted_content").and_then(Value::as_str)?;
+    if let Some(data) = encrypted.strip_prefix(REDACTED) {
+        return Some(json!({"type": "redacted_thinking", "data": data}));
+    }
+    let text: String = item
+        .get("content")?
+        .as_array()?
+        .iter()
+        .filter(|p| p.get("type").and_then(Value::as_str) == Some("reasoning_text"))
+        .filter_map(|p| p.get("text").and_then(Value::as_str))
+        .collect();
+    (!encrypted.is_empty())
+        .then(|| json!({"type": "thinking", "thinking": text, "signature": encrypted}))
+}
+
+/// An assistant message that so far holds only thinking.
+fn is_thinking_only(m: &Value) -> bool {
+    m["role"] == "assistant"
+        && m["content"].is_null()
+        && m.get("tool_calls").is_none()
+        && m.get("thinking_blocks").is_some()
 }
 
 /// A message's content part as a chat content part.
@@ -390,11 +462,17 @@ impl Echo {
     }
 
     /// A whole answer, from the (maybe plugin-edited) view of the
-    /// provider's; `id` is the provider's answer id.
-    pub fn answer(&self, view: &LlmResponse, id: &str, created: u64) -> Value {
+    /// provider's and its thinking; `id` is the provider's answer id.
+    pub fn answer(&self, view: &LlmResponse, id: &str, created: u64, thinking: &[Value]) -> Value {
         let (status, incomplete) = outcome(view.finish_reason.as_deref());
         let mut r = self.response(&id_with("resp_", id), created, &view.model, status);
-        let mut output = Vec::new();
+        let mut output: Vec<Value> = thinking
+            .iter()
+            .enumerate()
+            .map(|(n, block)| {
+                reasoning_item(&id_with("rs_", &format!("{id}_{n}")), "completed", block)
+            })
+            .collect();
         if !view.text.is_empty() || view.tool_calls.is_empty() {
             output.push(message_item(
                 &id_with("msg_", id),
@@ -463,6 +541,8 @@ pub struct ResponsesEvents {
 enum Open {
     /// A message: the text sent so far.
     Text(String),
+    /// Thinking: its text so far.
+    Reasoning(String),
     /// A function call: the provider's index for it, its arguments so far.
     Call { index: u64, arguments: String },
 }
@@ -509,6 +589,20 @@ impl ResponsesEvents {
         let index = self.output.len() - 1;
         let item_id = self.output[index]["id"].clone();
         match open {
+            Open::Reasoning(text) => {
+                let at = json!({"item_id": item_id, "output_index": index, "content_index": 0});
+                let mut done = at.clone();
+                done["type"] = "response.reasoning_text.done".into();
+                done["text"] = text.clone().into();
+                self.send(out, done);
+                let mut part = at;
+                part["type"] = "response.content_part.done".into();
+                part["part"] = json!({"type": "reasoning_text", "text": text});
+                self.send(out, part);
+                let item = &mut self.output[index];
+                item["status"] = "completed".into();
+                item["content"] = json!([{"type": "reasoning_text", "text": text}]);
+            }
             Open::Text(text) => {
                 let at = json!({"item_id": item_id, "output_index": index, "content_index": 0});
                 let mut done = at.clone();
@@ -593,6 +687,59 @@ impl ResponsesEvents {
                     out,
                     json!({"type": "response.output_text.delta", "item_id": item_id,
                         "output_index": index, "content_index": 0, "delta": text, "logprobs": []}),
+                );
+            }
+            Piece::Thinking(text) => {
+                if !matches!(self.open, Some(Open::Reasoning(_))) {
+                    self.close(out);
+                    let index = self.output.len();
+                    let item_id = id_with("rs_", &format!("{}_{index}", self.id));
+                    let item = json!({"id": item_id, "type": "reasoning", "status": "in_progress",
+                        "summary": [], "content": [], "encrypted_content": null});
+                    self.output.push(item.clone());
+                    self.open = Some(Open::Reasoning(String::new()));
+                    self.send(
+                        out,
+                        json!({"type": "response.output_item.added", "output_index": index, "item": item}),
+                    );
+                    self.send(
+                        out,
+                        json!({"type": "response.content_part.added", "item_id": item_id,
+                            "output_index": index, "content_index": 0,
+                            "part": {"type": "reasoning_text", "text": ""}}),
+                    );
+                }
+                if let Some(Open::Reasoning(sent)) = &mut self.open {
+                    sent.push_str(&text);
+                }
+                let index = self.output.len() - 1;
+                let item_id = self.output[index]["id"].clone();
+                self.send(
+                    out,
+                    json!({"type": "response.reasoning_text.delta", "item_id": item_id,
+                        "output_index": index, "content_index": 0, "delta": text}),
+                );
+            }
+            Piece::ThinkingSignature(signature) => {
+                if matches!(self.open, Some(Open::Reasoning(_))) {
+                    let index = self.output.len() - 1;
+                    self.output[index]["encrypted_content"] = signature.into();
+                }
+            }
+            Piece::RedactedThinking(data) => {
+                self.close(out);
+                let index = self.output.len();
+                let item_id = id_with("rs_", &format!("{}_{index}", self.id));
+                let block = json!({"type": "redacted_thinking", "data": data});
+                let item = reasoning_item(&item_id, "completed", &block);
+                self.output.push(item.clone());
+                self.send(
+                    out,
+                    json!({"type": "response.output_item.added", "output_index": index, "item": item}),
+                );
+                self.send(
+                    out,
+                    json!({"type": "response.output_item.done", "output_index": index, "item": item}),
                 );
             }
             Piece::ToolStart { index, id, name } => {
@@ -899,7 +1046,7 @@ mod tests {
             usage: None,
             finish_reason: Some("tool_calls".into()),
         };
-        let r = echo.answer(&view, "msg_01", 9);
+        let r = echo.answer(&view, "msg_01", 9, &[]);
         assert_eq!(r["id"], "resp_01");
         assert_eq!(r["status"], "completed");
         assert_eq!(r["temperature"], 0.2);

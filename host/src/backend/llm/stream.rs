@@ -24,6 +24,12 @@ pub enum Piece {
         model: String,
     },
     Text(String),
+    /// The model's thinking (not shown to plugins, as in whole answers).
+    Thinking(String),
+    /// The signature that ends a thinking block.
+    ThinkingSignature(String),
+    /// A thinking block the provider sends encrypted, whole.
+    RedactedThinking(String),
     /// A tool call begins; `index` is the provider's block or call index.
     ToolStart {
         index: u64,
@@ -69,7 +75,12 @@ impl Piece {
     fn ends_text(&self) -> bool {
         matches!(
             self,
-            Piece::BlockEnd { .. } | Piece::ToolStart { .. } | Piece::Finish(_) | Piece::Done
+            Piece::BlockEnd { .. }
+                | Piece::ToolStart { .. }
+                | Piece::Thinking(_)
+                | Piece::RedactedThinking(_)
+                | Piece::Finish(_)
+                | Piece::Done
         )
     }
 }
@@ -94,6 +105,8 @@ pub struct StreamRelay {
     failed: bool,
     // Writing OpenAI chunks: provider block index → tool_calls index.
     tool_slots: Vec<u64>,
+    /// The open thinking block's text, repeated with its signature.
+    thinking: String,
     // Writing Anthropic events: the open block and the next index.
     open_block: Option<(BlockKind, u64)>,
     next_block: u64,
@@ -107,6 +120,8 @@ pub struct StreamRelay {
 enum BlockKind {
     Text,
     Tool,
+    Thinking,
+    Redacted,
 }
 
 impl StreamRelay {
@@ -125,6 +140,7 @@ impl StreamRelay {
             finished: false,
             failed: false,
             tool_slots: Vec::new(),
+            thinking: String::new(),
             open_block: None,
             next_block: 0,
             block_of_call: Vec::new(),
@@ -345,6 +361,14 @@ impl StreamRelay {
         }
         if let Some(choice) = v.pointer("/choices/0") {
             let delta = choice.get("delta");
+            // OpenAI-compatible servers' spellings of the model's thinking.
+            let thinking =
+                delta.and_then(|d| d.get("reasoning_content").or_else(|| d.get("reasoning")));
+            if let Some(Value::String(t)) = thinking
+                && !t.is_empty()
+            {
+                pieces.push(Piece::Thinking(t.clone()));
+            }
             if let Some(Value::String(t)) = delta.and_then(|d| d.get("content"))
                 && !t.is_empty()
             {
@@ -435,6 +459,19 @@ impl StreamRelay {
                         Some(Value::String(t)) if !t.is_empty() => vec![Piece::Text(t.clone())],
                         _ => Vec::new(),
                     },
+                    Some("thinking") => match block.and_then(|b| b.get("thinking")) {
+                        Some(Value::String(t)) if !t.is_empty() => {
+                            vec![Piece::Thinking(t.clone())]
+                        }
+                        _ => Vec::new(),
+                    },
+                    Some("redacted_thinking") => vec![Piece::RedactedThinking(
+                        block
+                            .and_then(|b| b.get("data"))
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_string(),
+                    )],
                     _ => Vec::new(),
                 }
             }
@@ -445,6 +482,20 @@ impl StreamRelay {
                     Some("text_delta") => vec![Piece::Text(
                         delta
                             .and_then(|d| d.get("text"))
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_string(),
+                    )],
+                    Some("thinking_delta") => vec![Piece::Thinking(
+                        delta
+                            .and_then(|d| d.get("thinking"))
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_string(),
+                    )],
+                    Some("signature_delta") => vec![Piece::ThinkingSignature(
+                        delta
+                            .and_then(|d| d.get("signature"))
                             .and_then(Value::as_str)
                             .unwrap_or_default()
                             .to_string(),
@@ -578,6 +629,23 @@ impl StreamRelay {
                 self.openai_chunk(json!({"role": "assistant", "content": ""}), None)
             }
             Piece::Text(t) => self.openai_chunk(json!({"content": t}), None),
+            Piece::Thinking(t) => {
+                self.thinking.push_str(&t);
+                self.openai_chunk(json!({"reasoning_content": t}), None)
+            }
+            // The whole block, to send back on the next turn.
+            Piece::ThinkingSignature(signature) => {
+                let thinking = std::mem::take(&mut self.thinking);
+                self.openai_chunk(
+                    json!({"thinking_blocks": [{"type": "thinking", "thinking": thinking,
+                        "signature": signature}]}),
+                    None,
+                )
+            }
+            Piece::RedactedThinking(data) => self.openai_chunk(
+                json!({"thinking_blocks": [{"type": "redacted_thinking", "data": data}]}),
+                None,
+            ),
             // OpenAI chunks have no blocks.
             Piece::BlockEnd { .. } => return,
             Piece::ToolStart { index, id, name } => {
@@ -676,6 +744,33 @@ impl StreamRelay {
                 let ev = json!({"type": "content_block_delta", "index": index,
                     "delta": {"type": "text_delta", "text": t}});
                 event_frame(out, "content_block_delta", &ev.to_string());
+            }
+            Piece::Thinking(t) => {
+                let index = match self.open_block {
+                    Some((BlockKind::Thinking, i)) => i,
+                    _ => self.open(
+                        BlockKind::Thinking,
+                        json!({"type": "thinking", "thinking": "", "signature": ""}),
+                        out,
+                    ),
+                };
+                let ev = json!({"type": "content_block_delta", "index": index,
+                    "delta": {"type": "thinking_delta", "thinking": t}});
+                event_frame(out, "content_block_delta", &ev.to_string());
+            }
+            Piece::ThinkingSignature(signature) => {
+                if let Some((BlockKind::Thinking, index)) = self.open_block {
+                    let ev = json!({"type": "content_block_delta", "index": index,
+                        "delta": {"type": "signature_delta", "signature": signature}});
+                    event_frame(out, "content_block_delta", &ev.to_string());
+                }
+            }
+            Piece::RedactedThinking(data) => {
+                self.open(
+                    BlockKind::Redacted,
+                    json!({"type": "redacted_thinking", "data": data}),
+                    out,
+                );
             }
             Piece::ToolStart {
                 index: call,
@@ -877,6 +972,98 @@ mod tests {
         "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":30}}\n\n",
         "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
     );
+
+    const ANTHROPIC_THINKING_STREAM: &str = concat!(
+        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_2\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude\",\"content\":[],\"usage\":{\"input_tokens\":5,\"output_tokens\":1}}}\n\n",
+        "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"thinking\",\"thinking\":\"\",\"signature\":\"\"}}\n\n",
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"thinking_delta\",\"thinking\":\"Let me \"}}\n\n",
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"thinking_delta\",\"thinking\":\"see.\"}}\n\n",
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"signature_delta\",\"signature\":\"sig-1\"}}\n\n",
+        "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+        "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":1,\"content_block\":{\"type\":\"redacted_thinking\",\"data\":\"ENC\"}}\n\n",
+        "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":1}\n\n",
+        "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":2,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":2,\"delta\":{\"type\":\"text_delta\",\"text\":\"Four.\"}}\n\n",
+        "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":2}\n\n",
+        "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":9}}\n\n",
+        "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+    );
+
+    fn data_of(out: &str) -> Vec<Value> {
+        out.split("\n\n")
+            .filter_map(|f| f.lines().find_map(|l| l.strip_prefix("data: ")))
+            .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+            .collect()
+    }
+
+    #[test]
+    fn thinking_streams_as_reasoning_content_and_back_as_thinking_blocks() {
+        let (out, relay) = run(
+            Flavor::Anthropic,
+            Flavor::OpenAi,
+            false,
+            ANTHROPIC_THINKING_STREAM,
+        );
+        assert!(relay.provider_done(), "{out}");
+        let chunks = data_of(&out);
+        let reasoning: String = chunks
+            .iter()
+            .filter_map(|c| c.pointer("/choices/0/delta/reasoning_content"))
+            .filter_map(Value::as_str)
+            .collect();
+        assert_eq!(reasoning, "Let me see.");
+        let blocks: Vec<&Value> = chunks
+            .iter()
+            .filter_map(|c| c.pointer("/choices/0/delta/thinking_blocks/0"))
+            .collect();
+        assert_eq!(
+            blocks,
+            [
+                &json!({"type": "thinking", "thinking": "Let me see.", "signature": "sig-1"}),
+                &json!({"type": "redacted_thinking", "data": "ENC"}),
+            ]
+        );
+        assert_eq!(client_text(&out), "Four.");
+
+        // An OpenAI-compatible server's reasoning_content: a thinking block
+        // ahead of the text for Anthropic clients.
+        let openai = concat!(
+            "data: {\"id\":\"c1\",\"model\":\"r1\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"reasoning_content\":\"Hm\"},\"finish_reason\":null}]}\n\n",
+            "data: {\"id\":\"c1\",\"model\":\"r1\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Yes\"},\"finish_reason\":null}]}\n\n",
+            "data: {\"id\":\"c1\",\"model\":\"r1\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+            "data: [DONE]\n\n",
+        );
+        let (out, relay) = run(Flavor::OpenAi, Flavor::Anthropic, false, openai);
+        assert!(relay.provider_done(), "{out}");
+        let events = data_of(&out);
+        let kinds: Vec<String> = events
+            .iter()
+            .map(|e| {
+                let t = e["type"].as_str().unwrap_or_default();
+                match e
+                    .pointer("/content_block/type")
+                    .or(e.pointer("/delta/type"))
+                {
+                    Some(Value::String(k)) => format!("{t}:{k}"),
+                    _ => t.to_string(),
+                }
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "message_start",
+                "content_block_start:thinking",
+                "content_block_delta:thinking_delta",
+                "content_block_stop",
+                "content_block_start:text",
+                "content_block_delta:text_delta",
+                "content_block_stop",
+                "message_delta",
+                "message_stop"
+            ]
+        );
+    }
 
     #[test]
     fn anthropic_events_become_openai_chunks_with_usage() {
