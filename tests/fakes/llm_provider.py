@@ -191,6 +191,16 @@ CONVERSE_FIELDS = {"messages", "system", "inferenceConfig", "toolConfig", "guard
                    "promptVariables", "requestMetadata", "performanceConfig", "outputConfig"}
 
 
+GEMINI_FIELDS = {"contents", "systemInstruction", "tools", "toolConfig", "generationConfig", "safetySettings",
+                 "cachedContent", "labels"}
+GENERATION_FIELDS = {"maxOutputTokens", "temperature", "topP", "topK", "seed", "presencePenalty",
+                     "frequencyPenalty", "stopSequences", "responseMimeType", "responseJsonSchema",
+                     "responseSchema", "thinkingConfig", "candidateCount"}
+THINKING_FIELDS = {"includeThoughts", "thinkingBudget", "thinkingLevel"}
+# The thought signatures the fake Gemini gave, which it takes back.
+GEMINI_SIGNATURES = set()
+
+
 # ---- thinking and structured output (Claude's rules, as both APIs apply them)
 
 EFFORTS = {"low", "medium", "high", "xhigh", "max"}
@@ -1287,6 +1297,9 @@ class Handler(BedrockMixin, BaseHTTPRequestHandler):
             return self.send_json(200, {"object": "list", "model": req.get("model"),
                 "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2, 0.3]}],
                 "usage": {"prompt_tokens": 3, "total_tokens": 3}})
+        if rest.startswith("publishers/google/models/") and ":" in rest:
+            model, _, method = rest[len("publishers/google/models/"):].partition(":")
+            return self.gemini(model, method, req)
         models = "publishers/anthropic/models/"
         if not rest.startswith(models) or ":" not in rest:
             return self.google_error(404, "no such Vertex path: " + path, "NOT_FOUND")
@@ -1304,6 +1317,102 @@ class Handler(BedrockMixin, BaseHTTPRequestHandler):
             return self.error(400, "%s does not match stream=%s" % (method, req.get("stream")))
         req["model"] = model
         return self.anthropic(req, vertex=True)
+
+    def gemini(self, model, method, req):
+        """Gemini's generateContent on Vertex, strict about its fields; Gemini 3
+        wants each step's first function call back with the thought signature
+        it gave (as Google's API does)."""
+        if method not in ("generateContent", "streamGenerateContent"):
+            return self.google_error(404, "no such method: " + method, "NOT_FOUND")
+        stream = method == "streamGenerateContent"
+        if stream and "alt=sse" not in self.path:
+            return self.google_error(400, "the fake streams only with alt=sse", "INVALID_ARGUMENT")
+
+        def invalid(message):
+            return self.google_error(400, message, "INVALID_ARGUMENT")
+        for fields, allowed in ((req, GEMINI_FIELDS), (req.get("generationConfig") or {}, GENERATION_FIELDS),
+                                ((req.get("generationConfig") or {}).get("thinkingConfig") or {}, THINKING_FIELDS)):
+            extra = sorted(set(fields) - allowed)
+            if extra:
+                return invalid('Invalid JSON payload received. Unknown name "%s": Cannot find field.' % extra[0])
+        gen = req.get("generationConfig") or {}
+        if "responseJsonSchema" in gen and gen.get("responseMimeType") != "application/json":
+            return invalid("responseJsonSchema requires responseMimeType application/json")
+        contents = req.get("contents")
+        if not isinstance(contents, list) or not contents:
+            return invalid("contents is not specified")
+        called = []
+        for i, c in enumerate(contents):
+            if c.get("role") not in ("user", "model") or not c.get("parts"):
+                return invalid("contents[%d]: a role of user or model and some parts are required" % i)
+            calls = [p for p in c["parts"] if "functionCall" in p]
+            if calls and "gemini-3" in model:
+                with LOCK:
+                    signed = calls[0].get("thoughtSignature") in GEMINI_SIGNATURES
+                if not signed:
+                    return invalid("Function call is missing a thought_signature in functionCall parts. This is "
+                                   "required for tools to work correctly. Additional data, function call `%s`, "
+                                   "position %d." % (calls[0]["functionCall"].get("name"), i + 1))
+            called += [p["functionCall"].get("name") for p in calls]
+            for p in c["parts"]:
+                if "functionResponse" in p and p["functionResponse"].get("name") not in called:
+                    return invalid("contents[%d]: function response %s answers no call" %
+                                   (i, p["functionResponse"].get("name")))
+        last = contents[-1]
+        results = [p["functionResponse"] for p in last["parts"] if "functionResponse" in p]
+        tool_result = str((results[-1].get("response") or {}).get("content")) if results else None
+        users = [c for c in contents if c["role"] == "user" and any("text" in p for p in c["parts"])]
+        last_user = "".join(p.get("text", "") for p in users[-1]["parts"]) if users else ""
+        if last_user == "bad request":
+            return invalid("the fake refuses 'bad request'")
+        tools = [d["name"] for t in req.get("tools") or [] for d in t.get("functionDeclarations") or []]
+        turn = decide(last_user, tool_result, tools)
+        if gen.get("responseMimeType") == "application/json" and not turn.tool:
+            schema = gen.get("responseJsonSchema") or {"type": "object", "properties": {"answer": {"type": "string"}}}
+            turn = Turn(json.dumps(sample_of(schema)))
+        thinking = gen.get("thinkingConfig") or {}
+        thought = "Thinking about: " + (tool_result or last_user) if thinking.get("includeThoughts") else None
+        sig = None
+        if turn.tool and "gemini-3" in model:
+            sig = "gemsig-" + hashlib.sha256((thought or last_user).encode()).hexdigest()[:24]
+            with LOCK:
+                GEMINI_SIGNATURES.add(sig)
+        prompt = sum(count_tokens(" ".join(p.get("text", "") for p in c["parts"])) for c in contents)
+        out = count_tokens(turn.text) if turn.text else 5
+        usage = {"promptTokenCount": prompt, "candidatesTokenCount": out, "totalTokenCount": prompt + out}
+        if thought:
+            usage["thoughtsTokenCount"] = count_tokens(thought)
+            usage["totalTokenCount"] += usage["thoughtsTokenCount"]
+        call = None
+        if turn.tool:
+            call = {"functionCall": {"name": turn.tool[0], "args": turn.tool[1]}}
+            if sig:
+                call["thoughtSignature"] = sig
+        rid = "gemresp-%d" % len(RECEIVED)
+        if not stream:
+            parts = ([{"text": thought, "thought": True}] if thought else []) + \
+                ([{"text": turn.text}] if turn.text else []) + ([call] if call else [])
+            return self.send_json(200, {"candidates": [{"content": {"role": "model", "parts": parts},
+                                                        "finishReason": "STOP", "avgLogprobs": -0.1}],
+                                        "usageMetadata": usage, "modelVersion": model, "responseId": rid,
+                                        "createTime": "2026-12-05T06:00:00Z"})
+        self.start_stream()
+
+        def chunk(parts, last=False):
+            c = {"candidates": [{"content": {"role": "model", "parts": parts}}],
+                 "modelVersion": model, "responseId": rid, "createTime": "2026-12-05T06:00:00Z"}
+            if last:
+                c["candidates"][0]["finishReason"] = "STOP"
+                c["usageMetadata"] = usage
+            self.chunk("data: " + json.dumps(c) + "\r\n\r\n")
+        for w in words(thought) if thought else []:
+            chunk([{"text": w, "thought": True}])
+        for w in words(turn.text) if turn.text else []:
+            chunk([{"text": w}])
+        if call:
+            chunk([call])
+        chunk([{"text": ""}], last=True)
+        self.end_stream()
 
     def anthropic(self, req, vertex=False):
         if not vertex and not self.headers.get("anthropic-version"):

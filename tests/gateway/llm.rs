@@ -1076,24 +1076,28 @@ fn responses_sdk_checks(gw: &Gateway, prefix: &str, model: &str) {
 /// the Anthropic SDK's `thinking` and `output_config` reach an
 /// OpenAI-compatible reasoning server as `reasoning_effort` and
 /// `response_format`, its `reasoning_content` shown as thinking blocks.
+/// Gemini 3 on Vertex (its own API) gets a thinking budget and a JSON
+/// schema, and its thought signatures travel as thinking blocks, so the
+/// tool round it refuses unsigned goes back signed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thinking_and_structured_output_cross_formats() {
     let anthropic = FakeProvider::start("anthropic", "fake-anthropic", &["--key", "sk-ant"]);
-    let bedrock = FakeProvider::start(
-        "bedrock",
-        "fake-bedrock",
-        &[
-            "--aws-key",
-            "AKIDWARDGATETEST:wardgate-test-secret:session-tok-1",
-        ],
-    );
+    let bedrock = FakeProvider::start("bedrock", "fake-bedrock", &["--aws-key", FAKE_AWS_KEY]);
     let openai = FakeProvider::start("openai", "fake-openai", &["--key", "sk-oai"]);
+    let vertex = FakeProvider::start("vertex", "fake-vertex", &[]);
+    let key = service_account_file(&vertex, false).await;
     let gw = Gateway::start(&format!(
         r#"
 binds:
 - port: 0
   listeners:
   - routes:
+    - name: gemini
+      matches: [{{path: {{pathPrefix: /gemini}}}}]
+      policies:
+        backendAuth: {{gcp: {{credential: {{file: "{key}"}}}}}}
+      backends:
+      - ai: {{name: fake-vertex, provider: {{vertex: {{projectId: wardgate-test, region: us-east5}}}}, hostOverride: "{vx}"}}
     - name: claude
       matches: [{{path: {{pathPrefix: /claude}}}}]
       policies:
@@ -1103,7 +1107,7 @@ binds:
     - name: bedrock
       matches: [{{path: {{pathPrefix: /bedrock}}}}]
       policies:
-        backendAuth: {{aws: {{accessKeyId: AKIDWARDGATETEST, secretAccessKey: wardgate-test-secret, sessionToken: session-tok-1}}}}
+        {aws_auth}
       backends:
       - ai: {{name: fake-bedrock, provider: {{bedrock: {{region: us-east-1}}}}, hostOverride: "{br}"}}
     - name: reasoner
@@ -1115,7 +1119,10 @@ binds:
 "#,
         ant = anthropic.addr(),
         br = bedrock.addr(),
+        aws_auth = FAKE_AWS_AUTH,
         oai = openai.addr(),
+        vx = vertex.addr(),
+        key = key.display(),
     ))
     .await;
     client_checks(
@@ -1145,6 +1152,18 @@ binds:
         "llm_reasoning.py",
         &["anthropic", &gw.url("/reasoner"), "deepseek-reasoner"],
         3,
+    );
+    client_checks(
+        &gw,
+        "llm_reasoning.py",
+        &["chat", &gw.url("/gemini"), "gemini-3-pro", "json-mode"],
+        6,
+    );
+    client_checks(
+        &gw,
+        "llm_reasoning.py",
+        &["responses", &gw.url("/gemini"), "gemini-3-pro"],
+        4,
     );
 
     // What each provider was sent. Claude before 4.6 thinks on a budget;
@@ -1214,7 +1233,41 @@ binds:
     let last = &seen[2]["body"];
     assert_eq!(last["response_format"]["type"], "json_schema", "{last}");
     assert_eq!(last["response_format"]["json_schema"]["strict"], true);
+
+    // Gemini: the effort as a thinking budget with thoughts shown; the
+    // signature back on the call; the schema as responseJsonSchema; JSON
+    // mode as Gemini's own.
+    let seen = vertex.requests().await;
+    let first = &seen[0]["body"];
+    assert_eq!(
+        first["generationConfig"]["thinkingConfig"],
+        serde_json::json!({"includeThoughts": true, "thinkingBudget": 1024}),
+        "{first}"
+    );
+    let round = &seen[1]["body"]["contents"][1]["parts"][0];
+    assert!(
+        round["thoughtSignature"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("gemsig-")),
+        "{round}"
+    );
+    let config = |r: &serde_json::Value| r["body"]["generationConfig"].clone();
+    let formatted = seen
+        .iter()
+        .map(config)
+        .find(|c| c["responseJsonSchema"].is_object())
+        .expect("a structured-output call");
+    assert_eq!(formatted["responseMimeType"], "application/json");
+    assert!(seen.iter().map(config).any(|c| {
+        c["responseMimeType"] == "application/json" && c.get("responseJsonSchema").is_none()
+    }));
+    let _ = std::fs::remove_file(&key);
 }
+
+/// The fixed keys the fake Bedrock takes (`--aws-key`), and a route's
+/// policy signing with them.
+const FAKE_AWS_KEY: &str = "AKIDWARDGATETEST:wardgate-test-secret:session-tok-1";
+const FAKE_AWS_AUTH: &str = "backendAuth: {aws: {accessKeyId: AKIDWARDGATETEST, secretAccessKey: wardgate-test-secret, sessionToken: session-tok-1}}";
 
 /// The route plugins the Responses checks expect (see the script).
 const RESPONSES_GUARD: &str = r#"
@@ -1351,14 +1404,7 @@ binds:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn responses_api_is_translated_for_providers_without_it() {
     let anthropic = FakeProvider::start("anthropic", "fake-anthropic", &["--key", "sk-ant"]);
-    let bedrock = FakeProvider::start(
-        "bedrock",
-        "fake-bedrock",
-        &[
-            "--aws-key",
-            "AKIDWARDGATETEST:wardgate-test-secret:session-tok-1",
-        ],
-    );
+    let bedrock = FakeProvider::start("bedrock", "fake-bedrock", &["--aws-key", FAKE_AWS_KEY]);
     let busy = FakeProvider::start("openai", "busy-openai", &["--fail", "429"]);
     let guard = RESPONSES_GUARD;
     let gw = Gateway::start(&format!(
@@ -1376,7 +1422,7 @@ binds:
     - name: bedrock
       matches: [{{path: {{pathPrefix: /bedrock}}}}]
       policies:
-        backendAuth: {{aws: {{accessKeyId: AKIDWARDGATETEST, secretAccessKey: wardgate-test-secret, sessionToken: session-tok-1}}}}{guard}
+        {aws_auth}{guard}
       backends:
       - ai: {{name: fake-bedrock, provider: {{bedrock: {{region: us-east-1, model: 'anthropic.claude-3-5-haiku-20241022-v1:0'}}}}, hostOverride: "{br}"}}
     - name: mixed
@@ -1396,6 +1442,7 @@ binds:
 "#,
         ant = anthropic.addr(),
         br = bedrock.addr(),
+        aws_auth = FAKE_AWS_AUTH,
         busy = busy.addr(),
     ))
     .await;
@@ -1836,7 +1883,9 @@ pub(super) async fn tokens_issued(fake: &FakeProvider) -> u64 {
 
 /// Vertex AI in agentgateway's shape: Claude models go to Anthropic's API
 /// on Vertex (`:rawPredict`/`:streamRawPredict`, the version in the body,
-/// the model in the path), other models to the OpenAI-compatible endpoint,
+/// the model in the path), Gemini models to Gemini's own API
+/// (`:generateContent`, `:streamGenerateContent?alt=sse`), other
+/// publishers' models to the OpenAI-compatible endpoint,
 /// each call with a Google access token the gateway gets by signing a
 /// service account assertion (RS256, verified by the fake's token
 /// endpoint) and reuses until it nears expiry. Both official SDKs run
@@ -1908,17 +1957,31 @@ async fn vertex_providers_reach_claude_and_openai_endpoints_with_google_tokens()
             assert!(r["body"].get("model").is_none(), "{r}");
             assert!(r["headers"].get("anthropic-version").is_none(), "{r}");
         } else {
-            assert_eq!(path, format!("{base}/endpoints/openapi/chat/completions"));
-            assert_eq!(r["body"]["model"], "google/gemini-2.5-flash", "{r}");
+            let gemini = format!("{base}/publishers/google/models/gemini-2.5-flash:");
+            assert!(
+                [
+                    format!("{gemini}generateContent"),
+                    format!("{gemini}streamGenerateContent?alt=sse")
+                ]
+                .contains(&path.to_string()),
+                "{r}"
+            );
+            assert!(r["body"]["contents"].is_array(), "{r}");
+            assert!(r["body"].get("model").is_none(), "{r}");
         }
     }
     assert!(seen.iter().any(|r| r["body"]["stream"] == true));
+    assert!(seen.iter().any(|r| {
+        r["path"]
+            .as_str()
+            .is_some_and(|p| p.ends_with(":streamGenerateContent?alt=sse"))
+    }));
     // 20 SDK checks, one token: it is cached until it nears expiry.
     assert_eq!(tokens_issued(&fake).await, 1);
 
     // Without a configured model the request's model decides: Claude
-    // (also in its `anthropic/` form) or the OpenAI-compatible endpoint;
-    // the location defaults to global.
+    // (also in its `anthropic/` form), Gemini (also in its `google/` form)
+    // or the OpenAI-compatible endpoint; the location defaults to global.
     let global = "/v1/projects/wardgate-test/locations/global";
     let chat = |model: &str| {
         serde_json::json!({"model": model, "max_tokens": 20,
@@ -1936,6 +1999,14 @@ async fn vertex_providers_reach_claude_and_openai_endpoints_with_google_tokens()
         ),
         (
             "google/gemini-2.5-pro",
+            format!("{global}/publishers/google/models/gemini-2.5-pro:generateContent"),
+        ),
+        (
+            "gemini-3-flash",
+            format!("{global}/publishers/google/models/gemini-3-flash:generateContent"),
+        ),
+        (
+            "meta/llama-4-maverick-17b-128e-instruct-maas",
             format!("{global}/endpoints/openapi/chat/completions"),
         ),
     ] {
@@ -1980,7 +2051,7 @@ async fn vertex_providers_reach_claude_and_openai_endpoints_with_google_tokens()
         ),
         (
             "google/gemini-2.5-pro",
-            format!("{global}/endpoints/openapi/chat/completions"),
+            format!("{global}/publishers/google/models/gemini-2.5-pro:generateContent"),
         ),
     ] {
         let (status, _, body) = post(

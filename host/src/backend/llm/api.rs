@@ -15,12 +15,14 @@ pub enum Flavor {
     Anthropic,
 }
 
-/// What a provider speaks for a chat call: a client format, or Bedrock's
-/// Converse API, which the gateway writes but no client speaks to it.
+/// What a provider speaks for a chat call: a client format, or an API the
+/// gateway writes but no client speaks to it: Bedrock's Converse, and
+/// Gemini's `generateContent` (Vertex AI's Gemini models).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wire {
     Chat(Flavor),
     Converse,
+    Gemini,
 }
 
 /// What the client asked for, from the request path.

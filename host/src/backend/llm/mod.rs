@@ -22,6 +22,7 @@ pub mod bedrock_embeddings;
 pub mod chat;
 pub mod converse;
 pub mod failover;
+pub mod gemini;
 pub mod provider;
 pub mod realtime;
 pub mod reasoning;
@@ -511,6 +512,7 @@ impl ChatCall<'_> {
             },
             // The model goes in the path.
             Wire::Converse => converse::request(from, self.original, view, p.guardrail()),
+            Wire::Gemini => gemini::request(from, self.original, view),
         };
         if wire != Wire::Chat(from) {
             reasoning::carry(from, wire, self.original, model, &mut out);
@@ -521,7 +523,7 @@ impl ChatCall<'_> {
         match wire {
             Wire::Chat(Flavor::Anthropic) => llm.ai.cache(&mut out),
             Wire::Converse => llm.ai.cache_converse(&mut out),
-            Wire::Chat(Flavor::OpenAi) => {}
+            Wire::Chat(Flavor::OpenAi) | Wire::Gemini => {}
         }
         p.finish_body(model, &mut out);
         if stream && wire == Wire::Chat(Flavor::OpenAi) {
@@ -539,7 +541,7 @@ impl ChatCall<'_> {
             let foreign: &[&str] = match wire {
                 Wire::Chat(Flavor::OpenAi) => &["anthropic-"],
                 Wire::Chat(Flavor::Anthropic) => &["openai-"],
-                Wire::Converse => &["anthropic-", "openai-"],
+                Wire::Converse | Wire::Gemini => &["anthropic-", "openai-"],
             };
             let drop: Vec<_> = headers
                 .keys()
@@ -616,7 +618,7 @@ impl ChatAnswer {
         // Only Bedrock may have been given stand-ins for the tools' names.
         let tool_names = match wire {
             Wire::Converse => converse::ToolNames::of(call.view),
-            Wire::Chat(_) => converse::ToolNames::default(),
+            Wire::Chat(_) | Wire::Gemini => converse::ToolNames::default(),
         };
         // Converse names no answer: AWS's request id stands in.
         let request_id = match wire {
@@ -626,7 +628,7 @@ impl ChatAnswer {
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default()
                 .to_string(),
-            Wire::Chat(_) => String::new(),
+            Wire::Chat(_) | Wire::Gemini => String::new(),
         };
 
         if is_event_stream(&resp) {
@@ -667,6 +669,13 @@ impl ChatAnswer {
                 converse::response_view(&answer, provider.family, sent_model, &tool_names),
                 request_id,
             ),
+            Wire::Gemini => {
+                let view = gemini::response_view(&answer, provider.family, sent_model);
+                (
+                    view,
+                    chat::str_field(&answer, "responseId").unwrap_or_default(),
+                )
+            }
         };
         let thinking = match reader {
             Reader::Chat { flavor, .. } if wire == Wire::Chat(flavor) => Vec::new(),

@@ -448,10 +448,28 @@ impl Provider {
 
     /// What this provider speaks for a chat call sending `model`.
     pub fn wire_for(&self, model: &str) -> Wire {
-        match self.bedrock {
-            Some(_) => Wire::Converse,
-            None => Wire::Chat(self.flavor_for(model)),
+        if self.bedrock.is_some() {
+            Wire::Converse
+        } else if self.vertex_gemini(model).is_some() {
+            Wire::Gemini
+        } else {
+            Wire::Chat(self.flavor_for(model))
         }
+    }
+
+    /// The model id in the path when a Vertex provider serves `model` with
+    /// Gemini's own API (`gemini-…`, or `google/gemini-…` as the OpenAI
+    /// endpoint spells it); other publishers' models go to that endpoint.
+    fn vertex_gemini<'m>(&'m self, model: &'m str) -> Option<&'m str> {
+        if !self.vertex || self.path_override.is_some() {
+            return None;
+        }
+        let model = self.model.as_deref().unwrap_or(model);
+        let id = model
+            .strip_prefix("publishers/google/models/")
+            .or_else(|| model.strip_prefix("google/"))
+            .unwrap_or(model);
+        (id.starts_with("gemini-") && path_segment(id, &['-', '_', '.', '@'])).then_some(id)
     }
 
     /// Amazon Bedrock: chat through Converse, embeddings through InvokeModel.
@@ -505,6 +523,14 @@ impl Provider {
             };
             let model = self.model.as_deref().unwrap_or(model);
             return format!("{}/model/{}/{method}", self.base_path, model_segment(model));
+        }
+        if let Some(id) = self.vertex_gemini(model) {
+            let method = if stream {
+                "streamGenerateContent?alt=sse"
+            } else {
+                "generateContent"
+            };
+            return format!("{}/publishers/google/models/{id}:{method}", self.base_path);
         }
         match self.vertex_claude(model) {
             Some(id) if self.path_override.is_none() => {
@@ -707,7 +733,7 @@ mod tests {
     }
 
     #[test]
-    fn vertex_sends_claude_models_to_anthropics_api_and_others_to_the_openai_endpoint() {
+    fn vertex_sends_claude_and_gemini_models_to_their_apis_and_others_to_the_openai_endpoint() {
         assert_eq!(
             claude_id("claude-sonnet-4-5@20250929"),
             Some("claude-sonnet-4-5@20250929")
@@ -736,10 +762,27 @@ mod tests {
             any.chat_uri("claude-haiku-4-5", true),
             format!("{base}/publishers/anthropic/models/claude-haiku-4-5:streamRawPredict")
         );
+        assert_eq!(any.wire_for("google/gemini-2.5-pro"), Wire::Gemini);
         assert_eq!(
             any.chat_uri("google/gemini-2.5-pro", true),
-            format!("{base}/endpoints/openapi/chat/completions")
+            format!("{base}/publishers/google/models/gemini-2.5-pro:streamGenerateContent?alt=sse")
         );
+        assert_eq!(
+            any.chat_uri("gemini-3-flash", false),
+            format!("{base}/publishers/google/models/gemini-3-flash:generateContent")
+        );
+        // Other publishers' models, and ids that are no path segment, go
+        // to the OpenAI-compatible endpoint.
+        for model in [
+            "meta/llama-4-scout-17b-16e-instruct-maas",
+            "gemini-x/../../other",
+        ] {
+            assert_eq!(any.wire_for(model), Wire::Chat(Flavor::OpenAi), "{model}");
+            assert_eq!(
+                any.chat_uri(model, true),
+                format!("{base}/endpoints/openapi/chat/completions")
+            );
+        }
         assert_eq!(
             any.uri_for(Api::Native("messages/count_tokens"), "", None),
             format!("{base}/publishers/anthropic/models/count-tokens:rawPredict")

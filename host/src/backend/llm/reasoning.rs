@@ -155,7 +155,7 @@ fn openai_schema(src: &Map<String, Value>) -> Option<&Value> {
 /// Only OpenAI's JSON mode has no counterpart: Anthropic and Converse
 /// constrain output to a schema, not to "some JSON".
 pub fn untranslatable(from: Flavor, wire: Wire, body: &Value) -> Option<(&'static str, String)> {
-    if from != Flavor::OpenAi || wire == Wire::Chat(Flavor::OpenAi) {
+    if from != Flavor::OpenAi || matches!(wire, Wire::Chat(Flavor::OpenAi) | Wire::Gemini) {
         return None;
     }
     let kind = body
@@ -212,8 +212,71 @@ pub fn carry(from: Flavor, wire: Wire, body: &Value, model: &str, out: &mut Map<
             }
         }
         (_, Wire::Converse) => converse(from, src, model, out),
+        (_, Wire::Gemini) => gemini(from, src, out),
         _ => {}
     }
+}
+
+/// Gemini: a JSON answer (held to a schema or not) and its thinking
+/// budget in `generationConfig`; thoughts shown when thinking is asked for.
+fn gemini(from: Flavor, src: &Map<String, Value>, out: &mut Map<String, Value>) {
+    let (json_mode, schema, thinking) = match from {
+        Flavor::OpenAi => {
+            let kind = src
+                .get("response_format")
+                .and_then(|f| f.get("type"))
+                .and_then(Value::as_str);
+            let thinking = match src.get("thinking").filter(|t| t.is_object()) {
+                Some(t) => gemini_thinking(Some(t), None),
+                None => match src.get("reasoning_effort").and_then(Value::as_str) {
+                    Some("none") => Some(json!({"thinkingBudget": 0})),
+                    Some(e) => {
+                        budget_for(e).map(|b| json!({"includeThoughts": true, "thinkingBudget": b}))
+                    }
+                    None => None,
+                },
+            };
+            (
+                matches!(kind, Some("json_object" | "json_schema")),
+                openai_schema(src),
+                thinking,
+            )
+        }
+        Flavor::Anthropic => {
+            let config = src.get("output_config");
+            let schema = config.and_then(|c| c.pointer("/format/schema"));
+            let effort = config.and_then(|c| c.get("effort")).and_then(Value::as_str);
+            (
+                schema.is_some(),
+                schema,
+                gemini_thinking(src.get("thinking"), effort),
+            )
+        }
+    };
+    let generation = out
+        .entry("generationConfig")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if json_mode {
+        generation["responseMimeType"] = "application/json".into();
+    }
+    if let Some(schema) = schema {
+        generation["responseJsonSchema"] = schema.clone();
+    }
+    if let Some(t) = thinking {
+        generation["thinkingConfig"] = t;
+    }
+}
+
+/// Anthropic's thinking switch (or effort) as Gemini's `thinkingConfig`;
+/// adaptive thinking is Gemini's dynamic budget (-1).
+fn gemini_thinking(thinking: Option<&Value>, effort: Option<&str>) -> Option<Value> {
+    let budget = match thinking.and_then(|t| t.get("type")).and_then(Value::as_str) {
+        Some("enabled") => thinking?.get("budget_tokens").and_then(Value::as_i64)?,
+        Some("adaptive") => effort.and_then(budget_for).map_or(-1, |b| b as i64),
+        Some("disabled") => return Some(json!({"thinkingBudget": 0})),
+        _ => budget_for(effort?)? as i64,
+    };
+    Some(json!({"includeThoughts": true, "thinkingBudget": budget}))
 }
 
 /// Converse: the effort and the schema in its own `outputConfig`; Claude's
@@ -244,10 +307,15 @@ fn converse(from: Flavor, src: &Map<String, Value>, model: &str, out: &mut Map<S
         }
         Flavor::Anthropic => {
             let config = src.get("output_config");
-            let effort = config
-                .and_then(|c| c.get("effort"))
-                .and_then(Value::as_str)
-                .map(str::to_string);
+            let asked = config.and_then(|c| c.get("effort")).and_then(Value::as_str);
+            // A model other than Claude reads a thinking budget as an effort.
+            let effort = match asked {
+                Some(e) => Some(e.to_string()),
+                None if !is_claude(model) => {
+                    effort_for_openai(src.get("thinking"), None).map(str::to_string)
+                }
+                None => None,
+            };
             let schema = config
                 .and_then(|c| c.pointer("/format/schema"))
                 .map(|s| (s, None, None));
@@ -319,6 +387,7 @@ pub fn of_answer(wire: Wire, answer: &Value) -> Vec<Value> {
             .filter_map(|b| b.get("reasoningContent"))
             .filter_map(from_converse)
             .collect(),
+        Wire::Gemini => super::gemini::thinking_of(answer),
     }
 }
 
@@ -387,6 +456,7 @@ pub fn text_of(blocks: &[Value]) -> String {
     blocks
         .iter()
         .filter_map(|b| b.get("thinking").and_then(Value::as_str))
+        .filter(|t| !t.is_empty())
         .collect::<Vec<_>>()
         .join("\n\n")
 }
@@ -396,7 +466,10 @@ pub fn onto_openai_message(blocks: &[Value], message: &mut Value) {
     if blocks.is_empty() {
         return;
     }
-    message["reasoning_content"] = text_of(blocks).into();
+    let text = text_of(blocks);
+    if !text.is_empty() {
+        message["reasoning_content"] = text.into();
+    }
     message["thinking_blocks"] = Value::Array(blocks.to_vec());
 }
 
@@ -538,6 +611,28 @@ mod tests {
         );
         assert_eq!(nova["outputConfig"]["effort"], "medium");
         assert!(nova.get("additionalModelRequestFields").is_none());
+        // Anthropic's budget: Claude's own field, another model's effort.
+        let budget = json!({"thinking": {"type": "enabled", "budget_tokens": 5000}});
+        let nova = carried(
+            Flavor::Anthropic,
+            Wire::Converse,
+            budget.clone(),
+            "amazon.nova-2-lite-v1:0",
+            json!({"inferenceConfig": {"maxTokens": 8000}}),
+        );
+        assert_eq!(nova["outputConfig"]["effort"], "high");
+        let claude = carried(
+            Flavor::Anthropic,
+            Wire::Converse,
+            budget,
+            "anthropic.claude-sonnet-4-5-v1:0",
+            json!({"inferenceConfig": {"maxTokens": 8000}}),
+        );
+        assert_eq!(
+            claude["additionalModelRequestFields"]["thinking"]["budget_tokens"],
+            5000
+        );
+        assert!(claude.get("outputConfig").is_none());
     }
 
     #[test]

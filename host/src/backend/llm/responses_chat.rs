@@ -581,6 +581,25 @@ impl ResponsesEvents {
         );
     }
 
+    /// Open an item whose content streams into one `part`: its `added`
+    /// events.
+    fn open_item(&mut self, item: Value, open: Open, part: Value, out: &mut BytesMut) {
+        self.close(out);
+        let index = self.output.len();
+        let item_id = item["id"].clone();
+        self.output.push(item.clone());
+        self.open = Some(open);
+        self.send(
+            out,
+            json!({"type": "response.output_item.added", "output_index": index, "item": item}),
+        );
+        self.send(
+            out,
+            json!({"type": "response.content_part.added", "item_id": item_id,
+                "output_index": index, "content_index": 0, "part": part}),
+        );
+    }
+
     /// End the open item with its `done` events.
     fn close(&mut self, out: &mut BytesMut) {
         let Some(open) = self.open.take() else {
@@ -660,22 +679,12 @@ impl ResponsesEvents {
                     return Written::Open;
                 }
                 if !matches!(self.open, Some(Open::Text(_))) {
-                    self.close(out);
                     let item_id = id_with("msg_", &format!("{}_{}", self.id, self.output.len()));
-                    let index = self.output.len();
-                    self.output
-                        .push(message_item(&item_id, "in_progress", None));
-                    self.open = Some(Open::Text(String::new()));
-                    let item = self.output[index].clone();
-                    self.send(
+                    self.open_item(
+                        message_item(&item_id, "in_progress", None),
+                        Open::Text(String::new()),
+                        json!({"type": "output_text", "text": "", "annotations": [], "logprobs": []}),
                         out,
-                        json!({"type": "response.output_item.added", "output_index": index, "item": item}),
-                    );
-                    self.send(
-                        out,
-                        json!({"type": "response.content_part.added", "item_id": item_id,
-                            "output_index": index, "content_index": 0,
-                            "part": {"type": "output_text", "text": "", "annotations": [], "logprobs": []}}),
                     );
                 }
                 if let Some(Open::Text(sent)) = &mut self.open {
@@ -691,22 +700,13 @@ impl ResponsesEvents {
             }
             Piece::Thinking(text) => {
                 if !matches!(self.open, Some(Open::Reasoning(_))) {
-                    self.close(out);
-                    let index = self.output.len();
-                    let item_id = id_with("rs_", &format!("{}_{index}", self.id));
-                    let item = json!({"id": item_id, "type": "reasoning", "status": "in_progress",
-                        "summary": [], "content": [], "encrypted_content": null});
-                    self.output.push(item.clone());
-                    self.open = Some(Open::Reasoning(String::new()));
-                    self.send(
+                    let item_id = id_with("rs_", &format!("{}_{}", self.id, self.output.len()));
+                    self.open_item(
+                        json!({"id": item_id, "type": "reasoning", "status": "in_progress",
+                            "summary": [], "content": [], "encrypted_content": null}),
+                        Open::Reasoning(String::new()),
+                        json!({"type": "reasoning_text", "text": ""}),
                         out,
-                        json!({"type": "response.output_item.added", "output_index": index, "item": item}),
-                    );
-                    self.send(
-                        out,
-                        json!({"type": "response.content_part.added", "item_id": item_id,
-                            "output_index": index, "content_index": 0,
-                            "part": {"type": "reasoning_text", "text": ""}}),
                     );
                 }
                 if let Some(Open::Reasoning(sent)) = &mut self.open {
@@ -720,17 +720,27 @@ impl ResponsesEvents {
                         "output_index": index, "content_index": 0, "delta": text}),
                 );
             }
-            Piece::ThinkingSignature(signature) => {
-                if matches!(self.open, Some(Open::Reasoning(_))) {
-                    let index = self.output.len() - 1;
-                    self.output[index]["encrypted_content"] = signature.into();
-                }
+            Piece::ThinkingSignature(signature)
+                if matches!(self.open, Some(Open::Reasoning(_))) =>
+            {
+                let index = self.output.len() - 1;
+                self.output[index]["encrypted_content"] = signature.into();
             }
-            Piece::RedactedThinking(data) => {
+            // A signature without thinking before it (Gemini signs its
+            // calls) or a redacted block: an item of its own, whole.
+            piece @ (Piece::ThinkingSignature(_) | Piece::RedactedThinking(_)) => {
                 self.close(out);
                 let index = self.output.len();
                 let item_id = id_with("rs_", &format!("{}_{index}", self.id));
-                let block = json!({"type": "redacted_thinking", "data": data});
+                let block = match piece {
+                    Piece::RedactedThinking(data) => {
+                        json!({"type": "redacted_thinking", "data": data})
+                    }
+                    Piece::ThinkingSignature(s) => {
+                        json!({"type": "thinking", "thinking": "", "signature": s})
+                    }
+                    _ => Value::Null,
+                };
                 let item = reasoning_item(&item_id, "completed", &block);
                 self.output.push(item.clone());
                 self.send(

@@ -114,6 +114,7 @@ pub struct StreamRelay {
     /// The client reads OpenAI's Responses API: its events are written
     /// here instead of chat chunks.
     responses: Option<Box<ResponsesEvents>>,
+    gemini: super::gemini::StreamState,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,6 +146,7 @@ impl StreamRelay {
             next_block: 0,
             block_of_call: Vec::new(),
             responses: None,
+            gemini: Default::default(),
         }
     }
 
@@ -157,10 +159,15 @@ impl StreamRelay {
     /// The answer's id and model, for a provider whose stream names
     /// neither (Bedrock's), and the client's names of its tools.
     pub fn named(mut self, id: &str, model: &str, tools: super::converse::ToolNames) -> Self {
-        if self.from == Wire::Converse {
-            self.id = id.to_string();
-            self.model = model.to_string();
-            self.tool_names = tools;
+        match self.from {
+            Wire::Converse => {
+                self.id = id.to_string();
+                self.model = model.to_string();
+                self.tool_names = tools;
+            }
+            // Gemini names the model version only if it likes.
+            Wire::Gemini => self.model = model.to_string(),
+            Wire::Chat(_) => {}
         }
         self
     }
@@ -202,6 +209,19 @@ impl StreamRelay {
                         &self.tool_names,
                         &mut self.usage,
                     )
+                }
+                None => Vec::new(),
+            },
+            Wire::Gemini => match &parsed {
+                Some(v) => {
+                    let model = self.model.clone();
+                    let pieces =
+                        super::gemini::read_event(v, &model, &mut self.gemini, &mut self.usage);
+                    if let Some(Piece::Start { id, model }) = pieces.first() {
+                        self.id.clone_from(id);
+                        self.model.clone_from(model);
+                    }
+                    pieces
                 }
                 None => Vec::new(),
             },
@@ -758,12 +778,20 @@ impl StreamRelay {
                     "delta": {"type": "thinking_delta", "thinking": t}});
                 event_frame(out, "content_block_delta", &ev.to_string());
             }
+            // A signature without thinking before it (Gemini signs its
+            // calls) is a block of its own, so the client returns it.
             Piece::ThinkingSignature(signature) => {
-                if let Some((BlockKind::Thinking, index)) = self.open_block {
-                    let ev = json!({"type": "content_block_delta", "index": index,
-                        "delta": {"type": "signature_delta", "signature": signature}});
-                    event_frame(out, "content_block_delta", &ev.to_string());
-                }
+                let index = match self.open_block {
+                    Some((BlockKind::Thinking, i)) => i,
+                    _ => self.open(
+                        BlockKind::Thinking,
+                        json!({"type": "thinking", "thinking": "", "signature": ""}),
+                        out,
+                    ),
+                };
+                let ev = json!({"type": "content_block_delta", "index": index,
+                    "delta": {"type": "signature_delta", "signature": signature}});
+                event_frame(out, "content_block_delta", &ev.to_string());
             }
             Piece::RedactedThinking(data) => {
                 self.open(
