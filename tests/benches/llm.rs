@@ -42,33 +42,60 @@ fn anthropic_message() -> Bytes {
     )
 }
 
-fn anthropic_events(chunks: usize) -> Vec<Bytes> {
+/// A streamed Messages answer of `chunks` deltas; with `thinking`, the
+/// first half are a signed thinking block's.
+fn anthropic_events(chunks: usize, thinking: bool) -> Vec<Bytes> {
     let ev =
         |name: &str, v: serde_json::Value| Bytes::from(format!("event: {name}\ndata: {v}\n\n"));
-    let mut out = vec![
-        ev(
-            "message_start",
-            serde_json::json!({"type": "message_start", "message": {"id": "msg_bench", "type": "message",
+    let mut out = vec![ev(
+        "message_start",
+        serde_json::json!({"type": "message_start", "message": {"id": "msg_bench", "type": "message",
             "role": "assistant", "model": "claude-bench", "content": [], "stop_reason": null, "stop_sequence": null,
             "usage": {"input_tokens": 25, "output_tokens": 1}}}),
-        ),
+    )];
+    let thought = if thinking { chunks / 2 } else { 0 };
+    let block = |index: usize, kind: &str| {
+        let content = match kind {
+            "thinking" => serde_json::json!({"type": "thinking", "thinking": "", "signature": ""}),
+            _ => serde_json::json!({"type": "text", "text": ""}),
+        };
         ev(
             "content_block_start",
-            serde_json::json!({"type": "content_block_start", "index": 0,
-            "content_block": {"type": "text", "text": ""}}),
-        ),
-    ];
-    for i in 0..chunks {
+            serde_json::json!({"type": "content_block_start", "index": index, "content_block": content}),
+        )
+    };
+    let stop = |index: usize| {
+        ev(
+            "content_block_stop",
+            serde_json::json!({"type": "content_block_stop", "index": index}),
+        )
+    };
+    if thinking {
+        out.push(block(0, "thinking"));
+        for i in 0..thought {
+            out.push(ev(
+                "content_block_delta",
+                serde_json::json!({"type": "content_block_delta", "index": 0,
+                    "delta": {"type": "thinking_delta", "thinking": format!(" step{i}")}}),
+            ));
+        }
         out.push(ev(
             "content_block_delta",
             serde_json::json!({"type": "content_block_delta", "index": 0,
+                "delta": {"type": "signature_delta", "signature": "EqQBCkgIARABGAIiQL2benchsig"}}),
+        ));
+        out.push(stop(0));
+    }
+    let text = usize::from(thinking);
+    out.push(block(text, "text"));
+    for i in thought..chunks {
+        out.push(ev(
+            "content_block_delta",
+            serde_json::json!({"type": "content_block_delta", "index": text,
                 "delta": {"type": "text_delta", "text": format!(" word{i}")}}),
         ));
     }
-    out.push(ev(
-        "content_block_stop",
-        serde_json::json!({"type": "content_block_stop", "index": 0}),
-    ));
+    out.push(stop(text));
     out.push(ev("message_delta", serde_json::json!({"type": "message_delta",
         "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": chunks}})));
     out.push(ev(
@@ -136,6 +163,28 @@ fn responses_answer(chunks: usize) -> (Bytes, Vec<Bytes>) {
     (Bytes::from(done.to_string()), events)
 }
 
+/// A Gemini answer, and its streamed partial answers (`chunks` text parts,
+/// the finish and usage on the last) as server-sent events.
+fn gemini_answer(chunks: usize) -> (Bytes, Vec<Bytes>) {
+    let usage = serde_json::json!({"promptTokenCount": 25, "candidatesTokenCount": chunks,
+        "totalTokenCount": 25 + chunks});
+    let partial = |text: String, last: bool| {
+        let mut v = serde_json::json!({"candidates": [{"content": {"role": "model",
+            "parts": [{"text": text}]}}], "modelVersion": "gemini-bench", "responseId": "bench"});
+        if last {
+            v["candidates"][0]["finishReason"] = "STOP".into();
+            v["usageMetadata"] = usage.clone();
+        }
+        v
+    };
+    let whole = partial("The quick brown fox jumps over the lazy dog.".into(), true);
+    let events = (0..chunks)
+        .map(|i| partial(format!(" word{i}"), i + 1 == chunks))
+        .map(|v| Bytes::from(format!("data: {v}\r\n\r\n")))
+        .collect();
+    (Bytes::from(whole.to_string()), events)
+}
+
 /// A Converse answer, and its streamed events (`chunks` text deltas) as
 /// AWS event-stream frames.
 fn converse_answer(chunks: usize) -> (Bytes, Vec<Bytes>) {
@@ -193,18 +242,20 @@ async fn fake(req: Request<Incoming>) -> Result<Response<Body>, std::convert::In
     let paced = req.headers().contains_key("x-bench-paced");
     let responses_api = req.uri().path().ends_with("/responses");
     let converse = req.uri().path().starts_with("/model/");
+    let gemini_stream = req.uri().path().contains(":streamGenerateContent");
+    let gemini = gemini_stream || req.uri().path().contains(":generateContent");
     let converse_stream = req.uri().path().ends_with("/converse-stream");
     let body = req.into_body().collect().await.unwrap().to_bytes();
-    let stream = converse_stream
-        || serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v["stream"].as_bool())
-            .unwrap_or(false);
+    let parsed = serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default();
+    let stream = converse_stream || gemini_stream || parsed["stream"].as_bool().unwrap_or(false);
+    let thinking = parsed["thinking"]["type"] == "enabled";
     if !stream {
         let answer = if responses_api {
             responses_answer(1).0
         } else if converse {
             converse_answer(1).0
+        } else if gemini {
+            gemini_answer(1).0
         } else {
             anthropic_message()
         };
@@ -221,8 +272,10 @@ async fn fake(req: Request<Incoming>) -> Result<Response<Body>, std::convert::In
             responses_answer(chunks).1
         } else if converse {
             converse_answer(chunks).1
+        } else if gemini {
+            gemini_answer(chunks).1
         } else {
-            anthropic_events(chunks)
+            anthropic_events(chunks, thinking)
         };
         for e in events {
             if tx.send(e).await.is_err() {
@@ -376,7 +429,7 @@ async fn main() {
     let port = free_port();
     let admin = free_port();
     let config = format!(
-        "config: {{adminAddr: 127.0.0.1:{admin}}}\nbinds:\n- port: {port}\n  listeners:\n  - routes:\n    - name: raw\n      matches: [{{path: {{pathPrefix: /raw}}}}]\n      backends: [{{host: \"{upstream}\"}}]\n    - name: chat\n      policies: {{backendAuth: {{key: sk-bench}}}}\n      backends:\n      - ai: {{provider: {{anthropic: {{}}}}, hostOverride: \"{upstream}\"}}\n    - name: responses\n      matches: [{{path: {{pathPrefix: /oa}}}}]\n      policies: {{backendAuth: {{key: sk-bench}}}}\n      backends:\n      - ai: {{provider: {{openAI: {{}}}}, hostOverride: \"{upstream}\"}}\n    - name: bedrock\n      matches: [{{path: {{pathPrefix: /br}}}}]\n      policies: {{backendAuth: {{aws: {{accessKeyId: AKIDBENCH, secretAccessKey: bench-secret}}}}}}\n      backends:\n      - ai: {{provider: {{bedrock: {{region: us-east-1, model: bench-model}}}}, hostOverride: \"{upstream}\"}}\n"
+        "config: {{adminAddr: 127.0.0.1:{admin}}}\nbinds:\n- port: {port}\n  listeners:\n  - routes:\n    - name: raw\n      matches: [{{path: {{pathPrefix: /raw}}}}]\n      backends: [{{host: \"{upstream}\"}}]\n    - name: chat\n      policies: {{backendAuth: {{key: sk-bench}}}}\n      backends:\n      - ai: {{provider: {{anthropic: {{}}}}, hostOverride: \"{upstream}\"}}\n    - name: responses\n      matches: [{{path: {{pathPrefix: /oa}}}}]\n      policies: {{backendAuth: {{key: sk-bench}}}}\n      backends:\n      - ai: {{provider: {{openAI: {{}}}}, hostOverride: \"{upstream}\"}}\n    - name: bedrock\n      matches: [{{path: {{pathPrefix: /br}}}}]\n      policies: {{backendAuth: {{aws: {{accessKeyId: AKIDBENCH, secretAccessKey: bench-secret}}}}}}\n      backends:\n      - ai: {{provider: {{bedrock: {{region: us-east-1, model: bench-model}}}}, hostOverride: \"{upstream}\"}}\n    - name: gemini\n      matches: [{{path: {{pathPrefix: /gm}}}}]\n      policies: {{backendAuth: {{key: sk-bench}}}}\n      backends:\n      - ai: {{provider: {{vertex: {{projectId: bench, region: us-east5}}}}, hostOverride: \"{upstream}\"}}\n"
     );
     let gw = Gateway::start(&gateway_process::wardgate_bin(), &config, port, "llm");
 
@@ -516,6 +569,63 @@ async fn main() {
         )
         .await;
     }
+    // Vertex's Gemini: OpenAI chat in, Gemini's own API out; the direct
+    // side sends the Gemini request itself.
+    let gemini_body = Bytes::from(
+        serde_json::json!({"contents": [{"role": "user", "parts": [{"text": "Summarize the report in three bullet points."}]}],
+            "generationConfig": {"maxOutputTokens": 256}})
+        .to_string(),
+    );
+    let gemini_base = format!(
+        "http://{upstream}/v1/projects/bench/locations/us-east5/publishers/google/models/gemini-bench"
+    );
+    let gw_gemini = format!("http://127.0.0.1:{port}/gm/v1/chat/completions");
+    for stream in [false, true] {
+        let (direct, kind) = if stream {
+            (
+                format!("{gemini_base}:streamGenerateContent?alt=sse"),
+                "gemini, streamed",
+            )
+        } else {
+            (format!("{gemini_base}:generateContent"), "gemini")
+        };
+        let gb = Bytes::from(
+            serde_json::json!({"model": "gemini-bench", "stream": stream, "messages": msgs})
+                .to_string(),
+        );
+        compare(
+            &c,
+            n,
+            kind,
+            stream,
+            (&direct, &gemini_body),
+            (&gw_gemini, &gb),
+        )
+        .await;
+    }
+    // Thinking: OpenAI's reasoning_effort in, Claude's thinking block out
+    // as reasoning_content chunks and its signed block.
+    let think = |body: serde_json::Value| {
+        let mut body = body;
+        body["stream"] = true.into();
+        Bytes::from(body.to_string())
+    };
+    let direct_thinking = think(
+        serde_json::json!({"model": "claude-bench", "max_tokens": 2048,
+        "thinking": {"type": "enabled", "budget_tokens": 1024}, "messages": msgs}),
+    );
+    let gw_thinking = think(
+        serde_json::json!({"model": "claude-bench", "reasoning_effort": "low", "messages": msgs}),
+    );
+    compare(
+        &c,
+        n,
+        "thinking, streamed",
+        true,
+        (&direct_url, &direct_thinking),
+        (&gw_url, &gw_thinking),
+    )
+    .await;
     // Paced streams: the CPU is idle between events, so what remains is the
     // gateway's own delay on the first and on each later event.
     let (db, gb) = (direct_body(true), gw_body(true));
