@@ -32,6 +32,39 @@ pub(super) fn str_field(v: &Value, key: &str) -> Option<String> {
     v.get(key).and_then(Value::as_str).map(str::to_string)
 }
 
+/// The text parts of some content.
+pub(super) fn texts(content: &[ContentPart]) -> impl Iterator<Item = &str> {
+    content.iter().filter_map(|p| match p {
+        ContentPart::Text(t) => Some(t.as_str()),
+        ContentPart::Other(_) => None,
+    })
+}
+
+/// The client's output token limit, in `from`'s spelling.
+pub(super) fn max_tokens(from: Flavor, body: &Value) -> Option<u64> {
+    let max = match from {
+        Flavor::OpenAi => body
+            .get("max_completion_tokens")
+            .or_else(|| body.get("max_tokens")),
+        Flavor::Anthropic => body.get("max_tokens"),
+    };
+    max.and_then(Value::as_u64)
+}
+
+/// The client's stop sequences as a list, in `from`'s spelling (OpenAI's
+/// may be one string); none when there are none.
+pub(super) fn stop_sequences(from: Flavor, body: &Value) -> Option<Value> {
+    let stop = match from {
+        Flavor::OpenAi => body.get("stop"),
+        Flavor::Anthropic => body.get("stop_sequences"),
+    };
+    match stop {
+        Some(Value::String(s)) => Some(json!([s])),
+        Some(Value::Array(a)) if !a.is_empty() => Some(Value::Array(a.clone())),
+        _ => None,
+    }
+}
+
 // ---- requests -----------------------------------------------------------
 
 /// The neutral view of a chat request body.
@@ -393,21 +426,11 @@ fn anthropic_turns(messages: &[ChatMessage]) -> (Option<Value>, Vec<Value>) {
     for m in messages {
         let (role, blocks) = match m.role {
             Role::System | Role::Developer => {
-                system.extend(m.content.iter().filter_map(|p| match p {
-                    ContentPart::Text(t) => Some(t.clone()),
-                    ContentPart::Other(_) => None,
-                }));
+                system.extend(texts(&m.content).map(str::to_string));
                 continue;
             }
             Role::Tool => {
-                let text: String = m
-                    .content
-                    .iter()
-                    .filter_map(|p| match p {
-                        ContentPart::Text(t) => Some(t.as_str()),
-                        ContentPart::Other(_) => None,
-                    })
-                    .collect();
+                let text: String = texts(&m.content).collect();
                 let block = json!({"type": "tool_result",
                     "tool_use_id": m.tool_call_id.clone().unwrap_or_default(),
                     "content": text});
@@ -475,20 +498,10 @@ pub fn translate_request(from: Flavor, to: Flavor, body: &Value, view: &LlmReque
     }
     match (from, to) {
         (Flavor::OpenAi, Flavor::Anthropic) => {
-            let max = src
-                .get("max_completion_tokens")
-                .or_else(|| src.get("max_tokens"))
-                .and_then(Value::as_u64)
-                .unwrap_or(DEFAULT_MAX_TOKENS);
+            let max = max_tokens(from, body).unwrap_or(DEFAULT_MAX_TOKENS);
             out.insert("max_tokens".into(), max.into());
-            match src.get("stop") {
-                Some(Value::String(s)) => {
-                    out.insert("stop_sequences".into(), json!([s]));
-                }
-                Some(Value::Array(a)) => {
-                    out.insert("stop_sequences".into(), Value::Array(a.clone()));
-                }
-                _ => {}
+            if let Some(stop) = stop_sequences(from, body) {
+                out.insert("stop_sequences".into(), stop);
             }
             if !view.tools.is_empty() {
                 let tools = view

@@ -9,7 +9,7 @@
 use serde_json::{Map, Value, json};
 
 use super::api::Flavor;
-use super::chat::{Turns, str_field};
+use super::chat::{Turns, max_tokens, stop_sequences, str_field, texts};
 use super::stream::Piece;
 use crate::policy::bindings::{
     ChatMessage, ContentPart, LlmRequest, LlmResponse, Role, TokenUsage,
@@ -92,35 +92,17 @@ pub fn request(
     out.insert("messages".into(), Value::Array(turns));
 
     let mut inference = Map::new();
-    let max = match from {
-        Flavor::OpenAi => body
-            .get("max_completion_tokens")
-            .or_else(|| body.get("max_tokens")),
-        Flavor::Anthropic => body.get("max_tokens"),
-    };
     inference.insert(
         "maxTokens".into(),
-        max.and_then(Value::as_u64)
-            .unwrap_or(DEFAULT_MAX_TOKENS)
-            .into(),
+        max_tokens(from, body).unwrap_or(DEFAULT_MAX_TOKENS).into(),
     );
     for (from_key, to_key) in [("temperature", "temperature"), ("top_p", "topP")] {
         if let Some(v) = body.get(from_key).filter(|v| v.is_number()) {
             inference.insert(to_key.into(), v.clone());
         }
     }
-    let stop = match from {
-        Flavor::OpenAi => body.get("stop"),
-        Flavor::Anthropic => body.get("stop_sequences"),
-    };
-    match stop {
-        Some(Value::String(s)) => {
-            inference.insert("stopSequences".into(), json!([s]));
-        }
-        Some(Value::Array(a)) if !a.is_empty() => {
-            inference.insert("stopSequences".into(), Value::Array(a.clone()));
-        }
-        _ => {}
+    if let Some(stop) = stop_sequences(from, body) {
+        inference.insert("stopSequences".into(), stop);
     }
     out.insert("inferenceConfig".into(), Value::Object(inference));
 
@@ -229,13 +211,6 @@ fn turns(messages: &[ChatMessage]) -> (Vec<Value>, Vec<Value>) {
         }
     }
     (system, turns.into_json())
-}
-
-fn texts(content: &[ContentPart]) -> impl Iterator<Item = &str> {
-    content.iter().filter_map(|p| match p {
-        ContentPart::Text(t) => Some(t.as_str()),
-        ContentPart::Other(_) => None,
-    })
 }
 
 /// A content part as a Converse block: text, an inline image (an OpenAI

@@ -16,7 +16,7 @@
 use serde_json::{Map, Value, json};
 
 use super::api::Flavor;
-use super::chat::{Turns, str_field};
+use super::chat::{Turns, max_tokens, stop_sequences, str_field, texts};
 use super::stream::Piece;
 use crate::policy::bindings::{
     ChatMessage, ContentPart, LlmRequest, LlmResponse, Role, TokenUsage, ToolCall,
@@ -57,14 +57,8 @@ pub fn request(from: Flavor, body: &Value, view: &LlmRequest) -> Map<String, Val
         }
     }
     let mut generation = Map::new();
-    let max = match from {
-        Flavor::OpenAi => body
-            .get("max_completion_tokens")
-            .or_else(|| body.get("max_tokens")),
-        Flavor::Anthropic => body.get("max_tokens"),
-    };
-    if let Some(max) = max.filter(|v| v.is_u64()) {
-        generation.insert("maxOutputTokens".into(), max.clone());
+    if let Some(max) = max_tokens(from, body) {
+        generation.insert("maxOutputTokens".into(), max.into());
     }
     for (key, to) in [
         ("temperature", "temperature"),
@@ -78,18 +72,8 @@ pub fn request(from: Flavor, body: &Value, view: &LlmRequest) -> Map<String, Val
             generation.insert(to.into(), v.clone());
         }
     }
-    let stop = match from {
-        Flavor::OpenAi => body.get("stop"),
-        Flavor::Anthropic => body.get("stop_sequences"),
-    };
-    match stop {
-        Some(Value::String(s)) => {
-            generation.insert("stopSequences".into(), json!([s]));
-        }
-        Some(Value::Array(a)) if !a.is_empty() => {
-            generation.insert("stopSequences".into(), Value::Array(a.clone()));
-        }
-        _ => {}
+    if let Some(stop) = stop_sequences(from, body) {
+        generation.insert("stopSequences".into(), stop);
     }
     out.insert("generationConfig".into(), Value::Object(generation));
     out
@@ -128,10 +112,7 @@ fn contents(messages: &[ChatMessage]) -> (Vec<String>, Vec<Value>) {
     for m in messages {
         let (role, parts) = match m.role {
             Role::System | Role::Developer => {
-                system.extend(m.content.iter().filter_map(|p| match p {
-                    ContentPart::Text(t) => Some(t.clone()),
-                    ContentPart::Other(_) => None,
-                }));
+                system.extend(texts(&m.content).map(str::to_string));
                 continue;
             }
             Role::Tool => {
@@ -144,14 +125,7 @@ fn contents(messages: &[ChatMessage]) -> (Vec<String>, Vec<Value>) {
                     .map(|(_, name)| *name)
                     .or(m.name.as_deref())
                     .unwrap_or_default();
-                let text: String = m
-                    .content
-                    .iter()
-                    .filter_map(|p| match p {
-                        ContentPart::Text(t) => Some(t.as_str()),
-                        ContentPart::Other(_) => None,
-                    })
-                    .collect();
+                let text: String = texts(&m.content).collect();
                 let mut response = json!({"name": name, "response": {"content": text}});
                 if !id.is_empty() {
                     response["id"] = id.into();

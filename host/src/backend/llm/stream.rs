@@ -747,6 +747,18 @@ impl StreamRelay {
         index
     }
 
+    /// The open thinking block, or a new one.
+    fn thinking_block(&mut self, out: &mut BytesMut) -> u64 {
+        match self.open_block {
+            Some((BlockKind::Thinking, i)) => i,
+            _ => self.open(
+                BlockKind::Thinking,
+                json!({"type": "thinking", "thinking": "", "signature": ""}),
+                out,
+            ),
+        }
+    }
+
     fn write_anthropic(&mut self, piece: Piece, out: &mut BytesMut) {
         match piece {
             Piece::Start { id, model } => {
@@ -766,14 +778,7 @@ impl StreamRelay {
                 event_frame(out, "content_block_delta", &ev.to_string());
             }
             Piece::Thinking(t) => {
-                let index = match self.open_block {
-                    Some((BlockKind::Thinking, i)) => i,
-                    _ => self.open(
-                        BlockKind::Thinking,
-                        json!({"type": "thinking", "thinking": "", "signature": ""}),
-                        out,
-                    ),
-                };
+                let index = self.thinking_block(out);
                 let ev = json!({"type": "content_block_delta", "index": index,
                     "delta": {"type": "thinking_delta", "thinking": t}});
                 event_frame(out, "content_block_delta", &ev.to_string());
@@ -781,14 +786,7 @@ impl StreamRelay {
             // A signature without thinking before it (Gemini signs its
             // calls) is a block of its own, so the client returns it.
             Piece::ThinkingSignature(signature) => {
-                let index = match self.open_block {
-                    Some((BlockKind::Thinking, i)) => i,
-                    _ => self.open(
-                        BlockKind::Thinking,
-                        json!({"type": "thinking", "thinking": "", "signature": ""}),
-                        out,
-                    ),
-                };
+                let index = self.thinking_block(out);
                 let ev = json!({"type": "content_block_delta", "index": index,
                     "delta": {"type": "signature_delta", "signature": signature}});
                 event_frame(out, "content_block_delta", &ev.to_string());
