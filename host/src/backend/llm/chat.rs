@@ -332,13 +332,16 @@ fn openai_message(m: &ChatMessage) -> Value {
     out.insert("role".into(), role.into());
     // Thinking blocks ride beside the content, where OpenAI-format clients
     // keep them.
-    let (thinking, content): (Vec<&ContentPart>, Vec<&ContentPart>) =
-        m.content.iter().partition(|p| thinking_block(p).is_some());
+    let mut thinking = Vec::new();
+    let mut content = Vec::with_capacity(m.content.len());
+    for p in &m.content {
+        match thinking_block(p) {
+            Some(block) => thinking.push(block),
+            None => content.push(p),
+        }
+    }
     if !thinking.is_empty() {
-        out.insert(
-            "thinking_blocks".into(),
-            thinking.into_iter().filter_map(thinking_block).collect(),
-        );
+        out.insert("thinking_blocks".into(), Value::Array(thinking));
     }
     let all_text = content.iter().all(|p| matches!(p, ContentPart::Text(_)));
     let content = if content.is_empty() {

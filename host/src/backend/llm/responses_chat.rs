@@ -600,6 +600,16 @@ impl ResponsesEvents {
         );
     }
 
+    /// Add `text` to the open item's part: its `kind` delta event.
+    fn delta(&mut self, text: &str, kind: &str) -> Value {
+        if let Some(Open::Text(sent) | Open::Reasoning(sent)) = &mut self.open {
+            sent.push_str(text);
+        }
+        let index = self.output.len() - 1;
+        json!({"type": kind, "item_id": self.output[index]["id"], "output_index": index,
+            "content_index": 0, "delta": text})
+    }
+
     /// End the open item with its `done` events.
     fn close(&mut self, out: &mut BytesMut) {
         let Some(open) = self.open.take() else {
@@ -687,16 +697,9 @@ impl ResponsesEvents {
                         out,
                     );
                 }
-                if let Some(Open::Text(sent)) = &mut self.open {
-                    sent.push_str(&text);
-                }
-                let index = self.output.len() - 1;
-                let item_id = self.output[index]["id"].clone();
-                self.send(
-                    out,
-                    json!({"type": "response.output_text.delta", "item_id": item_id,
-                        "output_index": index, "content_index": 0, "delta": text, "logprobs": []}),
-                );
+                let mut event = self.delta(&text, "response.output_text.delta");
+                event["logprobs"] = json!([]);
+                self.send(out, event);
             }
             Piece::Thinking(text) => {
                 if !matches!(self.open, Some(Open::Reasoning(_))) {
@@ -709,16 +712,8 @@ impl ResponsesEvents {
                         out,
                     );
                 }
-                if let Some(Open::Reasoning(sent)) = &mut self.open {
-                    sent.push_str(&text);
-                }
-                let index = self.output.len() - 1;
-                let item_id = self.output[index]["id"].clone();
-                self.send(
-                    out,
-                    json!({"type": "response.reasoning_text.delta", "item_id": item_id,
-                        "output_index": index, "content_index": 0, "delta": text}),
-                );
+                let event = self.delta(&text, "response.reasoning_text.delta");
+                self.send(out, event);
             }
             Piece::ThinkingSignature(signature)
                 if matches!(self.open, Some(Open::Reasoning(_))) =>

@@ -214,9 +214,12 @@ impl StreamRelay {
             },
             Wire::Gemini => match &parsed {
                 Some(v) => {
-                    let model = self.model.clone();
-                    let pieces =
-                        super::gemini::read_event(v, &model, &mut self.gemini, &mut self.usage);
+                    let pieces = super::gemini::read_event(
+                        v,
+                        &self.model,
+                        &mut self.gemini,
+                        &mut self.usage,
+                    );
                     if let Some(Piece::Start { id, model }) = pieces.first() {
                         self.id.clone_from(id);
                         self.model.clone_from(model);
@@ -498,35 +501,20 @@ impl StreamRelay {
             "content_block_delta" => {
                 let index = v.get("index").and_then(Value::as_u64).unwrap_or(0);
                 let delta = v.get("delta");
+                let field = |k: &str| {
+                    delta
+                        .and_then(|d| d.get(k))
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string()
+                };
                 match delta.and_then(|d| d.get("type")).and_then(Value::as_str) {
-                    Some("text_delta") => vec![Piece::Text(
-                        delta
-                            .and_then(|d| d.get("text"))
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()
-                            .to_string(),
-                    )],
-                    Some("thinking_delta") => vec![Piece::Thinking(
-                        delta
-                            .and_then(|d| d.get("thinking"))
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()
-                            .to_string(),
-                    )],
-                    Some("signature_delta") => vec![Piece::ThinkingSignature(
-                        delta
-                            .and_then(|d| d.get("signature"))
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()
-                            .to_string(),
-                    )],
+                    Some("text_delta") => vec![Piece::Text(field("text"))],
+                    Some("thinking_delta") => vec![Piece::Thinking(field("thinking"))],
+                    Some("signature_delta") => vec![Piece::ThinkingSignature(field("signature"))],
                     Some("input_json_delta") => vec![Piece::ToolArgs {
                         index,
-                        json: delta
-                            .and_then(|d| d.get("partial_json"))
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()
-                            .to_string(),
+                        json: field("partial_json"),
                     }],
                     _ => Vec::new(),
                 }
